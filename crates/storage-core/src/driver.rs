@@ -1,0 +1,115 @@
+//! The driver traits: what a backing store (memory, a mapped file) provides to `Resource`.
+
+use std::{ops::Range, path::Path};
+
+use rangemap::RangeSet;
+
+use crate::StorageResult;
+
+/// Byte-level I/O of a backing store.
+///
+/// [`Resource`](crate::Resource) owns all the bookkeeping: which ranges are
+/// available, the lifecycle, waking waiters, cancellation. A driver only moves
+/// bytes and finalises storage. `Resource` guarantees that `write_at`,
+/// `commit` and `reactivate` are never called concurrently with each other on
+/// one driver; `read_at` may run concurrently with anything, from any number
+/// of threads.
+///
+/// An implementation must never panic on caller input (any `offset`, any
+/// length) and must turn every failure into a `StorageError`.
+pub trait DriverIo: Send + Sync + 'static {
+    /// Finalises storage: with `Some(n)` the stored data becomes exactly `n`
+    /// bytes long (cut or zero-extended); with `None` it ends at the written
+    /// extent. After it returns, `read_at` must not serve bytes past that end.
+    ///
+    /// # Errors
+    ///
+    /// `Io` when the backing store cannot be truncated or remapped.
+    fn commit(&self, final_len: Option<u64>) -> StorageResult<()>;
+
+    /// Called after `range` was recorded as available, before the writer
+    /// returns (a driver may keep its own index). The default does nothing.
+    fn notify_write(&self, _range: &Range<u64>) {}
+
+    /// The backing file, if any.
+    fn path(&self) -> Option<&Path>;
+
+    /// Reopens the store for writing after a commit. Must keep every byte.
+    ///
+    /// # Errors
+    ///
+    /// `ReadOnly` when the store can never be written; `Io` on failure.
+    fn reactivate(&self) -> StorageResult<()>;
+
+    /// Copies bytes at `offset` into `buf`, never past `effective_len` (the
+    /// resource's readable end, computed by `Resource`), and returns the count;
+    /// `0` at or past the end.
+    ///
+    /// # Errors
+    ///
+    /// `Io` when the store cannot be read.
+    fn read_at(&self, offset: u64, buf: &mut [u8], effective_len: u64) -> StorageResult<usize>;
+
+    /// Bytes currently reserved by the store (file or buffer size), which may
+    /// exceed the data written.
+    fn storage_len(&self) -> u64;
+
+    /// A lock-free "is this range certainly available" check consulted before
+    /// `Resource` takes its lock. Must never answer `true` for a range that is
+    /// not available. The default answers `false`.
+    fn try_fast_check(&self, _range: &Range<u64>) -> bool {
+        false
+    }
+
+    /// The window of offsets the store still holds, for stores that evict old
+    /// data; `None` (the default) means everything written is kept.
+    fn valid_window(&self) -> Option<Range<u64>> {
+        None
+    }
+
+    /// Stores `data` at `offset`. `committed` says whether the resource is
+    /// committed; a driver that does not write after commit returns
+    /// `Err(StorageError::Committed)`. `offset + data.len()` is known not to
+    /// overflow. `data` may be empty: then the driver only says whether it
+    /// would accept a write, and stores (and grows) nothing.
+    ///
+    /// # Errors
+    ///
+    /// `Committed` / `ReadOnly` when writes are refused; `Io` when the store
+    /// cannot hold the bytes.
+    fn write_at(&self, offset: u64, data: &[u8], committed: bool) -> StorageResult<()>;
+}
+
+/// A driver that can be opened from options.
+pub trait Driver: DriverIo {
+    /// What opening needs (a path and mode, initial data).
+    type Options: Send;
+
+    /// Opens the store and reports what it already holds.
+    ///
+    /// # Errors
+    ///
+    /// Whatever prevents opening (`Io` for a file that cannot be created).
+    fn open(opts: Self::Options) -> StorageResult<(Self, DriverState)>
+    where
+        Self: Sized;
+}
+
+/// A driver whose default options always open: gives `Resource::new(cancel)`.
+pub trait DefaultOpen: Driver {
+    /// Opens with default options.
+    fn open_default() -> (Self, DriverState)
+    where
+        Self: Sized;
+}
+
+/// What a freshly opened store already holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DriverState {
+    /// The committed length, when the store opens committed with one.
+    pub final_len: Option<u64>,
+    /// The byte ranges that hold data.
+    pub available: RangeSet<u64>,
+    /// Whether the store opens committed (complete) rather than active.
+    pub is_committed: bool,
+}

@@ -1,0 +1,177 @@
+//! `ResourceExt`, the trait applications program against, and the values it returns.
+
+use std::{ops::Range, path::Path};
+
+use crate::StorageResult;
+
+/// How a [`ResourceExt::wait_range`] ended without an error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WaitOutcome {
+    /// Every byte of the range (clipped to the final length once committed) is
+    /// available: `read_at` returns it.
+    Ready,
+    /// The resource is committed and the range starts at or after its end, or
+    /// lies in a part that will never be written: no more bytes will come.
+    Eof,
+    /// The waiters were interrupted (a seek or flush upstream); the range may
+    /// still be missing.
+    Interrupted,
+}
+
+/// The lifecycle phase of a resource, as [`ResourceExt::status`] reports it.
+///
+/// When several apply, the first of `Failed`, `Committed`, `Cancelled`,
+/// `Active` wins.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ResourceStatus {
+    /// Open for writing: bytes are still arriving.
+    Active,
+    /// All data is written; `final_len` is the length given to `commit`.
+    Committed {
+        /// The committed length, `None` after `commit(None)`.
+        final_len: Option<u64>,
+    },
+    /// Marked failed with [`ResourceExt::fail`]; the reason given there.
+    Failed(String),
+    /// The cancellation token was cancelled while the resource was active.
+    Cancelled,
+}
+
+/// A hook for layers above storage that track coverage (an index of cached
+/// ranges, a progress display).
+///
+/// Both calls run on the writer's thread after every lock of the resource is
+/// released, so an observer may call back into the resource. They must not
+/// block for long: the writer waits for them.
+pub trait AvailabilityObserver: Send + Sync {
+    /// The resource was committed with a known length (`commit(Some(n))`).
+    /// `commit(None)` does not call it.
+    fn on_commit(&self, final_len: u64);
+    /// `range` was written and is now available.
+    fn on_write(&self, range: Range<u64>);
+}
+
+/// The operations on a storage resource: random-access writes, blocking waits
+/// for ranges, reads, and the lifecycle (`commit`, `fail`, `reactivate`).
+///
+/// Implemented by every resource type (`Resource<D>` for each driver, and the
+/// facade's `StorageResource` and `Atomic`); it is dyn-compatible, so
+/// `Box<dyn ResourceExt>` works.
+pub trait ResourceExt: Send + Sync + 'static {
+    /// Reads up to `buf.len()` bytes at `offset` without waiting.
+    ///
+    /// Reads stop at the effective length: the final length once committed,
+    /// else the written extent (one past the highest byte written). Returns the
+    /// number of bytes copied, `0` at or after that end. Bytes inside holes that
+    /// were never written read as zeros; use [`wait_range`](Self::wait_range)
+    /// first to know they are there.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError::Failed`](crate::StorageError::Failed) after `fail`,
+    /// [`StorageError::Cancelled`](crate::StorageError::Cancelled) after
+    /// cancellation, [`StorageError::Io`](crate::StorageError::Io) if the
+    /// driver cannot read.
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> StorageResult<usize>;
+
+    /// Writes `data` at `offset`, marks `offset..offset + len` available and
+    /// wakes the waiters whose range that completes.
+    ///
+    /// An empty `data` stores nothing, but is refused like any write when the
+    /// resource does not accept writes.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidRange` when `offset + len` overflows `u64`; `Failed` / `Cancelled`
+    /// as for reads; `Committed` or `ReadOnly` when the driver refuses writes in
+    /// the resource's state; `Io` when the driver cannot store the bytes (full
+    /// disk, no memory).
+    fn write_at(&self, offset: u64, data: &[u8]) -> StorageResult<()>;
+
+    /// Blocks until `range` can be read, or will never be.
+    ///
+    /// Returns `Ready` when the range is covered (once committed, the range
+    /// clipped to the final length), `Eof` when the resource is committed and
+    /// the range starts at or past the end (or, after `commit(None)`, is not
+    /// covered), `Interrupted` when the waiters are interrupted. An empty
+    /// range is `Ready` at once. The wait is event-driven: it sleeps until a
+    /// write, commit, fail, reactivate or cancellation concerns it.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidRange` when `range.start > range.end`; `Failed` when the
+    /// resource is or becomes failed; `Cancelled` when its token is or becomes
+    /// cancelled.
+    fn wait_range(&self, range: Range<u64>) -> StorageResult<WaitOutcome>;
+
+    /// Marks the resource complete.
+    ///
+    /// `Some(n)`: bytes `0..n` become available (unwritten ones read as zeros,
+    /// bytes past `n` are cut off), `len()` becomes `Some(n)`, and the observer
+    /// hears `on_commit(n)`. `None`: the length stays unknown and the data ends
+    /// at the written extent; the observer is not called. Every waiter wakes.
+    /// Committing a committed resource is a no-op returning `Ok`.
+    ///
+    /// # Errors
+    ///
+    /// `Failed` / `Cancelled`; `Io` when the driver cannot finalise (truncate,
+    /// remap).
+    fn commit(&self, final_len: Option<u64>) -> StorageResult<()>;
+
+    /// Marks the resource failed: every waiter wakes with `Err(Failed)`, and
+    /// later reads, writes, waits and commits return it. The first reason is
+    /// kept if it is called twice.
+    fn fail(&self, reason: String);
+
+    /// The backing file, `None` for memory resources.
+    fn path(&self) -> Option<&Path>;
+
+    /// The committed length: `Some(n)` after `commit(Some(n))`, else `None`.
+    fn len(&self) -> Option<u64>;
+
+    /// Whether the resource is committed with length 0 (`len() == Some(0)`).
+    fn is_empty(&self) -> bool {
+        self.len() == Some(0)
+    }
+
+    /// The lifecycle phase.
+    fn status(&self) -> ResourceStatus;
+
+    /// Turns a committed or failed resource back into an active one: the
+    /// failure and the final length are cleared, the bytes and their ranges
+    /// are kept, and the backing store is reopened for writing. A no-op on an
+    /// active resource.
+    ///
+    /// # Errors
+    ///
+    /// `Cancelled` after cancellation; `ReadOnly` for a read-only resource;
+    /// `Io` when the backing store cannot be reopened.
+    fn reactivate(&self) -> StorageResult<()>;
+
+    /// Whether every byte of `range` is available now. Empty ranges are;
+    /// inverted ones are not.
+    fn contains_range(&self, range: Range<u64>) -> bool;
+
+    /// The first missing range inside `from..limit` (clipped to the final
+    /// length once committed), or `None` when all of it is available.
+    fn next_gap(&self, from: u64, limit: u64) -> Option<Range<u64>>;
+
+    /// Replaces the contents of `buf` with the whole resource, up to its
+    /// effective length, and returns the byte count.
+    ///
+    /// # Errors
+    ///
+    /// As [`read_at`](Self::read_at), plus `Io` with kind `OutOfMemory` when
+    /// the length does not fit in memory.
+    fn read_into(&self, buf: &mut Vec<u8>) -> StorageResult<usize>;
+
+    /// Writes `data` at offset 0 and commits with `Some(data.len())`.
+    ///
+    /// # Errors
+    ///
+    /// As [`write_at`](Self::write_at) and [`commit`](Self::commit).
+    fn write_all(&self, data: &[u8]) -> StorageResult<()> {
+        self.write_at(0, data)?;
+        self.commit(Some(data.len() as u64))
+    }
+}

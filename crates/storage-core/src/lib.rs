@@ -1,0 +1,49 @@
+//! The core of the `storage` family: traits, range tracking, wait logic.
+//!
+//! **Who this crate is for.** Driver authors depend on `storage-core` to
+//! implement [`Driver`] for a new backing store. Applications depend on the
+//! `storage` facade, which re-exports everything here together with the
+//! memory and mmap drivers.
+//!
+//! A [`Resource<D>`] wraps a driver and owns everything that is the same for
+//! every store: which byte ranges have landed ([`RangeTracker`]), the
+//! lifecycle (active, committed, failed, cancelled), and waits that block a
+//! reader until the bytes it needs are written. Waits are event-driven: each
+//! blocked waiter sleeps on its own condvar and is woken by the write that
+//! completes its range, by a lifecycle change, or at once by cancellation of
+//! the resource's [`CancellationToken`] — no polling, no timer.
+//!
+//! This crate holds no driver, does no file I/O and contains no `unsafe`.
+
+#![forbid(unsafe_code)]
+
+mod cancel;
+mod driver;
+mod error;
+mod ext;
+mod resource;
+mod tracker;
+mod waiters;
+
+pub use driver::{DefaultOpen, Driver, DriverIo, DriverState};
+pub use error::{StorageError, StorageResult};
+pub use ext::{AvailabilityObserver, ResourceExt, ResourceStatus, WaitOutcome};
+pub use rangemap::RangeSet;
+pub use resource::Resource;
+pub use tokio_util::sync::CancellationToken;
+pub use tracker::RangeTracker;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn public_handles_are_send_and_sync() {
+        const _: () = assert_send_sync::<StorageError>();
+        const _: () = assert_send_sync::<RangeTracker>();
+        const _: () = assert_send_sync::<Box<dyn ResourceExt>>();
+        const _: () = assert_send_sync::<std::sync::Arc<dyn AvailabilityObserver>>();
+    }
+}

@@ -1,0 +1,49 @@
+//! Random-access storage resources for streaming media.
+//!
+//! An async downloader writes byte ranges of a file into a resource in any
+//! order; synchronous readers (a decoder) block in
+//! [`wait_range`](ResourceExt::wait_range) until the bytes they need have
+//! landed, then [`read_at`](ResourceExt::read_at) them. This crate is the one
+//! applications depend on: it re-exports the core types and the drivers, and
+//! adds [`StorageResource`], one type over every driver.
+//!
+//! # Feature flags
+//!
+//! - `mem` (default): the in-memory driver, [`MemResource`] and
+//!   `StorageResource::Mem`.
+//!
+//! At least one driver feature must be enabled.
+//!
+//! # Examples
+//!
+//! ```
+//! use storage::{CancellationToken, MemResource, ResourceExt, StorageResource, WaitOutcome};
+//!
+//! let resource = StorageResource::from(MemResource::new(CancellationToken::new()));
+//! resource.write_at(0, b"ID3 tag and frames")?;
+//! assert_eq!(resource.wait_range(0..3)?, WaitOutcome::Ready);
+//! let mut head = [0; 3];
+//! resource.read_at(0, &mut head)?;
+//! assert_eq!(&head, b"ID3");
+//! # Ok::<(), storage::StorageError>(())
+//! ```
+
+#![forbid(unsafe_code)]
+
+#[cfg(not(feature = "mem"))]
+compile_error!("the `storage` crate needs a driver: enable feature `mem` (in-memory)");
+
+mod unified;
+
+pub use storage_core::{
+    AvailabilityObserver, CancellationToken, DefaultOpen, Driver, DriverIo, DriverState, RangeSet,
+    RangeTracker, Resource, ResourceExt, ResourceStatus, StorageError, StorageResult, WaitOutcome,
+};
+#[cfg(feature = "mem")]
+pub use storage_mem::{MemDriver, MemOptions, MemResource};
+pub use unified::StorageResource;
+
+/// The root README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;

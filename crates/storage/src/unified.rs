@@ -1,0 +1,113 @@
+//! `StorageResource`: one resource type over every enabled driver.
+
+use std::{ops::Range, path::Path};
+
+use crate::{ResourceExt, ResourceStatus, StorageResult, WaitOutcome};
+
+/// A resource of any enabled driver, so code can hold either without
+/// generics. Cloning is cheap (another handle to the same resource).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum StorageResource {
+    /// An in-memory resource (feature `mem`).
+    #[cfg(feature = "mem")]
+    Mem(crate::MemResource),
+}
+
+/// Runs `$body` with `$inner` bound to the resource inside any variant: the
+/// one place the variants' `cfg` gates are spelled out.
+macro_rules! dispatch {
+    ($resource:expr, $inner:ident => $body:expr) => {
+        match $resource {
+            #[cfg(feature = "mem")]
+            StorageResource::Mem($inner) => $body,
+        }
+    };
+}
+
+#[cfg(feature = "mem")]
+impl From<crate::MemResource> for StorageResource {
+    fn from(resource: crate::MemResource) -> Self {
+        Self::Mem(resource)
+    }
+}
+
+impl StorageResource {
+    /// How many threads are blocked in `wait_range` right now.
+    #[must_use]
+    pub fn waiter_count(&self) -> usize {
+        dispatch!(self, inner => inner.waiter_count())
+    }
+}
+
+impl ResourceExt for StorageResource {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> StorageResult<usize> {
+        dispatch!(self, inner => inner.read_at(offset, buf))
+    }
+
+    fn write_at(&self, offset: u64, data: &[u8]) -> StorageResult<()> {
+        dispatch!(self, inner => inner.write_at(offset, data))
+    }
+
+    fn wait_range(&self, range: Range<u64>) -> StorageResult<WaitOutcome> {
+        dispatch!(self, inner => inner.wait_range(range))
+    }
+
+    fn commit(&self, final_len: Option<u64>) -> StorageResult<()> {
+        dispatch!(self, inner => inner.commit(final_len))
+    }
+
+    fn fail(&self, reason: String) {
+        dispatch!(self, inner => inner.fail(reason));
+    }
+
+    fn path(&self) -> Option<&Path> {
+        dispatch!(self, inner => inner.path())
+    }
+
+    fn len(&self) -> Option<u64> {
+        dispatch!(self, inner => inner.len())
+    }
+
+    fn is_empty(&self) -> bool {
+        dispatch!(self, inner => inner.is_empty())
+    }
+
+    fn status(&self) -> ResourceStatus {
+        dispatch!(self, inner => inner.status())
+    }
+
+    fn reactivate(&self) -> StorageResult<()> {
+        dispatch!(self, inner => inner.reactivate())
+    }
+
+    fn contains_range(&self, range: Range<u64>) -> bool {
+        dispatch!(self, inner => inner.contains_range(range))
+    }
+
+    fn next_gap(&self, from: u64, limit: u64) -> Option<Range<u64>> {
+        dispatch!(self, inner => inner.next_gap(from, limit))
+    }
+
+    fn read_into(&self, buf: &mut Vec<u8>) -> StorageResult<usize> {
+        dispatch!(self, inner => inner.read_into(buf))
+    }
+
+    fn write_all(&self, data: &[u8]) -> StorageResult<()> {
+        dispatch!(self, inner => inner.write_all(data))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const fn assert_send_sync<T: Send + Sync + Clone>() {}
+
+    #[test]
+    fn storage_resource_is_a_shareable_handle() {
+        const _: () = assert_send_sync::<StorageResource>();
+        #[cfg(feature = "mem")]
+        const _: () = assert_send_sync::<crate::MemResource>();
+    }
+}

@@ -1,0 +1,28 @@
+//! The behaviour suite run against `MemResource`.
+
+mod support;
+
+use std::sync::Arc;
+
+use storage::{AvailabilityObserver, CancellationToken, MemOptions, MemResource};
+use support::Harness;
+
+struct Mem;
+
+impl Harness for Mem {
+    type R = MemResource;
+
+    fn open(
+        &self,
+        cancel: CancellationToken,
+        observer: Option<Arc<dyn AvailabilityObserver>>,
+    ) -> MemResource {
+        MemResource::open_with_observer(cancel, MemOptions::default(), observer).unwrap()
+    }
+
+    fn waiters(&self, resource: &MemResource) -> usize {
+        resource.waiter_count()
+    }
+}
+
+support::suite::behaviour_suite!(Mem);

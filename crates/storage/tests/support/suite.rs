@@ -1,0 +1,720 @@
+//! The behaviour suite: one test per line of the contract's "Semantics",
+//! written once and run against every driver through a [`Harness`].
+
+use std::{ops::Range, sync::Arc};
+
+use proptest::{prelude::*, test_runner::TestRunner};
+use storage::{
+    AvailabilityObserver, CancellationToken, ResourceExt, ResourceStatus, StorageError, WaitOutcome,
+};
+
+use super::{Harness, Heard, PendingWait, RecordingObserver, pattern, shuffled, wait_for_count};
+
+/// Expands to one `#[test]` per behaviour below, each on a fresh harness.
+macro_rules! behaviour_suite {
+    ($harness:expr) => {
+        $crate::support::suite::behaviour_suite!(@tests $harness;
+            wait_rejects_an_inverted_range,
+            empty_range_is_ready_at_once,
+            overflowing_offsets_are_invalid_ranges_not_panics,
+            write_makes_the_range_available_and_readable,
+            observer_hears_writes_after_locks_are_released,
+            writing_a_committed_resource_is_refused,
+            read_stops_at_the_written_extent_while_active,
+            read_stops_at_the_final_length_once_committed,
+            read_does_not_wait,
+            wait_is_ready_when_covered,
+            wait_is_eof_at_or_past_the_committed_end,
+            wait_is_ready_when_the_clipped_range_is_covered,
+            committed_without_length_answers_eof_for_holes,
+            commit_with_length_marks_everything_available,
+            commit_with_length_cuts_later_bytes,
+            commit_without_length_is_silent_and_keeps_len_unknown,
+            second_commit_is_a_harmless_noop,
+            fail_makes_later_operations_fail,
+            fail_keeps_the_first_reason,
+            reactivate_after_commit_keeps_the_bytes,
+            reactivate_clears_a_failure,
+            reactivate_of_an_active_resource_is_a_noop,
+            cancel_makes_later_operations_cancelled,
+            a_token_cancelled_before_open_cancels_the_resource,
+            cancelling_a_parent_token_cancels_the_resource,
+            status_priority_is_failed_committed_cancelled_active,
+            next_gap_finds_the_first_hole_within_the_limit,
+            contains_range_answers_for_exactly_the_written_bytes,
+            is_empty_only_when_committed_with_zero_length,
+            write_all_commits_and_read_into_replaces_the_buffer,
+            blocked_waiter_wakes_on_the_write_that_covers_it,
+            a_write_elsewhere_leaves_a_waiter_blocked,
+            blocked_waiter_wakes_on_commit,
+            blocked_waiter_wakes_on_fail,
+            blocked_waiter_wakes_on_cancel,
+            many_waiters_and_a_writer_in_random_order,
+            operations_match_the_model,
+        );
+    };
+    (@tests $harness:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                $crate::support::suite::$name(&$harness);
+            }
+        )*
+    };
+}
+pub(crate) use behaviour_suite;
+
+fn status_is<H: Harness>(resource: &H::R, expected: &ResourceStatus) {
+    assert_eq!(&resource.status(), expected);
+}
+
+pub fn wait_rejects_an_inverted_range<H: Harness>(h: &H) {
+    let r = h.fresh();
+    #[allow(clippy::reversed_empty_ranges, reason = "the case under test")]
+    let inverted = 10..5;
+    assert!(matches!(
+        r.wait_range(inverted),
+        Err(StorageError::InvalidRange { start: 10, end: 5 })
+    ));
+}
+
+pub fn empty_range_is_ready_at_once<H: Harness>(h: &H) {
+    let r = h.fresh();
+    assert_eq!(r.wait_range(7..7).unwrap(), WaitOutcome::Ready);
+    assert_eq!(
+        r.wait_range(u64::MAX..u64::MAX).unwrap(),
+        WaitOutcome::Ready
+    );
+}
+
+pub fn overflowing_offsets_are_invalid_ranges_not_panics<H: Harness>(h: &H) {
+    let r = h.fresh();
+    let err = r.write_at(u64::MAX - 1, b"abc").unwrap_err();
+    assert!(
+        matches!(err, StorageError::InvalidRange { start, end } if start == u64::MAX - 1 && end == u64::MAX),
+        "{err}"
+    );
+    assert!(!r.contains_range(u64::MAX - 1..u64::MAX));
+    let mut buf = [0; 4];
+    assert_eq!(r.read_at(u64::MAX, &mut buf).unwrap(), 0);
+    assert_eq!(r.next_gap(u64::MAX, u64::MAX), None);
+    status_is::<H>(&r, &ResourceStatus::Active);
+}
+
+pub fn write_makes_the_range_available_and_readable<H: Harness>(h: &H) {
+    let r = h.fresh();
+    let data = pattern(1, 300);
+    r.write_at(100, &data).unwrap();
+    assert!(r.contains_range(100..400));
+    assert!(!r.contains_range(99..400));
+    let mut buf = vec![0; 300];
+    assert_eq!(r.read_at(100, &mut buf).unwrap(), 300);
+    assert_eq!(buf, data);
+}
+
+pub fn observer_hears_writes_after_locks_are_released<H: Harness>(h: &H) {
+    let observer = Arc::new(RecordingObserver::default());
+    let r = h.open(
+        CancellationToken::new(),
+        Some(Arc::clone(&observer) as Arc<dyn AvailabilityObserver>),
+    );
+    // Calling back into the resource from the hook deadlocks if a lock is held.
+    let inner = r.clone();
+    *observer.call_back.lock() = Some(Box::new(move || {
+        let _ = inner.status();
+        let _ = inner.contains_range(0..1);
+        let _ = inner.next_gap(0, 10);
+        let _ = inner.len();
+    }));
+    let writer = r.clone();
+    super::within("write with a re-entrant observer", move || {
+        writer.write_at(0, b"abcd").unwrap();
+        writer.write_at(10, b"ef").unwrap();
+        writer.commit(Some(12)).unwrap();
+    });
+    assert_eq!(
+        observer.heard(),
+        vec![Heard::Write(0..4), Heard::Write(10..12), Heard::Commit(12)]
+    );
+}
+
+pub fn writing_a_committed_resource_is_refused<H: Harness>(h: &H) {
+    let r = h.fresh();
+    r.write_at(0, b"data").unwrap();
+    r.commit(Some(4)).unwrap();
+    let err = r.write_at(0, b"nope").unwrap_err();
+    assert!(matches!(err, StorageError::Committed), "{err}");
+    let mut buf = [0; 4];
+    r.read_at(0, &mut buf).unwrap();
+    assert_eq!(&buf, b"data");
+}
+
+pub fn read_stops_at_the_written_extent_while_active<H: Harness>(h: &H) {
+    let r = h.fresh();
+    r.write_at(0, b"abcd").unwrap();
+    let mut buf = [0xAA; 100];
+    assert_eq!(r.read_at(0, &mut buf).unwrap(), 4);
+    assert_eq!(r.read_at(4, &mut buf).unwrap(), 0);
+    assert_eq!(r.read_at(1000, &mut buf).unwrap(), 0);
+    // A hole below the extent reads as zeros without waiting.
+    r.write_at(8, b"xy").unwrap();
+    assert_eq!(r.read_at(2, &mut buf).unwrap(), 8);
+    assert_eq!(&buf[..8], b"cd\0\0\0\0xy");
+}
+
+pub fn read_stops_at_the_final_length_once_committed<H: Harness>(h: &H) {
+    let r = h.fresh();
+    r.write_at(0, b"0123456789").unwrap();
+    r.commit(Some(6)).unwrap();
+    let mut buf = [0; 10];
+    assert_eq!(r.read_at(0, &mut buf).unwrap(), 6);
+    assert_eq!(&buf[..6], b"012345");
+    assert_eq!(r.read_at(6, &mut buf).unwrap(), 0);
+}
+
+pub fn read_does_not_wait<H: Harness>(h: &H) {
+    let r = h.fresh();
+    let reader = r.clone();
+    let n = super::within("read_at on an empty active resource", move || {
+        reader.read_at(0, &mut [0; 16])
+    });
+    assert_eq!(n.unwrap(), 0);
+}
+
+pub fn wait_is_ready_when_covered<H: Harness>(h: &H) {
+    let r = h.fresh();
+    r.write_at(0, &[1; 64]).unwrap();
+    r.write_at(64, &[2; 64]).unwrap();
+    assert_eq!(r.wait_range(0..128).unwrap(), WaitOutcome::Ready);
+    assert_eq!(r.wait_range(10..20).unwrap(), WaitOutcome::Ready);
+}
+
+pub fn wait_is_eof_at_or_past_the_committed_end<H: Harness>(h: &H) {
+    let r = h.fresh();
+    r.write_at(0, b"short").unwrap();
+    r.commit(Some(5)).unwrap();
+    assert_eq!(r.wait_range(5..10).unwrap(), WaitOutcome::Eof);
+    assert_eq!(r.wait_range(500..501).unwrap(), WaitOutcome::Eof);
+}
+
+pub fn wait_is_ready_when_the_clipped_range_is_covered<H: Harness>(h: &H) {
+    let r = h.fresh();
+    r.write_at(0, b"0123456789").unwrap();
+    r.commit(Some(10)).unwrap();
+    assert_eq!(r.wait_range(5..20).unwrap(), WaitOutcome::Ready);
+    assert_eq!(r.wait_range(0..u64::MAX).unwrap(), WaitOutcome::Ready);
+}
+
+pub fn committed_without_length_answers_eof_for_holes<H: Harness>(h: &H) {
+    let r = h.fresh();
+    r.write_at(0, b"abcd").unwrap();
+    r.write_at(8, b"efgh").unwrap();
+    r.commit(None).unwrap();
+    assert_eq!(r.wait_range(0..4).unwrap(), WaitOutcome::Ready);
+    assert_eq!(r.wait_range(4..8).unwrap(), WaitOutcome::Eof);
+    assert_eq!(r.wait_range(8..12).unwrap(), WaitOutcome::Ready);
+    assert_eq!(r.wait_range(10..20).unwrap(), WaitOutcome::Eof);
+    let mut buf = [0; 20];
+    assert_eq!(r.read_at(0, &mut buf).unwrap(), 12);
+}
+
+pub fn commit_with_length_marks_everything_available<H: Harness>(h: &H) {
+    let observer = Arc::new(RecordingObserver::default());
+    let r = h.open(
+        CancellationToken::new(),
+        Some(Arc::clone(&observer) as Arc<dyn AvailabilityObserver>),
+    );
+    r.write_at(0, b"ab").unwrap();
+    r.commit(Some(8)).unwrap();
+    assert!(r.contains_range(0..8));
+    assert!(!r.contains_range(0..9));
+    assert_eq!(r.len(), Some(8));
+    status_is::<H>(&r, &ResourceStatus::Committed { final_len: Some(8) });
+    let mut buf = [0xFF; 8];
+    assert_eq!(r.read_at(0, &mut buf).unwrap(), 8);
+    assert_eq!(&buf, b"ab\0\0\0\0\0\0");
+    assert_eq!(observer.heard(), vec![Heard::Write(0..2), Heard::Commit(8)]);
+}
+
+pub fn commit_with_length_cuts_later_bytes<H: Harness>(h: &H) {
+    let r = h.fresh();
+    r.write_at(0, b"0123456789").unwrap();
+    r.commit(Some(4)).unwrap();
+    assert!(r.contains_range(0..4));
+    assert!(!r.contains_range(4..10));
+    r.reactivate().unwrap();
+    // The cut bytes are gone, not resurrected by reactivate.
+    assert!(!r.contains_range(4..5));
+    let mut buf = [0; 10];
+    assert_eq!(r.read_at(0, &mut buf).unwrap(), 4);
+}
+
+pub fn commit_without_length_is_silent_and_keeps_len_unknown<H: Harness>(h: &H) {
+    let observer = Arc::new(RecordingObserver::default());
+    let r = h.open(
+        CancellationToken::new(),
+        Some(Arc::clone(&observer) as Arc<dyn AvailabilityObserver>),
+    );
+    r.write_at(0, b"abc").unwrap();
+    r.commit(None).unwrap();
+    assert_eq!(r.len(), None);
+    status_is::<H>(&r, &ResourceStatus::Committed { final_len: None });
+    assert_eq!(observer.heard(), vec![Heard::Write(0..3)]);
+    let mut buf = [0; 8];
+    assert_eq!(r.read_at(0, &mut buf).unwrap(), 3);
+}
+
+pub fn second_commit_is_a_harmless_noop<H: Harness>(h: &H) {
+    let r = h.fresh();
+    r.write_at(0, b"abcdef").unwrap();
+    r.commit(Some(6)).unwrap();
+    r.commit(Some(6)).unwrap();
+    r.commit(Some(2)).unwrap();
+    r.commit(None).unwrap();
+    assert_eq!(r.len(), Some(6));
+    let mut buf = Vec::new();
+    assert_eq!(r.read_into(&mut buf).unwrap(), 6);
+    assert_eq!(buf, b"abcdef");
+}
+
+pub fn fail_makes_later_operations_fail<H: Harness>(h: &H) {
+    let r = h.fresh();
+    r.write_at(0, b"abcd").unwrap();
+    r.fail("network gone".into());
+    let failed =
+        |e: StorageError| matches!(e, StorageError::Failed(ref why) if why == "network gone");
+    assert!(failed(r.read_at(0, &mut [0; 4]).unwrap_err()));
+    assert!(failed(r.write_at(4, b"x").unwrap_err()));
+    assert!(failed(r.commit(Some(4)).unwrap_err()));
+    assert!(failed(r.wait_range(0..4).unwrap_err()));
+    assert!(failed(r.wait_range(0..0).unwrap_err()));
+    assert!(failed(r.read_into(&mut Vec::new()).unwrap_err()));
+    status_is::<H>(&r, &ResourceStatus::Failed("network gone".into()));
+}
+
+pub fn fail_keeps_the_first_reason<H: Harness>(h: &H) {
+    let r = h.fresh();
+    r.fail("first".into());
+    r.fail("second".into());
+    status_is::<H>(&r, &ResourceStatus::Failed("first".into()));
+}
+
+pub fn reactivate_after_commit_keeps_the_bytes<H: Harness>(h: &H) {
+    let r = h.fresh();
+    r.write_at(0, b"hello").unwrap();
+    r.commit(Some(5)).unwrap();
+    r.reactivate().unwrap();
+    status_is::<H>(&r, &ResourceStatus::Active);
+    assert_eq!(r.len(), None);
+    assert!(r.contains_range(0..5));
+    r.write_at(5, b" world").unwrap();
+    r.commit(Some(11)).unwrap();
+    let mut buf = Vec::new();
+    r.read_into(&mut buf).unwrap();
+    assert_eq!(buf, b"hello world");
+}
+
+pub fn reactivate_clears_a_failure<H: Harness>(h: &H) {
+    let r = h.fresh();
+    r.write_at(0, b"abc").unwrap();
+    r.fail("transient".into());
+    r.reactivate().unwrap();
+    status_is::<H>(&r, &ResourceStatus::Active);
+    assert!(r.contains_range(0..3));
+    r.write_at(3, b"d").unwrap();
+    assert_eq!(r.wait_range(0..4).unwrap(), WaitOutcome::Ready);
+}
+
+pub fn reactivate_of_an_active_resource_is_a_noop<H: Harness>(h: &H) {
+    let r = h.fresh();
+    r.write_at(0, b"abc").unwrap();
+    r.reactivate().unwrap();
+    status_is::<H>(&r, &ResourceStatus::Active);
+    assert!(r.contains_range(0..3));
+}
+
+pub fn cancel_makes_later_operations_cancelled<H: Harness>(h: &H) {
+    let cancel = CancellationToken::new();
+    let r = h.open(cancel.clone(), None);
+    r.write_at(0, b"abcd").unwrap();
+    cancel.cancel();
+    let cancelled = |e: StorageError| matches!(e, StorageError::Cancelled);
+    assert!(cancelled(r.read_at(0, &mut [0; 4]).unwrap_err()));
+    assert!(cancelled(r.write_at(4, b"x").unwrap_err()));
+    assert!(cancelled(r.commit(Some(4)).unwrap_err()));
+    assert!(cancelled(r.wait_range(0..4).unwrap_err()));
+    assert!(cancelled(r.reactivate().unwrap_err()));
+    status_is::<H>(&r, &ResourceStatus::Cancelled);
+}
+
+pub fn a_token_cancelled_before_open_cancels_the_resource<H: Harness>(h: &H) {
+    let cancel = CancellationToken::new();
+    cancel.cancel();
+    let r = h.open(cancel, None);
+    status_is::<H>(&r, &ResourceStatus::Cancelled);
+    assert!(matches!(r.wait_range(0..1), Err(StorageError::Cancelled)));
+}
+
+pub fn cancelling_a_parent_token_cancels_the_resource<H: Harness>(h: &H) {
+    let parent = CancellationToken::new();
+    let r = h.open(parent.child_token(), None);
+    let waiter = PendingWait::start(&r, 0..1);
+    wait_for_count("waiter parked", 1, || h.waiters(&r));
+    parent.cancel();
+    assert!(matches!(waiter.outcome(), Err(StorageError::Cancelled)));
+}
+
+pub fn status_priority_is_failed_committed_cancelled_active<H: Harness>(h: &H) {
+    let cancel = CancellationToken::new();
+    let committed = h.open(cancel.clone(), None);
+    committed.commit(Some(0)).unwrap();
+    let active = h.open(cancel.clone(), None);
+    let failed = h.open(cancel.clone(), None);
+    failed.fail("boom".into());
+    cancel.cancel();
+    status_is::<H>(
+        &committed,
+        &ResourceStatus::Committed { final_len: Some(0) },
+    );
+    status_is::<H>(&active, &ResourceStatus::Cancelled);
+    status_is::<H>(&failed, &ResourceStatus::Failed("boom".into()));
+    let both = h.fresh();
+    both.commit(Some(3)).unwrap();
+    both.fail("late".into());
+    status_is::<H>(&both, &ResourceStatus::Failed("late".into()));
+}
+
+pub fn next_gap_finds_the_first_hole_within_the_limit<H: Harness>(h: &H) {
+    let r = h.fresh();
+    assert_eq!(r.next_gap(0, 100), Some(0..100));
+    r.write_at(0, &[1; 10]).unwrap();
+    r.write_at(20, &[1; 10]).unwrap();
+    assert_eq!(r.next_gap(0, 100), Some(10..20));
+    assert_eq!(r.next_gap(12, 100), Some(12..20));
+    assert_eq!(r.next_gap(20, 100), Some(30..100));
+    assert_eq!(r.next_gap(0, 15), Some(10..15));
+    assert_eq!(r.next_gap(0, 10), None);
+    assert_eq!(r.next_gap(50, 40), None);
+    r.write_at(10, &[1; 10]).unwrap();
+    r.commit(Some(40)).unwrap();
+    assert_eq!(r.next_gap(0, 1000), None);
+}
+
+pub fn contains_range_answers_for_exactly_the_written_bytes<H: Harness>(h: &H) {
+    let r = h.fresh();
+    assert!(r.contains_range(5..5));
+    r.write_at(10, &[1; 10]).unwrap();
+    assert!(r.contains_range(10..20));
+    assert!(r.contains_range(12..13));
+    assert!(!r.contains_range(9..11));
+    assert!(!r.contains_range(19..21));
+    #[allow(clippy::reversed_empty_ranges, reason = "the case under test")]
+    let inverted = 15..12;
+    assert!(!r.contains_range(inverted));
+}
+
+pub fn is_empty_only_when_committed_with_zero_length<H: Harness>(h: &H) {
+    let r = h.fresh();
+    assert!(!r.is_empty());
+    r.commit(Some(0)).unwrap();
+    assert!(r.is_empty());
+    let none = h.fresh();
+    none.commit(None).unwrap();
+    assert!(!none.is_empty());
+}
+
+pub fn write_all_commits_and_read_into_replaces_the_buffer<H: Harness>(h: &H) {
+    let r = h.fresh();
+    r.write_all(b"#EXTM3U\n").unwrap();
+    assert_eq!(r.len(), Some(8));
+    let mut buf = b"old contents that are longer".to_vec();
+    assert_eq!(r.read_into(&mut buf).unwrap(), 8);
+    assert_eq!(buf, b"#EXTM3U\n");
+}
+
+pub fn blocked_waiter_wakes_on_the_write_that_covers_it<H: Harness>(h: &H) {
+    let r = h.fresh();
+    let waiter = PendingWait::start(&r, 0..8);
+    wait_for_count("waiter parked", 1, || h.waiters(&r));
+    r.write_at(0, b"abcd").unwrap();
+    assert!(!waiter.has_returned(), "woke before its range was covered");
+    r.write_at(4, b"efgh").unwrap();
+    assert_eq!(waiter.outcome().unwrap(), WaitOutcome::Ready);
+    wait_for_count("waiter deregistered", 0, || h.waiters(&r));
+}
+
+pub fn a_write_elsewhere_leaves_a_waiter_blocked<H: Harness>(h: &H) {
+    let r = h.fresh();
+    let near = PendingWait::start(&r, 0..10);
+    let far = PendingWait::start(&r, 100..110);
+    wait_for_count("both parked", 2, || h.waiters(&r));
+    r.write_at(0, &[7; 10]).unwrap();
+    assert_eq!(near.outcome().unwrap(), WaitOutcome::Ready);
+    wait_for_count("only the far waiter left", 1, || h.waiters(&r));
+    assert!(!far.has_returned());
+    r.write_at(100, &[8; 10]).unwrap();
+    assert_eq!(far.outcome().unwrap(), WaitOutcome::Ready);
+}
+
+pub fn blocked_waiter_wakes_on_commit<H: Harness>(h: &H) {
+    let r = h.fresh();
+    r.write_at(0, b"abc").unwrap();
+    let past_end = PendingWait::start(&r, 10..20);
+    let straddling = PendingWait::start(&r, 2..20);
+    wait_for_count("both parked", 2, || h.waiters(&r));
+    r.commit(Some(3)).unwrap();
+    assert_eq!(past_end.outcome().unwrap(), WaitOutcome::Eof);
+    assert_eq!(straddling.outcome().unwrap(), WaitOutcome::Ready);
+}
+
+pub fn blocked_waiter_wakes_on_fail<H: Harness>(h: &H) {
+    let r = h.fresh();
+    let waiter = PendingWait::start(&r, 0..100);
+    wait_for_count("waiter parked", 1, || h.waiters(&r));
+    r.fail("upstream error".into());
+    assert!(matches!(waiter.outcome(), Err(StorageError::Failed(why)) if why == "upstream error"));
+}
+
+pub fn blocked_waiter_wakes_on_cancel<H: Harness>(h: &H) {
+    let cancel = CancellationToken::new();
+    let r = h.open(cancel.clone(), None);
+    let waiters: Vec<_> = (0..4)
+        .map(|i| PendingWait::start(&r, i * 10..i * 10 + 5))
+        .collect();
+    wait_for_count("all parked", 4, || h.waiters(&r));
+    cancel.cancel();
+    for waiter in waiters {
+        assert!(matches!(waiter.outcome(), Err(StorageError::Cancelled)));
+    }
+}
+
+pub fn many_waiters_and_a_writer_in_random_order<H: Harness>(h: &H) {
+    const CHUNK: usize = 4096;
+    const CHUNKS: usize = 64;
+    let r = h.fresh();
+    let source = pattern(42, CHUNK * CHUNKS);
+    // Waiters on ranges of various sizes and alignments, some spanning chunks.
+    let ranges: Vec<Range<u64>> = (0..12u64)
+        .map(|i| {
+            let start = i * 20_000 + i * 7;
+            start..(start + 1 + i * 3000).min((CHUNK * CHUNKS) as u64)
+        })
+        .collect();
+    let readers: Vec<_> = ranges
+        .iter()
+        .map(|range| {
+            let resource = r.clone();
+            let range = range.clone();
+            std::thread::spawn(move || {
+                let outcome = resource.wait_range(range.clone());
+                let mut buf = vec![0; usize::try_from(range.end - range.start).unwrap()];
+                let n = resource.read_at(range.start, &mut buf).unwrap();
+                (outcome, n, buf)
+            })
+        })
+        .collect();
+    wait_for_count("all parked", ranges.len(), || h.waiters(&r));
+    for chunk in shuffled(CHUNKS, 7) {
+        let at = chunk * CHUNK;
+        r.write_at(at as u64, &source[at..at + CHUNK]).unwrap();
+    }
+    for (reader, range) in readers.into_iter().zip(ranges) {
+        let (outcome, n, buf) = super::within("reader", move || reader.join().unwrap());
+        assert_eq!(outcome.unwrap(), WaitOutcome::Ready);
+        let (start, end) = (
+            usize::try_from(range.start).unwrap(),
+            usize::try_from(range.end).unwrap(),
+        );
+        assert_eq!(n, end - start);
+        assert_eq!(buf, &source[start..end]);
+    }
+}
+
+/// One step of the model test.
+#[derive(Clone, Debug)]
+enum Op {
+    Write(u64, Vec<u8>),
+    Commit(Option<u64>),
+    Fail,
+    Reactivate,
+    Read(u64, usize),
+    Wait(u64, u64),
+}
+
+const UNIVERSE: u64 = 48;
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (0..UNIVERSE, proptest::collection::vec(any::<u8>(), 0..16))
+            .prop_map(|(at, data)| Op::Write(at, data)),
+        1 => proptest::option::of(0..UNIVERSE).prop_map(Op::Commit),
+        1 => Just(Op::Fail),
+        2 => Just(Op::Reactivate),
+        3 => (0..UNIVERSE + 8, 0..24usize).prop_map(|(at, len)| Op::Read(at, len)),
+        3 => (0..UNIVERSE + 8, 0..UNIVERSE + 8).prop_map(|(a, b)| Op::Wait(a, b)),
+    ]
+}
+
+/// The reference: one optional byte per offset and the lifecycle.
+#[derive(Debug, Default)]
+struct Model {
+    bytes: Vec<Option<u8>>,
+    #[allow(
+        clippy::option_option,
+        reason = "not committed / committed(None) / committed(Some(n))"
+    )]
+    committed: Option<Option<u64>>,
+    failed: bool,
+}
+
+impl Model {
+    fn byte(&self, at: u64) -> Option<u8> {
+        self.bytes
+            .get(usize::try_from(at).unwrap())
+            .copied()
+            .flatten()
+    }
+
+    fn set(&mut self, at: u64, value: Option<u8>) {
+        let at = usize::try_from(at).unwrap();
+        if self.bytes.len() <= at {
+            self.bytes.resize(at + 1, None);
+        }
+        self.bytes[at] = value;
+    }
+
+    fn extent(&self) -> u64 {
+        self.bytes
+            .iter()
+            .rposition(Option::is_some)
+            .map_or(0, |i| i as u64 + 1)
+    }
+
+    fn covered(&self, range: Range<u64>) -> bool {
+        range.into_iter().all(|at| self.byte(at).is_some())
+    }
+
+    fn readable(&self) -> u64 {
+        match self.committed {
+            Some(Some(n)) => n,
+            _ => self.extent(),
+        }
+    }
+}
+
+fn check_step<R: ResourceExt>(r: &R, model: &mut Model, op: Op) -> Result<(), TestCaseError> {
+    match op {
+        Op::Write(at, data) => {
+            let result = r.write_at(at, &data);
+            if model.failed {
+                prop_assert!(matches!(result, Err(StorageError::Failed(_))));
+            } else if model.committed.is_some() {
+                prop_assert!(matches!(result, Err(StorageError::Committed)));
+            } else {
+                prop_assert!(result.is_ok(), "{:?}", result);
+                for (i, byte) in data.into_iter().enumerate() {
+                    model.set(at + i as u64, Some(byte));
+                }
+            }
+        }
+        Op::Commit(len) => {
+            let result = r.commit(len);
+            if model.failed {
+                prop_assert!(matches!(result, Err(StorageError::Failed(_))));
+            } else {
+                prop_assert!(result.is_ok(), "{:?}", result);
+                if model.committed.is_none() {
+                    if let Some(n) = len {
+                        let end = model.bytes.len() as u64;
+                        for at in n..end {
+                            model.set(at, None);
+                        }
+                        for at in 0..n {
+                            if model.byte(at).is_none() {
+                                model.set(at, Some(0));
+                            }
+                        }
+                    }
+                    model.committed = Some(len);
+                }
+            }
+        }
+        Op::Fail => {
+            r.fail("model".into());
+            model.failed = true;
+        }
+        Op::Reactivate => {
+            prop_assert!(r.reactivate().is_ok());
+            model.failed = false;
+            model.committed = None;
+        }
+        Op::Read(at, len) => {
+            let mut buf = vec![0xEE; len];
+            let result = r.read_at(at, &mut buf);
+            if model.failed {
+                prop_assert!(matches!(result, Err(StorageError::Failed(_))));
+            } else {
+                let end = (at + len as u64).min(model.readable()).max(at);
+                let expected: Vec<u8> = (at..end).map(|i| model.byte(i).unwrap_or(0)).collect();
+                let n = result.map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert_eq!(&buf[..n], &expected[..]);
+            }
+        }
+        Op::Wait(a, b) => {
+            let range = a.min(b)..a.max(b);
+            let expected = if model.failed {
+                None
+            } else if range.is_empty() || model.covered(range.clone()) {
+                Some(WaitOutcome::Ready)
+            } else {
+                match model.committed {
+                    Some(Some(n))
+                        if range.start < n && model.covered(range.start..range.end.min(n)) =>
+                    {
+                        Some(WaitOutcome::Ready)
+                    }
+                    Some(_) => Some(WaitOutcome::Eof),
+                    // Would block: the state must say the bytes are missing.
+                    None => {
+                        prop_assert!(!r.contains_range(range));
+                        return Ok(());
+                    }
+                }
+            };
+            let result = r.wait_range(range.clone());
+            match expected {
+                None => prop_assert!(matches!(result, Err(StorageError::Failed(_)))),
+                Some(outcome) => prop_assert_eq!(result.ok(), Some(outcome), "{:?}", range),
+            }
+        }
+    }
+    let status = r.status();
+    let expected = if model.failed {
+        ResourceStatus::Failed("model".into())
+    } else if let Some(final_len) = model.committed {
+        ResourceStatus::Committed { final_len }
+    } else {
+        ResourceStatus::Active
+    };
+    prop_assert_eq!(status, expected);
+    Ok(())
+}
+
+pub fn operations_match_the_model<H: Harness>(h: &H) {
+    let mut runner = TestRunner::new(ProptestConfig {
+        cases: 128,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    });
+    let result = runner.run(&proptest::collection::vec(op(), 1..40), |ops| {
+        let r = h.fresh();
+        let mut model = Model::default();
+        for op in ops {
+            check_step(&r, &mut model, op)?;
+        }
+        Ok(())
+    });
+    if let Err(error) = result {
+        panic!("{error}");
+    }
+}
