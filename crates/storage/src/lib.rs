@@ -9,7 +9,10 @@
 //!
 //! # Feature flags
 //!
-//! - `mem` (default): the in-memory driver, [`MemResource`] and
+//! - `mmap` (default): the file-backed driver, `MmapResource` and
+//!   `StorageResource::Mmap`, and the file path of [`Atomic`] (temp file +
+//!   rename). Not on wasm32.
+//! - `mem` (default): the in-memory driver, `MemResource` and
 //!   `StorageResource::Mem`.
 //!
 //! At least one driver feature must be enabled.
@@ -30,17 +33,33 @@
 
 #![forbid(unsafe_code)]
 
-#[cfg(not(feature = "mem"))]
-compile_error!("the `storage` crate needs a driver: enable feature `mem` (in-memory)");
+#[cfg(not(any(feature = "mmap", feature = "mem")))]
+compile_error!(
+    "the `storage` crate needs a driver: enable feature `mmap` (file-backed) and/or `mem` (in-memory)"
+);
 
+#[cfg(all(feature = "mmap", target_arch = "wasm32"))]
+compile_error!(
+    "feature `mmap` is not available on wasm32 (no memory-mapped files): use `default-features = false, features = [\"mem\"]`"
+);
+
+// Without a driver only the `compile_error!` above should be reported.
+#[cfg(any(feature = "mmap", feature = "mem"))]
+mod atomic;
+#[cfg(any(feature = "mmap", feature = "mem"))]
 mod unified;
 
+#[cfg(any(feature = "mmap", feature = "mem"))]
+pub use atomic::Atomic;
 pub use storage_core::{
     AvailabilityObserver, CancellationToken, DefaultOpen, Driver, DriverIo, DriverState, RangeSet,
     RangeTracker, Resource, ResourceExt, ResourceStatus, StorageError, StorageResult, WaitOutcome,
 };
 #[cfg(feature = "mem")]
 pub use storage_mem::{MemDriver, MemOptions, MemResource};
+#[cfg(feature = "mmap")]
+pub use storage_mmap::{DEFAULT_INITIAL_LEN, MmapDriver, MmapOptions, MmapResource, OpenMode};
+#[cfg(any(feature = "mmap", feature = "mem"))]
 pub use unified::StorageResource;
 
 /// The root README's examples, compiled and run as doc tests.

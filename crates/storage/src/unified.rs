@@ -9,6 +9,9 @@ use crate::{ResourceExt, ResourceStatus, StorageResult, WaitOutcome};
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum StorageResource {
+    /// A file-backed resource (feature `mmap`).
+    #[cfg(feature = "mmap")]
+    Mmap(crate::MmapResource),
     /// An in-memory resource (feature `mem`).
     #[cfg(feature = "mem")]
     Mem(crate::MemResource),
@@ -19,10 +22,19 @@ pub enum StorageResource {
 macro_rules! dispatch {
     ($resource:expr, $inner:ident => $body:expr) => {
         match $resource {
+            #[cfg(feature = "mmap")]
+            StorageResource::Mmap($inner) => $body,
             #[cfg(feature = "mem")]
             StorageResource::Mem($inner) => $body,
         }
     };
+}
+
+#[cfg(feature = "mmap")]
+impl From<crate::MmapResource> for StorageResource {
+    fn from(resource: crate::MmapResource) -> Self {
+        Self::Mmap(resource)
+    }
 }
 
 #[cfg(feature = "mem")]
@@ -109,5 +121,7 @@ mod tests {
         const _: () = assert_send_sync::<StorageResource>();
         #[cfg(feature = "mem")]
         const _: () = assert_send_sync::<crate::MemResource>();
+        #[cfg(feature = "mmap")]
+        const _: () = assert_send_sync::<crate::MmapResource>();
     }
 }

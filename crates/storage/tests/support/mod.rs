@@ -3,6 +3,8 @@
 
 #![allow(
     dead_code,
+    unused_macros,
+    unused_imports,
     reason = "each test binary uses a different part of the support code"
 )]
 

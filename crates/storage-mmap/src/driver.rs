@@ -1,0 +1,344 @@
+//! `MmapDriver`: opening, growing, committing and reactivating a mapped file.
+
+use std::{
+    fs::{self, File, OpenOptions},
+    io,
+    ops::Range,
+    path::{Path, PathBuf},
+};
+
+use parking_lot::{RwLock, RwLockUpgradableReadGuard, RwLockWriteGuard};
+use storage_core::{Driver, DriverIo, DriverState, RangeSet, StorageError, StorageResult};
+
+use crate::{MmapOptions, OpenMode, map::Mapping, space};
+
+/// Size of a new file when `MmapOptions::initial_len` is `None`, and the
+/// smallest size growth goes to.
+pub const DEFAULT_INITIAL_LEN: u64 = 64 * 1024;
+
+/// The file-backed driver behind `MmapResource`.
+///
+/// # Safety
+///
+/// Mapping a file is `unsafe` because the bytes can change, or vanish, under
+/// the mapping without the program writing them: another process (or another
+/// handle in this one) that writes the file changes what a `&[u8]` shows,
+/// and one that truncates it makes a read of the lost pages raise SIGBUS.
+/// This driver never does either to its own mappings — every access goes
+/// through borrows of one `RwLock` (writes exclusive), and the file is only
+/// shrunk after its mapping is dropped under the exclusive lock — so it is
+/// sound as long as no one else writes or truncates the file while the
+/// resource is open. See the crate README for that hazard.
+#[derive(Debug)]
+pub struct MmapDriver {
+    path: PathBuf,
+    mode: OpenMode,
+    /// Guards the file handle and the mapping: readers share it, writers,
+    /// growth, commit and reactivate hold it exclusively.
+    store: RwLock<Store>,
+}
+
+/// The file and its mapping.
+#[derive(Debug)]
+struct Store {
+    /// `None` only for a `ReadOnly` resource on a missing file.
+    file: Option<File>,
+    /// Whether `file` was opened for writing.
+    file_writable: bool,
+    map: Mapping,
+    /// Length of the file, which is also the length of the mapping.
+    len: u64,
+    /// One past the highest byte written or committed.
+    extent: u64,
+}
+
+fn io_error(path: &Path, what: &str, error: &io::Error) -> StorageError {
+    StorageError::Io(io::Error::new(
+        error.kind(),
+        format!("{what} {}: {error}", path.display()),
+    ))
+}
+
+fn open_file(path: &Path, writable: bool) -> StorageResult<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(writable)
+        .open(path)
+        .map_err(|e| io_error(path, "cannot open", &e))
+}
+
+/// An offset already checked to lie within a mapping (whose length is a `usize`).
+fn to_index(offset: u64) -> usize {
+    usize::try_from(offset).unwrap_or(usize::MAX)
+}
+
+fn committed(len: u64) -> DriverState {
+    let mut available = RangeSet::new();
+    if len > 0 {
+        available.insert(0..len);
+    }
+    DriverState {
+        final_len: Some(len),
+        available,
+        is_committed: true,
+    }
+}
+
+impl Driver for MmapDriver {
+    type Options = MmapOptions;
+
+    fn open(opts: MmapOptions) -> StorageResult<(Self, DriverState)> {
+        let MmapOptions {
+            path,
+            initial_len,
+            mode,
+        } = opts;
+        let existing = match fs::metadata(&path) {
+            Ok(meta) if meta.is_dir() => {
+                let error = io::Error::new(io::ErrorKind::IsADirectory, "is a directory");
+                return Err(io_error(&path, "cannot open", &error));
+            }
+            Ok(meta) => Some(meta.len()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io_error(&path, "cannot inspect", &e)),
+        };
+        let (store, state) = match (mode, existing) {
+            (OpenMode::ReadOnly, None) => (Store::missing(), committed(0)),
+            (OpenMode::ReadOnly, Some(len)) => {
+                (Store::open_committed(&path, len, false)?, committed(len))
+            }
+            (OpenMode::Auto | OpenMode::ReadWrite, Some(len)) if len > 0 => {
+                let writable = mode == OpenMode::ReadWrite;
+                (Store::open_committed(&path, len, writable)?, committed(len))
+            }
+            (OpenMode::Auto | OpenMode::ReadWrite, _) => {
+                let len = initial_len.unwrap_or(DEFAULT_INITIAL_LEN);
+                (Store::create(&path, len)?, DriverState::default())
+            }
+        };
+        let driver = Self {
+            path,
+            mode,
+            store: RwLock::new(store),
+        };
+        Ok((driver, state))
+    }
+}
+
+impl Store {
+    fn missing() -> Self {
+        Self {
+            file: None,
+            file_writable: false,
+            map: Mapping::Empty,
+            len: 0,
+            extent: 0,
+        }
+    }
+
+    fn open_committed(path: &Path, len: u64, writable: bool) -> StorageResult<Self> {
+        let file = open_file(path, writable)?;
+        let map = Mapping::read_only(&file, len).map_err(|e| io_error(path, "cannot map", &e))?;
+        Ok(Self {
+            file: Some(file),
+            file_writable: writable,
+            map,
+            len,
+            extent: len,
+        })
+    }
+
+    fn create(path: &Path, len: u64) -> StorageResult<Self> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs::create_dir_all(parent)
+                .map_err(|e| io_error(parent, "cannot create directory", &e))?;
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| io_error(path, "cannot create", &e))?;
+        space::grow(&file, 0, len).map_err(|e| io_error(path, "cannot size", &e))?;
+        let map = Mapping::read_write(&file, len).map_err(|e| io_error(path, "cannot map", &e))?;
+        Ok(Self {
+            file: Some(file),
+            file_writable: true,
+            map,
+            len,
+            extent: 0,
+        })
+    }
+
+    fn file(&self, path: &Path) -> StorageResult<&File> {
+        self.file.as_ref().ok_or_else(|| {
+            let error = io::Error::new(io::ErrorKind::NotFound, "no backing file");
+            io_error(path, "cannot write", &error)
+        })
+    }
+
+    /// Makes the file handle and the mapping writable, reserving the blocks
+    /// of any hole so that writes through the mapping cannot hit a full disk.
+    fn make_writable(&mut self, path: &Path) -> StorageResult<()> {
+        if !self.file_writable {
+            self.file = Some(open_file(path, true)?);
+            self.file_writable = true;
+        }
+        if self.map.is_writable() || self.len == 0 {
+            return Ok(());
+        }
+        self.map = Mapping::Empty;
+        let file = self.file(path)?;
+        space::reserve_all(file, self.len).map_err(|e| io_error(path, "cannot reserve", &e))?;
+        self.map =
+            Mapping::read_write(file, self.len).map_err(|e| io_error(path, "cannot map", &e))?;
+        Ok(())
+    }
+
+    /// Grows the file to hold `end` bytes (at least doubling it) and maps the
+    /// new length, without touching the current mapping: readers go on while
+    /// this runs. Install the result with [`Store::install`].
+    fn grown(&self, path: &Path, end: u64) -> StorageResult<(Mapping, u64)> {
+        let new_len = end.max(self.len.saturating_mul(2)).max(DEFAULT_INITIAL_LEN);
+        let file = self.file(path)?;
+        space::grow(file, self.len, new_len).map_err(|e| io_error(path, "cannot grow", &e))?;
+        // The old mapping stays valid: the file only grew.
+        let map =
+            Mapping::read_write(file, new_len).map_err(|e| io_error(path, "cannot map", &e))?;
+        Ok((map, new_len))
+    }
+
+    fn install(&mut self, map: Mapping, len: u64) {
+        self.map = map;
+        self.len = len;
+    }
+
+    /// Takes the file now at `path` if it is not the one this store holds
+    /// (it was replaced by rename, as `Atomic::write_all` does).
+    #[cfg(unix)]
+    fn adopt_replaced(&mut self, path: &Path) -> StorageResult<()> {
+        use std::os::unix::fs::MetadataExt;
+
+        let Some(file) = &self.file else {
+            return Ok(());
+        };
+        let at_path = match fs::metadata(path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_error(path, "cannot inspect", &e)),
+        };
+        let held = file
+            .metadata()
+            .map_err(|e| io_error(path, "cannot inspect", &e))?;
+        if (held.dev(), held.ino()) != (at_path.dev(), at_path.ino()) {
+            self.map = Mapping::Empty;
+            self.file = Some(open_file(path, self.file_writable)?);
+            self.len = at_path.len();
+            self.extent = at_path.len();
+        }
+        Ok(())
+    }
+
+    #[cfg(not(unix))]
+    fn adopt_replaced(&mut self, _path: &Path) -> StorageResult<()> {
+        Ok(())
+    }
+}
+
+impl DriverIo for MmapDriver {
+    fn commit(&self, final_len: Option<u64>) -> StorageResult<()> {
+        let mut store = self.store.write();
+        store.adopt_replaced(&self.path)?;
+        let target = final_len.unwrap_or(store.extent);
+        // Unmap before the file can shrink: with the exclusive lock held and
+        // no mapping left, nothing can touch a page past the new end.
+        store.map = Mapping::Empty;
+        let file = store.file(&self.path)?;
+        let on_disk = file
+            .metadata()
+            .map_err(|e| io_error(&self.path, "cannot inspect", &e))?
+            .len();
+        if on_disk != target {
+            file.set_len(target)
+                .map_err(|e| io_error(&self.path, "cannot truncate", &e))?;
+        }
+        let map =
+            Mapping::read_only(file, target).map_err(|e| io_error(&self.path, "cannot map", &e))?;
+        store.map = map;
+        store.len = target;
+        store.extent = target;
+        Ok(())
+    }
+
+    fn path(&self) -> Option<&Path> {
+        Some(&self.path)
+    }
+
+    fn reactivate(&self) -> StorageResult<()> {
+        if self.mode == OpenMode::ReadOnly {
+            return Err(StorageError::ReadOnly);
+        }
+        self.store.write().make_writable(&self.path)
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8], effective_len: u64) -> StorageResult<usize> {
+        let store = self.store.read();
+        let bytes = store.map.bytes();
+        let end = effective_len.min(bytes.len() as u64);
+        if offset >= end {
+            return Ok(0);
+        }
+        // Both are at most `bytes.len()`, so they fit in a `usize`.
+        let (start, end) = (to_index(offset), to_index(end));
+        let count = buf.len().min(end - start);
+        buf[..count].copy_from_slice(&bytes[start..start + count]);
+        Ok(count)
+    }
+
+    fn storage_len(&self) -> u64 {
+        self.store.read().len
+    }
+
+    fn write_at(&self, offset: u64, data: &[u8], committed: bool) -> StorageResult<()> {
+        if self.mode == OpenMode::ReadOnly {
+            return Err(StorageError::ReadOnly);
+        }
+        if committed && self.mode != OpenMode::ReadWrite {
+            return Err(StorageError::Committed);
+        }
+        if data.is_empty() {
+            return Ok(());
+        }
+        let Range { start, end } = offset..offset + data.len() as u64;
+        // Readers keep reading through every step but the swap of a grown
+        // mapping and the copy itself: growth (fallocate, mmap) and the page
+        // faults of the destination run under the upgradable (shared) lock.
+        let mut store = self.store.upgradable_read();
+        if committed && end > store.len {
+            // A committed file is rewritten in place; growing it needs reactivate.
+            return Err(StorageError::Committed);
+        }
+        if !store.map.is_writable() || !store.file_writable {
+            let mut exclusive = RwLockUpgradableReadGuard::upgrade(store);
+            exclusive.make_writable(&self.path)?;
+            store = RwLockWriteGuard::downgrade_to_upgradable(exclusive);
+        }
+        if end > store.len {
+            let (map, len) = store.grown(&self.path, end)?;
+            let mut exclusive = RwLockUpgradableReadGuard::upgrade(store);
+            exclusive.install(map, len);
+            store = RwLockWriteGuard::downgrade_to_upgradable(exclusive);
+        }
+        store.map.prefault_for_write(to_index(start), data.len());
+        let mut store = RwLockUpgradableReadGuard::upgrade(store);
+        let bytes = store.map.bytes_mut().ok_or_else(|| {
+            let error = io::Error::other("mapping is not writable");
+            io_error(&self.path, "cannot write", &error)
+        })?;
+        // `end` is at most the mapping's length, so both fit in a `usize`.
+        bytes[to_index(start)..to_index(end)].copy_from_slice(data);
+        store.extent = store.extent.max(end);
+        Ok(())
+    }
+}

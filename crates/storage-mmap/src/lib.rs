@@ -1,0 +1,88 @@
+//! The file-backed driver: a memory-mapped file that survives the process.
+//!
+//! [`MmapResource`] stores a resource in a file through a `memmap2` mapping.
+//! New files are created (with their parent directories), sized to
+//! [`MmapOptions::initial_len`] or 64 KiB, and grow at least twofold when a
+//! write passes the end, with the disk blocks reserved first so a full disk is
+//! an error rather than a crash. `commit` truncates the file to its final
+//! length and remaps it read-only.
+//!
+//! This is the only crate of the workspace with `unsafe` code: the two calls
+//! that map the file, each with a `// SAFETY:` comment. Why mapping is unsafe
+//! is written once, on [`MmapDriver`].
+//!
+//! # Examples
+//!
+//! ```
+//! use storage_core::{CancellationToken, ResourceExt, WaitOutcome};
+//! use storage_mmap::{MmapOptions, MmapResource, OpenMode};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let resource = MmapResource::open(CancellationToken::new(), MmapOptions {
+//!     path: dir.path().join("track.flac"),
+//!     initial_len: None,
+//!     mode: OpenMode::Auto,
+//! })?;
+//! resource.write_at(0, b"fLaC")?;
+//! assert_eq!(resource.wait_range(0..4)?, WaitOutcome::Ready);
+//! resource.commit(Some(4))?;
+//! assert_eq!(std::fs::metadata(dir.path().join("track.flac"))?.len(), 4);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+#[cfg(target_arch = "wasm32")]
+compile_error!(
+    "storage-mmap needs memory-mapped files, which wasm32 does not have: use the `mem` driver"
+);
+
+mod driver;
+mod map;
+mod space;
+
+use std::path::PathBuf;
+
+pub use driver::{DEFAULT_INITIAL_LEN, MmapDriver};
+use storage_core::Resource;
+
+/// How [`MmapDriver`] opens its file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum OpenMode {
+    /// A missing or empty file opens active (created, sized, writable); an
+    /// existing non-empty file opens committed with its length, and refuses
+    /// writes until `reactivate`.
+    #[default]
+    Auto,
+    /// As `Auto`, but an existing file opened committed also accepts writes in
+    /// place (within its length), remapping it read-write: for files rewritten
+    /// in place, such as indexes.
+    ReadWrite,
+    /// An existing file opens committed; a missing one is an empty committed
+    /// resource (`final_len = Some(0)`) and nothing is created. Writes and
+    /// `reactivate` return `StorageError::ReadOnly`.
+    ReadOnly,
+}
+
+/// Options for opening an [`MmapResource`]; a plain struct literal.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MmapOptions {
+    /// The backing file.
+    pub path: PathBuf,
+    /// Size of a newly created file; `None` means 64 KiB. Growth past it is
+    /// automatic.
+    pub initial_len: Option<u64>,
+    /// How an existing or missing file is treated.
+    pub mode: OpenMode,
+}
+
+impl MmapOptions {
+    /// Options for `path` with the default size and mode.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            ..Self::default()
+        }
+    }
+}
+
+/// A resource backed by a memory-mapped file.
+pub type MmapResource = Resource<MmapDriver>;
