@@ -5,9 +5,10 @@ use std::{
     io,
     ops::Range,
     path::{Path, PathBuf},
+    sync::PoisonError,
 };
 
-use parking_lot::{RwLock, RwLockUpgradableReadGuard, RwLockWriteGuard};
+use crossbeam_utils::sync::{ShardedLock, ShardedLockReadGuard, ShardedLockWriteGuard};
 use storage_core::{Driver, DriverIo, DriverState, RangeSet, StorageError, StorageResult};
 
 use crate::{MmapOptions, OpenMode, map::Mapping, space};
@@ -33,9 +34,11 @@ pub const DEFAULT_INITIAL_LEN: u64 = 64 * 1024;
 pub struct MmapDriver {
     path: PathBuf,
     mode: OpenMode,
-    /// Guards the file handle and the mapping: readers share it, writers,
-    /// growth, commit and reactivate hold it exclusively.
-    store: RwLock<Store>,
+    /// Guards the file handle and the mapping: readers share it, the copy of
+    /// a write, the swap of a grown mapping, commit and reactivate hold it
+    /// exclusively. Sharded: a reader locks only its thread's shard, so
+    /// parallel readers do not contend on one lock word.
+    store: ShardedLock<Store>,
 }
 
 /// The file and its mapping.
@@ -119,7 +122,7 @@ impl Driver for MmapDriver {
         let driver = Self {
             path,
             mode,
-            store: RwLock::new(store),
+            store: ShardedLock::new(store),
         };
         Ok((driver, state))
     }
@@ -246,9 +249,22 @@ impl Store {
     }
 }
 
+impl MmapDriver {
+    /// The store, shared. A poisoned lock is taken as is: no code panics
+    /// while holding it, and the store is consistent between statements.
+    fn read(&self) -> ShardedLockReadGuard<'_, Store> {
+        self.store.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The store, exclusively.
+    fn write(&self) -> ShardedLockWriteGuard<'_, Store> {
+        self.store.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 impl DriverIo for MmapDriver {
     fn commit(&self, final_len: Option<u64>) -> StorageResult<()> {
-        let mut store = self.store.write();
+        let mut store = self.write();
         store.adopt_replaced(&self.path)?;
         let target = final_len.unwrap_or(store.extent);
         // Unmap before the file can shrink: with the exclusive lock held and
@@ -279,11 +295,11 @@ impl DriverIo for MmapDriver {
         if self.mode == OpenMode::ReadOnly {
             return Err(StorageError::ReadOnly);
         }
-        self.store.write().make_writable(&self.path)
+        self.write().make_writable(&self.path)
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8], effective_len: u64) -> StorageResult<usize> {
-        let store = self.store.read();
+        let store = self.read();
         let bytes = store.map.bytes();
         let end = effective_len.min(bytes.len() as u64);
         if offset >= end {
@@ -297,7 +313,7 @@ impl DriverIo for MmapDriver {
     }
 
     fn storage_len(&self) -> u64 {
-        self.store.read().len
+        self.read().len
     }
 
     fn write_at(&self, offset: u64, data: &[u8], committed: bool) -> StorageResult<()> {
@@ -311,27 +327,30 @@ impl DriverIo for MmapDriver {
             return Ok(());
         }
         let Range { start, end } = offset..offset + data.len() as u64;
-        // Readers keep reading through every step but the swap of a grown
-        // mapping and the copy itself: growth (fallocate, mmap) and the page
-        // faults of the destination run under the upgradable (shared) lock.
-        let mut store = self.store.upgradable_read();
-        if committed && end > store.len {
+        // `Resource` never runs two writes (or a write and a commit) at once,
+        // so the store cannot change between the steps below but for
+        // readers. Readers go on through every step except the swap of a
+        // grown mapping and the copy: growth (fallocate, mmap) and the page
+        // faults of the destination run under the shared lock.
+        let (writable, len) = {
+            let store = self.read();
+            (store.map.is_writable() && store.file_writable, store.len)
+        };
+        if committed && end > len {
             // A committed file is rewritten in place; growing it needs reactivate.
             return Err(StorageError::Committed);
         }
-        if !store.map.is_writable() || !store.file_writable {
-            let mut exclusive = RwLockUpgradableReadGuard::upgrade(store);
-            exclusive.make_writable(&self.path)?;
-            store = RwLockWriteGuard::downgrade_to_upgradable(exclusive);
+        if !writable {
+            self.write().make_writable(&self.path)?;
         }
-        if end > store.len {
-            let (map, len) = store.grown(&self.path, end)?;
-            let mut exclusive = RwLockUpgradableReadGuard::upgrade(store);
-            exclusive.install(map, len);
-            store = RwLockWriteGuard::downgrade_to_upgradable(exclusive);
+        if end > len {
+            let (map, new_len) = self.read().grown(&self.path, end)?;
+            self.write().install(map, new_len);
         }
-        store.map.prefault_for_write(to_index(start), data.len());
-        let mut store = RwLockUpgradableReadGuard::upgrade(store);
+        self.read()
+            .map
+            .prefault_for_write(to_index(start), data.len());
+        let mut store = self.write();
         let bytes = store.map.bytes_mut().ok_or_else(|| {
             let error = io::Error::other("mapping is not writable");
             io_error(&self.path, "cannot write", &error)
