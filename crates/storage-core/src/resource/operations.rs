@@ -1,0 +1,225 @@
+//! The `ResourceExt` operations of `Resource<D>`: reads, writes, waits and the lifecycle.
+
+use std::{ops::Range, path::Path, sync::atomic::Ordering};
+
+use super::{PHASE_FAILED, Phase, Resource};
+use crate::{
+    DriverIo, ResourceExt, ResourceStatus, StorageError, StorageResult, WaitOutcome,
+    waiters::Registration,
+};
+
+fn checked_range(offset: u64, len: usize) -> StorageResult<Range<u64>> {
+    u64::try_from(len)
+        .ok()
+        .and_then(|len| offset.checked_add(len))
+        .map(|end| offset..end)
+        .ok_or(StorageError::overflow(offset))
+}
+
+fn validate(range: &Range<u64>) -> StorageResult<()> {
+    if range.start > range.end {
+        return Err(StorageError::InvalidRange {
+            start: range.start,
+            end: range.end,
+        });
+    }
+    Ok(())
+}
+
+impl<D: DriverIo> ResourceExt for Resource<D> {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> StorageResult<usize> {
+        let shared = &*self.shared;
+        shared.check_usable_fast()?;
+        let readable = shared.readable_len.load(Ordering::Acquire);
+        if offset >= readable || buf.is_empty() {
+            return Ok(0);
+        }
+        shared.driver.read_at(offset, buf, readable)
+    }
+
+    fn write_at(&self, offset: u64, data: &[u8]) -> StorageResult<()> {
+        let range = checked_range(offset, data.len())?;
+        let shared = &*self.shared;
+        let writer = shared.writer.lock();
+        let committed = {
+            let state = shared.state.lock();
+            shared.check_usable(&state)?;
+            matches!(state.phase, Phase::Committed { .. })
+        };
+        shared.driver.write_at(offset, data, committed)?;
+        if range.is_empty() {
+            return Ok(());
+        }
+        {
+            let mut state = shared.state.lock();
+            state.tracker.insert(range.clone());
+            shared.publish(&state);
+            state.waiters.wake_covered(&range, &state.tracker);
+        }
+        shared.driver.notify_write(&range);
+        drop(writer);
+        if let Some(observer) = &shared.observer {
+            observer.on_write(range);
+        }
+        Ok(())
+    }
+
+    fn wait_range(&self, range: Range<u64>) -> StorageResult<WaitOutcome> {
+        validate(&range)?;
+        let shared = &*self.shared;
+        if shared.phase_code.load(Ordering::Acquire) != PHASE_FAILED
+            && !shared.is_cancelled()
+            && shared.fast_covered(&range)
+        {
+            return Ok(WaitOutcome::Ready);
+        }
+        let mut state = shared.state.lock();
+        let mut registration: Option<Registration> = None;
+        loop {
+            if let Some(outcome) = shared.wait_outcome(&state, &range) {
+                if let Some(registration) = registration.take() {
+                    state.waiters.deregister(registration.id);
+                }
+                return outcome;
+            }
+            let registration =
+                registration.get_or_insert_with(|| state.waiters.register(range.clone()));
+            registration.wake.wait(&mut state);
+        }
+    }
+
+    fn commit(&self, final_len: Option<u64>) -> StorageResult<()> {
+        let shared = &*self.shared;
+        let writer = shared.writer.lock();
+        {
+            let state = shared.state.lock();
+            shared.check_usable(&state)?;
+            if matches!(state.phase, Phase::Committed { .. }) {
+                return Ok(());
+            }
+        }
+        shared.driver.commit(final_len)?;
+        let failed = {
+            let mut state = shared.state.lock();
+            if let Some(n) = final_len {
+                state.tracker.remove(n..u64::MAX);
+                state.tracker.insert(0..n);
+            }
+            let failed = match &state.phase {
+                Phase::Failed(reason) => Some(reason.clone()),
+                _ => None,
+            };
+            if failed.is_none() {
+                state.phase = Phase::Committed { final_len };
+            }
+            shared.publish(&state);
+            state.waiters.wake_all();
+            failed
+        };
+        drop(writer);
+        if let Some(reason) = failed {
+            return Err(StorageError::Failed(reason));
+        }
+        if let (Some(n), Some(observer)) = (final_len, &shared.observer) {
+            observer.on_commit(n);
+        }
+        Ok(())
+    }
+
+    fn fail(&self, reason: String) {
+        let shared = &*self.shared;
+        let mut state = shared.state.lock();
+        if !matches!(state.phase, Phase::Failed(_)) {
+            state.phase = Phase::Failed(reason);
+            shared.publish(&state);
+        }
+        state.waiters.wake_all();
+    }
+
+    fn path(&self) -> Option<&Path> {
+        self.shared.driver.path()
+    }
+
+    fn len(&self) -> Option<u64> {
+        match self.shared.state.lock().phase {
+            Phase::Committed { final_len } => final_len,
+            Phase::Active | Phase::Failed(_) => None,
+        }
+    }
+
+    fn status(&self) -> ResourceStatus {
+        let state = self.shared.state.lock();
+        match &state.phase {
+            Phase::Failed(reason) => ResourceStatus::Failed(reason.clone()),
+            Phase::Committed { final_len } => ResourceStatus::Committed {
+                final_len: *final_len,
+            },
+            Phase::Active if self.shared.is_cancelled() => ResourceStatus::Cancelled,
+            Phase::Active => ResourceStatus::Active,
+        }
+    }
+
+    fn reactivate(&self) -> StorageResult<()> {
+        let shared = &*self.shared;
+        let _writer = shared.writer.lock();
+        {
+            let state = shared.state.lock();
+            if shared.is_cancelled() {
+                return Err(StorageError::Cancelled);
+            }
+            if state.phase == Phase::Active {
+                return Ok(());
+            }
+        }
+        shared.driver.reactivate()?;
+        let mut state = shared.state.lock();
+        state.phase = Phase::Active;
+        shared.publish(&state);
+        state.waiters.wake_all();
+        Ok(())
+    }
+
+    fn contains_range(&self, range: Range<u64>) -> bool {
+        if range.start > range.end {
+            return false;
+        }
+        self.shared.fast_covered(&range) || self.shared.state.lock().tracker.covers(&range)
+    }
+
+    fn next_gap(&self, from: u64, limit: u64) -> Option<Range<u64>> {
+        let state = self.shared.state.lock();
+        let upper = match state.phase {
+            Phase::Committed { final_len: Some(n) } => limit.min(n),
+            _ => limit,
+        };
+        state.tracker.first_gap(&(from..upper))
+    }
+
+    fn read_into(&self, buf: &mut Vec<u8>) -> StorageResult<usize> {
+        let shared = &*self.shared;
+        shared.check_usable_fast()?;
+        let readable = shared.readable_len.load(Ordering::Acquire);
+        let out_of_memory = || {
+            StorageError::Io(std::io::Error::new(
+                std::io::ErrorKind::OutOfMemory,
+                format!("read_into: {readable} bytes do not fit in memory"),
+            ))
+        };
+        let len = usize::try_from(readable).map_err(|_| out_of_memory())?;
+        buf.clear();
+        buf.try_reserve_exact(len).map_err(|_| out_of_memory())?;
+        buf.resize(len, 0);
+        let mut filled = 0;
+        while filled < len {
+            let n = shared
+                .driver
+                .read_at(filled as u64, &mut buf[filled..], readable)?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        buf.truncate(filled);
+        Ok(filled)
+    }
+}

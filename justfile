@@ -1,0 +1,34 @@
+# A thin menu over cargo and xtask. `just --list` shows it; `cargo install just`
+# gets just. Nothing here is needed for the README's two set-up commands.
+
+# List the recipes
+default:
+    @just --list
+
+# Run every test of the workspace (the README's test command)
+test:
+    cargo test --workspace
+
+# Run every workspace check: format, lints, features, layering, unsafe, re-exports, docs, deny
+audit:
+    cargo xtask audit
+
+# Run the benchmarks
+bench:
+    cargo bench --workspace
+
+# Stream a generated 256 MiB download through an mmap resource (the README's demo)
+demo *ARGS:
+    cargo run --release --example stream -- {{ARGS}}
+
+# Build the documentation of every crate and open it
+doc:
+    cargo doc --no-deps --workspace --all-features --open
+
+# Format the code
+fmt:
+    cargo fmt --all
+
+# Check licenses, bans and sources against deny.toml (needs cargo-deny)
+deny:
+    cargo deny check bans licenses sources

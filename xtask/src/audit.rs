@@ -1,0 +1,82 @@
+//! `cargo xtask audit`: runs the checks and prints one line per check.
+
+use std::path::Path;
+
+use crate::checks;
+
+/// Something a check found: where (`file:line`, or empty) and what.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    /// `path:line` relative to the workspace root, or a command name.
+    pub location: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl Finding {
+    /// A finding at `location`.
+    pub fn new(location: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            location: location.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// What one check concluded.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Findings that fail the check.
+    pub failures: Vec<Finding>,
+    /// Findings reported without failing.
+    pub warnings: Vec<Finding>,
+}
+
+impl Outcome {
+    /// An outcome failing with `failures`.
+    pub fn failing(failures: Vec<Finding>) -> Self {
+        Self {
+            failures,
+            warnings: Vec::new(),
+        }
+    }
+}
+
+/// A check: the workspace root in, an outcome out.
+type Check = fn(&Path) -> Outcome;
+
+/// Runs every check on the workspace at `root`; `true` when all pass.
+pub fn run(root: &Path) -> bool {
+    let all: [(&str, Check); 8] = [
+        ("format", checks::commands::format),
+        ("lints", checks::commands::lints),
+        ("features", checks::commands::features),
+        ("layering", checks::layering::check),
+        ("unsafe confinement", checks::sources::unsafe_confinement),
+        ("re-exports", checks::reexports::check),
+        ("docs and size", checks::docs_and_size),
+        ("dependency policy", checks::commands::deny),
+    ];
+    let mut passed = true;
+    for (name, check) in all {
+        let outcome = check(root);
+        let verdict = if outcome.failures.is_empty() {
+            "pass"
+        } else {
+            "FAIL"
+        };
+        let note = if outcome.warnings.is_empty() {
+            String::new()
+        } else {
+            format!(" ({} warning(s))", outcome.warnings.len())
+        };
+        println!("{verdict:4}  {name}{note}");
+        for (kind, findings) in [("error", &outcome.failures), ("warning", &outcome.warnings)] {
+            for finding in findings {
+                println!("      {kind}: {}: {}", finding.location, finding.message);
+            }
+        }
+        passed &= outcome.failures.is_empty();
+    }
+    passed
+}

@@ -1,0 +1,167 @@
+//! 4. Crate layering, read from `cargo metadata`.
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    path::Path,
+};
+
+use cargo_metadata::{DependencyKind, Metadata, MetadataCommand, Package, PackageId};
+
+use crate::audit::{Finding, Outcome};
+
+const CORE: &str = "storage-core";
+const FACADE: &str = "storage";
+/// Each driver and the facade feature that must be the only way to it.
+const DRIVERS: [(&str, &str); 2] = [("storage-mem", "mem"), ("storage-mmap", "mmap")];
+/// Crates the core must not pull in, even indirectly.
+const FORBIDDEN_IN_CORE: [&str; 2] = ["memmap2", "tempfile"];
+
+/// Checks the dependency graph of the workspace at `root`.
+pub fn check(root: &Path) -> Outcome {
+    let metadata = match MetadataCommand::new()
+        .manifest_path(root.join("Cargo.toml"))
+        .exec()
+    {
+        Ok(metadata) => metadata,
+        Err(error) => return Outcome::failing(vec![Finding::new("Cargo.toml", error.to_string())]),
+    };
+    Outcome::failing(findings(&metadata))
+}
+
+fn manifest(package: &Package, root: &Path) -> String {
+    crate::workspace::relative(root, package.manifest_path.as_std_path())
+}
+
+/// The layering violations in `metadata`.
+pub fn findings(metadata: &Metadata) -> Vec<Finding> {
+    let root = metadata.workspace_root.as_std_path();
+    let members: Vec<&Package> = metadata.workspace_packages();
+    let member_names: BTreeSet<&str> = members.iter().map(|p| p.name.as_str()).collect();
+    let by_name: HashMap<&str, &Package> = members.iter().map(|p| (p.name.as_str(), *p)).collect();
+    let mut findings = Vec::new();
+
+    // Nothing depends on the facade.
+    for package in &members {
+        if package.dependencies.iter().any(|dep| dep.name == FACADE) {
+            findings.push(Finding::new(
+                manifest(package, root),
+                format!(
+                    "`{}` depends on the facade `{FACADE}`; nothing may",
+                    package.name
+                ),
+            ));
+        }
+    }
+
+    if let Some(core) = by_name.get(CORE) {
+        // The core reaches no workspace crate and none of the forbidden
+        // crates, directly or through others.
+        for name in normal_closure(metadata, &core.id) {
+            if member_names.contains(name.as_str()) || FORBIDDEN_IN_CORE.contains(&name.as_str()) {
+                findings.push(Finding::new(
+                    manifest(core, root),
+                    format!("`{CORE}` depends (directly or not) on `{name}`"),
+                ));
+            }
+        }
+    } else {
+        findings.push(Finding::new("Cargo.toml", format!("no `{CORE}` member")));
+    }
+
+    for (driver, feature) in DRIVERS {
+        let Some(package) = by_name.get(driver) else {
+            continue;
+        };
+        for dep in &package.dependencies {
+            let internal = member_names.contains(dep.name.as_str());
+            if internal && dep.name != CORE && dep.kind != DependencyKind::Development {
+                findings.push(Finding::new(
+                    manifest(package, root),
+                    format!(
+                        "driver `{driver}` depends on `{}`; drivers depend on `{CORE}` only",
+                        dep.name
+                    ),
+                ));
+            }
+        }
+        if let Some(facade) = by_name.get(FACADE) {
+            findings.extend(facade_reaches_driver_by_feature(
+                facade, driver, feature, root,
+            ));
+        }
+    }
+    findings
+}
+
+/// The facade depends on `driver` only optionally, enabled by `feature`.
+fn facade_reaches_driver_by_feature(
+    facade: &Package,
+    driver: &str,
+    feature: &str,
+    root: &Path,
+) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let location = manifest(facade, root);
+    for dep in facade.dependencies.iter().filter(|dep| dep.name == driver) {
+        if dep.kind == DependencyKind::Normal && !dep.optional {
+            findings.push(Finding::new(
+                &location,
+                format!("`{FACADE}` depends on `{driver}` unconditionally; it must be optional, behind feature `{feature}`"),
+            ));
+        }
+    }
+    let enabling = format!("dep:{driver}");
+    let enabled_by: Vec<&String> = facade
+        .features
+        .iter()
+        .filter(|(_, enables)| enables.iter().any(|e| *e == enabling || *e == driver))
+        .map(|(name, _)| name)
+        .collect();
+    if enabled_by.iter().any(|name| *name != feature)
+        || !enabled_by.iter().any(|name| *name == feature)
+    {
+        findings.push(Finding::new(
+            &location,
+            format!("`{driver}` must be enabled by feature `{feature}` only (enabled by: {enabled_by:?})"),
+        ));
+    }
+    findings
+}
+
+/// Names of every package reachable from `id` through normal dependencies.
+fn normal_closure(metadata: &Metadata, id: &PackageId) -> BTreeSet<String> {
+    let Some(resolve) = &metadata.resolve else {
+        return BTreeSet::new();
+    };
+    let nodes: HashMap<&PackageId, _> = resolve.nodes.iter().map(|n| (&n.id, n)).collect();
+    let mut seen = BTreeSet::new();
+    let mut names = BTreeSet::new();
+    let mut pending = vec![id];
+    while let Some(current) = pending.pop() {
+        let Some(node) = nodes.get(current) else {
+            continue;
+        };
+        for dep in &node.deps {
+            let normal = dep
+                .dep_kinds
+                .iter()
+                .any(|kind| kind.kind == DependencyKind::Normal);
+            if normal && seen.insert(&dep.pkg) {
+                names.insert(metadata[&dep.pkg].name.to_string());
+                pending.push(&dep.pkg);
+            }
+        }
+    }
+    names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_workspace_is_layered() {
+        let outcome = check(&crate::workspace::default_root());
+        assert_eq!(outcome.failures, Vec::new());
+    }
+}

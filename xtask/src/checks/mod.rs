@@ -1,0 +1,22 @@
+//! The audit's checks. The cheap ones (layering, sources, re-exports) are
+//! plain functions of the workspace root, also run as `#[test]`s.
+
+pub mod commands;
+pub mod layering;
+pub mod reexports;
+pub mod sources;
+
+#[cfg(test)]
+mod bites;
+
+use std::path::Path;
+
+use crate::audit::Outcome;
+
+/// `cargo doc` with warnings denied, plus the file-level rules: READMEs of
+/// substance, a `//!` line opening every file, and file sizes.
+pub fn docs_and_size(root: &Path) -> Outcome {
+    let mut outcome = sources::files(root);
+    outcome.failures.extend(commands::doc(root));
+    outcome
+}
