@@ -39,6 +39,11 @@ pub enum StorageError {
     #[error("write refused: the resource is committed (reactivate it to write again)")]
     Committed,
 
+    /// A wait with a deadline (`wait_range_timeout`) ran out of time before
+    /// the range had an outcome.
+    #[error("timed out waiting for the range")]
+    TimedOut,
+
     /// The resource was opened read-only; it never accepts writes.
     #[error("write refused: the resource is read-only")]
     ReadOnly,

@@ -1,6 +1,6 @@
 //! `ResourceExt`, the trait applications program against, and the values it returns.
 
-use std::{ops::Range, path::Path};
+use std::{future::Future, ops::Range, path::Path, pin::Pin, time::Duration};
 
 use crate::StorageResult;
 
@@ -103,6 +103,42 @@ pub trait ResourceExt: Send + Sync + 'static {
     /// resource is or becomes failed; `Cancelled` when its token is or becomes
     /// cancelled.
     fn wait_range(&self, range: Range<u64>) -> StorageResult<WaitOutcome>;
+
+    /// As [`wait_range`](Self::wait_range), giving up after `timeout`.
+    ///
+    /// The deadline is the sleep's own deadline (no polling): the call never
+    /// returns `TimedOut` before `timeout` has passed. A zero timeout answers
+    /// at once.
+    ///
+    /// # Errors
+    ///
+    /// As `wait_range`, plus
+    /// [`StorageError::TimedOut`](crate::StorageError::TimedOut) when the
+    /// time runs out first.
+    fn wait_range_timeout(
+        &self,
+        range: Range<u64>,
+        timeout: Duration,
+    ) -> StorageResult<WaitOutcome>;
+
+    /// Wakes every waiter blocked at this instant (blocking or async) with
+    /// `Ok(WaitOutcome::Interrupted)`, once: a wait begun afterwards blocks
+    /// as usual. Status and data are unchanged. For a seek or flush upstream
+    /// that makes the awaited bytes moot.
+    fn interrupt(&self);
+
+    /// As [`wait_range`](Self::wait_range), as a future: the same outcomes,
+    /// woken by the same events. It needs no particular runtime (tokio,
+    /// `futures::executor::block_on`, …), is `Send`, and dropping it before
+    /// it completes deregisters its waker.
+    ///
+    /// # Errors
+    ///
+    /// As `wait_range`.
+    fn wait_range_async(
+        &self,
+        range: Range<u64>,
+    ) -> Pin<Box<dyn Future<Output = StorageResult<WaitOutcome>> + Send + '_>>;
 
     /// Marks the resource complete.
     ///

@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 mod cancel;
+mod cursor;
 mod driver;
 mod error;
 mod ext;
@@ -25,6 +26,7 @@ mod resource;
 mod tracker;
 mod waiters;
 
+pub use cursor::ResourceCursor;
 pub use driver::{DefaultOpen, Driver, DriverIo, DriverState};
 pub use error::{StorageError, StorageResult};
 pub use ext::{AvailabilityObserver, ResourceExt, ResourceStatus, WaitOutcome};

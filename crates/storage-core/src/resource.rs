@@ -65,7 +65,7 @@ struct Shared<D: DriverIo> {
 /// lifecycle. Cloning is cheap and gives another handle to the same resource.
 ///
 /// Driver authors implement [`Driver`]; applications use the aliases
-/// (`MemResource`, `MmapResource`) through [`ResourceExt`].
+/// (`MemResource`, `MmapResource`) through [`ResourceExt`](crate::ResourceExt).
 ///
 /// # Examples
 ///
@@ -236,7 +236,8 @@ impl<D: DriverIo> OnCancel for Shared<D> {
         self.cancelled.store(true, Ordering::Release);
         // Taking the lock orders this wake-up after any waiter that checked
         // the flag and is about to sleep: it is asleep by the time we notify.
-        self.state.lock().waiters.wake_all();
+        let tasks = self.state.lock().waiters.wake_all();
+        tasks.wake();
     }
 }
 
@@ -283,14 +284,19 @@ impl<D: DriverIo> Shared<D> {
         range.end <= self.prefix_end.load(Ordering::Acquire) || self.driver.try_fast_check(range)
     }
 
-    /// The outcome of a wait for `range` in `state`, or `None` to keep waiting.
+    /// The outcome of a wait for `range` in `state` by the waiter `waiter`
+    /// (registered, or not yet), or `None` to keep waiting.
     fn wait_outcome(
         &self,
         state: &State,
         range: &Range<u64>,
+        waiter: Option<u64>,
     ) -> Option<StorageResult<WaitOutcome>> {
         if let Err(error) = self.check_usable(state) {
             return Some(Err(error));
+        }
+        if waiter.is_some_and(|id| state.waiters.is_interrupted(id)) {
+            return Some(Ok(WaitOutcome::Interrupted));
         }
         if range.is_empty() || state.tracker.covers(range) {
             return Some(Ok(WaitOutcome::Ready));
@@ -311,3 +317,4 @@ impl<D: DriverIo> Shared<D> {
 }
 
 mod operations;
+mod wait;

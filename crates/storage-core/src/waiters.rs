@@ -1,50 +1,80 @@
-//! `Waiters`: the threads blocked in `wait_range`, each parked on its own condvar.
+//! `Waiters`: the waits blocked on a resource — threads parked on their own
+//! condvar, and async tasks' wakers.
 
-use std::{ops::Range, sync::Arc};
+use std::{ops::Range, sync::Arc, task::Waker};
 
 use parking_lot::Condvar;
 
 use crate::tracker::RangeTracker;
 
-/// One blocked wait: the range it needs and the condvar it sleeps on.
+/// How a waiter is woken.
+#[derive(Debug)]
+pub(crate) enum Wakeup {
+    /// A thread asleep in `wait_range` on its own condvar.
+    Thread(Arc<Condvar>),
+    /// An async task, through its waker (called after the lock is released).
+    Task(Waker),
+}
+
+/// One blocked wait: the range it needs, how to wake it, and whether it was
+/// interrupted since it registered.
 #[derive(Debug)]
 struct Waiter {
     id: u64,
     range: Range<u64>,
-    wake: Arc<Condvar>,
+    wakeup: Wakeup,
+    interrupted: bool,
 }
 
 /// The registry of blocked waits of one resource.
 ///
-/// Lives inside the resource's state mutex, and every waiter sleeps on that
-/// mutex through its own condvar. That lets a write wake exactly the waiters
-/// whose range it completes (no thundering herd), while lifecycle events
-/// (commit, fail, reactivate, cancel) wake them all.
+/// Lives inside the resource's state mutex. Threads sleep on that mutex
+/// through a condvar of their own, so a write wakes exactly the waiters whose
+/// range it completes (no thundering herd); lifecycle events (commit, fail,
+/// reactivate, cancel, interrupt) wake them all.
 #[derive(Debug, Default)]
 pub(crate) struct Waiters {
     next_id: u64,
     entries: Vec<Waiter>,
 }
 
-/// The handle a blocked wait keeps to sleep and to deregister.
-#[derive(Debug)]
-pub(crate) struct Registration {
-    pub(crate) id: u64,
-    pub(crate) wake: Arc<Condvar>,
+/// Task wakers to call once the state lock is released (calling out under a
+/// lock could run arbitrary executor code while we hold it).
+#[must_use = "call `wake` after releasing the state lock"]
+#[derive(Debug, Default)]
+pub(crate) struct Wakeups(Vec<Waker>);
+
+impl Wakeups {
+    /// Wakes the collected tasks.
+    pub(crate) fn wake(self) {
+        for waker in self.0 {
+            waker.wake();
+        }
+    }
 }
 
 impl Waiters {
-    /// Adds a waiter for `range`.
-    pub(crate) fn register(&mut self, range: Range<u64>) -> Registration {
+    /// Adds a waiter for `range`; returns its id.
+    pub(crate) fn register(&mut self, range: Range<u64>, wakeup: Wakeup) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
-        let wake = Arc::new(Condvar::new());
         self.entries.push(Waiter {
             id,
             range,
-            wake: Arc::clone(&wake),
+            wakeup,
+            interrupted: false,
         });
-        Registration { id, wake }
+        id
+    }
+
+    /// Replaces the waker of task waiter `id` when the task's changed.
+    pub(crate) fn update_waker(&mut self, id: u64, waker: &Waker) {
+        if let Some(waiter) = self.entries.iter_mut().find(|w| w.id == id)
+            && let Wakeup::Task(current) = &mut waiter.wakeup
+            && !current.will_wake(waker)
+        {
+            current.clone_from(waker);
+        }
     }
 
     /// Removes the waiter `id` (no-op when it is gone).
@@ -54,32 +84,64 @@ impl Waiters {
         }
     }
 
+    /// Whether waiter `id` was interrupted since it registered.
+    pub(crate) fn is_interrupted(&self, id: u64) -> bool {
+        self.entries.iter().any(|w| w.id == id && w.interrupted)
+    }
+
+    fn wake_one(waiter: &Waiter, tasks: &mut Wakeups) {
+        match &waiter.wakeup {
+            Wakeup::Thread(condvar) => {
+                condvar.notify_one();
+            }
+            Wakeup::Task(waker) => tasks.0.push(waker.clone()),
+        }
+    }
+
     /// Wakes the waiters whose range overlaps `written` and is now covered.
     /// A waiter whose range does not touch `written` cannot have been
     /// completed by it and is not even checked against the tracker.
-    /// Returns how many were woken.
-    pub(crate) fn wake_covered(&self, written: &Range<u64>, tracker: &RangeTracker) -> usize {
-        let mut woken = 0;
+    pub(crate) fn wake_covered(&self, written: &Range<u64>, tracker: &RangeTracker) -> Wakeups {
+        let mut tasks = Wakeups::default();
         for waiter in &self.entries {
             let touches = waiter.range.start < written.end && written.start < waiter.range.end;
             if touches && tracker.covers(&waiter.range) {
-                waiter.wake.notify_one();
-                woken += 1;
+                Self::wake_one(waiter, &mut tasks);
             }
         }
-        woken
+        tasks
     }
 
     /// Wakes every waiter (a lifecycle change concerns them all).
-    pub(crate) fn wake_all(&self) {
+    pub(crate) fn wake_all(&self) -> Wakeups {
+        let mut tasks = Wakeups::default();
         for waiter in &self.entries {
-            waiter.wake.notify_one();
+            Self::wake_one(waiter, &mut tasks);
         }
+        tasks
+    }
+
+    /// Marks every present waiter interrupted and wakes it.
+    pub(crate) fn interrupt_all(&mut self) -> Wakeups {
+        for waiter in &mut self.entries {
+            waiter.interrupted = true;
+        }
+        self.wake_all()
     }
 
     /// Number of blocked waits.
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    /// How many waiters `wake_covered` would wake (for tests).
+    #[cfg(test)]
+    fn covered_count(&self, written: &Range<u64>, tracker: &RangeTracker) -> usize {
+        self.entries
+            .iter()
+            .filter(|w| w.range.start < written.end && written.start < w.range.end)
+            .filter(|w| tracker.covers(&w.range))
+            .count()
     }
 }
 
@@ -87,30 +149,56 @@ impl Waiters {
 mod tests {
     use super::*;
 
+    fn thread() -> Wakeup {
+        Wakeup::Thread(Arc::new(Condvar::new()))
+    }
+
     #[test]
     fn a_write_wakes_only_the_waiters_it_completes() {
         let mut waiters = Waiters::default();
-        let _a = waiters.register(0..10);
-        let _b = waiters.register(10..20);
-        let _c = waiters.register(5..15);
+        waiters.register(0..10, thread());
+        waiters.register(10..20, thread());
+        waiters.register(5..15, thread());
         let mut tracker = RangeTracker::new();
         tracker.insert(0..10);
-        assert_eq!(waiters.wake_covered(&(0..10), &tracker), 1);
+        assert_eq!(waiters.covered_count(&(0..10), &tracker), 1);
         tracker.insert(10..15);
-        // c (5..15) is complete now; b (10..20) is not.
-        assert_eq!(waiters.wake_covered(&(10..15), &tracker), 1);
+        // 5..15 is complete now; 10..20 is not, and 0..10 was not touched.
+        assert_eq!(waiters.covered_count(&(10..15), &tracker), 1);
+    }
+
+    #[test]
+    fn task_waiters_are_woken_after_the_lock() {
+        let mut waiters = Waiters::default();
+        waiters.register(0..10, Wakeup::Task(Waker::noop().clone()));
+        waiters.register(0..10, thread());
+        let mut tracker = RangeTracker::new();
+        tracker.insert(0..10);
+        let tasks = waiters.wake_covered(&(0..10), &tracker);
+        assert_eq!(tasks.0.len(), 1);
+        tasks.wake();
+    }
+
+    #[test]
+    fn interrupt_marks_only_present_waiters() {
+        let mut waiters = Waiters::default();
+        let before = waiters.register(0..10, thread());
+        waiters.interrupt_all().wake();
+        let after = waiters.register(0..10, thread());
+        assert!(waiters.is_interrupted(before));
+        assert!(!waiters.is_interrupted(after));
     }
 
     #[test]
     fn deregister_forgets_the_waiter() {
         let mut waiters = Waiters::default();
-        let a = waiters.register(0..10);
-        let b = waiters.register(0..10);
-        waiters.deregister(a.id);
+        let a = waiters.register(0..10, thread());
+        let b = waiters.register(0..10, thread());
+        waiters.deregister(a);
         assert_eq!(waiters.len(), 1);
-        waiters.deregister(a.id);
+        waiters.deregister(a);
         assert_eq!(waiters.len(), 1);
-        waiters.deregister(b.id);
+        waiters.deregister(b);
         assert_eq!(waiters.len(), 0);
     }
 }

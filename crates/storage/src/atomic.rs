@@ -1,6 +1,6 @@
 //! `Atomic<R>`: whole-file replacement that a crash or a reader never sees half done.
 
-use std::{ops::Range, path::Path};
+use std::{future::Future, ops::Range, path::Path, pin::Pin, time::Duration};
 
 use crate::{ResourceExt, ResourceStatus, StorageResult, WaitOutcome};
 
@@ -129,6 +129,25 @@ impl<R: ResourceExt> ResourceExt for Atomic<R> {
 
     fn wait_range(&self, range: Range<u64>) -> StorageResult<WaitOutcome> {
         self.inner.wait_range(range)
+    }
+
+    fn wait_range_timeout(
+        &self,
+        range: Range<u64>,
+        timeout: Duration,
+    ) -> StorageResult<WaitOutcome> {
+        self.inner.wait_range_timeout(range, timeout)
+    }
+
+    fn interrupt(&self) {
+        self.inner.interrupt();
+    }
+
+    fn wait_range_async(
+        &self,
+        range: Range<u64>,
+    ) -> Pin<Box<dyn Future<Output = StorageResult<WaitOutcome>> + Send + '_>> {
+        self.inner.wait_range_async(range)
     }
 
     fn commit(&self, final_len: Option<u64>) -> StorageResult<()> {

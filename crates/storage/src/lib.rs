@@ -53,7 +53,8 @@ mod unified;
 pub use atomic::Atomic;
 pub use storage_core::{
     AvailabilityObserver, CancellationToken, DefaultOpen, Driver, DriverIo, DriverState, RangeSet,
-    RangeTracker, Resource, ResourceExt, ResourceStatus, StorageError, StorageResult, WaitOutcome,
+    RangeTracker, Resource, ResourceCursor, ResourceExt, ResourceStatus, StorageError,
+    StorageResult, WaitOutcome,
 };
 #[cfg(feature = "mem")]
 pub use storage_mem::{MemDriver, MemOptions, MemResource};

@@ -1,6 +1,6 @@
 //! `StorageResource`: one resource type over every enabled driver.
 
-use std::{ops::Range, path::Path};
+use std::{future::Future, ops::Range, path::Path, pin::Pin, time::Duration};
 
 use crate::{ResourceExt, ResourceStatus, StorageResult, WaitOutcome};
 
@@ -63,6 +63,25 @@ impl ResourceExt for StorageResource {
 
     fn wait_range(&self, range: Range<u64>) -> StorageResult<WaitOutcome> {
         dispatch!(self, inner => inner.wait_range(range))
+    }
+
+    fn wait_range_timeout(
+        &self,
+        range: Range<u64>,
+        timeout: Duration,
+    ) -> StorageResult<WaitOutcome> {
+        dispatch!(self, inner => inner.wait_range_timeout(range, timeout))
+    }
+
+    fn interrupt(&self) {
+        dispatch!(self, inner => inner.interrupt());
+    }
+
+    fn wait_range_async(
+        &self,
+        range: Range<u64>,
+    ) -> Pin<Box<dyn Future<Output = StorageResult<WaitOutcome>> + Send + '_>> {
+        dispatch!(self, inner => inner.wait_range_async(range))
     }
 
     fn commit(&self, final_len: Option<u64>) -> StorageResult<()> {

@@ -26,3 +26,30 @@ impl Harness for Mem {
 }
 
 support::suite::behaviour_suite!(Mem);
+
+/// `Atomic` delegates every method: the same suite through it.
+mod through_atomic {
+    use storage::Atomic;
+
+    use super::*;
+
+    struct AtomicMem;
+
+    impl Harness for AtomicMem {
+        type R = Atomic<MemResource>;
+
+        fn open(
+            &self,
+            cancel: CancellationToken,
+            observer: Option<Arc<dyn AvailabilityObserver>>,
+        ) -> Self::R {
+            Atomic::new(Mem.open(cancel, observer))
+        }
+
+        fn waiters(&self, resource: &Self::R) -> usize {
+            resource.inner().waiter_count()
+        }
+    }
+
+    support::suite::behaviour_suite!(AtomicMem);
+}

@@ -1,12 +1,16 @@
 //! The `ResourceExt` operations of `Resource<D>`: reads, writes, waits and the lifecycle.
 
-use std::{ops::Range, path::Path, sync::atomic::Ordering};
-
-use super::{PHASE_FAILED, Phase, Resource};
-use crate::{
-    DriverIo, ResourceExt, ResourceStatus, StorageError, StorageResult, WaitOutcome,
-    waiters::Registration,
+use std::{
+    future::Future,
+    ops::Range,
+    path::Path,
+    pin::Pin,
+    sync::atomic::Ordering,
+    time::{Duration, Instant},
 };
+
+use super::{Phase, Resource, wait::WaitFuture};
+use crate::{DriverIo, ResourceExt, ResourceStatus, StorageError, StorageResult, WaitOutcome};
 
 fn checked_range(offset: u64, len: usize) -> StorageResult<Range<u64>> {
     u64::try_from(len)
@@ -14,16 +18,6 @@ fn checked_range(offset: u64, len: usize) -> StorageResult<Range<u64>> {
         .and_then(|len| offset.checked_add(len))
         .map(|end| offset..end)
         .ok_or(StorageError::overflow(offset))
-}
-
-fn validate(range: &Range<u64>) -> StorageResult<()> {
-    if range.start > range.end {
-        return Err(StorageError::InvalidRange {
-            start: range.start,
-            end: range.end,
-        });
-    }
-    Ok(())
 }
 
 impl<D: DriverIo> ResourceExt for Resource<D> {
@@ -50,12 +44,13 @@ impl<D: DriverIo> ResourceExt for Resource<D> {
         if range.is_empty() {
             return Ok(());
         }
-        {
+        let tasks = {
             let mut state = shared.state.lock();
             state.tracker.insert(range.clone());
             shared.publish(&state);
-            state.waiters.wake_covered(&range, &state.tracker);
-        }
+            state.waiters.wake_covered(&range, &state.tracker)
+        };
+        tasks.wake();
         shared.driver.notify_write(&range);
         drop(writer);
         if let Some(observer) = &shared.observer {
@@ -65,27 +60,28 @@ impl<D: DriverIo> ResourceExt for Resource<D> {
     }
 
     fn wait_range(&self, range: Range<u64>) -> StorageResult<WaitOutcome> {
-        validate(&range)?;
-        let shared = &*self.shared;
-        if shared.phase_code.load(Ordering::Acquire) != PHASE_FAILED
-            && !shared.is_cancelled()
-            && shared.fast_covered(&range)
-        {
-            return Ok(WaitOutcome::Ready);
-        }
-        let mut state = shared.state.lock();
-        let mut registration: Option<Registration> = None;
-        loop {
-            if let Some(outcome) = shared.wait_outcome(&state, &range) {
-                if let Some(registration) = registration.take() {
-                    state.waiters.deregister(registration.id);
-                }
-                return outcome;
-            }
-            let registration =
-                registration.get_or_insert_with(|| state.waiters.register(range.clone()));
-            registration.wake.wait(&mut state);
-        }
+        self.wait_blocking(range, None)
+    }
+
+    fn wait_range_timeout(
+        &self,
+        range: Range<u64>,
+        timeout: Duration,
+    ) -> StorageResult<WaitOutcome> {
+        // A timeout too large for the clock waits without a deadline.
+        self.wait_blocking(range, Instant::now().checked_add(timeout))
+    }
+
+    fn wait_range_async(
+        &self,
+        range: Range<u64>,
+    ) -> Pin<Box<dyn Future<Output = StorageResult<WaitOutcome>> + Send + '_>> {
+        Box::pin(WaitFuture::new(self, range))
+    }
+
+    fn interrupt(&self) {
+        let tasks = self.shared.state.lock().waiters.interrupt_all();
+        tasks.wake();
     }
 
     fn commit(&self, final_len: Option<u64>) -> StorageResult<()> {
@@ -99,7 +95,7 @@ impl<D: DriverIo> ResourceExt for Resource<D> {
             }
         }
         shared.driver.commit(final_len)?;
-        let failed = {
+        let (failed, tasks) = {
             let mut state = shared.state.lock();
             if let Some(n) = final_len {
                 state.tracker.remove(n..u64::MAX);
@@ -113,9 +109,9 @@ impl<D: DriverIo> ResourceExt for Resource<D> {
                 state.phase = Phase::Committed { final_len };
             }
             shared.publish(&state);
-            state.waiters.wake_all();
-            failed
+            (failed, state.waiters.wake_all())
         };
+        tasks.wake();
         drop(writer);
         if let Some(reason) = failed {
             return Err(StorageError::Failed(reason));
@@ -133,7 +129,9 @@ impl<D: DriverIo> ResourceExt for Resource<D> {
             state.phase = Phase::Failed(reason);
             shared.publish(&state);
         }
-        state.waiters.wake_all();
+        let tasks = state.waiters.wake_all();
+        drop(state);
+        tasks.wake();
     }
 
     fn path(&self) -> Option<&Path> {
@@ -175,7 +173,9 @@ impl<D: DriverIo> ResourceExt for Resource<D> {
         let mut state = shared.state.lock();
         state.phase = Phase::Active;
         shared.publish(&state);
-        state.waiters.wake_all();
+        let tasks = state.waiters.wake_all();
+        drop(state);
+        tasks.wake();
         Ok(())
     }
 

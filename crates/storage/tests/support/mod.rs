@@ -8,6 +8,7 @@
     reason = "each test binary uses a different part of the support code"
 )]
 
+pub mod extensions;
 pub mod suite;
 
 use std::{

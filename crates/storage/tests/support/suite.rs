@@ -51,6 +51,17 @@ macro_rules! behaviour_suite {
             blocked_waiter_wakes_on_cancel,
             many_waiters_and_a_writer_in_random_order,
             operations_match_the_model,
+            timeout_never_returns_early,
+            timeout_gives_the_outcome_when_it_comes_first,
+            interrupt_wakes_exactly_the_waiters_present,
+            async_wait_works_under_tokio,
+            async_wait_works_under_block_on,
+            async_and_blocking_waiters_share_a_resource,
+            dropping_a_pending_async_wait_deregisters_it,
+            cursor_copies_a_resource_being_written,
+            cursor_read_returns_what_is_there_without_waiting_for_more,
+            cursor_ends_at_the_committed_end_and_seeks_like_a_file,
+            cursor_errors_carry_the_storage_error,
         );
     };
     (@tests $harness:expr; $($name:ident),* $(,)?) => {
@@ -63,6 +74,8 @@ macro_rules! behaviour_suite {
     };
 }
 pub(crate) use behaviour_suite;
+
+pub use super::extensions::*;
 
 fn status_is<H: Harness>(resource: &H::R, expected: &ResourceStatus) {
     assert_eq!(&resource.status(), expected);

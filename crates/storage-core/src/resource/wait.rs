@@ -1,0 +1,137 @@
+//! The waits of `Resource<D>`: blocking (with an optional deadline) and async.
+
+use std::{
+    future::Future,
+    ops::Range,
+    pin::Pin,
+    sync::{Arc, atomic::Ordering},
+    task::{Context, Poll},
+    time::Instant,
+};
+
+use parking_lot::Condvar;
+
+use super::{PHASE_FAILED, Resource, Shared};
+use crate::{DriverIo, StorageError, StorageResult, WaitOutcome, waiters::Wakeup};
+
+pub(super) fn validate(range: &Range<u64>) -> StorageResult<()> {
+    if range.start > range.end {
+        return Err(StorageError::InvalidRange {
+            start: range.start,
+            end: range.end,
+        });
+    }
+    Ok(())
+}
+
+impl<D: DriverIo> Shared<D> {
+    /// `Ready` without a lock when the range is certainly available and the
+    /// resource healthy.
+    fn ready_without_lock(&self, range: &Range<u64>) -> bool {
+        self.phase_code.load(Ordering::Acquire) != PHASE_FAILED
+            && !self.is_cancelled()
+            && self.fast_covered(range)
+    }
+}
+
+impl<D: DriverIo> Resource<D> {
+    /// Blocks until `range` has an outcome, or `deadline` passes
+    /// (`Err(TimedOut)`). Sleeps on a condvar of its own: no polling.
+    pub(super) fn wait_blocking(
+        &self,
+        range: Range<u64>,
+        deadline: Option<Instant>,
+    ) -> StorageResult<WaitOutcome> {
+        validate(&range)?;
+        let shared = &*self.shared;
+        if shared.ready_without_lock(&range) {
+            return Ok(WaitOutcome::Ready);
+        }
+        let mut state = shared.state.lock();
+        let mut registration: Option<(u64, Arc<Condvar>)> = None;
+        loop {
+            let id = registration.as_ref().map(|(id, _)| *id);
+            let outcome = shared.wait_outcome(&state, &range, id).or_else(|| {
+                deadline
+                    .is_some_and(|deadline| Instant::now() >= deadline)
+                    .then_some(Err(StorageError::TimedOut))
+            });
+            if let Some(outcome) = outcome {
+                if let Some(id) = id {
+                    state.waiters.deregister(id);
+                }
+                return outcome;
+            }
+            let (_, condvar) = registration.get_or_insert_with(|| {
+                let condvar = Arc::new(Condvar::new());
+                let wakeup = Wakeup::Thread(Arc::clone(&condvar));
+                (state.waiters.register(range.clone(), wakeup), condvar)
+            });
+            match deadline {
+                Some(deadline) => {
+                    condvar.wait_until(&mut state, deadline);
+                }
+                None => condvar.wait(&mut state),
+            }
+        }
+    }
+}
+
+/// The future of `wait_range_async`: registers the task's waker with the
+/// resource, is woken by the events that wake a blocking wait, and
+/// deregisters when dropped.
+pub(super) struct WaitFuture<'a, D: DriverIo> {
+    resource: &'a Resource<D>,
+    range: Range<u64>,
+    /// The waiter id once registered.
+    registered: Option<u64>,
+}
+
+impl<'a, D: DriverIo> WaitFuture<'a, D> {
+    pub(super) fn new(resource: &'a Resource<D>, range: Range<u64>) -> Self {
+        Self {
+            resource,
+            range,
+            registered: None,
+        }
+    }
+}
+
+impl<D: DriverIo> Future for WaitFuture<'_, D> {
+    type Output = StorageResult<WaitOutcome>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if this.registered.is_none() {
+            if let Err(error) = validate(&this.range) {
+                return Poll::Ready(Err(error));
+            }
+            if this.resource.shared.ready_without_lock(&this.range) {
+                return Poll::Ready(Ok(WaitOutcome::Ready));
+            }
+        }
+        let shared = &*this.resource.shared;
+        let mut state = shared.state.lock();
+        if let Some(outcome) = shared.wait_outcome(&state, &this.range, this.registered) {
+            if let Some(id) = this.registered.take() {
+                state.waiters.deregister(id);
+            }
+            return Poll::Ready(outcome);
+        }
+        if let Some(id) = this.registered {
+            state.waiters.update_waker(id, cx.waker());
+        } else {
+            let wakeup = Wakeup::Task(cx.waker().clone());
+            this.registered = Some(state.waiters.register(this.range.clone(), wakeup));
+        }
+        Poll::Pending
+    }
+}
+
+impl<D: DriverIo> Drop for WaitFuture<'_, D> {
+    fn drop(&mut self) {
+        if let Some(id) = self.registered.take() {
+            self.resource.shared.state.lock().waiters.deregister(id);
+        }
+    }
+}
