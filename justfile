@@ -13,9 +13,9 @@ test:
 audit:
     cargo xtask audit
 
-# Run the benchmarks
-bench:
-    cargo bench --workspace
+# Run the benchmark suite and print the summary table (`just bench --quick` for a short run)
+bench *ARGS:
+    cargo xtask bench {{ARGS}}
 
 # Stream a generated 256 MiB download through an mmap resource (the README's demo)
 demo *ARGS:

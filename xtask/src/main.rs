@@ -1,4 +1,4 @@
-//! `cargo xtask`: the workspace's developer commands (`audit`).
+//! `cargo xtask`: the workspace's developer commands (`audit`, `bench`).
 
 mod audit;
 mod checks;
@@ -12,6 +12,9 @@ cargo xtask <command>
 commands:
   audit [--root DIR]   run every workspace check; one line per check, findings
                        as file:line under a failure; exits 1 if any check fails
+  bench [--quick]      run the benchmark suite (every workload of the
+                       performance table beside its raw baseline) and print
+                       the summary table of medians and ratios
   help                 this text
 ";
 
@@ -31,6 +34,30 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
+            }
+        }
+        Some("bench") => {
+            let quick = args.any(|arg| arg == "--quick");
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut command = std::process::Command::new(cargo);
+            command.current_dir(workspace::default_root()).args([
+                "bench",
+                "-p",
+                "storage-mmap",
+                "--bench",
+                "workloads",
+                "--",
+            ]);
+            if quick {
+                command.arg("--quick");
+            }
+            match command.status() {
+                Ok(status) if status.success() => ExitCode::SUCCESS,
+                Ok(_) => ExitCode::FAILURE,
+                Err(error) => {
+                    eprintln!("cannot run cargo bench: {error}");
+                    ExitCode::FAILURE
+                }
             }
         }
         Some("help" | "-h" | "--help") | None => {

@@ -10,10 +10,15 @@ use crate::StorageResult;
 ///
 /// [`Resource`](crate::Resource) owns all the bookkeeping: which ranges are
 /// available, the lifecycle, waking waiters, cancellation. A driver only moves
-/// bytes and finalises storage. `Resource` guarantees that `write_at`,
-/// `commit` and `reactivate` are never called concurrently with each other on
-/// one driver; `read_at` may run concurrently with anything, from any number
-/// of threads.
+/// bytes and finalises storage. `Resource` guarantees that:
+///
+/// - `write_at`, `write_fresh`, `commit` and `reactivate` are never called
+///   concurrently with each other on one driver;
+/// - `read_at` may run concurrently with anything, from any number of
+///   threads, but is only ever asked for bytes that are *available* (written,
+///   or committed): holes are zero-filled by `Resource` without asking the
+///   driver. So a write of bytes that are not available yet (`write_fresh`)
+///   never overlaps a read, and a driver may let it run beside readers.
 ///
 /// An implementation must never panic on caller input (any `offset`, any
 /// length) and must turn every failure into a `StorageError`.
@@ -65,6 +70,18 @@ pub trait DriverIo: Send + Sync + 'static {
     /// data; `None` (the default) means everything written is kept.
     fn valid_window(&self) -> Option<Range<u64>> {
         None
+    }
+
+    /// Stores `data` at `offset`, where no byte is available yet, in an active
+    /// resource: no `read_at` asks for these bytes until this returns, so a
+    /// driver may run it concurrently with readers of other bytes. The
+    /// default calls [`write_at`](Self::write_at) with `committed = false`.
+    ///
+    /// # Errors
+    ///
+    /// As `write_at`.
+    fn write_fresh(&self, offset: u64, data: &[u8]) -> StorageResult<()> {
+        self.write_at(offset, data, false)
     }
 
     /// Stores `data` at `offset`. `committed` says whether the resource is

@@ -279,6 +279,58 @@ impl<D: DriverIo> Shared<D> {
         self.check_usable(&self.state.lock())
     }
 
+    /// Reads `offset..end` (`end <= readable`) into `buf`: the available parts
+    /// from the driver, the holes as zeros. The driver is never asked for a
+    /// byte that is not available, so a write of unavailable bytes
+    /// (`write_fresh`) cannot overlap a read.
+    fn read_available(
+        &self,
+        offset: u64,
+        end: u64,
+        buf: &mut [u8],
+        readable: u64,
+    ) -> StorageResult<usize> {
+        const BATCH: usize = 8;
+        let count = usize::try_from(end - offset).unwrap_or(buf.len());
+        let buf = &mut buf[..count];
+        buf.fill(0);
+        // The available parts, a few at a time, copied out of the lock so
+        // the driver reads without it (available bytes cannot become the
+        // target of a fresh write).
+        let mut from = offset;
+        while from < end {
+            let mut parts = [(0u64, 0u64); BATCH];
+            let mut found = 0;
+            {
+                let state = self.state.lock();
+                for available in state.tracker.overlapping(from..end).take(BATCH) {
+                    parts[found] = (available.start.max(from), available.end.min(end));
+                    found += 1;
+                }
+            }
+            for &(part_start, part_end) in &parts[..found] {
+                // Within `buf`: `offset <= part_start < part_end <= end`.
+                let index = |at: u64| usize::try_from(at - offset).unwrap_or(count);
+                let (start, stop) = (index(part_start), index(part_end));
+                let mut filled = start;
+                while filled < stop {
+                    let at = offset + filled as u64;
+                    let n = self.driver.read_at(at, &mut buf[filled..stop], readable)?;
+                    if n == 0 {
+                        break;
+                    }
+                    filled += n;
+                }
+            }
+            from = if found == BATCH {
+                parts[BATCH - 1].1
+            } else {
+                end
+            };
+        }
+        Ok(count)
+    }
+
     /// Lock-free answer to "is `range` available", `true` only when certain.
     fn fast_covered(&self, range: &Range<u64>) -> bool {
         range.end <= self.prefix_end.load(Ordering::Acquire) || self.driver.try_fast_check(range)

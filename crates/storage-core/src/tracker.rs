@@ -58,6 +58,17 @@ impl RangeTracker {
         self.ranges.gaps(range).next()
     }
 
+    /// Whether any byte of `range` is available.
+    #[must_use]
+    pub fn overlaps(&self, range: &Range<u64>) -> bool {
+        range.start < range.end && self.ranges.overlaps(range)
+    }
+
+    /// The available ranges that overlap `range`, in order (not clipped).
+    pub fn overlapping(&self, range: Range<u64>) -> impl Iterator<Item = Range<u64>> + '_ {
+        self.ranges.overlapping(range).cloned()
+    }
+
     /// One past the highest available byte (0 when nothing is available).
     #[must_use]
     pub fn extent(&self) -> u64 {

@@ -3,9 +3,11 @@
 use std::{
     fs::{self, File, OpenOptions},
     io,
-    ops::Range,
     path::{Path, PathBuf},
-    sync::PoisonError,
+    sync::{
+        PoisonError,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
 use crossbeam_utils::sync::{ShardedLock, ShardedLockReadGuard, ShardedLockWriteGuard};
@@ -34,11 +36,14 @@ pub const DEFAULT_INITIAL_LEN: u64 = 64 * 1024;
 pub struct MmapDriver {
     path: PathBuf,
     mode: OpenMode,
-    /// Guards the file handle and the mapping: readers share it, the copy of
-    /// a write, the swap of a grown mapping, commit and reactivate hold it
-    /// exclusively. Sharded: a reader locks only its thread's shard, so
-    /// parallel readers do not contend on one lock word.
+    /// Guards the file handle and the mapping: readers and fresh writes
+    /// share it; overwrites, the swap of a grown mapping, commit and
+    /// reactivate hold it exclusively. Sharded: a reader locks only its
+    /// thread's shard, so parallel readers do not contend on one lock word.
     store: ShardedLock<Store>,
+    /// One past the highest byte written or committed (raised by writes
+    /// under the shared lock, set by commit under the exclusive one).
+    extent: AtomicU64,
 }
 
 /// The file and its mapping.
@@ -51,8 +56,6 @@ struct Store {
     map: Mapping,
     /// Length of the file, which is also the length of the mapping.
     len: u64,
-    /// One past the highest byte written or committed.
-    extent: u64,
 }
 
 fn io_error(path: &Path, what: &str, error: &io::Error) -> StorageError {
@@ -105,6 +108,7 @@ impl Driver for MmapDriver {
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(io_error(&path, "cannot inspect", &e)),
         };
+        let extent = existing.unwrap_or(0);
         let (store, state) = match (mode, existing) {
             (OpenMode::ReadOnly, None) => (Store::missing(), committed(0)),
             (OpenMode::ReadOnly, Some(len)) => {
@@ -123,6 +127,7 @@ impl Driver for MmapDriver {
             path,
             mode,
             store: ShardedLock::new(store),
+            extent: AtomicU64::new(if state.is_committed { extent } else { 0 }),
         };
         Ok((driver, state))
     }
@@ -135,7 +140,6 @@ impl Store {
             file_writable: false,
             map: Mapping::Empty,
             len: 0,
-            extent: 0,
         }
     }
 
@@ -147,7 +151,6 @@ impl Store {
             file_writable: writable,
             map,
             len,
-            extent: len,
         })
     }
 
@@ -164,13 +167,12 @@ impl Store {
             .open(path)
             .map_err(|e| io_error(path, "cannot create", &e))?;
         space::grow(&file, 0, len).map_err(|e| io_error(path, "cannot size", &e))?;
-        let map = Mapping::read_write(&file, len).map_err(|e| io_error(path, "cannot map", &e))?;
+        let map = Mapping::read_only(&file, len).map_err(|e| io_error(path, "cannot map", &e))?;
         Ok(Self {
             file: Some(file),
             file_writable: true,
             map,
             len,
-            extent: 0,
         })
     }
 
@@ -181,21 +183,12 @@ impl Store {
         })
     }
 
-    /// Makes the file handle and the mapping writable, reserving the blocks
-    /// of any hole so that writes through the mapping cannot hit a full disk.
+    /// Reopens the file for writing when it was opened read-only.
     fn make_writable(&mut self, path: &Path) -> StorageResult<()> {
         if !self.file_writable {
             self.file = Some(open_file(path, true)?);
             self.file_writable = true;
         }
-        if self.map.is_writable() || self.len == 0 {
-            return Ok(());
-        }
-        self.map = Mapping::Empty;
-        let file = self.file(path)?;
-        space::reserve_all(file, self.len).map_err(|e| io_error(path, "cannot reserve", &e))?;
-        self.map =
-            Mapping::read_write(file, self.len).map_err(|e| io_error(path, "cannot map", &e))?;
         Ok(())
     }
 
@@ -208,7 +201,7 @@ impl Store {
         space::grow(file, self.len, new_len).map_err(|e| io_error(path, "cannot grow", &e))?;
         // The old mapping stays valid: the file only grew.
         let map =
-            Mapping::read_write(file, new_len).map_err(|e| io_error(path, "cannot map", &e))?;
+            Mapping::read_only(file, new_len).map_err(|e| io_error(path, "cannot map", &e))?;
         Ok((map, new_len))
     }
 
@@ -218,17 +211,18 @@ impl Store {
     }
 
     /// Takes the file now at `path` if it is not the one this store holds
-    /// (it was replaced by rename, as `Atomic::write_all` does).
+    /// (it was replaced by rename, as `Atomic::write_all` does); says
+    /// whether it did.
     #[cfg(unix)]
-    fn adopt_replaced(&mut self, path: &Path) -> StorageResult<()> {
+    fn adopt_replaced(&mut self, path: &Path) -> StorageResult<bool> {
         use std::os::unix::fs::MetadataExt;
 
         let Some(file) = &self.file else {
-            return Ok(());
+            return Ok(false);
         };
         let at_path = match fs::metadata(path) {
             Ok(meta) => meta,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
             Err(e) => return Err(io_error(path, "cannot inspect", &e)),
         };
         let held = file
@@ -238,14 +232,14 @@ impl Store {
             self.map = Mapping::Empty;
             self.file = Some(open_file(path, self.file_writable)?);
             self.len = at_path.len();
-            self.extent = at_path.len();
+            return Ok(true);
         }
-        Ok(())
+        Ok(false)
     }
 
     #[cfg(not(unix))]
-    fn adopt_replaced(&mut self, _path: &Path) -> StorageResult<()> {
-        Ok(())
+    fn adopt_replaced(&mut self, _path: &Path) -> StorageResult<bool> {
+        Ok(false)
     }
 }
 
@@ -265,8 +259,11 @@ impl MmapDriver {
 impl DriverIo for MmapDriver {
     fn commit(&self, final_len: Option<u64>) -> StorageResult<()> {
         let mut store = self.write();
-        store.adopt_replaced(&self.path)?;
-        let target = final_len.unwrap_or(store.extent);
+        let replaced = store.adopt_replaced(&self.path)?;
+        if replaced {
+            self.extent.store(store.len, Ordering::Release);
+        }
+        let target = final_len.unwrap_or_else(|| self.extent.load(Ordering::Acquire));
         // Unmap before the file can shrink: with the exclusive lock held and
         // no mapping left, nothing can touch a page past the new end.
         store.map = Mapping::Empty;
@@ -281,9 +278,8 @@ impl DriverIo for MmapDriver {
         }
         let map =
             Mapping::read_only(file, target).map_err(|e| io_error(&self.path, "cannot map", &e))?;
-        store.map = map;
-        store.len = target;
-        store.extent = target;
+        store.install(map, target);
+        self.extent.store(target, Ordering::Release);
         Ok(())
     }
 
@@ -317,6 +313,31 @@ impl DriverIo for MmapDriver {
     }
 
     fn write_at(&self, offset: u64, data: &[u8], committed: bool) -> StorageResult<()> {
+        self.write_bytes(offset, data, committed, Exclusion::Exclusive)
+    }
+
+    fn write_fresh(&self, offset: u64, data: &[u8]) -> StorageResult<()> {
+        self.write_bytes(offset, data, false, Exclusion::Shared)
+    }
+}
+
+/// Which lock a write of the file holds while the kernel copies its bytes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Exclusion {
+    /// The bytes may be read right now: keep readers out.
+    Exclusive,
+    /// No reader reads these bytes until the write returns (`write_fresh`).
+    Shared,
+}
+
+impl MmapDriver {
+    fn write_bytes(
+        &self,
+        offset: u64,
+        data: &[u8],
+        committed: bool,
+        exclusion: Exclusion,
+    ) -> StorageResult<()> {
         if self.mode == OpenMode::ReadOnly {
             return Err(StorageError::ReadOnly);
         }
@@ -326,15 +347,14 @@ impl DriverIo for MmapDriver {
         if data.is_empty() {
             return Ok(());
         }
-        let Range { start, end } = offset..offset + data.len() as u64;
+        let end = offset + data.len() as u64;
         // `Resource` never runs two writes (or a write and a commit) at once,
         // so the store cannot change between the steps below but for
-        // readers. Readers go on through every step except the swap of a
-        // grown mapping and the copy: growth (fallocate, mmap) and the page
-        // faults of the destination run under the shared lock.
+        // readers, who keep reading through every step except the swap of a
+        // grown mapping (and the copy of an overwrite).
         let (writable, len) = {
             let store = self.read();
-            (store.map.is_writable() && store.file_writable, store.len)
+            (store.file_writable, store.len)
         };
         if committed && end > len {
             // A committed file is rewritten in place; growing it needs reactivate.
@@ -347,17 +367,33 @@ impl DriverIo for MmapDriver {
             let (map, new_len) = self.read().grown(&self.path, end)?;
             self.write().install(map, new_len);
         }
-        self.read()
-            .map
-            .prefault_for_write(to_index(start), data.len());
-        let mut store = self.write();
-        let bytes = store.map.bytes_mut().ok_or_else(|| {
-            let error = io::Error::other("mapping is not writable");
-            io_error(&self.path, "cannot write", &error)
-        })?;
-        // `end` is at most the mapping's length, so both fit in a `usize`.
-        bytes[to_index(start)..to_index(end)].copy_from_slice(data);
-        store.extent = store.extent.max(end);
+        // The bytes go in with pwrite, not through the mapping: a full disk
+        // is an error here, never a SIGBUS in a page fault, and the mapping
+        // stays read-only.
+        let written = match exclusion {
+            Exclusion::Exclusive => write_all_at(self.write().file(&self.path)?, data, offset),
+            Exclusion::Shared => write_all_at(self.read().file(&self.path)?, data, offset),
+        };
+        written.map_err(|e| io_error(&self.path, "cannot write", &e))?;
+        self.extent.fetch_max(end, Ordering::AcqRel);
         Ok(())
     }
+}
+
+#[cfg(unix)]
+fn write_all_at(file: &File, data: &[u8], offset: u64) -> io::Result<()> {
+    std::os::unix::fs::FileExt::write_all_at(file, data, offset)
+}
+
+#[cfg(windows)]
+fn write_all_at(file: &File, mut data: &[u8], mut offset: u64) -> io::Result<()> {
+    while !data.is_empty() {
+        let n = std::os::windows::fs::FileExt::seek_write(file, data, offset)?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        data = &data[n..];
+        offset += n as u64;
+    }
+    Ok(())
 }

@@ -1,9 +1,10 @@
-//! Reserving disk blocks before a mapping can touch them.
+//! Growing the file with its disk blocks reserved.
 //!
-//! A page of a shared file mapping whose block cannot be allocated (disk
-//! full) faults with SIGBUS. So every byte the driver may write through the
-//! mapping is reserved first, where the platform can: a full disk is then an
-//! `Err` from `write_at`, not a crash.
+//! Bytes reach the file by `pwrite`, so a full disk is an `Err` from the
+//! write, never a SIGBUS in a page fault. Growth still reserves the new
+//! blocks (`fallocate`, where the platform has it): a disk that cannot hold
+//! the grown file says so at once, and writes into reserved blocks measured
+//! faster than into a sparse file.
 
 use std::{fs::File, io};
 
@@ -22,11 +23,6 @@ pub(crate) fn grow(file: &File, old_len: u64, new_len: u64) -> io::Result<()> {
         let _ = file.set_len(old_len);
     }
     result
-}
-
-/// Reserves the blocks of every hole in the first `len` bytes of `file`.
-pub(crate) fn reserve_all(file: &File, len: u64) -> io::Result<()> {
-    reserve(file, 0, len)
 }
 
 #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]

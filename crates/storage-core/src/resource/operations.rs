@@ -28,19 +28,33 @@ impl<D: DriverIo> ResourceExt for Resource<D> {
         if offset >= readable || buf.is_empty() {
             return Ok(0);
         }
-        shared.driver.read_at(offset, buf, readable)
+        let end = offset.saturating_add(buf.len() as u64).min(readable);
+        // Within the available prefix (a committed resource, a sequential
+        // download): no lock.
+        if end <= shared.prefix_end.load(Ordering::Acquire) {
+            return shared.driver.read_at(offset, buf, readable);
+        }
+        shared.read_available(offset, end, buf, readable)
     }
 
     fn write_at(&self, offset: u64, data: &[u8]) -> StorageResult<()> {
         let range = checked_range(offset, data.len())?;
         let shared = &*self.shared;
         let writer = shared.writer.lock();
-        let committed = {
+        let (committed, fresh) = {
             let state = shared.state.lock();
             shared.check_usable(&state)?;
-            matches!(state.phase, Phase::Committed { .. })
+            let committed = matches!(state.phase, Phase::Committed { .. });
+            let fresh = !committed && !range.is_empty() && !state.tracker.overlaps(&range);
+            (committed, fresh)
         };
-        shared.driver.write_at(offset, data, committed)?;
+        // No reader reads unavailable bytes (see `read_available`), and the
+        // writer lock keeps them unavailable until this write is recorded.
+        if fresh {
+            shared.driver.write_fresh(offset, data)?;
+        } else {
+            shared.driver.write_at(offset, data, committed)?;
+        }
         if range.is_empty() {
             return Ok(());
         }

@@ -1,0 +1,369 @@
+//! The benchmark suite: every workload of the contract's performance table
+//! next to its raw baseline, measured in the same run, reported as ratios.
+//!
+//! `cargo bench -p storage-mmap --bench workloads` (or `cargo xtask bench`) prints
+//! a markdown table of medians; `-- --quick` runs fewer rounds.
+
+#![allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "timings and counts shown as floating-point ratios"
+)]
+
+mod measure;
+mod memory;
+mod raw;
+
+use std::{path::Path, sync::Arc, thread, time::Instant};
+
+use measure::{Table, median, shuffled, xorshift};
+use storage_core::{CancellationToken, ResourceExt, WaitOutcome};
+use storage_mem::MemResource;
+use storage_mmap::{MmapOptions, MmapResource, OpenMode};
+
+const MIB: usize = 1 << 20;
+const CHUNK: usize = 64 * 1024;
+
+struct Config {
+    rounds: usize,
+    file_len: usize,
+    random_ops: usize,
+    pings: usize,
+}
+
+fn mmap_at(path: &Path, initial_len: Option<u64>) -> MmapResource {
+    let _ = std::fs::remove_file(path);
+    MmapResource::open(
+        CancellationToken::new(),
+        MmapOptions {
+            path: path.to_path_buf(),
+            initial_len,
+            mode: OpenMode::Auto,
+        },
+    )
+    .expect("open mmap resource")
+}
+
+fn write_sequential(resource: &impl ResourceExt, data: &[u8]) {
+    for (i, chunk) in data.chunks(CHUNK).enumerate() {
+        resource.write_at((i * CHUNK) as u64, chunk).expect("write");
+    }
+    resource.commit(Some(data.len() as u64)).expect("commit");
+}
+
+fn read_sequential(resource: &impl ResourceExt, len: usize, buf: &mut [u8]) -> u64 {
+    let mut sum = 0u64;
+    for offset in (0..len).step_by(CHUNK) {
+        let n = resource.read_at(offset as u64, buf).expect("read");
+        sum = sum.wrapping_add(u64::from(buf[n / 2]));
+    }
+    sum
+}
+
+/// A 4 KiB read at an offset, shared by reader threads.
+type Reader = Arc<dyn Fn(u64, &mut [u8]) + Send + Sync>;
+
+/// Ops per second of `threads` threads doing `ops` random 4 KiB reads each.
+fn random_reads(threads: usize, ops: usize, len: usize, read: &Reader) -> f64 {
+    let started = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let read = Arc::clone(read);
+            thread::spawn(move || {
+                let mut next = xorshift(t as u64 * 7919 + 1);
+                let mut buf = vec![0u8; 4096];
+                let mut sum = 0u64;
+                for _ in 0..ops {
+                    let offset = (next() % (len - 4096) as u64) & !4095;
+                    read(offset, &mut buf);
+                    sum = sum.wrapping_add(u64::from(buf[7]));
+                }
+                sum
+            })
+        })
+        .collect();
+    for handle in handles {
+        std::hint::black_box(handle.join().expect("reader"));
+    }
+    (threads * ops) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Writer thread → reader thread through `resource`: seconds until the
+/// reader has read and checked every chunk.
+fn pipe<R: ResourceExt + Clone>(resource: &R, data: &Arc<Vec<u8>>) -> f64 {
+    let started = Instant::now();
+    let writer = {
+        let (resource, data) = (resource.clone(), Arc::clone(data));
+        thread::spawn(move || write_sequential(&resource, &data))
+    };
+    let mut buf = vec![0u8; CHUNK];
+    for offset in (0..data.len()).step_by(CHUNK) {
+        let end = (offset + CHUNK).min(data.len());
+        let outcome = resource
+            .wait_range(offset as u64..end as u64)
+            .expect("wait");
+        assert_eq!(outcome, WaitOutcome::Ready);
+        let n = resource
+            .read_at(offset as u64, &mut buf[..end - offset])
+            .expect("read");
+        assert_eq!(buf[n - 1], data[end - 1]);
+    }
+    writer.join().expect("writer");
+    started.elapsed().as_secs_f64()
+}
+
+/// Wake latency: a waiter parked on byte `i`, `write_at` covers it; with
+/// `idle` more waiters parked on ranges never written. Returns latencies (µs).
+fn wake_latencies<R: ResourceExt + Clone>(
+    resource: &R,
+    waiters: impl Fn() -> usize,
+    pings: usize,
+    idle: usize,
+) -> Vec<f64> {
+    let far = 1u64 << 40;
+    let idlers: Vec<_> = (0..idle as u64)
+        .map(|i| {
+            let resource = resource.clone();
+            thread::spawn(move || resource.wait_range(far + i * 10..far + i * 10 + 1))
+        })
+        .collect();
+    while waiters() < idle {
+        thread::yield_now();
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = {
+        let resource = resource.clone();
+        thread::spawn(move || {
+            for i in 0..pings as u64 {
+                resource.wait_range(i..i + 1).expect("wait");
+                tx.send(Instant::now()).expect("send");
+            }
+        })
+    };
+    let mut latencies = Vec::with_capacity(pings);
+    for i in 0..pings as u64 {
+        while waiters() < idle + 1 {
+            thread::yield_now();
+        }
+        let before = Instant::now();
+        resource.write_at(i, &[1]).expect("write");
+        let woke = rx.recv().expect("recv");
+        latencies.push(woke.duration_since(before).as_secs_f64() * 1e6);
+    }
+    waiter.join().expect("waiter");
+    resource.fail("benchmark done".into());
+    for idler in idlers {
+        let _ = idler.join();
+    }
+    latencies
+}
+
+/// Cancel latency: a parked waiter, the token is cancelled. Latencies (µs).
+fn cancel_latencies(pings: usize) -> Vec<f64> {
+    (0..pings)
+        .map(|_| {
+            let cancel = CancellationToken::new();
+            let resource = MemResource::new(cancel.clone());
+            let waiter = {
+                let resource = resource.clone();
+                thread::spawn(move || {
+                    let _ = resource.wait_range(0..1);
+                    Instant::now()
+                })
+            };
+            while resource.waiter_count() < 1 {
+                thread::yield_now();
+            }
+            let before = Instant::now();
+            cancel.cancel();
+            let woke = waiter.join().expect("waiter");
+            woke.duration_since(before).as_secs_f64() * 1e6
+        })
+        .collect()
+}
+
+/// Out-of-order 1 KiB writes: (ns per `write_at`, ns per `wait_range` hit).
+fn out_of_order<R: ResourceExt>(resource: &R, writes: usize) -> (f64, f64) {
+    let block = [7u8; 1024];
+    let order = shuffled(writes, 99);
+    let started = Instant::now();
+    for &i in &order {
+        resource.write_at((i * 1024) as u64, &block).expect("write");
+    }
+    let write_ns = started.elapsed().as_nanos() as f64 / writes as f64;
+    let mut next = xorshift(5);
+    let started = Instant::now();
+    for _ in 0..writes {
+        let at = next() % (writes as u64 * 1024 - 1024);
+        let outcome = resource.wait_range(at..at + 1024).expect("wait");
+        std::hint::black_box(outcome);
+    }
+    (
+        write_ns,
+        started.elapsed().as_nanos() as f64 / writes as f64,
+    )
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let config = if quick {
+        Config {
+            rounds: 3,
+            file_len: 64 * MIB,
+            random_ops: 200_000,
+            pings: 500,
+        }
+    } else {
+        Config {
+            rounds: 7,
+            file_len: 256 * MIB,
+            random_ops: 1_000_000,
+            pings: 2000,
+        }
+    };
+    let dir = tempfile::tempdir_in(std::env::var("BENCH_DIR").unwrap_or_else(|_| ".".into()))
+        .expect("temporary directory");
+    let data = Arc::new(measure::pattern(config.file_len));
+    let mut table = Table::new(config.file_len);
+    run_mmap(&config, dir.path(), &data, &mut table);
+    memory::run(&config, &data, &mut table);
+    run_latencies(&config, dir.path(), &mut table);
+    run_scaling(dir.path(), &mut table);
+    table.print();
+}
+
+fn run_mmap(config: &Config, dir: &Path, data: &Arc<Vec<u8>>, table: &mut Table) {
+    let len = data.len();
+    let path = dir.join("seq.bin");
+    let (mut ours, mut memcpy, mut pwrite, mut pipes) = (vec![], vec![], vec![], vec![]);
+    for _ in 0..config.rounds {
+        memcpy.push(raw::mmap_write(&path, data, CHUNK));
+        pwrite.push(raw::pwrite(&path, data, CHUNK));
+        let resource = mmap_at(&path, None);
+        let started = Instant::now();
+        write_sequential(&resource, data);
+        ours.push(started.elapsed().as_secs_f64());
+        drop(resource);
+        pipes.push(pipe(&mmap_at(&path, None), data));
+    }
+    let best_raw = median(&mut memcpy).min(median(&mut pwrite));
+    table.throughput(
+        "1. sequential write 64 KiB, fresh file + commit",
+        "best of raw memmap2 memcpy / pwrite",
+        median(&mut ours),
+        best_raw,
+        0.9,
+    );
+    table.throughput(
+        "5. writer → reader pipe, 64 KiB",
+        "raw sequential write (1.)",
+        median(&mut pipes),
+        best_raw,
+        0.85,
+    );
+
+    // Reads of the committed file.
+    let resource = mmap_at(&path, None);
+    write_sequential(&resource, data);
+    let raw_map = Arc::new(raw::map_read(&path));
+    let mut buf = vec![0u8; CHUNK];
+    let (mut ours, mut raw_times) = (vec![], vec![]);
+    for _ in 0..config.rounds {
+        let started = Instant::now();
+        std::hint::black_box(read_sequential(&resource, len, &mut buf));
+        ours.push(started.elapsed().as_secs_f64());
+        let started = Instant::now();
+        std::hint::black_box(raw::read_sequential(&raw_map, CHUNK, &mut buf));
+        raw_times.push(started.elapsed().as_secs_f64());
+    }
+    table.throughput(
+        "2. sequential read 64 KiB, committed",
+        "raw memmap2 memcpy",
+        median(&mut ours),
+        median(&mut raw_times),
+        0.95,
+    );
+
+    for threads in [1, 2, 4] {
+        let (mut ours, mut raw_rates) = (vec![], vec![]);
+        for _ in 0..config.rounds {
+            let r = resource.clone();
+            ours.push(random_reads(
+                threads,
+                config.random_ops / threads,
+                len,
+                &(Arc::new(move |at: u64, buf: &mut [u8]| {
+                    r.read_at(at, buf).expect("read");
+                }) as Reader),
+            ));
+            let m = Arc::clone(&raw_map);
+            raw_rates.push(random_reads(
+                threads,
+                config.random_ops / threads,
+                len,
+                &(Arc::new(move |at: u64, buf: &mut [u8]| {
+                    let at = at as usize;
+                    buf.copy_from_slice(&m[at..at + buf.len()]);
+                }) as Reader),
+            ));
+        }
+        let target = if threads == 2 {
+            0.8
+        } else if threads == 1 {
+            0.9
+        } else {
+            0.0
+        };
+        table.rate(
+            &format!("3/4. 4 KiB random read_at, {threads} thread(s)"),
+            &format!("raw memmap2, {threads} thread(s)"),
+            median(&mut ours),
+            median(&mut raw_rates),
+            target,
+        );
+    }
+}
+
+fn run_latencies(config: &Config, dir: &Path, table: &mut Table) {
+    let raw = raw::condvar_ping(config.pings);
+    for idle in [0, 7, 63] {
+        let resource = mmap_at(&dir.join("wake.bin"), None);
+        let r = resource.clone();
+        let mut ours = wake_latencies(&resource, move || r.waiter_count(), config.pings, idle);
+        table.latency(
+            &format!("6. wake latency, {} waiter(s)", idle + 1),
+            &mut ours,
+            Some(raw.clone()),
+            3.0,
+        );
+    }
+    let mut cancel = cancel_latencies(config.pings / 4);
+    table.latency(
+        "7. cancel → blocked waiter returns",
+        &mut cancel,
+        None,
+        1000.0,
+    );
+}
+
+fn run_scaling(dir: &Path, table: &mut Table) {
+    for writes in [4096, 65_536, 1 << 20] {
+        let resource = mmap_at(&dir.join("ooo.bin"), Some(writes as u64 * 1024));
+        let (write_ns, hit_ns) = out_of_order(&resource, writes);
+        drop(resource);
+        let raw_ns = raw::pwrite_scattered(&dir.join("ooo-raw.bin"), &shuffled(writes, 99));
+        let target = if writes == 65_536 { 1000.0 } else { 0.0 };
+        table.cost(
+            &format!(
+                "8. {}k out-of-order 1 KiB writes, presized file",
+                writes / 1024
+            ),
+            write_ns,
+            hit_ns,
+            "raw 1 KiB pwrite, same order",
+            raw_ns,
+            target,
+        );
+    }
+}
