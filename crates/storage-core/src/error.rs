@@ -44,6 +44,14 @@ pub enum StorageError {
     #[error("timed out waiting for the range")]
     TimedOut,
 
+    /// Another resource — in this process or another — has the file open for
+    /// writing (it holds the file's exclusive lock).
+    #[error("{} is open for writing elsewhere (another resource or process holds its lock)", path.display())]
+    Locked {
+        /// The file.
+        path: std::path::PathBuf,
+    },
+
     /// The resource was opened read-only; it never accepts writes.
     #[error("write refused: the resource is read-only")]
     ReadOnly,

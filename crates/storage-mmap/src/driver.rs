@@ -1,7 +1,7 @@
-//! `MmapDriver`: opening, growing, committing and reactivating a mapped file.
+//! `MmapDriver`: the driver's state, its writes, commit and reactivate.
 
 use std::{
-    fs::{self, File, OpenOptions},
+    fs::File,
     io,
     path::{Path, PathBuf},
     sync::{
@@ -11,9 +11,16 @@ use std::{
 };
 
 use crossbeam_utils::sync::{ShardedLock, ShardedLockReadGuard, ShardedLockWriteGuard};
-use storage_core::{Driver, DriverIo, DriverState, RangeSet, StorageError, StorageResult};
+use parking_lot::Mutex;
+use storage_core::{DriverIo, StorageError, StorageResult};
 
-use crate::{MmapOptions, OpenMode, map::Mapping, space};
+use crate::{
+    OpenMode,
+    checkpoint::Checkpoints,
+    journal::Journal,
+    map::Mapping,
+    store::{Store, io_error},
+};
 
 /// Size of a new file when `MmapOptions::initial_len` is `None`, and the
 /// smallest size growth goes to.
@@ -27,50 +34,29 @@ pub const DEFAULT_INITIAL_LEN: u64 = 64 * 1024;
 /// the mapping without the program writing them: another process (or another
 /// handle in this one) that writes the file changes what a `&[u8]` shows,
 /// and one that truncates it makes a read of the lost pages raise SIGBUS.
-/// This driver never does either to its own mappings — every access goes
-/// through borrows of one `RwLock` (writes exclusive), and the file is only
-/// shrunk after its mapping is dropped under the exclusive lock — so it is
-/// sound as long as no one else writes or truncates the file while the
-/// resource is open. See the crate README for that hazard.
+/// This driver never does either to its own readers: its mapping is
+/// read-only, bytes go in with `pwrite` only where no reader reads at that
+/// moment, and the file is only shrunk after its mapping is dropped under the
+/// exclusive lock. While active, the file holds an exclusive advisory lock,
+/// so a second writer of this library is refused. It is sound as long as no
+/// other program writes or truncates the file while the resource is open;
+/// see the crate README for that hazard.
 #[derive(Debug)]
 pub struct MmapDriver {
-    path: PathBuf,
-    mode: OpenMode,
+    pub(crate) path: PathBuf,
+    pub(crate) journal_path: PathBuf,
+    pub(crate) mode: OpenMode,
     /// Guards the file handle and the mapping: readers and fresh writes
     /// share it; overwrites, the swap of a grown mapping, commit and
     /// reactivate hold it exclusively. Sharded: a reader locks only its
     /// thread's shard, so parallel readers do not contend on one lock word.
-    store: ShardedLock<Store>,
+    pub(crate) store: ShardedLock<Store>,
     /// One past the highest byte written or committed (raised by writes
     /// under the shared lock, set by commit under the exclusive one).
-    extent: AtomicU64,
-}
-
-/// The file and its mapping.
-#[derive(Debug)]
-struct Store {
-    /// `None` only for a `ReadOnly` resource on a missing file.
-    file: Option<File>,
-    /// Whether `file` was opened for writing.
-    file_writable: bool,
-    map: Mapping,
-    /// Length of the file, which is also the length of the mapping.
-    len: u64,
-}
-
-fn io_error(path: &Path, what: &str, error: &io::Error) -> StorageError {
-    StorageError::Io(io::Error::new(
-        error.kind(),
-        format!("{what} {}: {error}", path.display()),
-    ))
-}
-
-fn open_file(path: &Path, writable: bool) -> StorageResult<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(writable)
-        .open(path)
-        .map_err(|e| io_error(path, "cannot open", &e))
+    pub(crate) extent: AtomicU64,
+    /// The journal of an active file, `None` once committed (and for
+    /// read-only resources). Locked after `store` when both are.
+    pub(crate) checkpoints: Mutex<Option<Checkpoints>>,
 }
 
 /// An offset already checked to lie within a mapping (whose length is a `usize`).
@@ -78,169 +64,10 @@ fn to_index(offset: u64) -> usize {
     usize::try_from(offset).unwrap_or(usize::MAX)
 }
 
-fn committed(len: u64) -> DriverState {
-    let mut available = RangeSet::new();
-    if len > 0 {
-        available.insert(0..len);
-    }
-    DriverState {
-        final_len: Some(len),
-        available,
-        is_committed: true,
-    }
-}
-
-impl Driver for MmapDriver {
-    type Options = MmapOptions;
-
-    fn open(opts: MmapOptions) -> StorageResult<(Self, DriverState)> {
-        let MmapOptions {
-            path,
-            initial_len,
-            mode,
-        } = opts;
-        let existing = match fs::metadata(&path) {
-            Ok(meta) if meta.is_dir() => {
-                let error = io::Error::new(io::ErrorKind::IsADirectory, "is a directory");
-                return Err(io_error(&path, "cannot open", &error));
-            }
-            Ok(meta) => Some(meta.len()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(io_error(&path, "cannot inspect", &e)),
-        };
-        let extent = existing.unwrap_or(0);
-        let (store, state) = match (mode, existing) {
-            (OpenMode::ReadOnly, None) => (Store::missing(), committed(0)),
-            (OpenMode::ReadOnly, Some(len)) => {
-                (Store::open_committed(&path, len, false)?, committed(len))
-            }
-            (OpenMode::Auto | OpenMode::ReadWrite, Some(len)) if len > 0 => {
-                let writable = mode == OpenMode::ReadWrite;
-                (Store::open_committed(&path, len, writable)?, committed(len))
-            }
-            (OpenMode::Auto | OpenMode::ReadWrite, _) => {
-                let len = initial_len.unwrap_or(DEFAULT_INITIAL_LEN);
-                (Store::create(&path, len)?, DriverState::default())
-            }
-        };
-        let driver = Self {
-            path,
-            mode,
-            store: ShardedLock::new(store),
-            extent: AtomicU64::new(if state.is_committed { extent } else { 0 }),
-        };
-        Ok((driver, state))
-    }
-}
-
-impl Store {
-    fn missing() -> Self {
-        Self {
-            file: None,
-            file_writable: false,
-            map: Mapping::Empty,
-            len: 0,
-        }
-    }
-
-    fn open_committed(path: &Path, len: u64, writable: bool) -> StorageResult<Self> {
-        let file = open_file(path, writable)?;
-        let map = Mapping::read_only(&file, len).map_err(|e| io_error(path, "cannot map", &e))?;
-        Ok(Self {
-            file: Some(file),
-            file_writable: writable,
-            map,
-            len,
-        })
-    }
-
-    fn create(path: &Path, len: u64) -> StorageResult<Self> {
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            fs::create_dir_all(parent)
-                .map_err(|e| io_error(parent, "cannot create directory", &e))?;
-        }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(|e| io_error(path, "cannot create", &e))?;
-        space::grow(&file, 0, len).map_err(|e| io_error(path, "cannot size", &e))?;
-        let map = Mapping::read_only(&file, len).map_err(|e| io_error(path, "cannot map", &e))?;
-        Ok(Self {
-            file: Some(file),
-            file_writable: true,
-            map,
-            len,
-        })
-    }
-
-    fn file(&self, path: &Path) -> StorageResult<&File> {
-        self.file.as_ref().ok_or_else(|| {
-            let error = io::Error::new(io::ErrorKind::NotFound, "no backing file");
-            io_error(path, "cannot write", &error)
-        })
-    }
-
-    /// Reopens the file for writing when it was opened read-only.
-    fn make_writable(&mut self, path: &Path) -> StorageResult<()> {
-        if !self.file_writable {
-            self.file = Some(open_file(path, true)?);
-            self.file_writable = true;
-        }
-        Ok(())
-    }
-
-    /// Grows the file to hold `end` bytes (at least doubling it) and maps the
-    /// new length, without touching the current mapping: readers go on while
-    /// this runs. Install the result with [`Store::install`].
-    fn grown(&self, path: &Path, end: u64) -> StorageResult<(Mapping, u64)> {
-        let new_len = end.max(self.len.saturating_mul(2)).max(DEFAULT_INITIAL_LEN);
-        let file = self.file(path)?;
-        space::grow(file, self.len, new_len).map_err(|e| io_error(path, "cannot grow", &e))?;
-        // The old mapping stays valid: the file only grew.
-        let map =
-            Mapping::read_only(file, new_len).map_err(|e| io_error(path, "cannot map", &e))?;
-        Ok((map, new_len))
-    }
-
-    fn install(&mut self, map: Mapping, len: u64) {
-        self.map = map;
-        self.len = len;
-    }
-
-    /// Takes the file now at `path` if it is not the one this store holds
-    /// (it was replaced by rename, as `Atomic::write_all` does); says
-    /// whether it did.
-    #[cfg(unix)]
-    fn adopt_replaced(&mut self, path: &Path) -> StorageResult<bool> {
-        use std::os::unix::fs::MetadataExt;
-
-        let Some(file) = &self.file else {
-            return Ok(false);
-        };
-        let at_path = match fs::metadata(path) {
-            Ok(meta) => meta,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(io_error(path, "cannot inspect", &e)),
-        };
-        let held = file
-            .metadata()
-            .map_err(|e| io_error(path, "cannot inspect", &e))?;
-        if (held.dev(), held.ino()) != (at_path.dev(), at_path.ino()) {
-            self.map = Mapping::Empty;
-            self.file = Some(open_file(path, self.file_writable)?);
-            self.len = at_path.len();
-            return Ok(true);
-        }
-        Ok(false)
-    }
-
-    #[cfg(not(unix))]
-    fn adopt_replaced(&mut self, _path: &Path) -> StorageResult<bool> {
-        Ok(false)
-    }
+/// A second handle of `file`, for the checkpoint thread to sync.
+pub(crate) fn second_handle(file: &File, path: &Path) -> StorageResult<File> {
+    file.try_clone()
+        .map_err(|e| io_error(path, "cannot duplicate the handle of", &e))
 }
 
 impl MmapDriver {
@@ -256,11 +83,23 @@ impl MmapDriver {
     }
 }
 
+impl Drop for MmapDriver {
+    fn drop(&mut self) {
+        // The last checkpoint: what was written becomes durable and journaled,
+        // so reopening resumes with all of it.
+        if let Some(checkpoints) = self.checkpoints.get_mut().take() {
+            let _ = checkpoints.finish();
+        }
+    }
+}
+
 impl DriverIo for MmapDriver {
     fn commit(&self, final_len: Option<u64>) -> StorageResult<()> {
+        if self.mode == OpenMode::ReadOnly {
+            return Err(StorageError::ReadOnly);
+        }
         let mut store = self.write();
-        let replaced = store.adopt_replaced(&self.path)?;
-        if replaced {
+        if store.adopt_replaced(&self.path)? {
             self.extent.store(store.len, Ordering::Release);
         }
         let target = final_len.unwrap_or_else(|| self.extent.load(Ordering::Acquire));
@@ -276,10 +115,20 @@ impl DriverIo for MmapDriver {
             file.set_len(target)
                 .map_err(|e| io_error(&self.path, "cannot truncate", &e))?;
         }
+        // Data and length durable before the journal goes: a crash at any
+        // instant leaves a resumable file or a committed one.
+        file.sync_all()
+            .map_err(|e| io_error(&self.path, "cannot sync", &e))?;
         let map =
             Mapping::read_only(file, target).map_err(|e| io_error(&self.path, "cannot map", &e))?;
         store.install(map, target);
         self.extent.store(target, Ordering::Release);
+        if let Some(checkpoints) = self.checkpoints.lock().take() {
+            checkpoints
+                .discard(&self.journal_path)
+                .map_err(|e| io_error(&self.journal_path, "cannot remove", &e))?;
+        }
+        store.unlock();
         Ok(())
     }
 
@@ -291,7 +140,26 @@ impl DriverIo for MmapDriver {
         if self.mode == OpenMode::ReadOnly {
             return Err(StorageError::ReadOnly);
         }
-        self.write().make_writable(&self.path)
+        let mut store = self.write();
+        let mut checkpoints = self.checkpoints.lock();
+        if checkpoints.is_some() {
+            return Ok(()); // active already
+        }
+        store.make_writable(&self.path)?;
+        store.lock_for_writing(&self.path)?;
+        let journal_error = |e: io::Error| io_error(&self.journal_path, "cannot write", &e);
+        let mut journal = Journal::create(&self.journal_path).map_err(journal_error)?;
+        // The committed bytes are on disk: they are the first record.
+        let extent = self.extent.load(Ordering::Acquire);
+        if extent > 0 {
+            journal
+                .append(std::iter::once(&(0..extent)))
+                .map_err(journal_error)?;
+            journal.sync().map_err(journal_error)?;
+        }
+        let data = second_handle(store.file(&self.path)?, &self.path)?;
+        *checkpoints = Some(Checkpoints::new(data, journal));
+        Ok(())
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8], effective_len: u64) -> StorageResult<usize> {
@@ -320,7 +188,6 @@ impl DriverIo for MmapDriver {
         self.write_bytes(offset, data, false, Exclusion::Shared)
     }
 }
-
 /// Which lock a write of the file holds while the kernel copies its bytes.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Exclusion {
@@ -376,6 +243,9 @@ impl MmapDriver {
         };
         written.map_err(|e| io_error(&self.path, "cannot write", &e))?;
         self.extent.fetch_max(end, Ordering::AcqRel);
+        if !committed && let Some(checkpoints) = self.checkpoints.lock().as_mut() {
+            checkpoints.record(offset..end);
+        }
         Ok(())
     }
 }

@@ -35,13 +35,18 @@ compile_error!(
     "storage-mmap needs memory-mapped files, which wasm32 does not have: use the `mem` driver"
 );
 
+mod checkpoint;
 mod driver;
+mod journal;
 mod map;
+mod open;
 mod space;
+mod store;
 
 use std::path::PathBuf;
 
 pub use driver::{DEFAULT_INITIAL_LEN, MmapDriver};
+pub use journal::CHECKPOINT_BYTES;
 use storage_core::Resource;
 
 /// How [`MmapDriver`] opens its file.

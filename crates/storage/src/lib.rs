@@ -59,7 +59,9 @@ pub use storage_core::{
 #[cfg(feature = "mem")]
 pub use storage_mem::{MemDriver, MemOptions, MemResource};
 #[cfg(feature = "mmap")]
-pub use storage_mmap::{DEFAULT_INITIAL_LEN, MmapDriver, MmapOptions, MmapResource, OpenMode};
+pub use storage_mmap::{
+    CHECKPOINT_BYTES, DEFAULT_INITIAL_LEN, MmapDriver, MmapOptions, MmapResource, OpenMode,
+};
 #[cfg(any(feature = "mmap", feature = "mem"))]
 pub use unified::StorageResource;
 

@@ -156,8 +156,8 @@ fn payloads() -> [Vec<u8>; 2] {
     [pattern(11, 300_000), pattern(12, 170_000)]
 }
 
-/// In the child: replace the file with the two payloads, alternately,
-/// until killed.
+/// In the child: replace the file with the two payloads, alternately, with
+/// `write_all` and `write_all_durable`, until killed.
 #[test]
 fn crash_child_writer() {
     let Ok(path) = std::env::var(CHILD_ENV) else {
@@ -167,7 +167,12 @@ fn crash_child_writer() {
     let payloads = payloads();
     println!("ready");
     for i in 0.. {
-        atomic.write_all(&payloads[i % 2]).unwrap();
+        // Alternate the plain and the durable replacement too.
+        if i % 4 < 2 {
+            atomic.write_all(&payloads[i % 2]).unwrap();
+        } else {
+            atomic.write_all_durable(&payloads[i % 2]).unwrap();
+        }
     }
 }
 

@@ -237,9 +237,11 @@ fn run_mmap(config: &Config, dir: &Path, data: &Arc<Vec<u8>>, table: &mut Table)
     let len = data.len();
     let path = dir.join("seq.bin");
     let (mut ours, mut memcpy, mut pwrite, mut pipes) = (vec![], vec![], vec![], vec![]);
+    let mut durable = vec![];
     for _ in 0..config.rounds {
         memcpy.push(raw::mmap_write(&path, data, CHUNK));
         pwrite.push(raw::pwrite(&path, data, CHUNK));
+        durable.push(raw::pwrite_durable(&path, data, CHUNK));
         let resource = mmap_at(&path, None);
         let started = Instant::now();
         write_sequential(&resource, data);
@@ -254,6 +256,13 @@ fn run_mmap(config: &Config, dir: &Path, data: &Arc<Vec<u8>>, table: &mut Table)
         median(&mut ours),
         best_raw,
         0.9,
+    );
+    table.throughput(
+        "1b. the same (commit makes it durable)",
+        "raw pwrite + fdatasync",
+        median(&mut ours.clone()),
+        median(&mut durable),
+        0.0,
     );
     table.throughput(
         "5. writer → reader pipe, 64 KiB",

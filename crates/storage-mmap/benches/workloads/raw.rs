@@ -56,6 +56,21 @@ pub fn pwrite(path: &Path, data: &[u8], chunk: usize) -> f64 {
     started.elapsed().as_secs_f64()
 }
 
+/// `pwrite` of each chunk into a fresh file, then `fdatasync`: what a
+/// durable write costs without this library. Seconds.
+pub fn pwrite_durable(path: &Path, data: &[u8], chunk: usize) -> f64 {
+    remove(path);
+    let started = Instant::now();
+    let file = fresh(path);
+    for (i, piece) in data.chunks(chunk).enumerate() {
+        file.write_all_at(piece, (i * chunk) as u64)
+            .expect("pwrite");
+    }
+    file.sync_data().expect("fdatasync");
+    drop(file);
+    started.elapsed().as_secs_f64()
+}
+
 /// A read-only map of `path`.
 pub fn map_read(path: &Path) -> memmap2::Mmap {
     let file = File::open(path).expect("open");

@@ -1,0 +1,246 @@
+//! The resume journal: which ranges of an active file are durable on disk.
+//!
+//! Beside each active file `NAME` lies `NAME.storage-journal`: an 8-byte
+//! magic, then records `[payload length: u32][crc32 of payload: u32]
+//! [payload: (start: u64, end: u64)*]`, little-endian. A record is appended
+//! only after the data of its ranges was synced (`fdatasync`), so the journal
+//! never claims a byte that is not on disk. Reading stops at the first record
+//! whose length or checksum does not hold: a torn or corrupt tail is
+//! ignored, never trusted.
+
+use std::{
+    fs::{self, File, OpenOptions},
+    io::{self, Write},
+    ops::Range,
+    path::{Path, PathBuf},
+};
+
+use storage_core::RangeSet;
+
+/// Bytes written between two checkpoints (fdatasync + journal record).
+pub const CHECKPOINT_BYTES: u64 = 8 << 20;
+const MAGIC: &[u8; 8] = b"STJRNL01";
+const RECORD_HEADER: usize = 8;
+const RANGE_BYTES: usize = 16;
+
+/// Where the journal of the file at `path` lives.
+pub(crate) fn path_for(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".storage-journal");
+    path.with_file_name(name)
+}
+
+/// What a journal on disk says.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Contents {
+    /// The ranges of every valid record.
+    pub ranges: RangeSet<u64>,
+    /// Length of the valid prefix (magic and whole, checked records).
+    pub valid_len: u64,
+}
+
+/// Parses journal bytes: the valid records, stopping at the first bad one.
+pub(crate) fn parse(bytes: &[u8]) -> Contents {
+    let mut contents = Contents::default();
+    if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
+        return contents;
+    }
+    let mut at = MAGIC.len();
+    contents.valid_len = at as u64;
+    while let Some(header) = bytes.get(at..at + RECORD_HEADER) {
+        let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+        let Some(payload) = bytes.get(at + RECORD_HEADER..at + RECORD_HEADER + len) else {
+            break; // torn: the record is cut short
+        };
+        if !len.is_multiple_of(RANGE_BYTES) || crc32fast::hash(payload) != crc {
+            break; // corrupt
+        }
+        for pair in payload.chunks_exact(RANGE_BYTES) {
+            let (start, end) = pair.split_at(8);
+            let start = u64::from_le_bytes(start.try_into().unwrap_or_default());
+            let end = u64::from_le_bytes(end.try_into().unwrap_or_default());
+            if start < end {
+                contents.ranges.insert(start..end);
+            }
+        }
+        at += RECORD_HEADER + len;
+        contents.valid_len = at as u64;
+    }
+    contents
+}
+
+/// Reads the journal at `path`: `None` when there is none.
+pub(crate) fn read(path: &Path) -> io::Result<Option<Contents>> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(Some(parse(&bytes))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// One record's bytes.
+pub(crate) fn encode<'a>(ranges: impl Iterator<Item = &'a Range<u64>>) -> Vec<u8> {
+    let mut payload = Vec::new();
+    for range in ranges {
+        payload.extend_from_slice(&range.start.to_le_bytes());
+        payload.extend_from_slice(&range.end.to_le_bytes());
+    }
+    let mut record = Vec::with_capacity(RECORD_HEADER + payload.len());
+    // Records hold the ranges of a few MiB of writes: far below 4 GiB.
+    let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+    record.extend_from_slice(&len.to_le_bytes());
+    record.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    record.extend_from_slice(&payload);
+    record
+}
+
+/// An open journal, appended to.
+#[derive(Debug)]
+pub(crate) struct Journal {
+    path: PathBuf,
+    file: File,
+}
+
+fn sync_dir(path: &Path) -> io::Result<()> {
+    match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(dir) => File::open(dir)?.sync_all(),
+        None => File::open(".")?.sync_all(),
+    }
+}
+
+impl Journal {
+    /// Creates (or empties) the journal at `path`, durably: once this
+    /// returns, a crash leaves the journal in place.
+    pub(crate) fn create(path: &Path) -> io::Result<Self> {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)?;
+        file.write_all(MAGIC)?;
+        file.sync_all()?;
+        sync_dir(path)?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            file,
+        })
+    }
+
+    /// Opens an existing journal to append after its valid prefix (a torn
+    /// tail is cut off first, so later records stay reachable).
+    pub(crate) fn resume(path: &Path, contents: &Contents) -> io::Result<Self> {
+        if contents.valid_len < MAGIC.len() as u64 {
+            // No valid magic: start over, keeping what the caller learned.
+            let mut journal = Self::create(path)?;
+            journal.append(contents.ranges.iter())?;
+            return Ok(journal);
+        }
+        let file = OpenOptions::new().write(true).open(path)?;
+        file.set_len(contents.valid_len)?;
+        let mut journal = Self {
+            path: path.to_path_buf(),
+            file,
+        };
+        journal.seek_end()?;
+        Ok(journal)
+    }
+
+    fn seek_end(&mut self) -> io::Result<()> {
+        use std::io::Seek;
+        self.file.seek(io::SeekFrom::End(0)).map(|_| ())
+    }
+
+    /// Appends one record with `ranges` (nothing when there are none).
+    pub(crate) fn append<'a>(
+        &mut self,
+        ranges: impl Iterator<Item = &'a Range<u64>>,
+    ) -> io::Result<()> {
+        let mut ranges = ranges.peekable();
+        if ranges.peek().is_none() {
+            return Ok(());
+        }
+        self.file.write_all(&encode(ranges))
+    }
+
+    /// Makes the appended records durable.
+    pub(crate) fn sync(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+
+    /// Deletes the journal (the file is committed).
+    pub(crate) fn remove(self) -> io::Result<()> {
+        drop(self.file);
+        fs::remove_file(&self.path)
+    }
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::single_range_in_vec_init,
+    reason = "records of one range are what the tests write"
+)]
+mod tests {
+    use super::*;
+
+    fn journal_of(records: &[&[Range<u64>]]) -> Vec<u8> {
+        let mut bytes = MAGIC.to_vec();
+        for record in records {
+            bytes.extend(encode(record.iter()));
+        }
+        bytes
+    }
+
+    fn set(ranges: &[Range<u64>]) -> RangeSet<u64> {
+        ranges.iter().cloned().collect()
+    }
+
+    #[test]
+    fn records_round_trip() {
+        let bytes = journal_of(&[&[0..10, 20..30], &[10..20]]);
+        let contents = parse(&bytes);
+        assert_eq!(contents.ranges, set(&[0..30]));
+        assert_eq!(contents.valid_len, bytes.len() as u64);
+    }
+
+    #[test]
+    fn a_torn_last_record_is_ignored() {
+        let bytes = journal_of(&[&[0..10], &[50..60]]);
+        for cut in 1..24 {
+            let contents = parse(&bytes[..bytes.len() - cut]);
+            assert_eq!(contents.ranges, set(&[0..10]), "cut {cut}");
+        }
+    }
+
+    #[test]
+    fn a_corrupt_record_and_everything_after_it_are_ignored() {
+        let mut bytes = journal_of(&[&[0..10], &[50..60], &[70..80]]);
+        let second_payload = MAGIC.len() + RECORD_HEADER + 16 + RECORD_HEADER + 3;
+        bytes[second_payload] ^= 0x40;
+        assert_eq!(parse(&bytes).ranges, set(&[0..10]));
+    }
+
+    #[test]
+    fn a_bad_magic_trusts_nothing() {
+        let mut bytes = journal_of(&[&[0..10]]);
+        bytes[0] = b'X';
+        assert_eq!(parse(&bytes), Contents::default());
+        assert_eq!(parse(b""), Contents::default());
+    }
+
+    #[test]
+    fn resume_cuts_the_torn_tail_so_new_records_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.storage-journal");
+        let mut bytes = journal_of(&[&[0..10]]);
+        bytes.extend_from_slice(&[1, 2, 3]); // a torn record
+        fs::write(&path, &bytes).unwrap();
+        let contents = read(&path).unwrap().unwrap();
+        let mut journal = Journal::resume(&path, &contents).unwrap();
+        journal.append([20..30].iter()).unwrap();
+        journal.sync().unwrap();
+        assert_eq!(read(&path).unwrap().unwrap().ranges, set(&[0..10, 20..30]));
+        journal.remove().unwrap();
+        assert_eq!(read(&path).unwrap(), None);
+    }
+}

@@ -1,0 +1,398 @@
+//! Crash-safe resume of mmap resources: the journal, one writer per file,
+//! a full disk, a file cut short from outside, and processes killed
+//! mid-download.
+
+mod support;
+
+use std::{
+    fs,
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use storage::{
+    CHECKPOINT_BYTES, CancellationToken, MmapOptions, MmapResource, OpenMode, ResourceExt,
+    ResourceStatus, StorageError, WaitOutcome,
+};
+use support::{LIMIT, pattern, shuffled};
+
+fn open(path: &Path, mode: OpenMode) -> Result<MmapResource, StorageError> {
+    MmapResource::open(
+        CancellationToken::new(),
+        MmapOptions {
+            path: path.to_path_buf(),
+            initial_len: None,
+            mode,
+        },
+    )
+}
+
+fn journal_of(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap().to_os_string();
+    name.push(".storage-journal");
+    path.with_file_name(name)
+}
+
+/// The available ranges of `resource` within `0..len`.
+fn available(resource: &impl ResourceExt, len: u64) -> Vec<std::ops::Range<u64>> {
+    let mut ranges = Vec::new();
+    let mut at = 0;
+    while at < len {
+        let gap = resource.next_gap(at, len).unwrap_or(len..len);
+        if gap.start > at {
+            ranges.push(at..gap.start);
+        }
+        at = gap.end;
+    }
+    ranges
+}
+
+/// The expected content of the test file: a pattern by offset.
+fn content(len: usize) -> Vec<u8> {
+    pattern(77, len)
+}
+
+/// Writes whatever is missing, commits, and checks the file is exact.
+fn finish_and_check(resource: &MmapResource, path: &Path, expected: &[u8]) {
+    let len = expected.len() as u64;
+    while let Some(gap) = resource.next_gap(0, len) {
+        let range = usize::try_from(gap.start).unwrap()..usize::try_from(gap.end).unwrap();
+        resource.write_at(gap.start, &expected[range]).unwrap();
+    }
+    resource.commit(Some(len)).unwrap();
+    assert!(
+        fs::read(path).unwrap() == expected,
+        "the finished file differs"
+    );
+    assert!(
+        !journal_of(path).exists(),
+        "the journal outlived the commit"
+    );
+}
+
+#[test]
+fn drop_without_commit_then_reopen_resumes_exactly_what_was_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("track.bin");
+    let expected = content(1 << 20);
+    {
+        let r = open(&path, OpenMode::Auto).unwrap();
+        r.write_at(0, &expected[..1000]).unwrap();
+        r.write_at(5000, &expected[5000..9000]).unwrap();
+    }
+    let r = open(&path, OpenMode::Auto).unwrap();
+    assert_eq!(r.status(), ResourceStatus::Active);
+    assert_eq!(available(&r, 1 << 20), vec![0..1000, 5000..9000]);
+    let mut buf = vec![0; 4000];
+    r.read_at(5000, &mut buf).unwrap();
+    assert_eq!(buf, expected[5000..9000]);
+    // Holes read as zeros, whatever the file holds there.
+    r.read_at(1000, &mut buf).unwrap();
+    assert!(buf.iter().all(|&b| b == 0));
+    finish_and_check(&r, &path, &expected);
+}
+
+#[test]
+fn commit_then_reopen_is_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("done.bin");
+    open(&path, OpenMode::Auto)
+        .unwrap()
+        .write_all(b"whole")
+        .unwrap();
+    assert!(!journal_of(&path).exists());
+    let r = open(&path, OpenMode::Auto).unwrap();
+    assert_eq!(r.status(), ResourceStatus::Committed { final_len: Some(5) });
+}
+
+#[test]
+fn a_torn_or_corrupt_last_record_resumes_from_the_earlier_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("torn.bin");
+    let expected = content(64 * 1024);
+    drop({
+        let r = open(&path, OpenMode::Auto).unwrap();
+        r.write_at(0, &expected[..100]).unwrap();
+        r
+    });
+    drop({
+        let r = open(&path, OpenMode::Auto).unwrap();
+        r.write_at(200, &expected[200..300]).unwrap();
+        r
+    });
+    let journal = fs::read(journal_of(&path)).unwrap();
+    for damage in ["torn", "corrupt"] {
+        let mut damaged = journal.clone();
+        match damage {
+            "torn" => damaged.truncate(journal.len() - 5),
+            _ => *damaged.last_mut().unwrap() ^= 0xFF,
+        }
+        fs::write(journal_of(&path), &damaged).unwrap();
+        let r = open(&path, OpenMode::Auto).unwrap();
+        assert_eq!(available(&r, 64 * 1024), vec![0..100], "{damage}");
+    }
+    let r = open(&path, OpenMode::Auto).unwrap();
+    finish_and_check(&r, &path, &expected);
+}
+
+#[test]
+fn read_only_opens_an_unfinished_file_with_its_ranges_and_refuses_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("partial.bin");
+    drop({
+        let r = open(&path, OpenMode::Auto).unwrap();
+        r.write_at(0, b"partial").unwrap();
+        r
+    });
+    let r = open(&path, OpenMode::ReadOnly).unwrap();
+    assert_eq!(r.status(), ResourceStatus::Active);
+    assert!(r.contains_range(0..7));
+    assert!(matches!(r.write_at(7, b"x"), Err(StorageError::ReadOnly)));
+    assert!(matches!(r.commit(Some(7)), Err(StorageError::ReadOnly)));
+    // A reader does not hold the writer's lock.
+    let writer = open(&path, OpenMode::Auto).unwrap();
+    writer.write_at(7, b" more").unwrap();
+}
+
+#[test]
+fn a_file_shortened_while_closed_resumes_with_what_remains() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("short.bin");
+    drop({
+        let r = open(&path, OpenMode::Auto).unwrap();
+        r.write_at(0, &content(200_000)).unwrap();
+        r
+    });
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(50_000)
+        .unwrap();
+    let r = open(&path, OpenMode::Auto).unwrap();
+    assert_eq!(available(&r, 200_000), vec![0..50_000]);
+}
+
+#[test]
+fn a_file_truncated_under_a_committed_mapping_is_refused_on_reactivate() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cut.bin");
+    open(&path, OpenMode::Auto)
+        .unwrap()
+        .write_all(&content(1 << 20))
+        .unwrap();
+    let r = open(&path, OpenMode::Auto).unwrap();
+    // Someone else cuts the file (reading past 100 now would be SIGBUS).
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(100)
+        .unwrap();
+    let err = r.reactivate().unwrap_err();
+    assert!(err.to_string().contains("truncated from outside"), "{err}");
+}
+
+#[test]
+fn a_second_writer_in_this_process_is_refused_and_the_first_is_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("one-writer.bin");
+    let first = open(&path, OpenMode::Auto).unwrap();
+    first.write_at(0, b"first").unwrap();
+    for mode in [OpenMode::Auto, OpenMode::ReadWrite] {
+        let err = open(&path, mode).unwrap_err();
+        assert!(
+            matches!(&err, StorageError::Locked { path: p } if p == &path),
+            "{err}"
+        );
+    }
+    let second = std::thread::spawn({
+        let path = path.clone();
+        move || open(&path, OpenMode::Auto).map(|_| ())
+    });
+    assert!(matches!(
+        second.join().unwrap(),
+        Err(StorageError::Locked { .. })
+    ));
+    first.write_at(5, b" still").unwrap();
+    let mut buf = [0; 11];
+    first.read_at(0, &mut buf).unwrap();
+    assert_eq!(&buf, b"first still");
+    drop(first);
+    let resumed = open(&path, OpenMode::Auto).unwrap();
+    assert!(resumed.contains_range(0..11));
+}
+
+const CHILD_ENV: &str = "STORAGE_RESUME_CHILD";
+
+/// Starts this test binary as a child running `test` with `CHILD_ENV=arg`,
+/// and waits (bounded) until it prints "ready".
+fn spawn_child(test: &str, arg: &str) -> Child {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, arg)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let ready = stdout
+            .lines()
+            .map_while(Result::ok)
+            .any(|line| line.ends_with("ready"));
+        let _ = tx.send(ready);
+    });
+    if rx.recv_timeout(LIMIT) != Ok(true) {
+        let _ = child.kill();
+        panic!("the child `{test}` never got ready");
+    }
+    child
+}
+
+/// In the child: holds the file open for writing until killed.
+#[test]
+fn child_holding_the_file() {
+    let Ok(path) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let r = open(Path::new(&path), OpenMode::Auto).unwrap();
+    r.write_at(0, b"child's bytes").unwrap();
+    println!("ready");
+    std::thread::sleep(LIMIT * 3);
+}
+
+#[test]
+fn a_second_writer_in_another_process_is_refused_until_the_first_dies() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("two-processes.bin");
+    let mut child = spawn_child("child_holding_the_file", path.to_str().unwrap());
+    let err = open(&path, OpenMode::Auto).unwrap_err();
+    assert!(matches!(err, StorageError::Locked { .. }), "{err}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The lock died with the process; the next opener resumes.
+    let resumed = open(&path, OpenMode::Auto).unwrap();
+    assert_eq!(resumed.status(), ResourceStatus::Active);
+}
+
+#[allow(
+    clippy::cast_possible_truncation,
+    reason = "8 MiB fits any usize this runs on"
+)]
+const KILL_LEN: usize = 3 * CHECKPOINT_BYTES as usize + 123_457;
+const KILL_CHUNK: usize = 64 * 1024;
+
+/// In the child: downloads the file out of order, slowly, never commits.
+#[test]
+fn child_streaming_writes() {
+    let Ok(arg) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let (path, seed) = arg.split_once('|').unwrap();
+    let expected = content(KILL_LEN);
+    let r = open(Path::new(path), OpenMode::Auto).unwrap();
+    println!("ready");
+    let chunks = KILL_LEN.div_ceil(KILL_CHUNK);
+    for (n, i) in shuffled(chunks, seed.parse().unwrap())
+        .into_iter()
+        .enumerate()
+    {
+        let end = ((i + 1) * KILL_CHUNK).min(KILL_LEN);
+        r.write_at((i * KILL_CHUNK) as u64, &expected[i * KILL_CHUNK..end])
+            .unwrap();
+        if n % 4 == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    std::thread::sleep(LIMIT * 3); // never commits; the parent kills it
+}
+
+#[test]
+fn a_download_killed_at_random_moments_resumes_with_only_real_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected = content(KILL_LEN);
+    let mut resumed_bytes = Vec::new();
+    for round in 0..20u64 {
+        let path = dir.path().join(format!("killed-{round}.bin"));
+        let mut child = spawn_child(
+            "child_streaming_writes",
+            &format!("{}|{round}", path.display()),
+        );
+        // A random moment of the download: 0..~250 ms after it started.
+        let delay = Duration::from_millis(u64::from(pattern(round, 1)[0]));
+        let started = Instant::now();
+        while started.elapsed() < delay {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+
+        let r = open(&path, OpenMode::Auto).unwrap();
+        assert_eq!(r.status(), ResourceStatus::Active, "round {round}");
+        let ranges = available(&r, KILL_LEN as u64);
+        let mut buf = Vec::new();
+        for range in &ranges {
+            buf.resize(usize::try_from(range.end - range.start).unwrap(), 0);
+            assert_eq!(r.wait_range(range.clone()).unwrap(), WaitOutcome::Ready);
+            r.read_at(range.start, &mut buf).unwrap();
+            let at = usize::try_from(range.start).unwrap();
+            assert!(
+                buf == expected[at..at + buf.len()],
+                "round {round}: wrong bytes in {range:?}"
+            );
+        }
+        resumed_bytes.push(ranges.iter().map(|r| r.end - r.start).sum::<u64>());
+        finish_and_check(&r, &path, &expected);
+    }
+    println!("bytes resumed per round: {resumed_bytes:?}");
+}
+
+/// In the child (under `ulimit -f`): writes past the limit.
+#[test]
+fn child_with_a_file_size_limit() {
+    let Ok(path) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let r = open(Path::new(&path), OpenMode::Auto).unwrap();
+    let first = content(1 << 20);
+    r.write_at(0, &first).unwrap();
+    let err = r.write_at(8 << 20, &first).unwrap_err();
+    assert!(matches!(err, StorageError::Io(_)), "{err}");
+    let mut back = vec![0; first.len()];
+    assert_eq!(r.read_at(0, &mut back).unwrap(), first.len());
+    assert!(back == first);
+    assert!(r.contains_range(0..1 << 20));
+    assert!(!r.contains_range(8 << 20..(8 << 20) + 1));
+    r.write_at(1 << 20, b"still writable below the limit")
+        .unwrap();
+    println!("disk full handled: ready");
+}
+
+#[test]
+fn a_full_disk_is_an_error_and_earlier_bytes_stay_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("full.bin");
+    // RLIMIT_FSIZE of 4 MiB, SIGXFSZ ignored: writes past it fail as on a
+    // full disk.
+    let output = Command::new("bash")
+        .args([
+            "-c",
+            "ulimit -f 4096 && trap '' XFSZ && exec \"$0\" --exact child_with_a_file_size_limit --nocapture --test-threads=1",
+        ])
+        .arg(std::env::current_exe().unwrap())
+        .env(CHILD_ENV, &path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "child failed: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("disk full handled"), "{stdout}");
+}
