@@ -3,14 +3,7 @@
 
 mod support;
 
-use std::{
-    fs,
-    io::{BufRead, BufReader},
-    path::Path,
-    process::{Command, Stdio},
-    sync::mpsc,
-    time::{Duration, Instant},
-};
+use std::{fs, path::Path, time::Duration};
 
 use storage::{
     Atomic, CancellationToken, MemResource, MmapOptions, MmapResource, OpenMode, ResourceExt,
@@ -184,39 +177,11 @@ fn a_crash_at_any_instant_leaves_one_whole_payload() {
     let path = dir.path().join("crash.bin");
     let payloads = payloads();
     fs::write(&path, &payloads[0]).unwrap();
-    let exe = std::env::current_exe().unwrap();
     for round in 0..20u64 {
-        let mut child = Command::new(&exe)
-            .args([
-                "--exact",
-                "crash_child_writer",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_ENV, &path)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        // Wait until the child is replacing, bounded, then kill it 0..20 ms later.
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        let (ready_tx, ready_rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let ready = stdout
-                .lines()
-                .map_while(Result::ok)
-                .any(|line| line.ends_with("ready"));
-            let _ = ready_tx.send(ready);
-        });
-        if ready_rx.recv_timeout(support::LIMIT) != Ok(true) {
-            let _ = child.kill();
-            panic!("round {round}: the child never started writing");
-        }
-        let delay = Duration::from_micros(u64::from(pattern(round, 2)[1]) * 80);
-        let started = Instant::now();
-        while started.elapsed() < delay {
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        let mut child =
+            support::spawn_ready_child("crash_child_writer", CHILD_ENV, path.to_str().unwrap());
+        // Kill it 0..20 ms into its replacements.
+        support::sleep_for(Duration::from_micros(u64::from(pattern(round, 2)[1]) * 80));
         child.kill().unwrap();
         child.wait().unwrap();
         let on_disk = fs::read(&path).unwrap();

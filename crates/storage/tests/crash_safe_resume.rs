@@ -6,11 +6,9 @@ mod support;
 
 use std::{
     fs,
-    io::{BufRead, BufReader},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    sync::mpsc,
-    time::{Duration, Instant},
+    process::Command,
+    time::Duration,
 };
 
 use storage::{
@@ -228,32 +226,6 @@ fn a_second_writer_in_this_process_is_refused_and_the_first_is_intact() {
 
 const CHILD_ENV: &str = "STORAGE_RESUME_CHILD";
 
-/// Starts this test binary as a child running `test` with `CHILD_ENV=arg`,
-/// and waits (bounded) until it prints "ready".
-fn spawn_child(test: &str, arg: &str) -> Child {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, arg)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let ready = stdout
-            .lines()
-            .map_while(Result::ok)
-            .any(|line| line.ends_with("ready"));
-        let _ = tx.send(ready);
-    });
-    if rx.recv_timeout(LIMIT) != Ok(true) {
-        let _ = child.kill();
-        panic!("the child `{test}` never got ready");
-    }
-    child
-}
-
 /// In the child: holds the file open for writing until killed.
 #[test]
 fn child_holding_the_file() {
@@ -270,7 +242,8 @@ fn child_holding_the_file() {
 fn a_second_writer_in_another_process_is_refused_until_the_first_dies() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("two-processes.bin");
-    let mut child = spawn_child("child_holding_the_file", path.to_str().unwrap());
+    let mut child =
+        support::spawn_ready_child("child_holding_the_file", CHILD_ENV, path.to_str().unwrap());
     let err = open(&path, OpenMode::Auto).unwrap_err();
     assert!(matches!(err, StorageError::Locked { .. }), "{err}");
     child.kill().unwrap();
@@ -319,16 +292,10 @@ fn a_download_killed_at_random_moments_resumes_with_only_real_bytes() {
     let mut resumed_bytes = Vec::new();
     for round in 0..20u64 {
         let path = dir.path().join(format!("killed-{round}.bin"));
-        let mut child = spawn_child(
-            "child_streaming_writes",
-            &format!("{}|{round}", path.display()),
-        );
+        let arg = format!("{}|{round}", path.display());
+        let mut child = support::spawn_ready_child("child_streaming_writes", CHILD_ENV, &arg);
         // A random moment of the download: 0..~250 ms after it started.
-        let delay = Duration::from_millis(u64::from(pattern(round, 1)[0]));
-        let started = Instant::now();
-        while started.elapsed() < delay {
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        support::sleep_for(Duration::from_millis(u64::from(pattern(round, 1)[0])));
         child.kill().unwrap();
         child.wait().unwrap();
 

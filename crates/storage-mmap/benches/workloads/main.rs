@@ -240,8 +240,8 @@ fn run_mmap(config: &Config, dir: &Path, data: &Arc<Vec<u8>>, table: &mut Table)
     let mut durable = vec![];
     for _ in 0..config.rounds {
         memcpy.push(raw::mmap_write(&path, data, CHUNK));
-        pwrite.push(raw::pwrite(&path, data, CHUNK));
-        durable.push(raw::pwrite_durable(&path, data, CHUNK));
+        pwrite.push(raw::pwrite(&path, data, CHUNK, false));
+        durable.push(raw::pwrite(&path, data, CHUNK, true));
         let resource = mmap_at(&path, None);
         let started = Instant::now();
         write_sequential(&resource, data);

@@ -43,8 +43,9 @@ pub fn mmap_write(path: &Path, data: &[u8], chunk: usize) -> f64 {
     started.elapsed().as_secs_f64()
 }
 
-/// `pwrite` of each chunk into a fresh file: seconds.
-pub fn pwrite(path: &Path, data: &[u8], chunk: usize) -> f64 {
+/// `pwrite` of each chunk into a fresh file, then `fdatasync` when
+/// `durable` (what a durable write costs without this library): seconds.
+pub fn pwrite(path: &Path, data: &[u8], chunk: usize, durable: bool) -> f64 {
     remove(path);
     let started = Instant::now();
     let file = fresh(path);
@@ -52,21 +53,9 @@ pub fn pwrite(path: &Path, data: &[u8], chunk: usize) -> f64 {
         file.write_all_at(piece, (i * chunk) as u64)
             .expect("pwrite");
     }
-    drop(file);
-    started.elapsed().as_secs_f64()
-}
-
-/// `pwrite` of each chunk into a fresh file, then `fdatasync`: what a
-/// durable write costs without this library. Seconds.
-pub fn pwrite_durable(path: &Path, data: &[u8], chunk: usize) -> f64 {
-    remove(path);
-    let started = Instant::now();
-    let file = fresh(path);
-    for (i, piece) in data.chunks(chunk).enumerate() {
-        file.write_all_at(piece, (i * chunk) as u64)
-            .expect("pwrite");
+    if durable {
+        file.sync_data().expect("fdatasync");
     }
-    file.sync_data().expect("fdatasync");
     drop(file);
     started.elapsed().as_secs_f64()
 }

@@ -138,6 +138,44 @@ impl AvailabilityObserver for RecordingObserver {
     }
 }
 
+/// Starts this test binary again as a child that runs only `test`, with
+/// the environment variable `key=value`, and waits (at most [`LIMIT`])
+/// until the child prints a line ending in "ready". The child's test reads
+/// the variable and does nothing when it is absent.
+pub fn spawn_ready_child(test: &str, key: &str, value: &str) -> std::process::Child {
+    use std::io::{BufRead, BufReader};
+
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(key, value)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let ready = stdout
+            .lines()
+            .map_while(Result::ok)
+            .any(|line| line.ends_with("ready"));
+        let _ = tx.send(ready);
+    });
+    if rx.recv_timeout(LIMIT) != Ok(true) {
+        let _ = child.kill();
+        panic!("the child `{test}` never got ready");
+    }
+    child
+}
+
+/// Sleeps until `delay` has passed since now, in 1 ms steps.
+pub fn sleep_for(delay: Duration) {
+    let started = Instant::now();
+    while started.elapsed() < delay {
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
 /// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
 pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
     let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
