@@ -12,15 +12,7 @@ use storage::{
 use support::pattern;
 
 fn open(path: &Path, mode: OpenMode) -> MmapResource {
-    MmapResource::open(
-        CancellationToken::new(),
-        MmapOptions {
-            path: path.to_path_buf(),
-            initial_len: None,
-            mode,
-        },
-    )
-    .unwrap()
+    support::open_mmap(path, None, mode).unwrap()
 }
 
 /// Names in `dir` other than `keep`.

@@ -12,20 +12,13 @@ use std::{
 };
 
 use storage::{
-    CHECKPOINT_BYTES, CancellationToken, MmapOptions, MmapResource, OpenMode, ResourceExt,
-    ResourceStatus, StorageError, WaitOutcome,
+    CHECKPOINT_BYTES, MmapResource, OpenMode, ResourceExt, ResourceStatus, StorageError,
+    WaitOutcome,
 };
 use support::{LIMIT, pattern, shuffled};
 
 fn open(path: &Path, mode: OpenMode) -> Result<MmapResource, StorageError> {
-    MmapResource::open(
-        CancellationToken::new(),
-        MmapOptions {
-            path: path.to_path_buf(),
-            initial_len: None,
-            mode,
-        },
-    )
+    support::open_mmap(path, None, mode)
 }
 
 fn journal_of(path: &Path) -> PathBuf {

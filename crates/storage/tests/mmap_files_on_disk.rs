@@ -15,25 +15,9 @@ use std::{
 };
 
 use storage::{
-    CancellationToken, DEFAULT_INITIAL_LEN, DriverIo, MmapOptions, MmapResource, OpenMode,
-    ResourceExt, ResourceStatus, StorageError, WaitOutcome,
+    DEFAULT_INITIAL_LEN, DriverIo, OpenMode, ResourceExt, ResourceStatus, StorageError, WaitOutcome,
 };
-use support::{pattern, within};
-
-fn open(
-    path: &Path,
-    initial_len: Option<u64>,
-    mode: OpenMode,
-) -> Result<MmapResource, StorageError> {
-    MmapResource::open(
-        CancellationToken::new(),
-        MmapOptions {
-            path: path.to_path_buf(),
-            initial_len,
-            mode,
-        },
-    )
-}
+use support::{open_mmap as open, pattern, within};
 
 fn disk_len(path: &Path) -> u64 {
     fs::metadata(path).unwrap().len()

@@ -176,6 +176,23 @@ pub fn sleep_for(delay: Duration) {
     }
 }
 
+/// Opens `path` as an mmap resource with a fresh token.
+#[cfg(feature = "mmap")]
+pub fn open_mmap(
+    path: &std::path::Path,
+    initial_len: Option<u64>,
+    mode: storage::OpenMode,
+) -> StorageResult<storage::MmapResource> {
+    storage::MmapResource::open(
+        CancellationToken::new(),
+        storage::MmapOptions {
+            path: path.to_path_buf(),
+            initial_len,
+            mode,
+        },
+    )
+}
+
 /// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
 pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
     let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
