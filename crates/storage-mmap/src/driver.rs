@@ -107,21 +107,33 @@ impl DriverIo for MmapDriver {
         // no mapping left, nothing can touch a page past the new end.
         store.map = Mapping::Empty;
         let file = store.file(&self.path)?;
-        let on_disk = file
+        let resized = file
             .metadata()
-            .map_err(|e| io_error(&self.path, "cannot inspect", &e))?
-            .len();
-        if on_disk != target {
-            file.set_len(target)
-                .map_err(|e| io_error(&self.path, "cannot truncate", &e))?;
-        }
+            .and_then(|meta| {
+                if meta.len() == target {
+                    Ok(())
+                } else {
+                    file.set_len(target)
+                }
+            })
+            .map_err(|e| io_error(&self.path, "cannot truncate", &e));
+        // Map the file as it now is, whether or not the resize worked, so
+        // readers keep what is there.
+        let len_now = if resized.is_ok() {
+            target
+        } else {
+            file.metadata().map_or(0, |meta| meta.len().min(store.len))
+        };
+        let map = Mapping::read_only(file, len_now)
+            .map_err(|e| io_error(&self.path, "cannot map", &e))?;
+        store.install(map, len_now);
+        resized?;
         // Data and length durable before the journal goes: a crash at any
         // instant leaves a resumable file or a committed one.
-        file.sync_all()
+        store
+            .file(&self.path)?
+            .sync_all()
             .map_err(|e| io_error(&self.path, "cannot sync", &e))?;
-        let map =
-            Mapping::read_only(file, target).map_err(|e| io_error(&self.path, "cannot map", &e))?;
-        store.install(map, target);
         self.extent.store(target, Ordering::Release);
         if let Some(checkpoints) = self.checkpoints.lock().take() {
             checkpoints
