@@ -14,10 +14,11 @@ use storage_core::RangeSet;
 
 use crate::journal::{CHECKPOINT_BYTES, Journal};
 
-/// Ranges written since the last checkpoint.
+/// Ranges written since the last checkpoint, in write order (merged only at
+/// the checkpoint, off the writer's path).
 #[derive(Debug, Default)]
 struct Pending {
-    ranges: RangeSet<u64>,
+    ranges: Vec<Range<u64>>,
     bytes: u64,
     stop: bool,
 }
@@ -46,14 +47,15 @@ pub(crate) struct Checkpoints {
     worker: Option<JoinHandle<Journal>>,
 }
 
-/// Syncs `data`, then journals `ranges`. On a sync error nothing is
-/// journaled: those ranges are fetched again after a crash.
-fn checkpoint(data: &File, journal: &mut Journal, ranges: &RangeSet<u64>) -> io::Result<()> {
+/// Syncs `data`, then journals `ranges` (merged). On a sync error nothing
+/// is journaled: those ranges are fetched again after a crash.
+fn checkpoint(data: &File, journal: &mut Journal, ranges: Vec<Range<u64>>) -> io::Result<()> {
     if ranges.is_empty() {
         return Ok(());
     }
     data.sync_data()?;
-    journal.append(ranges.iter())
+    let merged: RangeSet<u64> = ranges.into_iter().collect();
+    journal.append(merged.iter())
 }
 
 impl Checkpoints {
@@ -72,7 +74,7 @@ impl Checkpoints {
         let due = {
             let mut pending = self.shared.pending.lock();
             pending.bytes += range.end - range.start;
-            pending.ranges.insert(range);
+            pending.ranges.push(range);
             pending.bytes >= CHECKPOINT_BYTES
         };
         if !due {
@@ -90,7 +92,7 @@ impl Checkpoints {
                         pending.bytes = 0;
                         mem::take(&mut pending.ranges)
                     };
-                    let _ = checkpoint(&self.data, &mut journal, &ranges);
+                    let _ = checkpoint(&self.data, &mut journal, ranges);
                     self.journal = Some(journal);
                     return;
                 }
@@ -127,7 +129,7 @@ impl Checkpoints {
                         shared.pending.lock().ranges.extend(ranges);
                         return journal;
                     }
-                    let _ = checkpoint(&data, &mut journal, &ranges);
+                    let _ = checkpoint(&data, &mut journal, ranges);
                 }
             });
         spawned.map_err(|_| {
@@ -139,7 +141,7 @@ impl Checkpoints {
 
     /// Stops the thread and returns the journal (`None` only if the thread
     /// died) and whatever is still pending (not yet synced nor journaled).
-    fn stop(mut self) -> (Option<Journal>, RangeSet<u64>, Arc<File>) {
+    fn stop(mut self) -> (Option<Journal>, Vec<Range<u64>>, Arc<File>) {
         self.shared.pending.lock().stop = true;
         self.shared.due.notify_one();
         let journal = match self.worker.take() {
@@ -154,7 +156,7 @@ impl Checkpoints {
     pub(crate) fn finish(self) -> io::Result<()> {
         let (journal, pending, data) = self.stop();
         let mut journal = journal.ok_or_else(|| io::Error::other("the checkpoint thread died"))?;
-        checkpoint(&data, &mut journal, &pending)?;
+        checkpoint(&data, &mut journal, pending)?;
         journal.sync()
     }
 

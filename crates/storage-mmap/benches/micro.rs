@@ -1,0 +1,106 @@
+//! Criterion micro-benchmarks of the per-call hot paths, each beside its raw
+//! baseline in the same group: a 4 KiB `read_at` of a committed file, a
+//! `wait_range` / `contains_range` hit, and a 1 KiB `write_at`.
+//!
+//! `cargo bench -p storage-mmap --bench micro`. The throughput workloads,
+//! latencies and the summary table are in `benches/workloads`.
+
+use std::{hint::black_box, os::unix::fs::FileExt};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use storage_core::{CancellationToken, ResourceExt};
+use storage_mmap::{MmapOptions, MmapResource};
+
+const LEN: u64 = 64 << 20;
+
+fn offsets() -> impl FnMut() -> u64 {
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % (LEN - 4096)) & !4095
+    }
+}
+
+fn reads(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("micro.bin");
+    let resource =
+        MmapResource::open(CancellationToken::new(), MmapOptions::new(&path)).expect("open");
+    resource
+        .write_all(&vec![7u8; usize::try_from(LEN).expect("64 MiB")])
+        .expect("write");
+    let file = std::fs::File::open(&path).expect("open");
+    // SAFETY: the committed benchmark file, which nothing writes or
+    // truncates while this map lives.
+    let raw = unsafe { memmap2::Mmap::map(&file).expect("map") };
+
+    let mut group = c.benchmark_group("read_at 4 KiB, committed");
+    let mut buf = vec![0u8; 4096];
+    let mut next = offsets();
+    group.bench_function("raw memmap2 memcpy", |b| {
+        b.iter(|| {
+            let at = usize::try_from(next()).expect("offset");
+            buf.copy_from_slice(&raw[at..at + 4096]);
+            black_box(&buf);
+        });
+    });
+    let mut next = offsets();
+    group.bench_function("MmapResource::read_at", |b| {
+        b.iter(|| black_box(resource.read_at(next(), &mut buf).expect("read")));
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("hit on a written range");
+    let mut next = offsets();
+    group.bench_function("wait_range", |b| {
+        b.iter(|| {
+            let at = next();
+            black_box(resource.wait_range(at..at + 4096).expect("wait"))
+        });
+    });
+    let mut next = offsets();
+    group.bench_function("contains_range", |b| {
+        b.iter(|| {
+            let at = next();
+            black_box(resource.contains_range(at..at + 4096))
+        });
+    });
+    group.finish();
+}
+
+fn writes(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let block = [5u8; 1024];
+    let mut group = c.benchmark_group("write 1 KiB at a random offset, presized file");
+    let raw_file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(dir.path().join("raw.bin"))
+        .expect("create");
+    raw_file.set_len(LEN).expect("size");
+    let mut next = offsets();
+    group.bench_function("raw pwrite", |b| {
+        b.iter(|| raw_file.write_all_at(&block, next()).expect("pwrite"));
+    });
+    let resource = MmapResource::open(
+        CancellationToken::new(),
+        MmapOptions {
+            path: dir.path().join("ours.bin"),
+            initial_len: Some(LEN),
+            mode: storage_mmap::OpenMode::Auto,
+        },
+    )
+    .expect("open");
+    let mut next = offsets();
+    group.bench_function("MmapResource::write_at", |b| {
+        b.iter(|| resource.write_at(next(), &block).expect("write"));
+    });
+    group.finish();
+}
+
+criterion_group!(benches, reads, writes);
+criterion_main!(benches);
