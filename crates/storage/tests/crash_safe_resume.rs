@@ -100,6 +100,29 @@ fn commit_then_reopen_is_committed() {
 }
 
 #[test]
+fn a_reactivated_file_is_journaled_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("grown.bin");
+    let expected = content(300_000);
+    open(&path, OpenMode::Auto)
+        .unwrap()
+        .write_all(&expected[..100_000])
+        .unwrap();
+    drop({
+        let r = open(&path, OpenMode::Auto).unwrap();
+        r.reactivate().unwrap();
+        assert!(journal_of(&path).exists(), "reactivate starts a journal");
+        r.write_at(200_000, &expected[200_000..]).unwrap();
+        r
+    });
+    // Dropped without commit: the committed bytes and the new ones resume.
+    let r = open(&path, OpenMode::ReadWrite).unwrap();
+    assert_eq!(r.status(), ResourceStatus::Active);
+    assert_eq!(available(&r, 300_000), vec![0..100_000, 200_000..300_000]);
+    finish_and_check(&r, &path, &expected);
+}
+
+#[test]
 fn a_torn_or_corrupt_last_record_resumes_from_the_earlier_ones() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("torn.bin");
@@ -355,4 +378,77 @@ fn a_full_disk_is_an_error_and_earlier_bytes_stay_readable() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(stdout.contains("disk full handled"), "{stdout}");
+}
+
+/// Random writes with drops and reopens between them: after every reopen
+/// exactly the written ranges are available, with the written bytes.
+#[test]
+fn random_sessions_resume_exactly_what_they_wrote() {
+    use proptest::{collection::vec, prelude::*, test_runner::TestRunner};
+
+    const SPAN: u64 = 1 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let mut runner = TestRunner::new(ProptestConfig {
+        cases: 24,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    });
+    let session = vec((0..SPAN - 1, 1..20_000u64), 1..12);
+    let cases = std::sync::atomic::AtomicUsize::new(0);
+    let result = runner.run(&vec(session, 1..5), |sessions| {
+        let case = cases.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = dir.path().join(format!("sessions-{case}.bin"));
+        let mut model = vec![None::<u8>; usize::try_from(SPAN).unwrap()];
+        for (n, writes) in sessions.into_iter().enumerate() {
+            let r = open(&path, OpenMode::Auto).unwrap();
+            let expected: RangeSetModel = model.iter().map(Option::is_some).collect();
+            prop_assert_eq!(available(&r, SPAN), expected.ranges(), "session {}", n);
+            // Written bytes read back; holes read as zeros.
+            let mut all = vec![0xEE; model.len()];
+            let n = r.read_at(0, &mut all).unwrap();
+            for (i, byte) in model.iter().enumerate() {
+                let got = if i < n { all[i] } else { 0 };
+                prop_assert_eq!(got, byte.unwrap_or(0), "byte {}", i);
+            }
+            for (at, len) in writes {
+                let end = (at + len).min(SPAN);
+                let data = pattern(at ^ len ^ n as u64, usize::try_from(end - at).unwrap());
+                r.write_at(at, &data).unwrap();
+                for (i, byte) in data.into_iter().enumerate() {
+                    model[usize::try_from(at).unwrap() + i] = Some(byte);
+                }
+            }
+        }
+        Ok(())
+    });
+    if let Err(error) = result {
+        panic!("{error}");
+    }
+}
+
+/// Which bytes are written, as the ranges `available` reports.
+struct RangeSetModel(Vec<bool>);
+
+impl FromIterator<bool> for RangeSetModel {
+    fn from_iter<I: IntoIterator<Item = bool>>(iter: I) -> Self {
+        Self(iter.into_iter().collect())
+    }
+}
+
+impl RangeSetModel {
+    fn ranges(&self) -> Vec<std::ops::Range<u64>> {
+        let mut ranges = Vec::new();
+        let mut start = None;
+        for (i, &set) in self.0.iter().chain(std::iter::once(&false)).enumerate() {
+            match (set, start) {
+                (true, None) => start = Some(i as u64),
+                (false, Some(from)) => {
+                    ranges.push(from..i as u64);
+                    start = None;
+                }
+                _ => {}
+            }
+        }
+        ranges
+    }
 }
