@@ -128,9 +128,12 @@ impl DriverIo for MmapDriver {
             .map_err(|e| io_error(&self.path, "cannot map", &e))?;
         store.install(map, len_now);
         resized?;
+        drop(store);
         // Data and length durable before the journal goes: a crash at any
-        // instant leaves a resumable file or a committed one.
-        store
+        // instant leaves a resumable file or a committed one. Readers go on
+        // under the shared lock meanwhile; `Resource` runs no write during
+        // a commit.
+        self.read()
             .file(&self.path)?
             .sync_all()
             .map_err(|e| io_error(&self.path, "cannot sync", &e))?;
@@ -140,7 +143,7 @@ impl DriverIo for MmapDriver {
                 .discard(&self.journal_path)
                 .map_err(|e| io_error(&self.journal_path, "cannot remove", &e))?;
         }
-        store.unlock();
+        self.write().unlock();
         Ok(())
     }
 
