@@ -52,6 +52,26 @@ fn write_sequential(resource: &impl ResourceExt, data: &[u8]) {
     resource.commit(Some(data.len() as u64)).expect("commit");
 }
 
+/// Seconds per round of reading `resource` and `raw` (the same bytes) in
+/// 64 KiB chunks, alternately.
+fn sequential_reads(
+    rounds: usize,
+    resource: &impl ResourceExt,
+    raw: &[u8],
+) -> (Vec<f64>, Vec<f64>) {
+    let mut buf = vec![0u8; CHUNK];
+    let (mut ours, mut raw_times) = (vec![], vec![]);
+    for _ in 0..rounds {
+        let started = Instant::now();
+        std::hint::black_box(read_sequential(resource, raw.len(), &mut buf));
+        ours.push(started.elapsed().as_secs_f64());
+        let started = Instant::now();
+        std::hint::black_box(raw::read_sequential(raw, CHUNK, &mut buf));
+        raw_times.push(started.elapsed().as_secs_f64());
+    }
+    (ours, raw_times)
+}
+
 fn read_sequential(resource: &impl ResourceExt, len: usize, buf: &mut [u8]) -> u64 {
     let mut sum = 0u64;
     for offset in (0..len).step_by(CHUNK) {
@@ -276,16 +296,7 @@ fn run_mmap(config: &Config, dir: &Path, data: &Arc<Vec<u8>>, table: &mut Table)
     let resource = mmap_at(&path, None);
     write_sequential(&resource, data);
     let raw_map = Arc::new(raw::map_read(&path));
-    let mut buf = vec![0u8; CHUNK];
-    let (mut ours, mut raw_times) = (vec![], vec![]);
-    for _ in 0..config.rounds {
-        let started = Instant::now();
-        std::hint::black_box(read_sequential(&resource, len, &mut buf));
-        ours.push(started.elapsed().as_secs_f64());
-        let started = Instant::now();
-        std::hint::black_box(raw::read_sequential(&raw_map, CHUNK, &mut buf));
-        raw_times.push(started.elapsed().as_secs_f64());
-    }
+    let (mut ours, mut raw_times) = sequential_reads(config.rounds, &resource, &raw_map);
     table.throughput(
         "2. sequential read 64 KiB, committed",
         "raw memmap2 memcpy",

@@ -6,7 +6,7 @@ use storage_core::{CancellationToken, ResourceExt};
 use storage_mem::{MemOptions, MemResource};
 
 use super::{
-    CHUNK, Config, MIB, Reader, out_of_order, pipe, random_reads, raw, read_sequential,
+    CHUNK, Config, MIB, Reader, out_of_order, pipe, random_reads, raw, sequential_reads,
     write_sequential,
 };
 use crate::measure::{Table, median, shuffled};
@@ -47,16 +47,7 @@ pub fn run(config: &Config, data: &Arc<Vec<u8>>, table: &mut Table) {
         },
     )
     .expect("mem");
-    let mut buf = vec![0u8; CHUNK];
-    let (mut ours, mut raw_times) = (vec![], vec![]);
-    for _ in 0..config.rounds {
-        let started = Instant::now();
-        std::hint::black_box(read_sequential(&resource, len, &mut buf));
-        ours.push(started.elapsed().as_secs_f64());
-        let started = Instant::now();
-        std::hint::black_box(raw::read_sequential(data, CHUNK, &mut buf));
-        raw_times.push(started.elapsed().as_secs_f64());
-    }
+    let (mut ours, mut raw_times) = sequential_reads(config.rounds, &resource, data);
     table.throughput(
         "9/2. mem: sequential read 64 KiB",
         "raw slice copy",
