@@ -39,12 +39,62 @@ pub trait DriverIo: Send + Sync + 'static {
     /// The backing file, if any.
     fn path(&self) -> Option<&Path>;
 
+    /// Blocks until everything written or committed before the call is
+    /// durable, and reports an error of an earlier step that was to make it
+    /// so (a commit's sync). The default, for stores with nothing to make
+    /// durable, returns `Ok` at once.
+    ///
+    /// # Errors
+    ///
+    /// `Io` when the store cannot be made durable.
+    fn sync(&self) -> StorageResult<()> {
+        Ok(())
+    }
+
     /// Reopens the store for writing after a commit. Must keep every byte.
     ///
     /// # Errors
     ///
     /// `ReadOnly` when the store can never be written; `Io` on failure.
     fn reactivate(&self) -> StorageResult<()>;
+
+    /// As [`reactivate`](Self::reactivate), told which ranges hold data
+    /// (`available`, as `Resource` tracks them). A driver that records which
+    /// ranges are stored (a resume journal) must record exactly these, never
+    /// the holes between them. On error the driver must be as it was: still
+    /// committed, readable, holding nothing it did not hold before. The
+    /// default calls `reactivate`.
+    ///
+    /// # Errors
+    ///
+    /// As `reactivate`.
+    fn reactivate_with(&self, available: &RangeSet<u64>) -> StorageResult<()> {
+        let _ = available;
+        self.reactivate()
+    }
+
+    /// Replaces the whole store with `data` and finalises it at
+    /// `data.len()`, as one step for readers and for a crash: a `read_at`
+    /// racing it sees the old bytes or the new ones, and a crash at any
+    /// instant leaves the old store or the new one, whole. With `durable`,
+    /// the new store survives a power loss once this returns. `Resource`
+    /// calls it under its writer lock, in any phase but failed.
+    ///
+    /// The default (for stores that have nothing to crash) is
+    /// `reactivate`, `write_at(0, data)`, `commit(Some(len))`: readers may
+    /// see a mix while it runs, so a driver whose readers must not overrides
+    /// it.
+    ///
+    /// # Errors
+    ///
+    /// `ReadOnly` when the store can never be written; `Io` when the new
+    /// contents cannot be stored, and then the old ones must be kept.
+    fn replace_all(&self, data: &[u8], durable: bool) -> StorageResult<()> {
+        let _ = durable;
+        self.reactivate()?;
+        self.write_at(0, data, false)?;
+        self.commit(Some(data.len() as u64))
+    }
 
     /// Copies bytes at `offset` into `buf`, never past `effective_len` (the
     /// resource's readable end, computed by `Resource`), and returns the count;

@@ -210,4 +210,45 @@ pub trait ResourceExt: Send + Sync + 'static {
         self.write_at(0, data)?;
         self.commit(Some(data.len() as u64))
     }
+
+    /// Blocks until everything written or committed before the call is
+    /// durable: after `commit` + `sync`, a power loss keeps the whole file;
+    /// on an active file, what was written so far is resumable. Reports an
+    /// error of an earlier durability step (a commit whose sync failed
+    /// still commits, and says so here). `Ok` at once in memory.
+    ///
+    /// The default returns `Ok` (for implementations with nothing to sync).
+    ///
+    /// # Errors
+    ///
+    /// `Io` when the data cannot be made durable.
+    fn sync(&self) -> StorageResult<()> {
+        Ok(())
+    }
+
+    /// Replaces the whole contents with `data` and commits with
+    /// `Some(data.len())`, as one step: readers and a crash see the old
+    /// contents or the new, never a mix. A committed or active resource may
+    /// be replaced; replacements of one resource are serialised (the last
+    /// one wins, whole). With `durable`, the new contents survive a power
+    /// loss once this returns. This is what `Atomic::write_all` calls.
+    ///
+    /// The default, for implementations outside this crate family, checks
+    /// that the resource is not failed, then calls `reactivate` and
+    /// `write_all`: it is *not* atomic. `Resource<D>` overrides it with the
+    /// driver's own replacement.
+    ///
+    /// # Errors
+    ///
+    /// `Failed` on a failed resource (the failure is kept: `reactivate`
+    /// first to clear it), `Cancelled`, `ReadOnly`; `Io` when the new
+    /// contents cannot be stored, and then the old ones are kept.
+    fn replace_all(&self, data: &[u8], durable: bool) -> StorageResult<()> {
+        let _ = durable;
+        if let ResourceStatus::Failed(reason) = self.status() {
+            return Err(crate::StorageError::Failed(reason));
+        }
+        self.reactivate()?;
+        self.write_all(data)
+    }
 }

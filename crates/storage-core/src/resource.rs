@@ -5,7 +5,7 @@ use std::{
     ops::Range,
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering, fence},
     },
 };
 
@@ -55,6 +55,9 @@ struct Shared<D: DriverIo> {
     phase_code: AtomicU8,
     readable_len: AtomicU64,
     prefix_end: AtomicU64,
+    /// Sequence lock over `readable_len` and `prefix_end`: odd while
+    /// `publish` changes them, so a reader can take both as one snapshot.
+    snapshot_seq: AtomicU64,
     /// Set by the cancellation waker before it wakes the waiters.
     cancelled: AtomicBool,
     /// Keeps the cancellation waker registered while the resource lives.
@@ -196,6 +199,7 @@ impl<D: DriverIo> Resource<D> {
             phase_code: AtomicU8::new(PHASE_ACTIVE),
             readable_len: AtomicU64::new(0),
             prefix_end: AtomicU64::new(0),
+            snapshot_seq: AtomicU64::new(0),
             cancelled: AtomicBool::new(false),
             cancel_watch: Mutex::new(None),
         });
@@ -242,18 +246,43 @@ impl<D: DriverIo> OnCancel for Shared<D> {
 }
 
 impl<D: DriverIo> Shared<D> {
-    /// Refreshes the lock-free mirrors from `state` (called under its lock).
+    /// Refreshes the lock-free mirrors from `state` (called under its lock,
+    /// so one `publish` runs at a time).
     fn publish(&self, state: &State) {
-        let (code, readable) = match state.phase {
-            Phase::Active => (PHASE_ACTIVE, state.tracker.extent()),
-            Phase::Committed { final_len: Some(n) } => (PHASE_COMMITTED, n),
-            Phase::Committed { final_len: None } => (PHASE_COMMITTED, state.tracker.extent()),
-            Phase::Failed(_) => (PHASE_FAILED, state.tracker.extent()),
+        let code = match state.phase {
+            Phase::Active => PHASE_ACTIVE,
+            Phase::Committed { .. } => PHASE_COMMITTED,
+            Phase::Failed(_) => PHASE_FAILED,
         };
-        self.readable_len.store(readable, Ordering::Release);
+        let seq = self.snapshot_seq.load(Ordering::Relaxed);
+        self.snapshot_seq.store(seq + 1, Ordering::Relaxed);
+        fence(Ordering::Release);
+        self.readable_len
+            .store(readable_in(state), Ordering::Release);
         self.prefix_end
             .store(state.tracker.prefix_end(), Ordering::Release);
+        self.snapshot_seq.store(seq + 2, Ordering::Release);
         self.phase_code.store(code, Ordering::Release);
+    }
+
+    /// The readable length and the available prefix, taken together (a
+    /// shrinking commit changes both): a sequence-lock read, which falls
+    /// back to the state lock if a `publish` keeps it busy.
+    fn snapshot(&self) -> (u64, u64) {
+        for _ in 0..64 {
+            let before = self.snapshot_seq.load(Ordering::Acquire);
+            if before.is_multiple_of(2) {
+                let readable = self.readable_len.load(Ordering::Relaxed);
+                let prefix = self.prefix_end.load(Ordering::Relaxed);
+                fence(Ordering::Acquire);
+                if self.snapshot_seq.load(Ordering::Relaxed) == before {
+                    return (readable, prefix);
+                }
+            }
+            std::hint::spin_loop();
+        }
+        let state = self.state.lock();
+        (readable_in(&state), state.tracker.prefix_end())
     }
 
     fn is_cancelled(&self) -> bool {
@@ -279,17 +308,14 @@ impl<D: DriverIo> Shared<D> {
         self.check_usable(&self.state.lock())
     }
 
-    /// Reads `offset..end` (`end <= readable`) into `buf`: the available parts
-    /// from the driver, the holes as zeros. The driver is never asked for a
-    /// byte that is not available, so a write of unavailable bytes
-    /// (`write_fresh`) cannot overlap a read.
-    fn read_available(
-        &self,
-        offset: u64,
-        end: u64,
-        buf: &mut [u8],
-        readable: u64,
-    ) -> StorageResult<usize> {
+    /// Reads `offset..end` into `buf`: the available parts from the driver,
+    /// the holes as zeros, and returns the count. The driver is never asked
+    /// for a byte that is not available, so a write of unavailable bytes
+    /// (`write_fresh`) cannot overlap a read. `end` came from a snapshot
+    /// that may be stale: each batch cuts it to the readable length of the
+    /// moment, so a shrinking commit never turns into zeros that were never
+    /// written.
+    fn read_available(&self, offset: u64, mut end: u64, buf: &mut [u8]) -> StorageResult<usize> {
         const BATCH: usize = 8;
         let count = usize::try_from(end - offset).unwrap_or(buf.len());
         let buf = &mut buf[..count];
@@ -301,13 +327,16 @@ impl<D: DriverIo> Shared<D> {
         while from < end {
             let mut parts = [(0u64, 0u64); BATCH];
             let mut found = 0;
-            {
+            let readable = {
                 let state = self.state.lock();
+                let readable = readable_in(&state);
+                end = end.min(readable.max(from));
                 for available in state.tracker.overlapping(from..end).take(BATCH) {
                     parts[found] = (available.start.max(from), available.end.min(end));
                     found += 1;
                 }
-            }
+                readable
+            };
             for &(part_start, part_end) in &parts[..found] {
                 // Within `buf`: `offset <= part_start < part_end <= end`.
                 let index = |at: u64| usize::try_from(at - offset).unwrap_or(count);
@@ -328,7 +357,8 @@ impl<D: DriverIo> Shared<D> {
                 end
             };
         }
-        Ok(count)
+        // Within `count`: `end` only ever came down from `offset + count`.
+        Ok(usize::try_from(end.saturating_sub(offset)).unwrap_or(count))
     }
 
     /// Lock-free answer to "is `range` available", `true` only when certain.
@@ -364,6 +394,17 @@ impl<D: DriverIo> Shared<D> {
             }
             Phase::Committed { final_len: None } => Some(Ok(WaitOutcome::Eof)),
             Phase::Active | Phase::Failed(_) => None,
+        }
+    }
+}
+
+/// The readable length `state` gives: the final length once committed with
+/// one, else the end of the highest available byte.
+fn readable_in(state: &State) -> u64 {
+    match state.phase {
+        Phase::Committed { final_len: Some(n) } => n,
+        Phase::Active | Phase::Committed { final_len: None } | Phase::Failed(_) => {
+            state.tracker.extent()
         }
     }
 }

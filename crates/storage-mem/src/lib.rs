@@ -140,6 +140,18 @@ impl DriverIo for MemDriver {
         Ok(count)
     }
 
+    fn replace_all(&self, data: &[u8], _durable: bool) -> StorageResult<()> {
+        // Built aside, swapped in under the lock: a reader sees the old
+        // bytes or the new ones, never a mix.
+        let mut fresh = Vec::new();
+        fresh
+            .try_reserve_exact(data.len())
+            .map_err(|_| out_of_memory("grow", data.len() as u64))?;
+        fresh.extend_from_slice(data);
+        *self.bytes.write() = fresh;
+        Ok(())
+    }
+
     fn storage_len(&self) -> u64 {
         self.bytes.read().capacity() as u64
     }

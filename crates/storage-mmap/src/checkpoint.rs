@@ -60,9 +60,24 @@ fn checkpoint(data: &File, journal: &mut Journal, ranges: Vec<Range<u64>>) -> io
 
 impl Checkpoints {
     pub(crate) fn new(data: File, journal: Journal) -> Self {
+        Self::resume(Arc::new(data), journal, Vec::new())
+    }
+
+    /// Checkpoints again after [`stop`](Self::stop), with `pending` (the
+    /// ranges it returned) still to be journaled.
+    pub(crate) fn resume(data: Arc<File>, journal: Journal, pending: Vec<Range<u64>>) -> Self {
+        let bytes = pending.iter().map(|range| range.end - range.start).sum();
+        let shared = Shared {
+            pending: Mutex::new(Pending {
+                ranges: pending,
+                bytes,
+                stop: false,
+            }),
+            due: Condvar::new(),
+        };
         Self {
-            shared: Arc::default(),
-            data: Arc::new(data),
+            shared: Arc::new(shared),
+            data,
             journal: Some(journal),
             worker: None,
         }
@@ -140,8 +155,9 @@ impl Checkpoints {
     }
 
     /// Stops the thread and returns the journal (`None` only if the thread
-    /// died) and whatever is still pending (not yet synced nor journaled).
-    fn stop(mut self) -> (Option<Journal>, Vec<Range<u64>>, Arc<File>) {
+    /// died), whatever is still pending (not yet synced nor journaled), and
+    /// the data file.
+    pub(crate) fn stop(mut self) -> (Option<Journal>, Vec<Range<u64>>, Arc<File>) {
         self.shared.pending.lock().stop = true;
         self.shared.due.notify_one();
         let journal = match self.worker.take() {
@@ -160,11 +176,32 @@ impl Checkpoints {
         journal.sync()
     }
 
-    /// The file is committed (its data synced): the journal goes.
-    pub(crate) fn discard(self, journal_path: &std::path::Path) -> io::Result<()> {
-        match self.stop().0 {
-            Some(journal) => journal.remove(),
-            None => std::fs::remove_file(journal_path),
+    /// A checkpoint now, on the caller's thread (`sync`): everything
+    /// written so far becomes durable and journaled. On an error the
+    /// unjournaled ranges stay pending for the next checkpoint.
+    pub(crate) fn flush(self) -> (Self, io::Result<()>) {
+        let (journal, pending, data) = self.stop();
+        let Some(mut journal) = journal else {
+            let error = io::Error::other("the checkpoint thread died");
+            // Nothing to journal with: the ranges are fetched again after a crash.
+            return (Self::dead(data), Err(error));
+        };
+        let result = data.sync_data().and_then(|()| {
+            let merged: RangeSet<u64> = pending.iter().cloned().collect();
+            journal.append(merged.iter())?;
+            journal.sync()
+        });
+        let pending = if result.is_ok() { Vec::new() } else { pending };
+        (Self::resume(data, journal, pending), result)
+    }
+
+    /// Checkpoints that have lost their journal: records are dropped.
+    fn dead(data: Arc<File>) -> Self {
+        Self {
+            shared: Arc::default(),
+            data,
+            journal: None,
+            worker: None,
         }
     }
 }

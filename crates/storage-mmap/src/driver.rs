@@ -12,14 +12,15 @@ use std::{
 
 use crossbeam_utils::sync::{ShardedLock, ShardedLockReadGuard, ShardedLockWriteGuard};
 use parking_lot::Mutex;
-use storage_core::{DriverIo, StorageError, StorageResult};
+use storage_core::{DriverIo, RangeSet, StorageError, StorageResult};
 
 use crate::{
     OpenMode,
     checkpoint::Checkpoints,
-    journal::Journal,
+    journal::{self, Journal},
     map::Mapping,
-    store::{Store, io_error},
+    replace,
+    store::{Held, Store, io_error},
 };
 
 /// Size of a new file when `MmapOptions::initial_len` is `None`, and the
@@ -57,6 +58,9 @@ pub struct MmapDriver {
     /// The journal of an active file, `None` once committed (and for
     /// read-only resources). Locked after `store` when both are.
     pub(crate) checkpoints: Mutex<Option<Checkpoints>>,
+    /// A commit went through but could not be made durable (the journal is
+    /// still there): `sync` and the drop finish it.
+    pub(crate) unsynced_commit: Mutex<bool>,
 }
 
 /// An offset already checked to lie within a mapping (whose length is a `usize`).
@@ -73,12 +77,12 @@ pub(crate) fn second_handle(file: &File, path: &Path) -> StorageResult<File> {
 impl MmapDriver {
     /// The store, shared. A poisoned lock is taken as is: no code panics
     /// while holding it, and the store is consistent between statements.
-    fn read(&self) -> ShardedLockReadGuard<'_, Store> {
+    pub(crate) fn read(&self) -> ShardedLockReadGuard<'_, Store> {
         self.store.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The store, exclusively.
-    fn write(&self) -> ShardedLockWriteGuard<'_, Store> {
+    pub(crate) fn write(&self) -> ShardedLockWriteGuard<'_, Store> {
         self.store.write().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -90,6 +94,42 @@ impl Drop for MmapDriver {
         if let Some(checkpoints) = self.checkpoints.get_mut().take() {
             let _ = checkpoints.finish();
         }
+        // A commit whose durability failed: one more try; if it fails again
+        // the journal stays, and the file reopens as a resumable one.
+        if *self.unsynced_commit.get_mut() {
+            let _ = self.finish_commit();
+        }
+    }
+}
+
+impl MmapDriver {
+    /// The steps of a commit after its point of no return: the length made
+    /// durable, the journal removed, the directory synced. A failure leaves
+    /// the journal (a crash then reopens a resumable file, never a
+    /// committed-looking partial one) and the exclusive lock; `sync` and the
+    /// drop try again.
+    pub(crate) fn finish_commit(&self) -> StorageResult<()> {
+        let synced = self
+            .read()
+            .file(&self.path)?
+            .sync_all()
+            .map_err(|e| io_error(&self.path, "cannot sync", &e));
+        let removed = synced.and_then(|()| {
+            journal::remove_if_present(&self.journal_path)
+                .and_then(|()| journal::sync_dir(&self.journal_path))
+                .map_err(|e| io_error(&self.journal_path, "cannot remove", &e))
+        });
+        match removed {
+            Ok(()) => {
+                *self.unsynced_commit.lock() = false;
+                self.write().release_to_shared(&self.path);
+                Ok(())
+            }
+            Err(e) => {
+                *self.unsynced_commit.lock() = true;
+                Err(e)
+            }
+        }
     }
 }
 
@@ -99,12 +139,15 @@ impl DriverIo for MmapDriver {
             return Err(StorageError::ReadOnly);
         }
         let mut store = self.write();
-        if store.adopt_replaced(&self.path)? {
-            self.extent.store(store.len, Ordering::Release);
-        }
         let target = final_len.unwrap_or_else(|| self.extent.load(Ordering::Acquire));
+        // Data durable first: if this fails, nothing has changed yet.
+        store
+            .file(&self.path)?
+            .sync_data()
+            .map_err(|e| io_error(&self.path, "cannot sync", &e))?;
         // Unmap before the file can shrink: with the exclusive lock held and
         // no mapping left, nothing can touch a page past the new end.
+        let old_len = store.len;
         store.map = Mapping::Empty;
         let file = store.file(&self.path)?;
         let resized = file
@@ -117,33 +160,33 @@ impl DriverIo for MmapDriver {
                 }
             })
             .map_err(|e| io_error(&self.path, "cannot truncate", &e));
-        // Map the file as it now is, whether or not the resize worked, so
-        // readers keep what is there.
-        let len_now = if resized.is_ok() {
-            target
-        } else {
-            file.metadata().map_or(0, |meta| meta.len().min(store.len))
-        };
-        let map = Mapping::read_only(file, len_now)
-            .map_err(|e| io_error(&self.path, "cannot map", &e))?;
-        store.install(map, len_now);
-        resized?;
+        let len_now = if resized.is_ok() { target } else { old_len };
+        let mapped =
+            Mapping::read_only(file, len_now).map_err(|e| io_error(&self.path, "cannot map", &e));
+        match (resized, mapped) {
+            (Ok(()), Ok(map)) => store.install(map, len_now),
+            (resized, mapped) => {
+                // Not committed: the file keeps its length (or, if the
+                // truncation went through and only the map failed, the
+                // mapping stays empty until a write or commit maps it).
+                if let Ok(map) = mapped {
+                    store.install(map, len_now);
+                } else if resized.is_ok() {
+                    store.install(Mapping::Empty, 0);
+                }
+                return Err(resized.err().unwrap_or_else(|| {
+                    io_error(&self.path, "cannot map", &io::Error::other("map failed"))
+                }));
+            }
+        }
         drop(store);
-        // Data and length durable before the journal goes: a crash at any
-        // instant leaves a resumable file or a committed one. Readers go on
-        // under the shared lock meanwhile; `Resource` runs no write during
-        // a commit.
-        self.read()
-            .file(&self.path)?
-            .sync_all()
-            .map_err(|e| io_error(&self.path, "cannot sync", &e))?;
+        // The point of no return: readers see the committed length.
         self.extent.store(target, Ordering::Release);
         if let Some(checkpoints) = self.checkpoints.lock().take() {
-            checkpoints
-                .discard(&self.journal_path)
-                .map_err(|e| io_error(&self.journal_path, "cannot remove", &e))?;
+            drop(checkpoints.stop());
         }
-        self.write().unlock();
+        // Errors from here on are kept for `sync` (see `finish_commit`).
+        let _ = self.finish_commit();
         Ok(())
     }
 
@@ -152,6 +195,15 @@ impl DriverIo for MmapDriver {
     }
 
     fn reactivate(&self) -> StorageResult<()> {
+        let mut all = RangeSet::new();
+        let extent = self.extent.load(Ordering::Acquire);
+        if extent > 0 {
+            all.insert(0..extent);
+        }
+        self.reactivate_with(&all)
+    }
+
+    fn reactivate_with(&self, available: &RangeSet<u64>) -> StorageResult<()> {
         if self.mode == OpenMode::ReadOnly {
             return Err(StorageError::ReadOnly);
         }
@@ -160,21 +212,39 @@ impl DriverIo for MmapDriver {
         if checkpoints.is_some() {
             return Ok(()); // active already
         }
-        store.make_writable(&self.path)?;
-        store.lock_for_writing(&self.path)?;
-        let journal_error = |e: io::Error| io_error(&self.journal_path, "cannot write", &e);
-        let mut journal = Journal::create(&self.journal_path).map_err(journal_error)?;
-        // The committed bytes are on disk: they are the first record.
-        let extent = self.extent.load(Ordering::Acquire);
-        if extent > 0 {
-            journal
-                .append(std::iter::once(&(0..extent)))
-                .map_err(journal_error)?;
-            journal.sync().map_err(journal_error)?;
+        store.acquire_exclusive(&self.path)?;
+        let started = (|| {
+            let file = store.file(&self.path)?;
+            // Bytes rewritten in place since the commit are journaled as
+            // durable below: make them so.
+            file.sync_data()
+                .map_err(|e| io_error(&self.path, "cannot sync", &e))?;
+            // Only the ranges that hold data, cut to the file.
+            let mut ranges = available.clone();
+            ranges.remove(store.len..u64::MAX);
+            let data = second_handle(file, &self.path)?;
+            // The last step that can fail: it leaves the journal that was
+            // there (none, or an unsynced commit's) when it does.
+            let journal = Journal::create(&self.journal_path, ranges.iter())
+                .map_err(|e| io_error(&self.journal_path, "cannot write", &e))?;
+            Ok(Checkpoints::new(data, journal))
+        })();
+        match started {
+            Ok(started) => {
+                *checkpoints = Some(started);
+                *self.unsynced_commit.lock() = false;
+                Ok(())
+            }
+            Err(e) => {
+                // Back to the committed file as it was (no journal was
+                // made), and a reader's lock, unless an unsynced commit
+                // still needs the writer's.
+                if !*self.unsynced_commit.lock() {
+                    store.release_to_shared(&self.path);
+                }
+                Err(e)
+            }
         }
-        let data = second_handle(store.file(&self.path)?, &self.path)?;
-        *checkpoints = Some(Checkpoints::new(data, journal));
-        Ok(())
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8], effective_len: u64) -> StorageResult<usize> {
@@ -191,8 +261,28 @@ impl DriverIo for MmapDriver {
         Ok(count)
     }
 
+    fn replace_all(&self, data: &[u8], durable: bool) -> StorageResult<()> {
+        if self.mode == OpenMode::ReadOnly {
+            return Err(StorageError::ReadOnly);
+        }
+        replace::replace(self, data, durable)
+    }
+
     fn storage_len(&self) -> u64 {
         self.read().len
+    }
+
+    fn sync(&self) -> StorageResult<()> {
+        if *self.unsynced_commit.lock() {
+            return self.finish_commit();
+        }
+        let mut slot = self.checkpoints.lock();
+        let Some(checkpoints) = slot.take() else {
+            return Ok(()); // committed and durable, or read-only
+        };
+        let (checkpoints, flushed) = checkpoints.flush();
+        *slot = Some(checkpoints);
+        flushed.map_err(|e| io_error(&self.path, "cannot sync", &e))
     }
 
     fn write_at(&self, offset: u64, data: &[u8], committed: bool) -> StorageResult<()> {
@@ -230,6 +320,9 @@ impl MmapDriver {
             return Ok(());
         }
         let end = offset + data.len() as u64;
+        if committed {
+            return self.rewrite_in_place(offset, data);
+        }
         // `Resource` never runs two writes (or a write and a commit) at once,
         // so the store cannot change between the steps below but for
         // readers, who keep reading through every step except the swap of a
@@ -238,12 +331,9 @@ impl MmapDriver {
             let store = self.read();
             (store.file_writable, store.len)
         };
-        if committed && end > len {
-            // A committed file is rewritten in place; growing it needs reactivate.
-            return Err(StorageError::Committed);
-        }
         if !writable {
-            self.write().make_writable(&self.path)?;
+            // Only an active store writes here, and it opened its file for writing.
+            return Err(StorageError::Committed);
         }
         if end > len {
             let (map, new_len) = self.read().grown(&self.path, end)?;
@@ -258,10 +348,28 @@ impl MmapDriver {
         };
         written.map_err(|e| io_error(&self.path, "cannot write", &e))?;
         self.extent.fetch_max(end, Ordering::AcqRel);
-        if !committed && let Some(checkpoints) = self.checkpoints.lock().as_mut() {
+        if let Some(checkpoints) = self.checkpoints.lock().as_mut() {
             checkpoints.record(offset..end);
         }
         Ok(())
+    }
+
+    /// A write into a committed `ReadWrite` file, within its length: under
+    /// the exclusive lock, so no other handle maps the file meanwhile.
+    fn rewrite_in_place(&self, offset: u64, data: &[u8]) -> StorageResult<()> {
+        let mut store = self.write();
+        if offset + data.len() as u64 > store.len {
+            // A committed file is rewritten in place; growing it needs reactivate.
+            return Err(StorageError::Committed);
+        }
+        let was_exclusive = store.held == Held::Exclusive;
+        store.acquire_exclusive(&self.path)?;
+        let written = write_all_at(store.file(&self.path)?, data, offset)
+            .map_err(|e| io_error(&self.path, "cannot write", &e));
+        if !was_exclusive {
+            store.release_to_shared(&self.path);
+        }
+        written
     }
 }
 

@@ -7,6 +7,17 @@
 //! never claims a byte that is not on disk. Reading stops at the first record
 //! whose length or checksum does not hold: a torn or corrupt tail is
 //! ignored, never trusted.
+//!
+//! A journal is born whole: its magic and first record are written to
+//! `NAME.storage-journal.tmp`, synced, and renamed into place, so a crash
+//! never leaves an empty journal that would turn a complete file into an
+//! empty download.
+//!
+//! One other record exists: a *replacement mark* (payload `REPLACED`, the
+//! new length and the crc32 of the new contents, 24 bytes), appended and
+//! synced before an active file is replaced whole by rename. If a crash
+//! leaves the journal beside a file that matches the mark, the replacement
+//! landed and the journal is stale.
 
 use std::{
     fs::{self, File, OpenOptions},
@@ -30,6 +41,23 @@ pub(crate) fn path_for(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
+/// Where a journal is written before it is renamed into place.
+pub(crate) fn temp_path_for(journal_path: &Path) -> PathBuf {
+    let mut name = journal_path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    journal_path.with_file_name(name)
+}
+
+const REPLACED: &[u8; 8] = b"REPLACED";
+const MARK_BYTES: usize = 24;
+
+/// A replacement announced in a journal: the new contents' length and crc32.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Replacement {
+    pub len: u64,
+    pub crc: u32,
+}
+
 /// What a journal on disk says.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct Contents {
@@ -37,6 +65,17 @@ pub(crate) struct Contents {
     pub ranges: RangeSet<u64>,
     /// Length of the valid prefix (magic and whole, checked records).
     pub valid_len: u64,
+    /// The last replacement mark, if any.
+    pub replacement: Option<Replacement>,
+}
+
+fn u64_at(bytes: &[u8]) -> u64 {
+    u64::from_le_bytes(
+        bytes
+            .get(..8)
+            .and_then(|b| b.try_into().ok())
+            .unwrap_or_default(),
+    )
 }
 
 /// Parses journal bytes: the valid records, stopping at the first bad one.
@@ -53,16 +92,23 @@ pub(crate) fn parse(bytes: &[u8]) -> Contents {
         let Some(payload) = bytes.get(at + RECORD_HEADER..at + RECORD_HEADER + len) else {
             break; // torn: the record is cut short
         };
-        if !len.is_multiple_of(RANGE_BYTES) || crc32fast::hash(payload) != crc {
+        if crc32fast::hash(payload) != crc {
             break; // corrupt
         }
-        for pair in payload.chunks_exact(RANGE_BYTES) {
-            let (start, end) = pair.split_at(8);
-            let start = u64::from_le_bytes(start.try_into().unwrap_or_default());
-            let end = u64::from_le_bytes(end.try_into().unwrap_or_default());
-            if start < end {
-                contents.ranges.insert(start..end);
+        if len == MARK_BYTES && payload.starts_with(REPLACED) {
+            contents.replacement = Some(Replacement {
+                len: u64_at(&payload[8..]),
+                crc: u32::try_from(u64_at(&payload[16..]) & u64::from(u32::MAX)).unwrap_or(0),
+            });
+        } else if len.is_multiple_of(RANGE_BYTES) {
+            for pair in payload.chunks_exact(RANGE_BYTES) {
+                let (start, end) = (u64_at(pair), u64_at(&pair[8..]));
+                if start < end {
+                    contents.ranges.insert(start..end);
+                }
             }
+        } else {
+            break; // corrupt
         }
         at += RECORD_HEADER + len;
         contents.valid_len = at as u64;
@@ -86,23 +132,36 @@ pub(crate) fn encode<'a>(ranges: impl Iterator<Item = &'a Range<u64>>) -> Vec<u8
         payload.extend_from_slice(&range.start.to_le_bytes());
         payload.extend_from_slice(&range.end.to_le_bytes());
     }
+    frame(&payload)
+}
+
+/// A replacement mark's bytes.
+fn encode_mark(mark: Replacement) -> Vec<u8> {
+    let mut payload = REPLACED.to_vec();
+    payload.extend_from_slice(&mark.len.to_le_bytes());
+    payload.extend_from_slice(&u64::from(mark.crc).to_le_bytes());
+    frame(&payload)
+}
+
+/// `payload` with its record header.
+fn frame(payload: &[u8]) -> Vec<u8> {
     let mut record = Vec::with_capacity(RECORD_HEADER + payload.len());
     // Records hold the ranges of a few MiB of writes: far below 4 GiB.
     let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
     record.extend_from_slice(&len.to_le_bytes());
-    record.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-    record.extend_from_slice(&payload);
+    record.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    record.extend_from_slice(payload);
     record
 }
 
 /// An open journal, appended to.
 #[derive(Debug)]
 pub(crate) struct Journal {
-    path: PathBuf,
     file: File,
 }
 
-fn sync_dir(path: &Path) -> io::Result<()> {
+/// Syncs the directory that holds `path` (a new or removed name in it).
+pub(crate) fn sync_dir(path: &Path) -> io::Result<()> {
     match path.parent().filter(|p| !p.as_os_str().is_empty()) {
         Some(dir) => File::open(dir)?.sync_all(),
         None => File::open(".")?.sync_all(),
@@ -110,21 +169,45 @@ fn sync_dir(path: &Path) -> io::Result<()> {
 }
 
 impl Journal {
-    /// Creates (or empties) the journal at `path`, durably: once this
-    /// returns, a crash leaves the journal in place.
-    pub(crate) fn create(path: &Path) -> io::Result<Self> {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(path)?;
-        file.write_all(MAGIC)?;
-        file.sync_all()?;
-        sync_dir(path)?;
-        Ok(Self {
-            path: path.to_path_buf(),
-            file,
-        })
+    /// Creates (or replaces) the journal at `path` with `ranges` as its
+    /// first record, in one step: written to a temporary name, synced, and
+    /// renamed into place. Once this returns, a crash leaves exactly this
+    /// journal; on an error, the journal that was there (or none) is left.
+    pub(crate) fn create<'a>(
+        path: &Path,
+        ranges: impl Iterator<Item = &'a Range<u64>>,
+    ) -> io::Result<Self> {
+        let temp = temp_path_for(path);
+        let written = (|| {
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&temp)?;
+            let mut bytes = MAGIC.to_vec();
+            let mut ranges = ranges.peekable();
+            if ranges.peek().is_some() {
+                bytes.extend(encode(ranges));
+            }
+            file.write_all(&bytes)?;
+            file.sync_all()?;
+            fs::rename(&temp, path)?;
+            Ok(file)
+        })();
+        let file = match written {
+            Ok(file) => file,
+            Err(e) => {
+                let _ = fs::remove_file(&temp);
+                return Err(e);
+            }
+        };
+        if let Err(e) = sync_dir(path) {
+            // Not durable: take it back rather than leave a journal a power
+            // loss may lose or keep.
+            let _ = fs::remove_file(path);
+            return Err(e);
+        }
+        Ok(Self { file })
     }
 
     /// Opens an existing journal to append after its valid prefix (a torn
@@ -132,16 +215,11 @@ impl Journal {
     pub(crate) fn resume(path: &Path, contents: &Contents) -> io::Result<Self> {
         if contents.valid_len < MAGIC.len() as u64 {
             // No valid magic: start over, keeping what the caller learned.
-            let mut journal = Self::create(path)?;
-            journal.append(contents.ranges.iter())?;
-            return Ok(journal);
+            return Self::create(path, contents.ranges.iter());
         }
         let file = OpenOptions::new().write(true).open(path)?;
         file.set_len(contents.valid_len)?;
-        let mut journal = Self {
-            path: path.to_path_buf(),
-            file,
-        };
+        let mut journal = Self { file };
         journal.seek_end()?;
         Ok(journal)
     }
@@ -163,15 +241,23 @@ impl Journal {
         self.file.write_all(&encode(ranges))
     }
 
+    /// Appends a replacement mark and makes it durable.
+    pub(crate) fn mark_replacement(&mut self, mark: Replacement) -> io::Result<()> {
+        self.file.write_all(&encode_mark(mark))?;
+        self.file.sync_data()
+    }
+
     /// Makes the appended records durable.
     pub(crate) fn sync(&self) -> io::Result<()> {
         self.file.sync_data()
     }
+}
 
-    /// Deletes the journal (the file is committed).
-    pub(crate) fn remove(self) -> io::Result<()> {
-        drop(self.file);
-        fs::remove_file(&self.path)
+/// Removes the file at `path`; a missing one is no error.
+pub(crate) fn remove_if_present(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
     }
 }
 
@@ -229,6 +315,39 @@ mod tests {
     }
 
     #[test]
+    fn a_replacement_mark_is_read_and_ranges_around_it_stay() {
+        let mut bytes = journal_of(&[&[0..10]]);
+        let mark = Replacement {
+            len: 1234,
+            crc: 0xDEAD_BEEF,
+        };
+        bytes.extend(encode_mark(mark));
+        bytes.extend(encode([20..30].iter()));
+        let contents = parse(&bytes);
+        assert_eq!(contents.replacement, Some(mark));
+        assert_eq!(contents.ranges, set(&[0..10, 20..30]));
+        // A torn mark is ignored, like any torn record.
+        let torn = journal_of(&[&[0..10]]).len() + 10;
+        assert_eq!(parse(&bytes[..torn]).replacement, None);
+    }
+
+    #[test]
+    fn create_writes_the_first_record_in_one_step_and_leaves_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.storage-journal");
+        let journal = Journal::create(&path, [0..10, 20..30].iter()).unwrap();
+        assert_eq!(read(&path).unwrap().unwrap().ranges, set(&[0..10, 20..30]));
+        assert!(!temp_path_for(&path).exists());
+        drop(journal);
+        remove_if_present(&path).unwrap();
+        // Where the journal cannot be renamed into place, nothing is left.
+        fs::create_dir(&path).unwrap();
+        fs::write(path.join("occupied"), b"").unwrap();
+        assert!(Journal::create(&path, [0..10].iter()).is_err());
+        assert!(!temp_path_for(&path).exists());
+    }
+
+    #[test]
     fn resume_cuts_the_torn_tail_so_new_records_count() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.storage-journal");
@@ -240,7 +359,8 @@ mod tests {
         journal.append([20..30].iter()).unwrap();
         journal.sync().unwrap();
         assert_eq!(read(&path).unwrap().unwrap().ranges, set(&[0..10, 20..30]));
-        journal.remove().unwrap();
+        drop(journal);
+        remove_if_present(&path).unwrap();
         assert_eq!(read(&path).unwrap(), None);
     }
 }

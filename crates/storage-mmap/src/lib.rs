@@ -40,6 +40,7 @@ mod driver;
 mod journal;
 mod map;
 mod open;
+mod replace;
 mod space;
 mod store;
 

@@ -1,4 +1,4 @@
-//! `Store`: the file handle, its lock and its read-only mapping.
+//! `Store`: the file handle, its advisory lock and its read-only mapping.
 
 use std::{
     fs::{self, File, OpenOptions, TryLockError},
@@ -10,6 +10,22 @@ use storage_core::{StorageError, StorageResult};
 
 use crate::{driver::DEFAULT_INITIAL_LEN, map::Mapping, space};
 
+/// The advisory lock a store holds on its file.
+///
+/// Every store that maps a file holds a lock on it: shared while it only
+/// reads (committed, read-only), exclusive while it writes (active, or a
+/// rewrite in place). Anything that could shrink or rewrite the file under
+/// another mapping needs the exclusive lock, so it is refused while another
+/// handle — in this process or another — maps the file. Locks belong to the
+/// open file description: two opens of one path in one process exclude each
+/// other as two processes do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Held {
+    Nothing,
+    Shared,
+    Exclusive,
+}
+
 /// The file and its mapping (guarded by the driver's sharded lock).
 #[derive(Debug)]
 pub(crate) struct Store {
@@ -17,8 +33,8 @@ pub(crate) struct Store {
     pub(crate) file: Option<File>,
     /// Whether `file` was opened for writing.
     pub(crate) file_writable: bool,
-    /// Whether `file` holds the exclusive lock (while active).
-    pub(crate) locked: bool,
+    /// The lock `file` holds.
+    pub(crate) held: Held,
     pub(crate) map: Mapping,
     /// Length of the file, which is also the length of the mapping.
     pub(crate) len: u64,
@@ -40,18 +56,82 @@ pub(crate) fn open_file(path: &Path, writable: bool) -> StorageResult<File> {
         .map_err(|e| io_error(path, "cannot open", &e))
 }
 
-/// Takes the exclusive advisory lock of `file` without waiting.
-fn lock(file: &File, path: &Path) -> StorageResult<()> {
-    match file.try_lock() {
+/// How an existing file is opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Access {
+    Read,
+    /// For writing if the file allows it (a committed file, which may be
+    /// reactivated or rewritten later), else for reading.
+    PreferWrite,
+    Write,
+}
+
+/// Opens `path` as `access` asks; says whether the handle can write.
+fn open_with(path: &Path, access: Access) -> StorageResult<(File, bool)> {
+    if access == Access::Write {
+        return Ok((open_file(path, true)?, true));
+    }
+    if access == Access::PreferWrite {
+        match OpenOptions::new().read(true).write(true).open(path) {
+            Ok(file) => return Ok((file, true)),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem
+                ) => {}
+            Err(e) => return Err(io_error(path, "cannot open", &e)),
+        }
+    }
+    Ok((open_file(path, false)?, false))
+}
+
+/// Takes `kind` of advisory lock on `file` without waiting (converting the
+/// lock `file` holds, if any).
+pub(crate) fn lock(file: &File, path: &Path, kind: Held) -> StorageResult<()> {
+    let taken = match kind {
+        Held::Nothing => {
+            let _ = file.unlock();
+            return Ok(());
+        }
+        Held::Shared => file.try_lock_shared(),
+        Held::Exclusive => file.try_lock(),
+    };
+    match taken {
         Ok(()) => Ok(()),
         Err(TryLockError::WouldBlock) => Err(StorageError::Locked {
             path: path.to_path_buf(),
         }),
-        // A file system without locks: one writer per file cannot be
-        // enforced there, and is not refused.
+        // A file system without locks: handles cannot be kept apart there,
+        // and are not refused (see the README).
         Err(TryLockError::Error(e)) if e.kind() == io::ErrorKind::Unsupported => Ok(()),
         Err(TryLockError::Error(e)) => Err(io_error(path, "cannot lock", &e)),
     }
+}
+
+/// Whether `file` is the file now at `path` (not replaced by a rename).
+#[cfg(unix)]
+pub(crate) fn is_at_path(file: &File, path: &Path) -> StorageResult<bool> {
+    use std::os::unix::fs::MetadataExt;
+
+    let at_path = match fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(io_error(path, "cannot inspect", &e)),
+    };
+    let held = file
+        .metadata()
+        .map_err(|e| io_error(path, "cannot inspect", &e))?;
+    Ok((held.dev(), held.ino()) == (at_path.dev(), at_path.ino()))
+}
+
+/// Whether `file` is the file now at `path`: without inode numbers, assumed.
+#[cfg(not(unix))]
+pub(crate) fn is_at_path(_file: &File, _path: &Path) -> StorageResult<bool> {
+    Ok(true)
+}
+
+fn refused(path: &Path, kind: io::ErrorKind, why: String, what: &str) -> StorageError {
+    io_error(path, what, &io::Error::new(kind, why))
 }
 
 impl Store {
@@ -59,29 +139,34 @@ impl Store {
         Self {
             file: None,
             file_writable: false,
-            locked: false,
+            held: Held::Nothing,
             map: Mapping::Empty,
             len: 0,
         }
     }
 
-    /// An existing file of `len` bytes, mapped read-only; locked when
-    /// `lock_it` (an active writer resuming it).
+    /// An existing file of `len` bytes, mapped read-only, holding `held`
+    /// (exclusive for an active writer resuming it, shared otherwise).
     pub(crate) fn open_existing(
         path: &Path,
         len: u64,
-        writable: bool,
-        lock_it: bool,
+        access: Access,
+        held: Held,
     ) -> StorageResult<Self> {
-        let file = open_file(path, writable)?;
-        if lock_it {
-            lock(&file, path)?;
-        }
+        let (file, file_writable) = open_with(path, access)?;
+        lock(&file, path, held)?;
+        // Under the lock, the length cannot shrink any more by our hand: map
+        // what is there now.
+        let len = file
+            .metadata()
+            .map_err(|e| io_error(path, "cannot inspect", &e))?
+            .len()
+            .min(len);
         let map = Mapping::read_only(&file, len).map_err(|e| io_error(path, "cannot map", &e))?;
         Ok(Self {
             file: Some(file),
-            file_writable: writable,
-            locked: lock_it,
+            file_writable,
+            held,
             map,
             len,
         })
@@ -89,34 +174,66 @@ impl Store {
 
     /// Creates (or takes up an empty) file, locks it, lets `before_growth`
     /// run (the journal is created there, before the file can look like a
-    /// committed one), then sizes it to `len`.
+    /// committed one), then sizes it to `len`. On an error after the lock
+    /// was taken, `undo_growth` runs (it removes the journal) and a file
+    /// this call created is removed: the directory is left as it was found.
     pub(crate) fn create(
         path: &Path,
         len: u64,
         before_growth: impl FnOnce() -> StorageResult<()>,
+        undo_growth: impl FnOnce(),
     ) -> StorageResult<Self> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             fs::create_dir_all(parent)
                 .map_err(|e| io_error(parent, "cannot create directory", &e))?;
         }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(|e| io_error(path, "cannot create", &e))?;
-        lock(&file, path)?;
-        before_growth()?;
-        space::grow(&file, 0, len).map_err(|e| io_error(path, "cannot size", &e))?;
-        let map = Mapping::read_only(&file, len).map_err(|e| io_error(path, "cannot map", &e))?;
-        Ok(Self {
-            file: Some(file),
-            file_writable: true,
-            locked: true,
-            map,
-            len,
-        })
+        let mut options = OpenOptions::new();
+        options.read(true).write(true);
+        let (file, created) = match options.clone().create_new(true).open(path) {
+            Ok(file) => (file, true),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => (
+                options
+                    .open(path)
+                    .map_err(|e| io_error(path, "cannot open", &e))?,
+                false,
+            ),
+            Err(e) => return Err(io_error(path, "cannot create", &e)),
+        };
+        lock(&file, path, Held::Exclusive)?;
+        // Ours now: whatever fails from here on is undone.
+        let made = (|| {
+            let meta = file
+                .metadata()
+                .map_err(|e| io_error(path, "cannot inspect", &e))?;
+            if meta.len() > 0 {
+                // Another opener filled it between our look and our lock.
+                return Err(StorageError::Locked {
+                    path: path.to_path_buf(),
+                });
+            }
+            before_growth()?;
+            space::grow(&file, 0, len).map_err(|e| io_error(path, "cannot size", &e))?;
+            Mapping::read_only(&file, len).map_err(|e| io_error(path, "cannot map", &e))
+        })();
+        match made {
+            Ok(map) => Ok(Self {
+                file: Some(file),
+                file_writable: true,
+                held: Held::Exclusive,
+                map,
+                len,
+            }),
+            Err(e) => {
+                if !matches!(e, StorageError::Locked { .. }) {
+                    undo_growth();
+                    let _ = file.set_len(0);
+                    if created {
+                        let _ = fs::remove_file(path);
+                    }
+                }
+                Err(e)
+            }
+        }
     }
 
     pub(crate) fn file(&self, path: &Path) -> StorageResult<&File> {
@@ -126,58 +243,101 @@ impl Store {
         })
     }
 
-    /// Reopens the file for writing when it was opened read-only.
-    pub(crate) fn make_writable(&mut self, path: &Path) -> StorageResult<()> {
+    /// Takes the exclusive lock for a change that other mappings must not
+    /// see (reactivate, a rewrite in place), with a handle that can write:
+    /// `Locked` while another handle maps the file. Refuses a file that is
+    /// no longer the one at the path (replaced by rename: writing it would
+    /// write a file nobody will find) or that is shorter than the mapping
+    /// (truncated from outside). On an error the store holds what it held.
+    pub(crate) fn acquire_exclusive(&mut self, path: &Path) -> StorageResult<()> {
+        let before = self.held;
         if !self.file_writable {
-            self.file = Some(open_file(path, true)?);
+            // The lock belongs to the handle: the old one lets go, the new
+            // one takes it, and the old one takes its lock back on failure.
+            let writable = open_file(path, true)?;
+            let file = self.file(path)?;
+            if !is_at_path(file, path)? {
+                let why = "replaced since it was opened (reopen the path)".to_owned();
+                return Err(refused(path, io::ErrorKind::NotFound, why, "cannot write"));
+            }
+            let _ = file.unlock();
+            if let Err(e) = lock(&writable, path, Held::Exclusive) {
+                let _ = lock(file, path, before);
+                return Err(e);
+            }
+            self.file = Some(writable);
             self.file_writable = true;
-            self.locked = false;
+        } else if before != Held::Exclusive
+            && let Err(e) = lock(self.file(path)?, path, Held::Exclusive)
+        {
+            // A refused conversion drops the lock held before: take it back.
+            let _ = lock(self.file(path)?, path, before);
+            return Err(e);
+        }
+        self.held = Held::Exclusive;
+        if let Err(e) = self.check_still_ours(path) {
+            self.release_to_shared(path);
+            return Err(e);
         }
         Ok(())
     }
 
-    /// Takes the exclusive lock (reactivate), after checking that nobody
-    /// truncated the file under the mapping.
-    pub(crate) fn lock_for_writing(&mut self, path: &Path) -> StorageResult<()> {
+    fn check_still_ours(&self, path: &Path) -> StorageResult<()> {
         let file = self.file(path)?;
+        if !is_at_path(file, path)? {
+            let why = "replaced since it was opened (reopen the path)".to_owned();
+            return Err(refused(path, io::ErrorKind::NotFound, why, "cannot write"));
+        }
         let on_disk = file
             .metadata()
             .map_err(|e| io_error(path, "cannot inspect", &e))?
             .len();
         if on_disk < self.len {
-            let error = io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "truncated from outside: {on_disk} bytes on disk, {} mapped",
-                    self.len
-                ),
+            let why = format!(
+                "truncated from outside: {on_disk} bytes on disk, {} mapped",
+                self.len
             );
-            return Err(io_error(path, "cannot reactivate", &error));
-        }
-        if !self.locked {
-            lock(file, path)?;
-            self.locked = true;
+            return Err(refused(
+                path,
+                io::ErrorKind::InvalidData,
+                why,
+                "cannot write",
+            ));
         }
         Ok(())
     }
 
-    /// Releases the exclusive lock (commit).
-    pub(crate) fn unlock(&mut self) {
-        if self.locked
+    /// Goes back to the shared lock of a reader (commit, the end of a
+    /// rewrite in place). The conversion is not atomic on every platform;
+    /// if another handle takes the file in between, this one holds no lock.
+    pub(crate) fn release_to_shared(&mut self, path: &Path) {
+        if self.held == Held::Exclusive
             && let Some(file) = &self.file
         {
-            let _ = file.unlock();
+            self.held = if lock(file, path, Held::Shared).is_ok() {
+                Held::Shared
+            } else {
+                Held::Nothing
+            };
         }
-        self.locked = false;
     }
 
     /// Grows the file to hold `end` bytes (at least doubling it) and maps the
     /// new length, without touching the current mapping: readers go on while
     /// this runs. Install the result with [`Store::install`].
+    /// When the doubled size does not fit (a nearly full disk, a file size
+    /// limit), the exact size `end` is tried before refusing.
     pub(crate) fn grown(&self, path: &Path, end: u64) -> StorageResult<(Mapping, u64)> {
-        let new_len = end.max(self.len.saturating_mul(2)).max(DEFAULT_INITIAL_LEN);
+        let doubled = end.max(self.len.saturating_mul(2)).max(DEFAULT_INITIAL_LEN);
         let file = self.file(path)?;
-        space::grow(file, self.len, new_len).map_err(|e| io_error(path, "cannot grow", &e))?;
+        let new_len = match space::grow(file, self.len, doubled) {
+            Ok(()) => doubled,
+            Err(_) if doubled > end => {
+                space::grow(file, self.len, end).map_err(|e| io_error(path, "cannot grow", &e))?;
+                end
+            }
+            Err(e) => return Err(io_error(path, "cannot grow", &e)),
+        };
         // The old mapping stays valid: the file only grew.
         let map =
             Mapping::read_only(file, new_len).map_err(|e| io_error(path, "cannot map", &e))?;
@@ -187,38 +347,5 @@ impl Store {
     pub(crate) fn install(&mut self, map: Mapping, len: u64) {
         self.map = map;
         self.len = len;
-    }
-
-    /// Takes the file now at `path` if it is not the one this store holds
-    /// (it was replaced by rename, as `Atomic::write_all` does); says
-    /// whether it did.
-    #[cfg(unix)]
-    pub(crate) fn adopt_replaced(&mut self, path: &Path) -> StorageResult<bool> {
-        use std::os::unix::fs::MetadataExt;
-
-        let Some(file) = &self.file else {
-            return Ok(false);
-        };
-        let at_path = match fs::metadata(path) {
-            Ok(meta) => meta,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(io_error(path, "cannot inspect", &e)),
-        };
-        let held = file
-            .metadata()
-            .map_err(|e| io_error(path, "cannot inspect", &e))?;
-        if (held.dev(), held.ino()) == (at_path.dev(), at_path.ino()) {
-            return Ok(false);
-        }
-        self.map = Mapping::Empty;
-        self.unlock();
-        self.file = Some(open_file(path, self.file_writable)?);
-        self.len = at_path.len();
-        Ok(true)
-    }
-
-    #[cfg(not(unix))]
-    pub(crate) fn adopt_replaced(&mut self, _path: &Path) -> StorageResult<bool> {
-        Ok(false)
     }
 }

@@ -7,16 +7,20 @@ use crate::{ResourceExt, ResourceStatus, StorageResult, WaitOutcome};
 /// A decorator that makes [`write_all`](ResourceExt::write_all) atomic, for
 /// small whole files (playlists, keys, indexes).
 ///
-/// On a file-backed resource, `write_all` writes the data to a temporary
-/// file in the same directory, renames it over the resource's path, then
-/// commits the resource, which takes up the new file: a crash at any instant
-/// leaves the old file or the new one, whole, and no temporary file is left
-/// behind on success or on error. [`write_all_durable`](Self::write_all_durable)
-/// also syncs the file before the rename and the directory after it, so the
-/// replacement survives a power loss. On a memory resource, `write_all` is
-/// `reactivate` + `write_all` of the inner resource.
+/// `write_all` is the inner resource's own whole replacement
+/// ([`ResourceExt::replace_all`]): on a file, the driver writes the new
+/// contents to a temporary file beside it and renames it over the path, so a
+/// crash at any instant leaves the old file or the new one, whole, and no
+/// temporary file is left behind on success or on error; in memory, the
+/// new bytes are swapped in at once. Readers see the old contents or the
+/// new. Replacements of one resource are serialised: the last one wins,
+/// whole. [`write_all_durable`](Self::write_all_durable) also syncs the file
+/// before the rename and the directory after it, so the replacement
+/// survives a power loss.
 ///
-/// Every other method delegates to the inner resource.
+/// A failed resource refuses (`Err(Failed)`, the file untouched); call
+/// `reactivate` first to clear the failure. A read-only or cancelled one
+/// refuses too. Every other method delegates to the inner resource.
 ///
 /// # Examples
 ///
@@ -60,64 +64,12 @@ impl<R: ResourceExt> Atomic<R> {
     ///
     /// As `write_all`; `Io` when a sync fails.
     pub fn write_all_durable(&self, data: &[u8]) -> StorageResult<()> {
-        self.replace(data, true)
-    }
-
-    fn replace(&self, data: &[u8], durable: bool) -> StorageResult<()> {
-        #[cfg(feature = "mmap")]
-        if let Some(path) = self.inner.path() {
-            // Refuse before touching the disk if the resource cannot take the
-            // new contents (read-only, failed, cancelled).
-            self.inner.reactivate()?;
-            replace_file(path, data, durable)?;
-            return self.inner.commit(Some(data.len() as u64));
-        }
-        let _ = durable; // nothing to sync in memory
-        self.inner.reactivate()?;
-        self.inner.write_all(data)
+        self.inner.replace_all(data, true)
     }
 }
 
-/// Writes `data` to a temporary file beside `path` and renames it over `path`.
-#[cfg(feature = "mmap")]
-fn replace_file(path: &Path, data: &[u8], durable: bool) -> StorageResult<()> {
-    use std::io::Write;
-
-    let context = |what: &str, error: std::io::Error| {
-        crate::StorageError::Io(std::io::Error::new(
-            error.kind(),
-            format!("atomic write of {}: {what}: {error}", path.display()),
-        ))
-    };
-    let dir = path
-        .parent()
-        .filter(|dir| !dir.as_os_str().is_empty())
-        .unwrap_or_else(|| Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| context("cannot create the directory", e))?;
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    // Dropped on any error before `persist`, which deletes the temporary file.
-    let mut temp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(|e| context("cannot create a temporary file", e))?;
-    temp.write_all(data)
-        .map_err(|e| context("cannot write the temporary file", e))?;
-    if durable {
-        temp.as_file()
-            .sync_all()
-            .map_err(|e| context("cannot sync the temporary file", e))?;
-    }
-    temp.persist(path)
-        .map_err(|e| context("cannot rename over the file", e.error))?;
-    if durable {
-        std::fs::File::open(dir)
-            .and_then(|dir| dir.sync_all())
-            .map_err(|e| context("cannot sync the directory", e))?;
-    }
-    Ok(())
-}
-
+// Every method forwarded: a new one cannot be forgotten.
+#[deny(clippy::missing_trait_methods)]
 impl<R: ResourceExt> ResourceExt for Atomic<R> {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> StorageResult<usize> {
         self.inner.read_at(offset, buf)
@@ -191,6 +143,14 @@ impl<R: ResourceExt> ResourceExt for Atomic<R> {
     }
 
     fn write_all(&self, data: &[u8]) -> StorageResult<()> {
-        self.replace(data, false)
+        self.inner.replace_all(data, false)
+    }
+
+    fn sync(&self) -> StorageResult<()> {
+        self.inner.sync()
+    }
+
+    fn replace_all(&self, data: &[u8], durable: bool) -> StorageResult<()> {
+        self.inner.replace_all(data, durable)
     }
 }

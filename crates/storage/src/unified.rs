@@ -52,6 +52,8 @@ impl StorageResource {
     }
 }
 
+// Every method forwarded: a new one cannot be forgotten.
+#[deny(clippy::missing_trait_methods)]
 impl ResourceExt for StorageResource {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> StorageResult<usize> {
         dispatch!(self, inner => inner.read_at(offset, buf))
@@ -126,6 +128,14 @@ impl ResourceExt for StorageResource {
 
     fn write_all(&self, data: &[u8]) -> StorageResult<()> {
         dispatch!(self, inner => inner.write_all(data))
+    }
+
+    fn sync(&self) -> StorageResult<()> {
+        dispatch!(self, inner => inner.sync())
+    }
+
+    fn replace_all(&self, data: &[u8], durable: bool) -> StorageResult<()> {
+        dispatch!(self, inner => inner.replace_all(data, durable))
     }
 }
 

@@ -166,7 +166,11 @@ fn read_only_opens_an_unfinished_file_with_its_ranges_and_refuses_writes() {
     assert!(r.contains_range(0..7));
     assert!(matches!(r.write_at(7, b"x"), Err(StorageError::ReadOnly)));
     assert!(matches!(r.commit(Some(7)), Err(StorageError::ReadOnly)));
-    // A reader does not hold the writer's lock.
+    // A reader maps the file: a writer, whose commit may shrink it, waits
+    // for the reader to go.
+    let err = open(&path, OpenMode::Auto).unwrap_err();
+    assert!(matches!(err, StorageError::Locked { .. }), "{err}");
+    drop(r);
     let writer = open(&path, OpenMode::Auto).unwrap();
     writer.write_at(7, b" more").unwrap();
 }

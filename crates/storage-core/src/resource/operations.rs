@@ -5,12 +5,13 @@ use std::{
     ops::Range,
     path::Path,
     pin::Pin,
-    sync::atomic::Ordering,
     time::{Duration, Instant},
 };
 
 use super::{Phase, Resource, wait::WaitFuture};
-use crate::{DriverIo, ResourceExt, ResourceStatus, StorageError, StorageResult, WaitOutcome};
+use crate::{
+    DriverIo, RangeTracker, ResourceExt, ResourceStatus, StorageError, StorageResult, WaitOutcome,
+};
 
 fn checked_range(offset: u64, len: usize) -> StorageResult<Range<u64>> {
     u64::try_from(len)
@@ -24,17 +25,18 @@ impl<D: DriverIo> ResourceExt for Resource<D> {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> StorageResult<usize> {
         let shared = &*self.shared;
         shared.check_usable_fast()?;
-        let readable = shared.readable_len.load(Ordering::Acquire);
+        let (readable, prefix_end) = shared.snapshot();
         if offset >= readable || buf.is_empty() {
             return Ok(0);
         }
         let end = offset.saturating_add(buf.len() as u64).min(readable);
         // Within the available prefix (a committed resource, a sequential
-        // download): no lock.
-        if end <= shared.prefix_end.load(Ordering::Acquire) {
+        // download): no lock. Should a shrinking commit land meanwhile, the
+        // driver stops at its new end.
+        if end <= prefix_end {
             return shared.driver.read_at(offset, buf, readable);
         }
-        shared.read_available(offset, end, buf, readable)
+        shared.read_available(offset, end, buf)
     }
 
     fn write_at(&self, offset: u64, data: &[u8]) -> StorageResult<()> {
@@ -183,7 +185,8 @@ impl<D: DriverIo> ResourceExt for Resource<D> {
                 return Ok(());
             }
         }
-        shared.driver.reactivate()?;
+        let available = shared.state.lock().tracker.as_set().clone();
+        shared.driver.reactivate_with(&available)?;
         let mut state = shared.state.lock();
         state.phase = Phase::Active;
         shared.publish(&state);
@@ -212,7 +215,7 @@ impl<D: DriverIo> ResourceExt for Resource<D> {
     fn read_into(&self, buf: &mut Vec<u8>) -> StorageResult<usize> {
         let shared = &*self.shared;
         shared.check_usable_fast()?;
-        let readable = shared.readable_len.load(Ordering::Acquire);
+        let (readable, _) = shared.snapshot();
         let out_of_memory = || {
             StorageError::Io(std::io::Error::new(
                 std::io::ErrorKind::OutOfMemory,
@@ -223,11 +226,10 @@ impl<D: DriverIo> ResourceExt for Resource<D> {
         buf.clear();
         buf.try_reserve_exact(len).map_err(|_| out_of_memory())?;
         buf.resize(len, 0);
+        // Through `read_at`, so holes read as zeros here too.
         let mut filled = 0;
         while filled < len {
-            let n = shared
-                .driver
-                .read_at(filled as u64, &mut buf[filled..], readable)?;
+            let n = self.read_at(filled as u64, &mut buf[filled..])?;
             if n == 0 {
                 break;
             }
@@ -235,5 +237,48 @@ impl<D: DriverIo> ResourceExt for Resource<D> {
         }
         buf.truncate(filled);
         Ok(filled)
+    }
+
+    fn sync(&self) -> StorageResult<()> {
+        // Serialised with the calls that change the driver.
+        let _writer = self.shared.writer.lock();
+        self.shared.driver.sync()
+    }
+
+    fn replace_all(&self, data: &[u8], durable: bool) -> StorageResult<()> {
+        let len = data.len() as u64;
+        let shared = &*self.shared;
+        let writer = shared.writer.lock();
+        shared.check_usable(&shared.state.lock())?;
+        shared.driver.replace_all(data, durable)?;
+        let (failed, tasks) = {
+            let mut state = shared.state.lock();
+            state.tracker = RangeTracker::new();
+            state.tracker.insert(0..len);
+            // A `fail` that landed meanwhile wins, as in `commit`.
+            let failed = match &state.phase {
+                Phase::Failed(reason) => Some(reason.clone()),
+                _ => None,
+            };
+            if failed.is_none() {
+                state.phase = Phase::Committed {
+                    final_len: Some(len),
+                };
+            }
+            shared.publish(&state);
+            (failed, state.waiters.wake_all())
+        };
+        tasks.wake();
+        drop(writer);
+        if let Some(reason) = failed {
+            return Err(StorageError::Failed(reason));
+        }
+        if let Some(observer) = &shared.observer {
+            if len > 0 {
+                observer.on_write(0..len);
+            }
+            observer.on_commit(len);
+        }
+        Ok(())
     }
 }

@@ -1,0 +1,133 @@
+//! Whole-file replacement: a temporary file, renamed over the path.
+
+use std::{
+    fs::{self, File},
+    io::Write,
+    path::Path,
+    sync::atomic::Ordering,
+};
+
+use storage_core::{StorageError, StorageResult};
+
+use crate::{
+    MmapDriver,
+    checkpoint::Checkpoints,
+    journal::{self, Replacement},
+    map::Mapping,
+    store::{Held, io_error, lock},
+};
+
+/// A shared lock on the file now at `path` (if any), held while it is
+/// replaced: a writer of it elsewhere refuses the replacement (`Locked`),
+/// and no other handle can start writing it until the rename is done (it
+/// then finds the file replaced and refuses).
+fn guard_current(path: &Path) -> StorageResult<Option<File>> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_error(path, "cannot open", &e)),
+    };
+    lock(&file, path, Held::Shared)?;
+    Ok(Some(file))
+}
+
+/// Replaces the driver's file with `data`: the new file is written whole
+/// beside the old one, mapped, and renamed over the path (the commit
+/// point), then installed as the driver's file. A crash at any instant
+/// leaves the old file or the new one at the path. An active file first
+/// marks the replacement in its journal, so a crash between the rename and
+/// the journal's removal is recognised on reopening (see `journal`).
+pub(crate) fn replace(driver: &MmapDriver, data: &[u8], durable: bool) -> StorageResult<()> {
+    let path = driver.path.as_path();
+    let len = data.len() as u64;
+    let active = driver.checkpoints.lock().is_some();
+    let writer = driver.read().held == Held::Exclusive;
+    let guard = if writer { None } else { guard_current(path)? };
+
+    let dir = path
+        .parent()
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .unwrap_or_else(|| Path::new("."));
+    let context = |what: &str, e: std::io::Error| io_error(path, what, &e);
+    fs::create_dir_all(dir).map_err(|e| context("cannot create the directory of", e))?;
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    // Deleted on every early return until `persist`.
+    let mut temp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(|e| context("cannot create a temporary file beside", e))?;
+    if let Some(old) = &guard
+        && let Ok(meta) = old.metadata()
+    {
+        // The new file keeps the old one's permissions (best effort).
+        let _ = fs::set_permissions(temp.path(), meta.permissions());
+    }
+    temp.write_all(data)
+        .map_err(|e| context("cannot write the replacement of", e))?;
+    // An active file's replacement is always durable: its journal mark
+    // must not reach the disk before the bytes it describes.
+    let must_sync = durable || active;
+    if must_sync {
+        temp.as_file()
+            .sync_all()
+            .map_err(|e| context("cannot sync the replacement of", e))?;
+    }
+    lock(temp.as_file(), path, Held::Shared)?;
+    let map = Mapping::read_only(temp.as_file(), len).map_err(|e| context("cannot map", e))?;
+
+    let stopped = if active {
+        let Some(checkpoints) = driver.checkpoints.lock().take() else {
+            return Err(StorageError::Failed("the journal went away".into()));
+        };
+        let (journal, pending, data_file) = checkpoints.stop();
+        let Some(mut journal) = journal else {
+            return Err(context(
+                "cannot journal the replacement of",
+                std::io::Error::other("the checkpoint thread died"),
+            ));
+        };
+        let mark = Replacement {
+            len,
+            crc: crc32fast::hash(data),
+        };
+        if let Err(e) = journal.mark_replacement(mark) {
+            *driver.checkpoints.lock() = Some(Checkpoints::resume(data_file, journal, pending));
+            return Err(io_error(&driver.journal_path, "cannot write", &e));
+        }
+        Some((journal, pending, data_file))
+    } else {
+        None
+    };
+
+    let file = match temp.persist(path) {
+        Ok(file) => file,
+        Err(e) => {
+            // The old file stays; the mark names contents that are not at
+            // the path, so reopening ignores it.
+            if let Some((journal, pending, data_file)) = stopped {
+                *driver.checkpoints.lock() = Some(Checkpoints::resume(data_file, journal, pending));
+            }
+            return Err(context("cannot rename over", e.error));
+        }
+    };
+    {
+        let mut store = driver.write();
+        store.file = Some(file);
+        store.file_writable = true;
+        store.held = Held::Shared;
+        store.install(map, len);
+    }
+    driver.extent.store(len, Ordering::Release);
+    drop(guard);
+    drop(stopped);
+    // A journal beside the path is stale now (this handle's, or one a crash
+    // left): it goes, durably when asked. A failure here is kept for
+    // `sync`, and the journal's mark still says the replacement landed.
+    if must_sync {
+        let _ = driver.finish_commit();
+    } else if journal::remove_if_present(&driver.journal_path).is_err() {
+        *driver.unsynced_commit.lock() = true;
+    }
+    Ok(())
+}

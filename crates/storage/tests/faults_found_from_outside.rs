@@ -1,0 +1,709 @@
+//! The faults a hostile probe found (issue #10), one test each, plus their
+//! siblings: holes journaled as present, racing replacements, a truncation
+//! under another handle's mapping, a failed step that leaves a wrong state,
+//! reads racing a shrinking commit, growth that refuses what fits.
+
+mod support;
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::Command,
+    sync::{Arc, Barrier},
+    thread,
+    time::Duration,
+};
+
+use storage::{
+    Atomic, CancellationToken, MemResource, MmapResource, OpenMode, ResourceExt, ResourceStatus,
+    StorageError, StorageResource, WaitOutcome,
+};
+use support::{pattern, within};
+
+fn open(path: &Path, mode: OpenMode) -> Result<MmapResource, StorageError> {
+    support::open_mmap(path, None, mode)
+}
+
+fn journal_of(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap().to_os_string();
+    name.push(".storage-journal");
+    path.with_file_name(name)
+}
+
+/// Names in `dir`, sorted.
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+fn available(resource: &impl ResourceExt, len: u64) -> Vec<std::ops::Range<u64>> {
+    let mut ranges = Vec::new();
+    let mut from = 0;
+    while from < len {
+        let gap = resource.next_gap(from, len).unwrap_or(len..len);
+        if gap.start > from {
+            ranges.push(from..gap.start);
+        }
+        from = gap.end;
+    }
+    ranges
+}
+
+/// Checks that every byte `resource` reports available is `expected`'s.
+fn assert_available_bytes_are(resource: &impl ResourceExt, expected: &[u8], what: &str) {
+    for range in available(resource, expected.len() as u64) {
+        assert_eq!(
+            resource.wait_range(range.clone()).unwrap(),
+            WaitOutcome::Ready,
+            "{what}: {range:?}"
+        );
+        let start = usize::try_from(range.start).unwrap();
+        let end = usize::try_from(range.end).unwrap();
+        let mut buf = vec![0; end - start];
+        assert_eq!(resource.read_at(range.start, &mut buf).unwrap(), buf.len());
+        assert!(
+            buf == expected[start..end],
+            "{what}: bytes in {range:?} reported available are not the written ones"
+        );
+    }
+}
+
+// Fault 1: holes reported present after commit(None) -> reactivate -> reopen.
+
+#[test]
+fn holes_stay_holes_after_commit_none_reactivate_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("holes.bin");
+    let r = open(&path, OpenMode::Auto).unwrap();
+    r.write_at(0, &[1; 10]).unwrap();
+    r.write_at(100, &[2; 10]).unwrap();
+    r.commit(None).unwrap();
+    r.reactivate().unwrap();
+    drop(r);
+
+    let reopened = open(&path, OpenMode::Auto).unwrap();
+    assert_eq!(reopened.status(), ResourceStatus::Active);
+    assert!(!reopened.contains_range(10..100));
+    assert_eq!(reopened.next_gap(0, 110), Some(10..100));
+    assert!(reopened.contains_range(0..10));
+    assert!(reopened.contains_range(100..110));
+    assert_eq!(
+        reopened
+            .wait_range_timeout(10..100, Duration::from_millis(20))
+            .unwrap_err()
+            .to_string(),
+        StorageError::TimedOut.to_string()
+    );
+}
+
+#[test]
+fn a_rewrite_in_place_after_commit_is_durable_before_reactivate_journals_it() {
+    // ReadWrite rewrites a committed file in place; reactivate then journals
+    // those bytes as durable, so it must sync them first. Checked through
+    // what reopening reports and reads.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rewritten.bin");
+    fs::write(&path, [7u8; 64]).unwrap();
+    let r = open(&path, OpenMode::ReadWrite).unwrap();
+    r.write_at(8, &[9; 8]).unwrap();
+    r.reactivate().unwrap();
+    r.write_at(64, &[5; 16]).unwrap();
+    drop(r);
+    let reopened = open(&path, OpenMode::Auto).unwrap();
+    let mut expected = vec![7u8; 80];
+    expected[8..16].fill(9);
+    expected[64..].fill(5);
+    assert_eq!(available(&reopened, 80), vec![0..80]);
+    assert_available_bytes_are(&reopened, &expected, "rewrite in place");
+}
+
+// Fault 2: concurrent Atomic::write_all on clones.
+
+#[test]
+fn racing_atomic_replacements_on_clones_leave_one_whole_payload() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("raced.bin");
+    let a = vec![b'A'; 3000];
+    let b = vec![b'B'; 1000];
+    let atomic = Atomic::new(open(&path, OpenMode::Auto).unwrap());
+    for round in 0..300 {
+        let barrier = Arc::new(Barrier::new(2));
+        let racers: Vec<_> = [a.clone(), b.clone()]
+            .into_iter()
+            .map(|payload| {
+                let (atomic, barrier) = (atomic.clone(), Arc::clone(&barrier));
+                thread::spawn(move || {
+                    barrier.wait();
+                    atomic.write_all(&payload)
+                })
+            })
+            .collect();
+        for racer in racers {
+            within("a racing replacement", move || racer.join().unwrap()).unwrap();
+        }
+        let on_disk = fs::read(&path).unwrap();
+        assert!(
+            on_disk == a || on_disk == b,
+            "round {round}: {} bytes on disk",
+            on_disk.len()
+        );
+        let mut seen = Vec::new();
+        atomic.read_into(&mut seen).unwrap();
+        assert!(
+            seen == a || seen == b,
+            "round {round}: the resource reads {} bytes",
+            seen.len()
+        );
+        assert_eq!(atomic.len(), Some(seen.len() as u64), "round {round}");
+    }
+    assert_eq!(names_in(dir.path()), vec!["raced.bin".to_owned()]);
+}
+
+#[test]
+fn racing_replacements_by_two_handles_of_one_path_leave_one_whole_payload() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("two-handles.bin");
+    let a = vec![b'A'; 3000];
+    let b = vec![b'B'; 1000];
+    fs::write(&path, b"old").unwrap();
+    let first = Atomic::new(open(&path, OpenMode::Auto).unwrap());
+    let second = Atomic::new(open(&path, OpenMode::Auto).unwrap());
+    for round in 0..200 {
+        let barrier = Arc::new(Barrier::new(2));
+        let racers: Vec<_> = [(first.clone(), a.clone()), (second.clone(), b.clone())]
+            .into_iter()
+            .map(|(atomic, payload)| {
+                let barrier = Arc::clone(&barrier);
+                thread::spawn(move || {
+                    barrier.wait();
+                    atomic.write_all(&payload)
+                })
+            })
+            .collect();
+        for racer in racers {
+            within("a racing replacement", move || racer.join().unwrap()).unwrap();
+        }
+        let on_disk = fs::read(&path).unwrap();
+        assert!(
+            on_disk == a || on_disk == b,
+            "round {round}: {} bytes on disk",
+            on_disk.len()
+        );
+        // Each handle reads the payload it wrote, whole.
+        let mut seen = Vec::new();
+        first.read_into(&mut seen).unwrap();
+        assert!(seen == a, "round {round}");
+        second.read_into(&mut seen).unwrap();
+        assert!(seen == b, "round {round}");
+    }
+}
+
+// Fault 3: a truncation under another handle's mapping (SIGBUS).
+
+#[test]
+fn a_handle_that_maps_the_file_keeps_other_handles_from_shrinking_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.bin");
+    fs::write(&path, pattern(3, 1 << 20)).unwrap();
+    for mode in [OpenMode::Auto, OpenMode::ReadOnly, OpenMode::ReadWrite] {
+        let reader = open(&path, mode).unwrap();
+        let writer = open(&path, OpenMode::Auto).unwrap();
+        let err = writer.reactivate().unwrap_err();
+        assert!(
+            matches!(err, StorageError::Locked { .. }),
+            "{mode:?}: {err}"
+        );
+        assert_eq!(
+            writer.status(),
+            ResourceStatus::Committed {
+                final_len: Some(1 << 20)
+            }
+        );
+        let mut buf = [0; 16];
+        assert_eq!(reader.read_at((1 << 20) - 16, &mut buf).unwrap(), 16);
+        drop(reader);
+        // Alone, it may.
+        writer.reactivate().unwrap();
+        writer.commit(Some(1 << 20)).unwrap();
+    }
+}
+
+#[test]
+fn a_read_write_rewrite_in_place_is_refused_while_another_handle_maps_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rewrite.bin");
+    fs::write(&path, [1u8; 4096]).unwrap();
+    let reader = open(&path, OpenMode::ReadOnly).unwrap();
+    let writer = open(&path, OpenMode::ReadWrite).unwrap();
+    let err = writer.write_at(0, &[2; 16]).unwrap_err();
+    assert!(matches!(err, StorageError::Locked { .. }), "{err}");
+    let mut buf = [0; 16];
+    reader.read_at(0, &mut buf).unwrap();
+    assert_eq!(buf, [1; 16]);
+    drop(reader);
+    writer.write_at(0, &[2; 16]).unwrap();
+    assert_eq!(fs::read(&path).unwrap()[..16], [2; 16]);
+}
+
+#[test]
+fn an_active_writer_keeps_readers_of_other_handles_out_and_the_reverse() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("active.bin");
+    let writer = open(&path, OpenMode::Auto).unwrap();
+    writer.write_at(0, &[1; 100]).unwrap();
+    for mode in [OpenMode::Auto, OpenMode::ReadOnly, OpenMode::ReadWrite] {
+        let err = open(&path, mode).unwrap_err();
+        assert!(
+            matches!(err, StorageError::Locked { .. }),
+            "{mode:?}: {err}"
+        );
+    }
+    writer.commit(Some(100)).unwrap();
+    let reader = open(&path, OpenMode::ReadOnly).unwrap();
+    assert_eq!(reader.len(), Some(100));
+}
+
+#[test]
+fn a_handle_whose_file_was_replaced_refuses_to_reactivate_the_old_one() {
+    // Another handle replaced the file by rename: reactivating the old,
+    // unlinked file would journal its ranges beside the new file.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("replaced.bin");
+    fs::write(&path, [1u8; 100]).unwrap();
+    let stale = open(&path, OpenMode::Auto).unwrap();
+    let replacer = Atomic::new(open(&path, OpenMode::Auto).unwrap());
+    replacer.write_all(&[2u8; 50]).unwrap();
+    assert!(stale.reactivate().is_err());
+    let mut buf = [0; 100];
+    assert_eq!(stale.read_at(0, &mut buf).unwrap(), 100);
+    assert_eq!(buf, [1; 100], "the old handle keeps reading its own file");
+    drop((stale, replacer));
+    assert_eq!(fs::read(&path).unwrap(), [2u8; 50]);
+    assert!(!journal_of(&path).exists());
+}
+
+/// Readers of one handle race another handle that tries, again and again,
+/// to reactivate and shrink the file. With the fault, the process died of
+/// SIGBUS; now every shrink is refused while the reader maps the file.
+#[test]
+fn readers_survive_another_handle_trying_to_shrink_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("race.bin");
+    let data = pattern(9, 256 * 1024);
+    fs::write(&path, &data).unwrap();
+    let reader = open(&path, OpenMode::ReadOnly).unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reading = {
+        let (reader, stop, data) = (reader.clone(), Arc::clone(&stop), data.clone());
+        thread::spawn(move || {
+            let mut buf = vec![0; 4096];
+            let mut reads = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                let at = data.len() - 4096;
+                assert_eq!(reader.read_at(at as u64, &mut buf).unwrap(), 4096);
+                assert!(buf == data[at..]);
+                reads += 1;
+            }
+            reads
+        })
+    };
+    let mut refused = 0;
+    for _ in 0..200 {
+        let other = open(&path, OpenMode::Auto).unwrap();
+        if other.reactivate().is_ok() {
+            other.commit(Some(10)).unwrap();
+        } else {
+            refused += 1;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    let reads = within("the reader", move || reading.join().unwrap());
+    assert_eq!(refused, 200);
+    assert!(reads > 0);
+    assert_eq!(fs::read(&path).unwrap().len(), data.len());
+}
+
+// Fault 4: a failed reactivate turns a complete file into an empty download.
+
+const CHILD_ENV: &str = "STORAGE_FAULTS_CHILD";
+
+/// In the child, where no file may grow (`ulimit -f 0`, SIGXFSZ ignored):
+/// reactivating a committed file cannot write its journal.
+#[test]
+fn child_reactivating_without_space() {
+    let Ok(path) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let r = open(Path::new(&path), OpenMode::Auto).unwrap();
+    let err = r.reactivate().unwrap_err();
+    assert!(matches!(err, StorageError::Io(_)), "{err}");
+    assert_eq!(
+        r.status(),
+        ResourceStatus::Committed {
+            final_len: Some(4096)
+        }
+    );
+    // Still a reader of the whole file, and no longer holding a writer's lock.
+    let mut buf = vec![0; 4096];
+    assert_eq!(r.read_at(0, &mut buf).unwrap(), 4096);
+    let second = open(Path::new(&path), OpenMode::ReadOnly).unwrap();
+    assert_eq!(second.len(), Some(4096));
+    println!("reactivate refused: ready");
+}
+
+fn run_child_under_ulimit(test: &str, kib: u64, arg: &str) -> String {
+    let output = Command::new("bash")
+        .args([
+            "-c",
+            &format!(
+                "ulimit -f {kib} && trap '' XFSZ && exec \"$0\" --exact {test} --nocapture --test-threads=1"
+            ),
+        ])
+        .arg(std::env::current_exe().unwrap())
+        .env(CHILD_ENV, arg)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "child failed: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn a_failed_reactivate_leaves_the_committed_file_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("complete.bin");
+    let data = pattern(4, 4096);
+    fs::write(&path, &data).unwrap();
+    let stdout = run_child_under_ulimit(
+        "child_reactivating_without_space",
+        0,
+        path.to_str().unwrap(),
+    );
+    assert!(stdout.contains("reactivate refused"), "{stdout}");
+    assert_eq!(names_in(dir.path()), vec!["complete.bin".to_owned()]);
+    let reopened = open(&path, OpenMode::Auto).unwrap();
+    assert_eq!(
+        reopened.status(),
+        ResourceStatus::Committed {
+            final_len: Some(4096)
+        }
+    );
+    assert_available_bytes_are(&reopened, &data, "after a failed reactivate");
+}
+
+/// In the child: reactivates, writes scattered ranges and commits with
+/// `None`, over and over, until killed.
+#[test]
+fn child_reactivating_in_a_loop() {
+    let Ok(path) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let expected = pattern(21, 1 << 20);
+    let r = open(Path::new(&path), OpenMode::Auto).unwrap();
+    println!("ready");
+    for round in 0usize.. {
+        r.reactivate().unwrap();
+        // Leave holes: every other 16 KiB block of this round's window.
+        let base = (round % 8) * 128 * 1024;
+        for block in (0..8).step_by(2) {
+            let at = base + block * 16 * 1024;
+            r.write_at(at as u64, &expected[at..at + 16 * 1024])
+                .unwrap();
+        }
+        r.commit(None).unwrap();
+    }
+}
+
+#[test]
+fn a_reactivating_writer_killed_at_random_moments_reopens_with_only_real_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected = pattern(21, 1 << 20);
+    let mut seen_states = Vec::new();
+    for round in 0..24u64 {
+        let path = dir.path().join(format!("reactivated-{round}.bin"));
+        // A committed file with holes to start from.
+        let r = open(&path, OpenMode::Auto).unwrap();
+        r.write_at(0, &expected[..4096]).unwrap();
+        r.commit(None).unwrap();
+        drop(r);
+        let mut child = support::spawn_ready_child(
+            "child_reactivating_in_a_loop",
+            CHILD_ENV,
+            path.to_str().unwrap(),
+        );
+        support::sleep_for(Duration::from_micros(u64::from(pattern(round, 2)[1]) * 100));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let reopened = open(&path, OpenMode::Auto).unwrap();
+        let status = reopened.status();
+        if status == ResourceStatus::Active {
+            assert_available_bytes_are(&reopened, &expected, &format!("round {round}"));
+            assert!(
+                reopened.contains_range(0..4096),
+                "round {round}: the first commit was lost"
+            );
+        } else {
+            // Committed with None: whatever was written, holes as zeros.
+            let mut all = Vec::new();
+            reopened.read_into(&mut all).unwrap();
+            for (at, byte) in all.iter().enumerate() {
+                assert!(
+                    *byte == 0 || *byte == expected[at],
+                    "round {round}: byte {at}"
+                );
+            }
+        }
+        seen_states.push(status);
+    }
+    println!("states: {seen_states:?}");
+}
+
+/// In the child: replaces the file over and over, alternately plain and durable.
+#[test]
+fn child_replacing_in_a_loop() {
+    let Ok(path) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let payloads = [pattern(31, 200_000), pattern(32, 70_000)];
+    let atomic = Atomic::new(open(Path::new(&path), OpenMode::Auto).unwrap());
+    println!("ready");
+    for i in 0.. {
+        if i % 4 < 2 {
+            atomic.write_all(&payloads[i % 2]).unwrap();
+        } else {
+            atomic.write_all_durable(&payloads[i % 2]).unwrap();
+        }
+    }
+}
+
+#[test]
+fn an_atomic_writer_killed_at_random_moments_reopens_committed_and_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("replaced.bin");
+    let payloads = [pattern(31, 200_000), pattern(32, 70_000)];
+    fs::write(&path, &payloads[0]).unwrap();
+    for round in 0..40u64 {
+        let mut child = support::spawn_ready_child(
+            "child_replacing_in_a_loop",
+            CHILD_ENV,
+            path.to_str().unwrap(),
+        );
+        support::sleep_for(Duration::from_micros(u64::from(pattern(round, 2)[1]) * 60));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let reopened = open(&path, OpenMode::Auto).unwrap();
+        let status = reopened.status();
+        assert!(
+            matches!(status, ResourceStatus::Committed { .. }),
+            "round {round}: reopened {status:?}"
+        );
+        let mut all = Vec::new();
+        reopened.read_into(&mut all).unwrap();
+        assert!(
+            all == payloads[0] || all == payloads[1],
+            "round {round}: {} bytes",
+            all.len()
+        );
+    }
+}
+
+// Fault 5: a read racing a shrinking commit returns zeros never written.
+
+fn reads_racing_a_shrinking_commit<R: ResourceExt + Clone>(fresh: impl Fn() -> R) {
+    for round in 0..400 {
+        let r = fresh();
+        r.write_at(0, &[0xAB; 100]).unwrap();
+        let barrier = Arc::new(Barrier::new(2));
+        let reader = {
+            let (r, barrier) = (r.clone(), Arc::clone(&barrier));
+            thread::spawn(move || {
+                barrier.wait();
+                let mut buf = [0u8; 60];
+                for _ in 0..2000 {
+                    let n = r.read_at(40, &mut buf).unwrap();
+                    assert!(n == 60 || n == 10, "round {round}: {n} bytes");
+                    assert!(
+                        buf[..n].iter().all(|&b| b == 0xAB),
+                        "round {round}: a read of {n} bytes returned bytes never written"
+                    );
+                }
+            })
+        };
+        barrier.wait();
+        r.commit(Some(50)).unwrap();
+        within("the reader", move || reader.join().unwrap());
+    }
+}
+
+#[test]
+fn reads_racing_a_shrinking_commit_return_only_written_bytes_in_memory() {
+    reads_racing_a_shrinking_commit(|| MemResource::new(CancellationToken::new()));
+}
+
+#[test]
+fn reads_racing_a_shrinking_commit_return_only_written_bytes_in_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let counter = std::sync::atomic::AtomicU64::new(0);
+    reads_racing_a_shrinking_commit(|| {
+        let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        open(&dir.path().join(format!("shrunk-{n}.bin")), OpenMode::Auto).unwrap()
+    });
+}
+
+// Fault 6: Atomic::write_all on a failed resource.
+
+fn a_failed_resource_refuses_a_replacement<R: ResourceExt>(resource: R, what: &str) {
+    let atomic = Atomic::new(resource);
+    atomic.write_all(b"before").unwrap();
+    atomic.fail("upstream broke".into());
+    let err = atomic.write_all(b"after").unwrap_err();
+    assert!(matches!(err, StorageError::Failed(_)), "{what}: {err}");
+    let err = atomic.write_all_durable(b"after").unwrap_err();
+    assert!(matches!(err, StorageError::Failed(_)), "{what}: {err}");
+    assert_eq!(
+        atomic.status(),
+        ResourceStatus::Failed("upstream broke".into()),
+        "{what}"
+    );
+    if let Some(path) = atomic.path() {
+        assert_eq!(fs::read(path).unwrap(), b"before", "{what}");
+    }
+    // An explicit reactivate clears the failure; then it replaces.
+    atomic.reactivate().unwrap();
+    atomic.write_all(b"after").unwrap();
+    let mut seen = Vec::new();
+    atomic.read_into(&mut seen).unwrap();
+    assert_eq!(seen, b"after", "{what}");
+}
+
+#[test]
+fn a_failed_resource_refuses_an_atomic_replacement_on_both_drivers() {
+    let dir = tempfile::tempdir().unwrap();
+    a_failed_resource_refuses_a_replacement(MemResource::new(CancellationToken::new()), "mem");
+    a_failed_resource_refuses_a_replacement(
+        open(&dir.path().join("failed.bin"), OpenMode::Auto).unwrap(),
+        "mmap",
+    );
+    a_failed_resource_refuses_a_replacement(
+        StorageResource::from(open(&dir.path().join("failed2.bin"), OpenMode::Auto).unwrap()),
+        "StorageResource",
+    );
+}
+
+// Fault 7: growth refuses a write that would fit.
+
+const GROWTH_LEN: usize = 2_600_000;
+
+/// In the child, under a 3000 KiB file size limit: an in-order download of
+/// 2.6 MB, which fits, though doubling the file past 2 MiB does not.
+#[test]
+fn child_downloading_near_the_limit() {
+    let Ok(path) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let data = pattern(41, GROWTH_LEN);
+    let r = open(Path::new(&path), OpenMode::Auto).unwrap();
+    for (i, chunk) in data.chunks(64 * 1024).enumerate() {
+        r.write_at((i * 64 * 1024) as u64, chunk).unwrap();
+    }
+    r.commit(Some(GROWTH_LEN as u64)).unwrap();
+    let mut back = Vec::new();
+    r.read_into(&mut back).unwrap();
+    assert!(back == data);
+    println!("downloaded: ready");
+}
+
+#[test]
+fn growth_falls_back_to_the_exact_size_before_refusing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("near-limit.bin");
+    let stdout = run_child_under_ulimit(
+        "child_downloading_near_the_limit",
+        3000,
+        path.to_str().unwrap(),
+    );
+    assert!(stdout.contains("downloaded"), "{stdout}");
+    assert!(fs::read(&path).unwrap() == pattern(41, GROWTH_LEN));
+}
+
+// Smaller faults.
+
+#[test]
+fn a_failed_open_leaves_the_directory_as_it_found_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("too-big.bin");
+    let err = support::open_mmap(&path, Some(1 << 60), OpenMode::Auto).unwrap_err();
+    assert!(matches!(err, StorageError::Io(_)), "{err}");
+    assert_eq!(names_in(dir.path()), Vec::<String>::new());
+    // An existing empty file stays, empty, with no journal beside it.
+    fs::write(&path, b"").unwrap();
+    support::open_mmap(&path, Some(1 << 60), OpenMode::Auto).unwrap_err();
+    assert_eq!(names_in(dir.path()), vec!["too-big.bin".to_owned()]);
+    assert_eq!(fs::metadata(&path).unwrap().len(), 0);
+}
+
+#[cfg(unix)]
+#[test]
+fn a_path_that_is_not_a_regular_file_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("socket");
+    let _listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    for mode in [OpenMode::Auto, OpenMode::ReadWrite, OpenMode::ReadOnly] {
+        let err = open(&path, mode).unwrap_err();
+        assert!(
+            err.to_string().contains("not a regular file"),
+            "{mode:?}: {err}"
+        );
+    }
+    assert_eq!(names_in(dir.path()), vec!["socket".to_owned()]);
+}
+
+#[test]
+fn commit_with_the_journal_deleted_from_outside_is_all_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("no-journal.bin");
+    let r = open(&path, OpenMode::Auto).unwrap();
+    r.write_at(0, &[3; 1000]).unwrap();
+    fs::remove_file(journal_of(&path)).unwrap();
+    r.commit(Some(1000)).unwrap();
+    assert_eq!(
+        r.status(),
+        ResourceStatus::Committed {
+            final_len: Some(1000)
+        }
+    );
+    drop(r);
+    let reopened = open(&path, OpenMode::Auto).unwrap();
+    assert_eq!(reopened.len(), Some(1000));
+}
+
+#[test]
+fn read_into_and_read_at_agree_on_holes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stale.bin");
+    let r = open(&path, OpenMode::Auto).unwrap();
+    r.write_at(0, &[1; 10]).unwrap();
+    r.write_at(20, &[2; 10]).unwrap();
+    drop(r);
+    // Bytes in the hole that the journal does not vouch for.
+    {
+        use std::os::unix::fs::FileExt;
+        let file = fs::OpenOptions::new().write(true).open(&path).unwrap();
+        file.write_all_at(&[0xEE; 10], 10).unwrap();
+    }
+    let reopened = open(&path, OpenMode::Auto).unwrap();
+    let mut via_read_at = vec![0xFF; 30];
+    assert_eq!(reopened.read_at(0, &mut via_read_at).unwrap(), 30);
+    let mut via_read_into = Vec::new();
+    assert_eq!(reopened.read_into(&mut via_read_into).unwrap(), 30);
+    assert_eq!(via_read_into, via_read_at);
+    assert_eq!(via_read_at[10..20], [0; 10]);
+}
