@@ -14,7 +14,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     AvailabilityObserver, DefaultOpen, Driver, DriverIo, DriverState, StorageError, StorageResult,
-    WaitOutcome,
     cancel::{CancelWatch, OnCancel},
     tracker::RangeTracker,
     waiters::Waiters,
@@ -364,37 +363,6 @@ impl<D: DriverIo> Shared<D> {
     /// Lock-free answer to "is `range` available", `true` only when certain.
     fn fast_covered(&self, range: &Range<u64>) -> bool {
         range.end <= self.prefix_end.load(Ordering::Acquire) || self.driver.try_fast_check(range)
-    }
-
-    /// The outcome of a wait for `range` in `state` by the waiter `waiter`
-    /// (registered, or not yet), or `None` to keep waiting.
-    fn wait_outcome(
-        &self,
-        state: &State,
-        range: &Range<u64>,
-        waiter: Option<u64>,
-    ) -> Option<StorageResult<WaitOutcome>> {
-        if let Err(error) = self.check_usable(state) {
-            return Some(Err(error));
-        }
-        if waiter.is_some_and(|id| state.waiters.is_interrupted(id)) {
-            return Some(Ok(WaitOutcome::Interrupted));
-        }
-        if range.is_empty() || state.tracker.covers(range) {
-            return Some(Ok(WaitOutcome::Ready));
-        }
-        match state.phase {
-            Phase::Committed { final_len: Some(n) } => {
-                let clipped = range.start..range.end.min(n);
-                if range.start < n && state.tracker.covers(&clipped) {
-                    Some(Ok(WaitOutcome::Ready))
-                } else {
-                    Some(Ok(WaitOutcome::Eof))
-                }
-            }
-            Phase::Committed { final_len: None } => Some(Ok(WaitOutcome::Eof)),
-            Phase::Active | Phase::Failed(_) => None,
-        }
     }
 }
 

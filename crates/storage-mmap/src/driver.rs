@@ -38,10 +38,13 @@ pub const DEFAULT_INITIAL_LEN: u64 = 64 * 1024;
 /// This driver never does either to its own readers: its mapping is
 /// read-only, bytes go in with `pwrite` only where no reader reads at that
 /// moment, and the file is only shrunk after its mapping is dropped under the
-/// exclusive lock. While active, the file holds an exclusive advisory lock,
-/// so a second writer of this library is refused. It is sound as long as no
-/// other program writes or truncates the file while the resource is open;
-/// see the crate README for that hazard.
+/// exclusive lock. Across handles, every mapping holds an advisory lock on
+/// its file (shared while it reads, exclusive while it writes), and
+/// anything that could shrink or rewrite the file needs the exclusive one:
+/// so no other handle of this library — in this process or another —
+/// truncates a file this one maps. It is sound as long as no other program
+/// writes or truncates the file while the resource is open; see the crate
+/// README for that hazard.
 #[derive(Debug)]
 pub struct MmapDriver {
     pub(crate) path: PathBuf,

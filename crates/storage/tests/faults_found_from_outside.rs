@@ -707,3 +707,63 @@ fn read_into_and_read_at_agree_on_holes() {
     assert_eq!(via_read_into, via_read_at);
     assert_eq!(via_read_at[10..20], [0; 10]);
 }
+
+// A replacement of an active file, stopped between its steps. The journal
+// is moved aside while the replacement runs (its handle keeps writing to
+// it), then put back beside the old or the new file: the states a crash
+// before or after the rename leaves.
+
+fn replace_with_the_journal_aside(path: &Path, old: &[u8], new: &[u8]) -> Vec<u8> {
+    let r = open(path, OpenMode::Auto).unwrap();
+    r.write_at(0, &old[..1000]).unwrap();
+    r.write_at(2000, &old[2000..3000]).unwrap();
+    r.sync().unwrap();
+    let aside = path.with_extension("journal-aside");
+    fs::rename(journal_of(path), &aside).unwrap();
+    r.replace_all(new, false).unwrap();
+    drop(r);
+    fs::read(&aside).unwrap()
+}
+
+#[test]
+fn a_crash_after_the_rename_of_an_active_file_reopens_committed_and_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("active-replaced.bin");
+    let (old, new) = (pattern(61, 3000), pattern(62, 1500));
+    let journal = replace_with_the_journal_aside(&path, &old, &new);
+    fs::write(journal_of(&path), journal).unwrap();
+    let reopened = open(&path, OpenMode::Auto).unwrap();
+    assert_eq!(
+        reopened.status(),
+        ResourceStatus::Committed {
+            final_len: Some(1500)
+        }
+    );
+    let mut all = Vec::new();
+    reopened.read_into(&mut all).unwrap();
+    assert!(all == new);
+    assert!(!journal_of(&path).exists(), "the stale journal was removed");
+}
+
+#[test]
+fn a_crash_before_the_rename_of_an_active_file_resumes_the_old_download() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("active-kept.bin");
+    let (old, new) = (pattern(63, 3000), pattern(64, 1500));
+    // The old file as it was before the rename, with the journal that
+    // already holds the mark.
+    let before = dir.path().join("before.bin");
+    {
+        let r = open(&before, OpenMode::Auto).unwrap();
+        r.write_at(0, &old[..1000]).unwrap();
+        r.write_at(2000, &old[2000..3000]).unwrap();
+    }
+    fs::remove_file(journal_of(&before)).unwrap();
+    let journal = replace_with_the_journal_aside(&path, &old, &new);
+    fs::rename(&before, &path).unwrap();
+    fs::write(journal_of(&path), journal).unwrap();
+    let reopened = open(&path, OpenMode::Auto).unwrap();
+    assert_eq!(reopened.status(), ResourceStatus::Active);
+    assert_eq!(available(&reopened, 3000), vec![0..1000, 2000..3000]);
+    assert_available_bytes_are(&reopened, &old, "the old download");
+}

@@ -11,7 +11,7 @@ use std::{
 
 use parking_lot::Condvar;
 
-use super::{PHASE_FAILED, Resource, Shared};
+use super::{PHASE_FAILED, Phase, Resource, Shared, State};
 use crate::{DriverIo, StorageError, StorageResult, WaitOutcome, waiters::Wakeup};
 
 pub(super) fn validate(range: &Range<u64>) -> StorageResult<()> {
@@ -31,6 +31,37 @@ impl<D: DriverIo> Shared<D> {
         self.phase_code.load(Ordering::Acquire) != PHASE_FAILED
             && !self.is_cancelled()
             && self.fast_covered(range)
+    }
+
+    /// The outcome of a wait for `range` in `state` by the waiter `waiter`
+    /// (registered, or not yet), or `None` to keep waiting.
+    pub(super) fn wait_outcome(
+        &self,
+        state: &State,
+        range: &Range<u64>,
+        waiter: Option<u64>,
+    ) -> Option<StorageResult<WaitOutcome>> {
+        if let Err(error) = self.check_usable(state) {
+            return Some(Err(error));
+        }
+        if waiter.is_some_and(|id| state.waiters.is_interrupted(id)) {
+            return Some(Ok(WaitOutcome::Interrupted));
+        }
+        if range.is_empty() || state.tracker.covers(range) {
+            return Some(Ok(WaitOutcome::Ready));
+        }
+        match state.phase {
+            Phase::Committed { final_len: Some(n) } => {
+                let clipped = range.start..range.end.min(n);
+                if range.start < n && state.tracker.covers(&clipped) {
+                    Some(Ok(WaitOutcome::Ready))
+                } else {
+                    Some(Ok(WaitOutcome::Eof))
+                }
+            }
+            Phase::Committed { final_len: None } => Some(Ok(WaitOutcome::Eof)),
+            Phase::Active | Phase::Failed(_) => None,
+        }
     }
 }
 

@@ -1,0 +1,140 @@
+//! `sync()`: what was written becomes durable and journaled; a commit whose
+//! last steps failed still commits, and `sync()` reports and retries them.
+
+mod support;
+
+use std::{fs, path::Path};
+
+use storage::{
+    Atomic, CancellationToken, MemResource, MmapResource, OpenMode, ResourceExt, ResourceStatus,
+    StorageError, StorageResource,
+};
+use support::pattern;
+
+fn open(path: &Path, mode: OpenMode) -> Result<MmapResource, StorageError> {
+    support::open_mmap(path, None, mode)
+}
+
+fn journal_of(path: &Path) -> std::path::PathBuf {
+    let mut name = path.file_name().unwrap().to_os_string();
+    name.push(".storage-journal");
+    path.with_file_name(name)
+}
+
+const CHILD_ENV: &str = "STORAGE_SYNC_CHILD";
+
+/// In the child: writes three small ranges (far below a checkpoint), syncs,
+/// and is killed without a chance to drop.
+#[test]
+fn child_syncing_then_killed() {
+    let Ok(path) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let data = pattern(51, 300_000);
+    let r = open(Path::new(&path), OpenMode::Auto).unwrap();
+    r.write_at(0, &data[..100_000]).unwrap();
+    r.write_at(200_000, &data[200_000..]).unwrap();
+    r.sync().unwrap();
+    // Written after the sync: not promised, so not checked.
+    r.write_at(100_000, &data[100_000..150_000]).unwrap();
+    println!("synced: ready");
+    std::thread::sleep(support::LIMIT * 3);
+}
+
+#[test]
+fn sync_on_an_active_file_makes_what_was_written_resumable_after_a_kill() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("synced.bin");
+    let mut child = support::spawn_ready_child(
+        "child_syncing_then_killed",
+        CHILD_ENV,
+        path.to_str().unwrap(),
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let data = pattern(51, 300_000);
+    let r = open(&path, OpenMode::Auto).unwrap();
+    assert_eq!(r.status(), ResourceStatus::Active);
+    assert!(r.contains_range(0..100_000));
+    assert!(r.contains_range(200_000..300_000));
+    let mut buf = vec![0; 100_000];
+    r.read_at(200_000, &mut buf).unwrap();
+    assert!(buf == data[200_000..]);
+    r.read_at(0, &mut buf).unwrap();
+    assert!(buf == data[..100_000]);
+}
+
+#[test]
+fn a_commit_whose_journal_cannot_be_removed_commits_and_sync_reports_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stuck.bin");
+    let r = open(&path, OpenMode::Auto).unwrap();
+    r.write_at(0, &[4; 5000]).unwrap();
+    // Something the driver cannot remove as a file stands where the
+    // journal was.
+    let journal = journal_of(&path);
+    fs::remove_file(&journal).unwrap();
+    fs::create_dir(&journal).unwrap();
+    fs::write(journal.join("blocker"), b"").unwrap();
+
+    r.commit(Some(5000)).unwrap();
+    assert_eq!(
+        r.status(),
+        ResourceStatus::Committed {
+            final_len: Some(5000)
+        }
+    );
+    let err = r.sync().unwrap_err();
+    assert!(matches!(err, StorageError::Io(_)), "{err}");
+    // Still the writer until the commit is durable: no second handle.
+    assert!(open(&path, OpenMode::Auto).is_err());
+
+    fs::remove_dir_all(&journal).unwrap();
+    r.sync().unwrap();
+    assert!(!journal.exists());
+    // Now a reader's lock: another handle may read it.
+    let reader = open(&path, OpenMode::ReadOnly).unwrap();
+    assert_eq!(reader.len(), Some(5000));
+}
+
+#[test]
+fn dropping_a_resource_finishes_an_unsynced_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("drop.bin");
+    let r = open(&path, OpenMode::Auto).unwrap();
+    r.write_at(0, &[4; 5000]).unwrap();
+    let journal = journal_of(&path);
+    fs::remove_file(&journal).unwrap();
+    fs::create_dir(&journal).unwrap();
+    r.commit(Some(5000)).unwrap();
+    assert!(r.sync().is_err());
+    // What blocked the removal goes; a stale journal file is left for the
+    // drop to remove.
+    fs::remove_dir(&journal).unwrap();
+    fs::write(&journal, b"stale").unwrap();
+    drop(r);
+    assert!(!journal.exists(), "the drop removed the journal");
+    let reopened = open(&path, OpenMode::Auto).unwrap();
+    assert_eq!(
+        reopened.status(),
+        ResourceStatus::Committed {
+            final_len: Some(5000)
+        }
+    );
+}
+
+#[test]
+fn sync_is_ok_at_once_in_memory_and_through_every_wrapper() {
+    let mem = MemResource::new(CancellationToken::new());
+    mem.write_at(0, b"x").unwrap();
+    mem.sync().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let wrapped = Atomic::new(StorageResource::from(
+        open(&dir.path().join("wrapped.bin"), OpenMode::Auto).unwrap(),
+    ));
+    wrapped.write_at(0, b"abc").unwrap();
+    wrapped.sync().unwrap();
+    wrapped.commit(Some(3)).unwrap();
+    wrapped.sync().unwrap();
+    assert!(!journal_of(&dir.path().join("wrapped.bin")).exists());
+}
