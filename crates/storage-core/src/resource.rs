@@ -345,7 +345,10 @@ impl<D: DriverIo> Shared<D> {
                     let at = offset + filled as u64;
                     let n = self.driver.read_at(at, &mut buf[filled..stop], readable)?;
                     if n == 0 {
-                        break;
+                        // The store ends here: a shrinking commit or a
+                        // replacement reached the driver before the state.
+                        // What lies past it is gone, not zeros.
+                        return Ok(filled);
                     }
                     filled += n;
                 }

@@ -349,7 +349,10 @@ fn child_with_a_file_size_limit() {
     let first = content(1 << 20);
     r.write_at(0, &first).unwrap();
     let err = r.write_at(8 << 20, &first).unwrap_err();
-    assert!(matches!(err, StorageError::Io(_)), "{err}");
+    assert!(
+        matches!(&err, StorageError::Io(e) if e.kind() == std::io::ErrorKind::FileTooLarge),
+        "{err}"
+    );
     let mut back = vec![0; first.len()];
     assert_eq!(r.read_at(0, &mut back).unwrap(), first.len());
     assert!(back == first);

@@ -517,10 +517,13 @@ fn an_atomic_writer_killed_at_random_moments_reopens_committed_and_whole() {
 
 // Fault 5: a read racing a shrinking commit returns zeros never written.
 
-fn reads_racing_a_shrinking_commit<R: ResourceExt + Clone>(fresh: impl Fn() -> R) {
+/// With `hole`, byte 0..10 is never written, so reads take the path that
+/// zero-fills holes rather than the lock-free prefix path.
+fn reads_racing_a_shrinking_commit<R: ResourceExt + Clone>(fresh: impl Fn() -> R, hole: bool) {
     for round in 0..400 {
         let r = fresh();
-        r.write_at(0, &[0xAB; 100]).unwrap();
+        let start = if hole { 10 } else { 0 };
+        r.write_at(start, &[0xAB; 100][start as usize..]).unwrap();
         let barrier = Arc::new(Barrier::new(2));
         let reader = {
             let (r, barrier) = (r.clone(), Arc::clone(&barrier));
@@ -545,17 +548,24 @@ fn reads_racing_a_shrinking_commit<R: ResourceExt + Clone>(fresh: impl Fn() -> R
 
 #[test]
 fn reads_racing_a_shrinking_commit_return_only_written_bytes_in_memory() {
-    reads_racing_a_shrinking_commit(|| MemResource::new(CancellationToken::new()));
+    for hole in [false, true] {
+        reads_racing_a_shrinking_commit(|| MemResource::new(CancellationToken::new()), hole);
+    }
 }
 
 #[test]
 fn reads_racing_a_shrinking_commit_return_only_written_bytes_in_a_file() {
     let dir = tempfile::tempdir().unwrap();
     let counter = std::sync::atomic::AtomicU64::new(0);
-    reads_racing_a_shrinking_commit(|| {
-        let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        open(&dir.path().join(format!("shrunk-{n}.bin")), OpenMode::Auto).unwrap()
-    });
+    for hole in [false, true] {
+        reads_racing_a_shrinking_commit(
+            || {
+                let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                open(&dir.path().join(format!("shrunk-{n}.bin")), OpenMode::Auto).unwrap()
+            },
+            hole,
+        );
+    }
 }
 
 // Fault 6: Atomic::write_all on a failed resource.
