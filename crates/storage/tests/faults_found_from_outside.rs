@@ -522,8 +522,8 @@ fn an_atomic_writer_killed_at_random_moments_reopens_committed_and_whole() {
 fn reads_racing_a_shrinking_commit<R: ResourceExt + Clone>(fresh: impl Fn() -> R, hole: bool) {
     for round in 0..400 {
         let r = fresh();
-        let start = if hole { 10 } else { 0 };
-        r.write_at(start, &[0xAB; 100][start as usize..]).unwrap();
+        let start: usize = if hole { 10 } else { 0 };
+        r.write_at(start as u64, &[0xAB; 100][start..]).unwrap();
         let barrier = Arc::new(Barrier::new(2));
         let reader = {
             let (r, barrier) = (r.clone(), Arc::clone(&barrier));
