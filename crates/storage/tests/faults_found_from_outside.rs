@@ -777,3 +777,45 @@ fn a_crash_before_the_rename_of_an_active_file_resumes_the_old_download() {
     assert_eq!(available(&reopened, 3000), vec![0..1000, 2000..3000]);
     assert_available_bytes_are(&reopened, &old, "the old download");
 }
+
+/// In the child: maps a committed file read-only and reads it until killed.
+#[test]
+fn child_reading_a_committed_file() {
+    let Ok(path) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let r = open(Path::new(&path), OpenMode::ReadOnly).unwrap();
+    println!("mapped: ready");
+    let mut buf = vec![0; 4096];
+    loop {
+        r.read_at(r.len().unwrap() - 4096, &mut buf).unwrap();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn a_reader_in_another_process_keeps_this_one_from_shrinking_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cross-process.bin");
+    fs::write(&path, pattern(71, 1 << 20)).unwrap();
+    let mut child = support::spawn_ready_child(
+        "child_reading_a_committed_file",
+        CHILD_ENV,
+        path.to_str().unwrap(),
+    );
+    let r = open(&path, OpenMode::Auto).unwrap();
+    let err = r.reactivate().unwrap_err();
+    assert!(matches!(err, StorageError::Locked { .. }), "{err}");
+    // Replacing by rename is allowed: the child keeps its own file.
+    Atomic::new(r.clone()).write_all(b"short").unwrap();
+    assert!(child.try_wait().unwrap().is_none(), "the reader died");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // This process's handle maps the new file: a second one may not shrink it.
+    let fresh = open(&path, OpenMode::Auto).unwrap();
+    assert!(matches!(fresh.reactivate(), Err(StorageError::Locked { .. })));
+    drop(r);
+    fresh.reactivate().unwrap();
+    fresh.commit(Some(2)).unwrap();
+    assert_eq!(fs::read(&path).unwrap(), b"sh");
+}
