@@ -74,26 +74,41 @@ pub trait DriverIo: Send + Sync + 'static {
     }
 
     /// Replaces the whole store with `data` and finalises it at
-    /// `data.len()`, as one step for readers and for a crash: a `read_at`
-    /// racing it sees the old bytes or the new ones, and a crash at any
-    /// instant leaves the old store or the new one, whole. With `durable`,
-    /// the new store survives a power loss once this returns. `Resource`
-    /// calls it under its writer lock, in any phase but failed.
+    /// `data.len()`, as one step for readers and for a crash: a crash at
+    /// any instant leaves the old store or the new one, whole, and with
+    /// `durable` the new store survives a power loss once this returns.
+    /// `Resource` calls it under its writer lock, in any phase but failed.
+    ///
+    /// `publish` tells `Resource` that the new contents are in place (it
+    /// updates the ranges, the length and the phase, and makes readers
+    /// that raced the swap read again). The driver must call it exactly
+    /// once, at the instant `read_at` starts serving the new bytes, while
+    /// no `read_at` can run (under the lock that keeps readers out of the
+    /// swap); and once it has, the call must return `Ok` (a later
+    /// durability error is `sync`'s to report). On an error before it, the
+    /// old contents must be kept.
     ///
     /// The default (for stores that have nothing to crash) is
-    /// `reactivate`, `write_at(0, data)`, `commit(Some(len))`: readers may
-    /// see a mix while it runs, so a driver whose readers must not overrides
-    /// it.
+    /// `reactivate`, `write_at(0, data)`, `commit(Some(len))`, then
+    /// `publish`: readers may see a mix while it runs, so a driver whose
+    /// readers must not overrides it.
     ///
     /// # Errors
     ///
     /// `ReadOnly` when the store can never be written; `Io` when the new
     /// contents cannot be stored, and then the old ones must be kept.
-    fn replace_all(&self, data: &[u8], durable: bool) -> StorageResult<()> {
+    fn replace_all(
+        &self,
+        data: &[u8],
+        durable: bool,
+        publish: &mut dyn FnMut(),
+    ) -> StorageResult<()> {
         let _ = durable;
         self.reactivate()?;
         self.write_at(0, data, false)?;
-        self.commit(Some(data.len() as u64))
+        self.commit(Some(data.len() as u64))?;
+        publish();
+        Ok(())
     }
 
     /// Copies bytes at `offset` into `buf`, never past `effective_len` (the

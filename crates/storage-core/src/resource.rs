@@ -57,6 +57,10 @@ struct Shared<D: DriverIo> {
     /// Sequence lock over `readable_len` and `prefix_end`: odd while
     /// `publish` changes them, so a reader can take both as one snapshot.
     snapshot_seq: AtomicU64,
+    /// Counts the changes that rewrite or cut bytes already readable (a
+    /// replacement, a shrinking commit): a read that saw it move while it
+    /// ran reads again.
+    rewrites: AtomicU64,
     /// Set by the cancellation waker before it wakes the waiters.
     cancelled: AtomicBool,
     /// Keeps the cancellation waker registered while the resource lives.
@@ -199,6 +203,7 @@ impl<D: DriverIo> Resource<D> {
             readable_len: AtomicU64::new(0),
             prefix_end: AtomicU64::new(0),
             snapshot_seq: AtomicU64::new(0),
+            rewrites: AtomicU64::new(0),
             cancelled: AtomicBool::new(false),
             cancel_watch: Mutex::new(None),
         });
@@ -264,26 +269,6 @@ impl<D: DriverIo> Shared<D> {
         self.phase_code.store(code, Ordering::Release);
     }
 
-    /// The readable length and the available prefix, taken together (a
-    /// shrinking commit changes both): a sequence-lock read, which falls
-    /// back to the state lock if a `publish` keeps it busy.
-    fn snapshot(&self) -> (u64, u64) {
-        for _ in 0..64 {
-            let before = self.snapshot_seq.load(Ordering::Acquire);
-            if before.is_multiple_of(2) {
-                let readable = self.readable_len.load(Ordering::Relaxed);
-                let prefix = self.prefix_end.load(Ordering::Relaxed);
-                fence(Ordering::Acquire);
-                if self.snapshot_seq.load(Ordering::Relaxed) == before {
-                    return (readable, prefix);
-                }
-            }
-            std::hint::spin_loop();
-        }
-        let state = self.state.lock();
-        (readable_in(&state), state.tracker.prefix_end())
-    }
-
     fn is_cancelled(&self) -> bool {
         self.cancelled.load(Ordering::Acquire)
     }
@@ -307,62 +292,6 @@ impl<D: DriverIo> Shared<D> {
         self.check_usable(&self.state.lock())
     }
 
-    /// Reads `offset..end` into `buf`: the available parts from the driver,
-    /// the holes as zeros, and returns the count. The driver is never asked
-    /// for a byte that is not available, so a write of unavailable bytes
-    /// (`write_fresh`) cannot overlap a read. `end` came from a snapshot
-    /// that may be stale: each batch cuts it to the readable length of the
-    /// moment, so a shrinking commit never turns into zeros that were never
-    /// written.
-    fn read_available(&self, offset: u64, mut end: u64, buf: &mut [u8]) -> StorageResult<usize> {
-        const BATCH: usize = 8;
-        let count = usize::try_from(end - offset).unwrap_or(buf.len());
-        let buf = &mut buf[..count];
-        buf.fill(0);
-        // The available parts, a few at a time, copied out of the lock so
-        // the driver reads without it (available bytes cannot become the
-        // target of a fresh write).
-        let mut from = offset;
-        while from < end {
-            let mut parts = [(0u64, 0u64); BATCH];
-            let mut found = 0;
-            let readable = {
-                let state = self.state.lock();
-                let readable = readable_in(&state);
-                end = end.min(readable.max(from));
-                for available in state.tracker.overlapping(from..end).take(BATCH) {
-                    parts[found] = (available.start.max(from), available.end.min(end));
-                    found += 1;
-                }
-                readable
-            };
-            for &(part_start, part_end) in &parts[..found] {
-                // Within `buf`: `offset <= part_start < part_end <= end`.
-                let index = |at: u64| usize::try_from(at - offset).unwrap_or(count);
-                let (start, stop) = (index(part_start), index(part_end));
-                let mut filled = start;
-                while filled < stop {
-                    let at = offset + filled as u64;
-                    let n = self.driver.read_at(at, &mut buf[filled..stop], readable)?;
-                    if n == 0 {
-                        // The store ends here: a shrinking commit or a
-                        // replacement reached the driver before the state.
-                        // What lies past it is gone, not zeros.
-                        return Ok(filled);
-                    }
-                    filled += n;
-                }
-            }
-            from = if found == BATCH {
-                parts[BATCH - 1].1
-            } else {
-                end
-            };
-        }
-        // Within `count`: `end` only ever came down from `offset + count`.
-        Ok(usize::try_from(end.saturating_sub(offset)).unwrap_or(count))
-    }
-
     /// Lock-free answer to "is `range` available", `true` only when certain.
     fn fast_covered(&self, range: &Range<u64>) -> bool {
         range.end <= self.prefix_end.load(Ordering::Acquire) || self.driver.try_fast_check(range)
@@ -381,4 +310,5 @@ fn readable_in(state: &State) -> u64 {
 }
 
 mod operations;
+mod read;
 mod wait;

@@ -140,15 +140,22 @@ impl DriverIo for MemDriver {
         Ok(count)
     }
 
-    fn replace_all(&self, data: &[u8], _durable: bool) -> StorageResult<()> {
-        // Built aside, swapped in under the lock: a reader sees the old
-        // bytes or the new ones, never a mix.
+    fn replace_all(
+        &self,
+        data: &[u8],
+        _durable: bool,
+        publish: &mut dyn FnMut(),
+    ) -> StorageResult<()> {
+        // Built aside, swapped in and published under the lock: no reader
+        // reads while the bytes and the resource's state change.
         let mut fresh = Vec::new();
         fresh
             .try_reserve_exact(data.len())
             .map_err(|_| out_of_memory("grow", data.len() as u64))?;
         fresh.extend_from_slice(data);
-        *self.bytes.write() = fresh;
+        let mut bytes = self.bytes.write();
+        *bytes = fresh;
+        publish();
         Ok(())
     }
 

@@ -1,8 +1,7 @@
-//! `MmapDriver`: the driver's state, its writes, commit and reactivate.
+//! `MmapDriver`: the driver's state, commit, reactivate and sync (writes: `write.rs`).
 
 use std::{
     fs::File,
-    io,
     path::{Path, PathBuf},
     sync::{
         PoisonError,
@@ -20,7 +19,8 @@ use crate::{
     journal::{self, Journal},
     map::Mapping,
     replace,
-    store::{Held, Store, io_error},
+    store::{Store, io_error},
+    write::Exclusion,
 };
 
 /// Size of a new file when `MmapOptions::initial_len` is `None`, and the
@@ -168,18 +168,26 @@ impl DriverIo for MmapDriver {
             Mapping::read_only(file, len_now).map_err(|e| io_error(&self.path, "cannot map", &e));
         match (resized, mapped) {
             (Ok(()), Ok(map)) => store.install(map, len_now),
-            (resized, mapped) => {
-                // Not committed: the file keeps its length (or, if the
-                // truncation went through and only the map failed, the
-                // mapping stays empty until a write or commit maps it).
+            (Err(e), mapped) => {
+                // Not committed: the file keeps its length and its map.
                 if let Ok(map) = mapped {
                     store.install(map, len_now);
-                } else if resized.is_ok() {
-                    store.install(Mapping::Empty, 0);
                 }
-                return Err(resized.err().unwrap_or_else(|| {
-                    io_error(&self.path, "cannot map", &io::Error::other("map failed"))
-                }));
+                return Err(e);
+            }
+            (Ok(()), Err(e)) => {
+                // Resized but not mappable (no address space for a huge
+                // length): back to the old length, which was mapped, when
+                // the resize only grew the file; else nothing to map.
+                let restored = (target > old_len)
+                    .then(|| file.set_len(old_len).ok())
+                    .flatten()
+                    .and_then(|()| Mapping::read_only(file, old_len).ok());
+                match restored {
+                    Some(map) => store.install(map, old_len),
+                    None => store.install(Mapping::Empty, 0),
+                }
+                return Err(e);
             }
         }
         drop(store);
@@ -264,11 +272,16 @@ impl DriverIo for MmapDriver {
         Ok(count)
     }
 
-    fn replace_all(&self, data: &[u8], durable: bool) -> StorageResult<()> {
+    fn replace_all(
+        &self,
+        data: &[u8],
+        durable: bool,
+        publish: &mut dyn FnMut(),
+    ) -> StorageResult<()> {
         if self.mode == OpenMode::ReadOnly {
             return Err(StorageError::ReadOnly);
         }
-        replace::replace(self, data, durable)
+        replace::replace(self, data, durable, publish)
     }
 
     fn storage_len(&self) -> u64 {
@@ -295,101 +308,4 @@ impl DriverIo for MmapDriver {
     fn write_fresh(&self, offset: u64, data: &[u8]) -> StorageResult<()> {
         self.write_bytes(offset, data, false, Exclusion::Shared)
     }
-}
-/// Which lock a write of the file holds while the kernel copies its bytes.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Exclusion {
-    /// The bytes may be read right now: keep readers out.
-    Exclusive,
-    /// No reader reads these bytes until the write returns (`write_fresh`).
-    Shared,
-}
-
-impl MmapDriver {
-    fn write_bytes(
-        &self,
-        offset: u64,
-        data: &[u8],
-        committed: bool,
-        exclusion: Exclusion,
-    ) -> StorageResult<()> {
-        if self.mode == OpenMode::ReadOnly {
-            return Err(StorageError::ReadOnly);
-        }
-        if committed && self.mode != OpenMode::ReadWrite {
-            return Err(StorageError::Committed);
-        }
-        if data.is_empty() {
-            return Ok(());
-        }
-        let end = offset + data.len() as u64;
-        if committed {
-            return self.rewrite_in_place(offset, data);
-        }
-        // `Resource` never runs two writes (or a write and a commit) at once,
-        // so the store cannot change between the steps below but for
-        // readers, who keep reading through every step except the swap of a
-        // grown mapping (and the copy of an overwrite).
-        let (writable, len) = {
-            let store = self.read();
-            (store.file_writable, store.len)
-        };
-        if !writable {
-            // Only an active store writes here, and it opened its file for writing.
-            return Err(StorageError::Committed);
-        }
-        if end > len {
-            let (map, new_len) = self.read().grown(&self.path, end)?;
-            self.write().install(map, new_len);
-        }
-        // The bytes go in with pwrite, not through the mapping: a full disk
-        // is an error here, never a SIGBUS in a page fault, and the mapping
-        // stays read-only.
-        let written = match exclusion {
-            Exclusion::Exclusive => write_all_at(self.write().file(&self.path)?, data, offset),
-            Exclusion::Shared => write_all_at(self.read().file(&self.path)?, data, offset),
-        };
-        written.map_err(|e| io_error(&self.path, "cannot write", &e))?;
-        self.extent.fetch_max(end, Ordering::AcqRel);
-        if let Some(checkpoints) = self.checkpoints.lock().as_mut() {
-            checkpoints.record(offset..end);
-        }
-        Ok(())
-    }
-
-    /// A write into a committed `ReadWrite` file, within its length: under
-    /// the exclusive lock, so no other handle maps the file meanwhile.
-    fn rewrite_in_place(&self, offset: u64, data: &[u8]) -> StorageResult<()> {
-        let mut store = self.write();
-        if offset + data.len() as u64 > store.len {
-            // A committed file is rewritten in place; growing it needs reactivate.
-            return Err(StorageError::Committed);
-        }
-        let was_exclusive = store.held == Held::Exclusive;
-        store.acquire_exclusive(&self.path)?;
-        let written = write_all_at(store.file(&self.path)?, data, offset)
-            .map_err(|e| io_error(&self.path, "cannot write", &e));
-        if !was_exclusive {
-            store.release_to_shared(&self.path);
-        }
-        written
-    }
-}
-
-#[cfg(unix)]
-fn write_all_at(file: &File, data: &[u8], offset: u64) -> io::Result<()> {
-    std::os::unix::fs::FileExt::write_all_at(file, data, offset)
-}
-
-#[cfg(windows)]
-fn write_all_at(file: &File, mut data: &[u8], mut offset: u64) -> io::Result<()> {
-    while !data.is_empty() {
-        let n = std::os::windows::fs::FileExt::seek_write(file, data, offset)?;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        data = &data[n..];
-        offset += n as u64;
-    }
-    Ok(())
 }

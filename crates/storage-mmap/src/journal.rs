@@ -253,6 +253,20 @@ impl Journal {
     }
 }
 
+/// Appends a replacement mark to the journal at `path`, if there is one,
+/// and makes it durable; says whether there was one. For a journal no
+/// checkpoint thread appends to (a commit that could not remove it).
+pub(crate) fn mark_existing(path: &Path, mark: Replacement) -> io::Result<bool> {
+    let mut file = match OpenOptions::new().append(true).open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    file.write_all(&encode_mark(mark))?;
+    file.sync_data()?;
+    Ok(true)
+}
+
 /// Removes the file at `path`; a missing one is no error.
 pub(crate) fn remove_if_present(path: &Path) -> io::Result<()> {
     match fs::remove_file(path) {

@@ -7,9 +7,10 @@
 //! an error rather than a crash. `commit` truncates the file to its final
 //! length and remaps it read-only.
 //!
-//! This is the only crate of the workspace with `unsafe` code: the two calls
-//! that map the file, each with a `// SAFETY:` comment. Why mapping is unsafe
-//! is written once, on [`MmapDriver`].
+//! This is the only crate of the workspace with `unsafe` code: the call that
+//! maps the file (`map.rs`) and the `fcntl` that takes an open-file lock
+//! (`lock.rs`, Linux), each with a `// SAFETY:` comment. Why mapping is
+//! unsafe is written once, on [`MmapDriver`].
 //!
 //! # Examples
 //!
@@ -38,11 +39,13 @@ compile_error!(
 mod checkpoint;
 mod driver;
 mod journal;
+mod lock;
 mod map;
 mod open;
 mod replace;
 mod space;
 mod store;
+mod write;
 
 use std::path::PathBuf;
 

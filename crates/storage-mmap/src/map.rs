@@ -1,4 +1,4 @@
-//! `Mapping`: the mapped view of the file, and the only `unsafe` in the workspace.
+//! `Mapping`: the mapped view of the file, and the `unsafe` call that maps it.
 
 use std::{fs::File, io};
 

@@ -89,9 +89,9 @@ impl Driver for MmapDriver {
         let journal = read_journal(&path, &journal_path, existing, writer)?;
         let journal_error = |e: io::Error| io_error(&journal_path, "cannot write", &e);
         let mut checkpoints = None;
-        let (store, state, extent) = match (existing, journal) {
-            (None, _) if !writer => (Store::missing(), committed(0), 0),
-            (Some(len), Some(contents)) if len > 0 => {
+        let (store, state) = match (existing, journal) {
+            (None, _) if !writer => (Store::missing(), committed(0)),
+            (Some(len), Some(_)) if len > 0 => {
                 // An unfinished file: exactly the journaled ranges are there
                 // (cut to the file, should someone have shortened it).
                 let (access, held) = if writer {
@@ -99,7 +99,22 @@ impl Driver for MmapDriver {
                 } else {
                     (Access::Read, Held::Shared)
                 };
-                let store = Store::open_existing(&path, len, access, held)?;
+                let mut store = Store::open_existing(&path, access, held)?;
+                // Read again under the lock: the writer that held the file
+                // may have committed (and removed it) in between.
+                let Some(contents) = read_journal(&path, &journal_path, Some(store.len), writer)?
+                else {
+                    store.release_to_shared(&path);
+                    let len = store.len;
+                    return Ok(Self::assemble(
+                        path,
+                        journal_path,
+                        mode,
+                        store,
+                        committed(len),
+                        None,
+                    ));
+                };
                 let mut available = contents.ranges.clone();
                 available.remove(store.len..u64::MAX);
                 if writer {
@@ -109,13 +124,12 @@ impl Driver for MmapDriver {
                     let data = second_handle(store.file(&path)?, &path)?;
                     checkpoints = Some(Checkpoints::new(data, journal));
                 }
-                let extent = available.last().map_or(0, |last| last.end);
                 let state = DriverState {
                     final_len: None,
                     available,
                     is_committed: false,
                 };
-                (store, state, extent)
+                (store, state)
             }
             (Some(len), _) if len > 0 || !writer => {
                 let access = if mode == OpenMode::ReadOnly {
@@ -123,9 +137,14 @@ impl Driver for MmapDriver {
                 } else {
                     Access::PreferWrite
                 };
-                let store = Store::open_existing(&path, len, access, Held::Shared)?;
+                let store = Store::open_existing(&path, access, Held::Shared)?;
+                if writer {
+                    // A journal's leftover temporary: only a writer holding
+                    // the exclusive lock writes one, and none does now.
+                    let _ = journal::remove_if_present(&journal::temp_path_for(&journal_path));
+                }
                 let len = store.len;
-                (store, committed(len), len)
+                (store, committed(len))
             }
             _ => {
                 let len = initial_len.unwrap_or(DEFAULT_INITIAL_LEN);
@@ -149,8 +168,33 @@ impl Driver for MmapDriver {
                     let data = second_handle(store.file(&path)?, &path)?;
                     checkpoints = Some(Checkpoints::new(data, journal));
                 }
-                (store, DriverState::default(), 0)
+                (store, DriverState::default())
             }
+        };
+        Ok(Self::assemble(
+            path,
+            journal_path,
+            mode,
+            store,
+            state,
+            checkpoints,
+        ))
+    }
+}
+
+impl MmapDriver {
+    fn assemble(
+        path: std::path::PathBuf,
+        journal_path: std::path::PathBuf,
+        mode: OpenMode,
+        store: Store,
+        state: DriverState,
+        checkpoints: Option<Checkpoints>,
+    ) -> (Self, DriverState) {
+        let extent = if state.is_committed {
+            state.final_len.unwrap_or(0)
+        } else {
+            state.available.last().map_or(0, |last| last.end)
         };
         let driver = Self {
             path,
@@ -161,6 +205,6 @@ impl Driver for MmapDriver {
             checkpoints: Mutex::new(checkpoints),
             unsynced_commit: Mutex::new(false),
         };
-        Ok((driver, state))
+        (driver, state)
     }
 }

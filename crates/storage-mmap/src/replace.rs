@@ -37,11 +37,27 @@ fn guard_current(path: &Path) -> StorageResult<Option<File>> {
 /// leaves the old file or the new one at the path. An active file first
 /// marks the replacement in its journal, so a crash between the rename and
 /// the journal's removal is recognised on reopening (see `journal`).
-pub(crate) fn replace(driver: &MmapDriver, data: &[u8], durable: bool) -> StorageResult<()> {
+pub(crate) fn replace(
+    driver: &MmapDriver,
+    data: &[u8],
+    durable: bool,
+    publish: &mut dyn FnMut(),
+) -> StorageResult<()> {
     let path = driver.path.as_path();
     let len = data.len() as u64;
     let active = driver.checkpoints.lock().is_some();
-    let writer = driver.read().held == Held::Exclusive;
+    // A journal no checkpoint thread keeps: a commit that could not
+    // remove it, or one a crash left. It gets a mark too.
+    let idle_journal = !active && driver.journal_path.exists();
+    let (writer, permissions) = {
+        let store = driver.read();
+        let permissions = store
+            .file
+            .as_ref()
+            .and_then(|file| file.metadata().ok())
+            .map(|meta| meta.permissions());
+        (store.held == Held::Exclusive, permissions)
+    };
     let guard = if writer { None } else { guard_current(path)? };
 
     let dir = path
@@ -57,17 +73,18 @@ pub(crate) fn replace(driver: &MmapDriver, data: &[u8], durable: bool) -> Storag
         .suffix(".tmp")
         .tempfile_in(dir)
         .map_err(|e| context("cannot create a temporary file beside", e))?;
-    if let Some(old) = &guard
-        && let Ok(meta) = old.metadata()
-    {
+    if let Some(permissions) = permissions.or_else(|| {
+        let meta = guard.as_ref()?.metadata().ok()?;
+        Some(meta.permissions())
+    }) {
         // The new file keeps the old one's permissions (best effort).
-        let _ = fs::set_permissions(temp.path(), meta.permissions());
+        let _ = fs::set_permissions(temp.path(), permissions);
     }
     temp.write_all(data)
         .map_err(|e| context("cannot write the replacement of", e))?;
     // An active file's replacement is always durable: its journal mark
     // must not reach the disk before the bytes it describes.
-    let must_sync = durable || active;
+    let must_sync = durable || active || idle_journal;
     if must_sync {
         temp.as_file()
             .sync_all()
@@ -76,6 +93,14 @@ pub(crate) fn replace(driver: &MmapDriver, data: &[u8], durable: bool) -> Storag
     lock(temp.as_file(), path, Held::Shared)?;
     let map = Mapping::read_only(temp.as_file(), len).map_err(|e| context("cannot map", e))?;
 
+    let mark = Replacement {
+        len,
+        crc: crc32fast::hash(data),
+    };
+    if idle_journal {
+        journal::mark_existing(&driver.journal_path, mark)
+            .map_err(|e| io_error(&driver.journal_path, "cannot write", &e))?;
+    }
     let stopped = if active {
         let Some(checkpoints) = driver.checkpoints.lock().take() else {
             return Err(StorageError::Failed("the journal went away".into()));
@@ -86,10 +111,6 @@ pub(crate) fn replace(driver: &MmapDriver, data: &[u8], durable: bool) -> Storag
                 "cannot journal the replacement of",
                 std::io::Error::other("the checkpoint thread died"),
             ));
-        };
-        let mark = Replacement {
-            len,
-            crc: crc32fast::hash(data),
         };
         if let Err(e) = journal.mark_replacement(mark) {
             *driver.checkpoints.lock() = Some(Checkpoints::resume(data_file, journal, pending));
@@ -112,13 +133,16 @@ pub(crate) fn replace(driver: &MmapDriver, data: &[u8], durable: bool) -> Storag
         }
     };
     {
+        // Readers are out while the file changes and `Resource` publishes
+        // the new state: none pairs the old length with the new bytes.
         let mut store = driver.write();
         store.file = Some(file);
         store.file_writable = true;
         store.held = Held::Shared;
         store.install(map, len);
+        driver.extent.store(len, Ordering::Release);
+        publish();
     }
-    driver.extent.store(len, Ordering::Release);
     drop(guard);
     drop(stopped);
     // A journal beside the path is stale now (this handle's, or one a crash

@@ -1,14 +1,19 @@
 //! `Store`: the file handle, its advisory lock and its read-only mapping.
 
 use std::{
-    fs::{self, File, OpenOptions, TryLockError},
+    fs::{self, File, OpenOptions},
     io,
     path::Path,
 };
 
 use storage_core::{StorageError, StorageResult};
 
-use crate::{driver::DEFAULT_INITIAL_LEN, map::Mapping, space};
+use crate::{
+    driver::DEFAULT_INITIAL_LEN,
+    lock::{self, Refused},
+    map::Mapping,
+    space,
+};
 
 /// The advisory lock a store holds on its file.
 ///
@@ -88,24 +93,38 @@ fn open_with(path: &Path, access: Access) -> StorageResult<(File, bool)> {
 /// Takes `kind` of advisory lock on `file` without waiting (converting the
 /// lock `file` holds, if any).
 pub(crate) fn lock(file: &File, path: &Path, kind: Held) -> StorageResult<()> {
-    let taken = match kind {
-        Held::Nothing => {
-            let _ = file.unlock();
-            return Ok(());
-        }
-        Held::Shared => file.try_lock_shared(),
-        Held::Exclusive => file.try_lock(),
+    let kind = match kind {
+        Held::Nothing => lock::Kind::Unlock,
+        Held::Shared => lock::Kind::Shared,
+        Held::Exclusive => lock::Kind::Exclusive,
     };
-    match taken {
-        Ok(()) => Ok(()),
-        Err(TryLockError::WouldBlock) => Err(StorageError::Locked {
-            path: path.to_path_buf(),
-        }),
+    match lock::try_lock(file, kind) {
         // A file system without locks: handles cannot be kept apart there,
         // and are not refused (see the README).
-        Err(TryLockError::Error(e)) if e.kind() == io::ErrorKind::Unsupported => Ok(()),
-        Err(TryLockError::Error(e)) => Err(io_error(path, "cannot lock", &e)),
+        Ok(()) | Err(Refused::Unsupported) => Ok(()),
+        Err(Refused::Conflict) => Err(StorageError::Locked {
+            path: path.to_path_buf(),
+        }),
+        Err(Refused::Io(e)) => Err(io_error(path, "cannot lock", &e)),
     }
+}
+
+/// Whether two handles are of the same file.
+#[cfg(unix)]
+fn same_file(a: &File, b: &File, path: &Path) -> StorageResult<bool> {
+    use std::os::unix::fs::MetadataExt;
+
+    let inspect = |file: &File| {
+        file.metadata()
+            .map(|meta| (meta.dev(), meta.ino()))
+            .map_err(|e| io_error(path, "cannot inspect", &e))
+    };
+    Ok(inspect(a)? == inspect(b)?)
+}
+
+#[cfg(not(unix))]
+fn same_file(_a: &File, _b: &File, _path: &Path) -> StorageResult<bool> {
+    Ok(true)
 }
 
 /// Whether `file` is the file now at `path` (not replaced by a rename).
@@ -147,21 +166,20 @@ impl Store {
 
     /// An existing file of `len` bytes, mapped read-only, holding `held`
     /// (exclusive for an active writer resuming it, shared otherwise).
-    pub(crate) fn open_existing(
-        path: &Path,
-        len: u64,
-        access: Access,
-        held: Held,
-    ) -> StorageResult<Self> {
+    ///
+    /// The length is the opened file's, read under the lock: the path may
+    /// have been replaced by rename since the caller looked at it.
+    pub(crate) fn open_existing(path: &Path, access: Access, held: Held) -> StorageResult<Self> {
         let (file, file_writable) = open_with(path, access)?;
         lock(&file, path, held)?;
-        // Under the lock, the length cannot shrink any more by our hand: map
-        // what is there now.
-        let len = file
+        let meta = file
             .metadata()
-            .map_err(|e| io_error(path, "cannot inspect", &e))?
-            .len()
-            .min(len);
+            .map_err(|e| io_error(path, "cannot inspect", &e))?;
+        if !meta.is_file() {
+            let error = io::Error::new(io::ErrorKind::InvalidInput, "not a regular file");
+            return Err(io_error(path, "cannot open", &error));
+        }
+        let len = meta.len();
         let map = Mapping::read_only(&file, len).map_err(|e| io_error(path, "cannot map", &e))?;
         Ok(Self {
             file: Some(file),
@@ -250,29 +268,23 @@ impl Store {
     /// write a file nobody will find) or that is shorter than the mapping
     /// (truncated from outside). On an error the store holds what it held.
     pub(crate) fn acquire_exclusive(&mut self, path: &Path) -> StorageResult<()> {
-        let before = self.held;
         if !self.file_writable {
-            // The lock belongs to the handle: the old one lets go, the new
-            // one takes it, and the old one takes its lock back on failure.
+            // A handle that can write takes over: it takes a shared lock
+            // beside the old handle's, so the file is never without one,
+            // then the old handle goes.
             let writable = open_file(path, true)?;
-            let file = self.file(path)?;
-            if !is_at_path(file, path)? {
+            if !same_file(self.file(path)?, &writable, path)? {
                 let why = "replaced since it was opened (reopen the path)".to_owned();
                 return Err(refused(path, io::ErrorKind::NotFound, why, "cannot write"));
             }
-            let _ = file.unlock();
-            if let Err(e) = lock(&writable, path, Held::Exclusive) {
-                let _ = lock(file, path, before);
-                return Err(e);
-            }
+            lock(&writable, path, Held::Shared)?;
             self.file = Some(writable);
             self.file_writable = true;
-        } else if before != Held::Exclusive
-            && let Err(e) = lock(self.file(path)?, path, Held::Exclusive)
-        {
-            // A refused conversion drops the lock held before: take it back.
-            let _ = lock(self.file(path)?, path, before);
-            return Err(e);
+            self.held = Held::Shared;
+        }
+        if self.held != Held::Exclusive {
+            // A refused upgrade keeps the shared lock (see `lock`).
+            lock(self.file(path)?, path, Held::Exclusive)?;
         }
         self.held = Held::Exclusive;
         if let Err(e) = self.check_still_ours(path) {
@@ -308,7 +320,7 @@ impl Store {
     }
 
     /// Goes back to the shared lock of a reader (commit, the end of a
-    /// rewrite in place). The conversion is not atomic on every platform;
+    /// rewrite in place). Atomic where OFD locks exist (Linux); elsewhere,
     /// if another handle takes the file in between, this one holds no lock.
     pub(crate) fn release_to_shared(&mut self, path: &Path) {
         if self.held == Held::Exclusive

@@ -813,9 +813,267 @@ fn a_reader_in_another_process_keeps_this_one_from_shrinking_the_file() {
     child.wait().unwrap();
     // This process's handle maps the new file: a second one may not shrink it.
     let fresh = open(&path, OpenMode::Auto).unwrap();
-    assert!(matches!(fresh.reactivate(), Err(StorageError::Locked { .. })));
+    assert!(matches!(
+        fresh.reactivate(),
+        Err(StorageError::Locked { .. })
+    ));
     drop(r);
     fresh.reactivate().unwrap();
     fresh.commit(Some(2)).unwrap();
     assert_eq!(fs::read(&path).unwrap(), b"sh");
+}
+
+// Found by a second probe, after the first fixes.
+
+#[test]
+fn two_handles_reactivating_at_once_are_both_refused() {
+    // Each maps the file; each upgrade must be refused while the other's
+    // shared lock stands, and a refused upgrade must keep its own.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("both.bin");
+    fs::write(&path, pattern(81, 64 * 1024)).unwrap();
+    for round in 0..1000 {
+        let a = open(&path, OpenMode::Auto).unwrap();
+        let b = open(&path, OpenMode::Auto).unwrap();
+        let barrier = Arc::new(Barrier::new(2));
+        let racers: Vec<_> = [a.clone(), b.clone()]
+            .into_iter()
+            .map(|r| {
+                let barrier = Arc::clone(&barrier);
+                thread::spawn(move || {
+                    barrier.wait();
+                    r.reactivate()
+                })
+            })
+            .collect();
+        for racer in racers {
+            let result = within("a reactivate", move || racer.join().unwrap());
+            assert!(
+                matches!(result, Err(StorageError::Locked { .. })),
+                "round {round}: {result:?}"
+            );
+        }
+        // Both still hold their locks: a third handle cannot shrink the file.
+        let c = open(&path, OpenMode::Auto).unwrap();
+        assert!(c.reactivate().is_err(), "round {round}");
+    }
+}
+
+fn readers_never_see_two_contents<R: ResourceExt + Clone>(r: &R, what: &str) {
+    let (a, b) = (vec![b'a'; 1000], vec![b'b'; 3000]);
+    r.replace_all(&a, false).unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let replacer = {
+        let (r, stop, a, b) = (r.clone(), Arc::clone(&stop), a.clone(), b.clone());
+        thread::spawn(move || {
+            let mut rounds = 0;
+            while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                r.replace_all(&b, false).unwrap();
+                r.replace_all(&a, false).unwrap();
+                rounds += 1;
+            }
+            rounds
+        })
+    };
+    let mut whole = Vec::new();
+    let mut buf = vec![0; 3000];
+    let started = std::time::Instant::now();
+    for read in 0..20_000 {
+        r.read_into(&mut whole).unwrap();
+        assert!(
+            whole == a || whole == b,
+            "{what}: read_into {read}: {} bytes",
+            whole.len()
+        );
+        let n = r.read_at(0, &mut buf).unwrap();
+        assert!(
+            (n == 1000 && buf[..n] == a[..]) || (n == 3000 && buf[..n] == b[..]),
+            "{what}: read_at {read}: {n} bytes"
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    let rounds = within("the replacer", move || replacer.join().unwrap());
+    println!(
+        "{what}: 2000 reads in {:?}, {rounds} replacement rounds",
+        started.elapsed()
+    );
+    assert!(rounds > 0, "{what}");
+}
+
+#[test]
+fn readers_racing_replacements_see_the_old_contents_or_the_new_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    readers_never_see_two_contents(&MemResource::new(CancellationToken::new()), "mem");
+    readers_never_see_two_contents(
+        &open(&dir.path().join("mixed.bin"), OpenMode::Auto).unwrap(),
+        "mmap",
+    );
+}
+
+#[test]
+fn a_reader_racing_the_replacement_of_an_active_file_with_holes_sees_no_mix() {
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..300 {
+        let r = open(
+            &dir.path().join(format!("holes-{round}.bin")),
+            OpenMode::Auto,
+        )
+        .unwrap();
+        r.write_at(0, &[b'o'; 4096]).unwrap();
+        r.write_at(8192, &[b'o'; 4096]).unwrap();
+        let reader = {
+            let r = r.clone();
+            thread::spawn(move || {
+                let mut buf = vec![0; 12288];
+                for _ in 0..50 {
+                    let n = r.read_at(0, &mut buf).unwrap();
+                    assert_eq!(n, 12288);
+                    let old = buf[..4096].iter().all(|&x| x == b'o')
+                        && buf[4096..8192].iter().all(|&x| x == 0)
+                        && buf[8192..].iter().all(|&x| x == b'o');
+                    let new = buf.iter().all(|&x| x == b'n');
+                    assert!(old || new, "a read mixed the download and its replacement");
+                }
+            })
+        };
+        r.replace_all(&[b'n'; 12288], false).unwrap();
+        within("the reader", move || reader.join().unwrap());
+    }
+}
+
+#[test]
+fn opens_racing_a_replacement_are_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("reopened.bin");
+    let (a, b) = (vec![b'a'; 1000], vec![b'b'; 3000]);
+    let writer = Atomic::new(open(&path, OpenMode::Auto).unwrap());
+    writer.write_all(&a).unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let replacer = {
+        let (writer, stop, a, b) = (writer.clone(), Arc::clone(&stop), a.clone(), b.clone());
+        thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                writer.write_all(&b).unwrap();
+                writer.write_all(&a).unwrap();
+            }
+        })
+    };
+    for opened in 0..3000 {
+        let mode = if opened % 2 == 0 {
+            OpenMode::Auto
+        } else {
+            OpenMode::ReadOnly
+        };
+        let r = open(&path, mode).unwrap();
+        let mut seen = Vec::new();
+        r.read_into(&mut seen).unwrap();
+        assert!(
+            seen == a || seen == b,
+            "open {opened}: {} bytes",
+            seen.len()
+        );
+        assert_eq!(r.len(), Some(seen.len() as u64), "open {opened}");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    within("the replacer", move || replacer.join().unwrap());
+}
+
+/// Makes `file` impossible to unlink but still appendable (as root:
+/// `chattr +a`; otherwise: its directory read-only). Returns the undo.
+#[cfg(unix)]
+fn forbid_unlink(file: &Path) -> impl FnOnce() + use<> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    let dir = file.parent().unwrap().to_path_buf();
+    let probe = dir.join(".uid-probe");
+    fs::write(&probe, b"").unwrap();
+    let root = fs::metadata(&probe).unwrap().uid() == 0;
+    fs::remove_file(&probe).unwrap();
+    let file = file.to_path_buf();
+    if root {
+        let status = Command::new("chattr")
+            .arg("+a")
+            .arg(&file)
+            .status()
+            .unwrap();
+        assert!(status.success(), "chattr +a failed");
+    } else {
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o555)).unwrap();
+    }
+    move || {
+        if root {
+            Command::new("chattr")
+                .arg("-a")
+                .arg(&file)
+                .status()
+                .unwrap();
+        } else {
+            fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_replacement_after_a_commit_that_kept_its_journal_reopens_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kept-journal.bin");
+    let r = Atomic::new(open(&path, OpenMode::Auto).unwrap());
+    r.write_at(0, &[b'o'; 4096]).unwrap();
+    r.write_at(8192, &[b'o'; 4096]).unwrap();
+    r.sync().unwrap();
+    let undo = forbid_unlink(&journal_of(&path));
+    r.commit(None).unwrap();
+    assert!(r.sync().is_err(), "the journal could not go");
+    r.write_all(&vec![b'n'; 20_000]).unwrap();
+    drop(r);
+    undo();
+    let reopened = open(&path, OpenMode::Auto).unwrap();
+    assert_eq!(
+        reopened.status(),
+        ResourceStatus::Committed {
+            final_len: Some(20_000)
+        }
+    );
+    let mut all = Vec::new();
+    reopened.read_into(&mut all).unwrap();
+    assert!(all == vec![b'n'; 20_000]);
+}
+
+#[cfg(unix)]
+#[test]
+fn a_replacement_keeps_the_file_mode_whoever_makes_it() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mode_of = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    // The writer of a fresh file.
+    let path = dir.path().join("fresh.bin");
+    let fresh = Atomic::new(open(&path, OpenMode::Auto).unwrap());
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+    fresh.write_all(b"v1").unwrap();
+    assert_eq!(mode_of(&path), 0o644);
+    // A reactivated one.
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
+    fresh.reactivate().unwrap();
+    fresh.write_all(b"v2").unwrap();
+    assert_eq!(mode_of(&path), 0o640);
+    // A committed one.
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o604)).unwrap();
+    fresh.write_all(b"v3").unwrap();
+    assert_eq!(mode_of(&path), 0o604);
+}
+
+#[test]
+fn an_open_of_a_committed_file_removes_a_leftover_journal_temporary() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("done.bin");
+    fs::write(&path, b"done").unwrap();
+    let mut temp = journal_of(&path).into_os_string();
+    temp.push(".tmp");
+    fs::write(&temp, b"STJRNL01 torn").unwrap();
+    drop(open(&path, OpenMode::ReadOnly).unwrap());
+    assert!(Path::new(&temp).exists(), "a reader changes nothing");
+    drop(open(&path, OpenMode::Auto).unwrap());
+    assert!(!Path::new(&temp).exists());
 }

@@ -5,6 +5,7 @@ use std::{
     ops::Range,
     path::Path,
     pin::Pin,
+    sync::atomic::Ordering,
     time::{Duration, Instant},
 };
 
@@ -12,6 +13,10 @@ use super::{Phase, Resource, wait::WaitFuture};
 use crate::{
     DriverIo, RangeTracker, ResourceExt, ResourceStatus, StorageError, StorageResult, WaitOutcome,
 };
+
+/// Reads that may run again when a rewrite lands meanwhile, before one
+/// holds rewrites off (so a reader is never starved by a busy replacer).
+const REREADS: usize = 4;
 
 fn checked_range(offset: u64, len: usize) -> StorageResult<Range<u64>> {
     u64::try_from(len)
@@ -25,18 +30,18 @@ impl<D: DriverIo> ResourceExt for Resource<D> {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> StorageResult<usize> {
         let shared = &*self.shared;
         shared.check_usable_fast()?;
-        let (readable, prefix_end) = shared.snapshot();
-        if offset >= readable || buf.is_empty() {
-            return Ok(0);
+        for _ in 0..REREADS {
+            let rewrites = shared.rewrites.load(Ordering::Acquire);
+            let count = shared.read_once(offset, buf)?;
+            // A replacement or a shrinking commit published meanwhile: the
+            // bytes may pair the old length with the new contents.
+            if shared.rewrites.load(Ordering::Acquire) == rewrites {
+                return Ok(count);
+            }
         }
-        let end = offset.saturating_add(buf.len() as u64).min(readable);
-        // Within the available prefix (a committed resource, a sequential
-        // download): no lock. Should a shrinking commit land meanwhile, the
-        // driver stops at its new end.
-        if end <= prefix_end {
-            return shared.driver.read_at(offset, buf, readable);
-        }
-        shared.read_available(offset, end, buf)
+        // Rewritten again and again: read with rewrites held off.
+        let _writer = shared.writer.lock();
+        shared.read_once(offset, buf)
     }
 
     fn write_at(&self, offset: u64, data: &[u8]) -> StorageResult<()> {
@@ -113,6 +118,7 @@ impl<D: DriverIo> ResourceExt for Resource<D> {
         shared.driver.commit(final_len)?;
         let (failed, tasks) = {
             let mut state = shared.state.lock();
+            let cuts = final_len.is_some_and(|n| n < super::readable_in(&state));
             if let Some(n) = final_len {
                 state.tracker.remove(n..u64::MAX);
                 state.tracker.insert(0..n);
@@ -125,6 +131,9 @@ impl<D: DriverIo> ResourceExt for Resource<D> {
                 state.phase = Phase::Committed { final_len };
             }
             shared.publish(&state);
+            if cuts {
+                shared.rewrites.fetch_add(1, Ordering::AcqRel);
+            }
             (failed, state.waiters.wake_all())
         };
         tasks.wake();
@@ -215,28 +224,40 @@ impl<D: DriverIo> ResourceExt for Resource<D> {
     fn read_into(&self, buf: &mut Vec<u8>) -> StorageResult<usize> {
         let shared = &*self.shared;
         shared.check_usable_fast()?;
-        let (readable, _) = shared.snapshot();
-        let out_of_memory = || {
-            StorageError::Io(std::io::Error::new(
-                std::io::ErrorKind::OutOfMemory,
-                format!("read_into: {readable} bytes do not fit in memory"),
-            ))
-        };
-        let len = usize::try_from(readable).map_err(|_| out_of_memory())?;
-        buf.clear();
-        buf.try_reserve_exact(len).map_err(|_| out_of_memory())?;
-        buf.resize(len, 0);
-        // Through `read_at`, so holes read as zeros here too.
-        let mut filled = 0;
-        while filled < len {
-            let n = self.read_at(filled as u64, &mut buf[filled..])?;
-            if n == 0 {
-                break;
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            // Rewritten again and again: read with rewrites held off.
+            let _writer = (attempts > REREADS).then(|| shared.writer.lock());
+            // Before the length: a replacement after this point is seen
+            // below, and the whole of it is read again, so the buffer never
+            // holds parts of two contents.
+            let rewrites = shared.rewrites.load(Ordering::Acquire);
+            let (readable, _) = shared.snapshot();
+            let out_of_memory = || {
+                StorageError::Io(std::io::Error::new(
+                    std::io::ErrorKind::OutOfMemory,
+                    format!("read_into: {readable} bytes do not fit in memory"),
+                ))
+            };
+            let len = usize::try_from(readable).map_err(|_| out_of_memory())?;
+            buf.clear();
+            buf.try_reserve_exact(len).map_err(|_| out_of_memory())?;
+            buf.resize(len, 0);
+            // Through the `read_at` path, so holes read as zeros here too.
+            let mut filled = 0;
+            while filled < len {
+                let n = shared.read_once(filled as u64, &mut buf[filled..])?;
+                if n == 0 {
+                    break;
+                }
+                filled += n;
             }
-            filled += n;
+            if shared.rewrites.load(Ordering::Acquire) == rewrites {
+                buf.truncate(filled);
+                return Ok(filled);
+            }
         }
-        buf.truncate(filled);
-        Ok(filled)
     }
 
     fn sync(&self) -> StorageResult<()> {
@@ -250,8 +271,8 @@ impl<D: DriverIo> ResourceExt for Resource<D> {
         let shared = &*self.shared;
         let writer = shared.writer.lock();
         shared.check_usable(&shared.state.lock())?;
-        shared.driver.replace_all(data, durable)?;
-        let (failed, tasks) = {
+        let mut outcome = None;
+        shared.driver.replace_all(data, durable, &mut || {
             let mut state = shared.state.lock();
             state.tracker = RangeTracker::new();
             state.tracker.insert(0..len);
@@ -266,7 +287,14 @@ impl<D: DriverIo> ResourceExt for Resource<D> {
                 };
             }
             shared.publish(&state);
-            (failed, state.waiters.wake_all())
+            shared.rewrites.fetch_add(1, Ordering::AcqRel);
+            outcome = Some((failed, state.waiters.wake_all()));
+        })?;
+        let Some((failed, tasks)) = outcome else {
+            // The driver broke its contract; nothing was published.
+            return Err(StorageError::Failed(
+                "the driver replaced the contents without publishing them".into(),
+            ));
         };
         tasks.wake();
         drop(writer);
