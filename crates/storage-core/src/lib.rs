@@ -28,7 +28,7 @@ mod waiters;
 
 pub use cursor::ResourceCursor;
 pub use driver::{DefaultOpen, Driver, DriverIo, DriverState};
-pub use error::{StorageError, StorageResult};
+pub use error::{IoFailure, StorageError, StorageResult};
 pub use ext::{AvailabilityObserver, ResourceExt, ResourceStatus, WaitOutcome};
 pub use rangemap::RangeSet;
 pub use resource::Resource;

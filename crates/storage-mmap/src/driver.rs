@@ -74,7 +74,7 @@ fn to_index(offset: u64) -> usize {
 /// A second handle of `file`, for the checkpoint thread to sync.
 pub(crate) fn second_handle(file: &File, path: &Path) -> StorageResult<File> {
     file.try_clone()
-        .map_err(|e| io_error(path, "cannot duplicate the handle of", &e))
+        .map_err(|e| io_error(path, "cannot duplicate the handle of", e))
 }
 
 impl MmapDriver {
@@ -116,11 +116,11 @@ impl MmapDriver {
             .read()
             .file(&self.path)?
             .sync_all()
-            .map_err(|e| io_error(&self.path, "cannot sync", &e));
+            .map_err(|e| io_error(&self.path, "cannot sync", e));
         let removed = synced.and_then(|()| {
             journal::remove_if_present(&self.journal_path)
                 .and_then(|()| journal::sync_dir(&self.journal_path))
-                .map_err(|e| io_error(&self.journal_path, "cannot remove", &e))
+                .map_err(|e| io_error(&self.journal_path, "cannot remove", e))
         });
         match removed {
             Ok(()) => {
@@ -147,7 +147,7 @@ impl DriverIo for MmapDriver {
         store
             .file(&self.path)?
             .sync_data()
-            .map_err(|e| io_error(&self.path, "cannot sync", &e))?;
+            .map_err(|e| io_error(&self.path, "cannot sync", e))?;
         // Unmap before the file can shrink: with the exclusive lock held and
         // no mapping left, nothing can touch a page past the new end.
         let old_len = store.len;
@@ -162,10 +162,10 @@ impl DriverIo for MmapDriver {
                     file.set_len(target)
                 }
             })
-            .map_err(|e| io_error(&self.path, "cannot truncate", &e));
+            .map_err(|e| io_error(&self.path, "cannot truncate", e));
         let len_now = if resized.is_ok() { target } else { old_len };
         let mapped =
-            Mapping::read_only(file, len_now).map_err(|e| io_error(&self.path, "cannot map", &e));
+            Mapping::read_only(file, len_now).map_err(|e| io_error(&self.path, "cannot map", e));
         match (resized, mapped) {
             (Ok(()), Ok(map)) => store.install(map, len_now),
             (Err(e), mapped) => {
@@ -229,7 +229,7 @@ impl DriverIo for MmapDriver {
             // Bytes rewritten in place since the commit are journaled as
             // durable below: make them so.
             file.sync_data()
-                .map_err(|e| io_error(&self.path, "cannot sync", &e))?;
+                .map_err(|e| io_error(&self.path, "cannot sync", e))?;
             // Only the ranges that hold data, cut to the file.
             let mut ranges = available.clone();
             ranges.remove(store.len..u64::MAX);
@@ -237,7 +237,7 @@ impl DriverIo for MmapDriver {
             // The last step that can fail: it leaves the journal that was
             // there (none, or an unsynced commit's) when it does.
             let journal = Journal::create(&self.journal_path, ranges.iter())
-                .map_err(|e| io_error(&self.journal_path, "cannot write", &e))?;
+                .map_err(|e| io_error(&self.journal_path, "cannot write", e))?;
             Ok(Checkpoints::new(data, journal))
         })();
         match started {
@@ -298,7 +298,7 @@ impl DriverIo for MmapDriver {
         };
         let (checkpoints, flushed) = checkpoints.flush();
         *slot = Some(checkpoints);
-        flushed.map_err(|e| io_error(&self.path, "cannot sync", &e))
+        flushed.map_err(|e| io_error(&self.path, "cannot sync", e))
     }
 
     fn write_at(&self, offset: u64, data: &[u8], committed: bool) -> StorageResult<()> {

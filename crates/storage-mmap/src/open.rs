@@ -33,7 +33,7 @@ fn matches_replacement(path: &std::path::Path, len: u64, mark: journal::Replacem
 
 fn not_a_regular_file(path: &std::path::Path) -> storage_core::StorageError {
     let error = io::Error::new(io::ErrorKind::InvalidInput, "not a regular file");
-    io_error(path, "cannot open", &error)
+    io_error(path, "cannot open", error)
 }
 
 /// The length of the regular file at `path`, `None` when there is none.
@@ -41,12 +41,12 @@ fn length_of(path: &std::path::Path) -> StorageResult<Option<u64>> {
     match fs::metadata(path) {
         Ok(meta) if meta.is_dir() => {
             let error = io::Error::new(io::ErrorKind::IsADirectory, "is a directory");
-            Err(io_error(path, "cannot open", &error))
+            Err(io_error(path, "cannot open", error))
         }
         Ok(meta) if !meta.is_file() => Err(not_a_regular_file(path)),
         Ok(meta) => Ok(Some(meta.len())),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(io_error(path, "cannot inspect", &e)),
+        Err(e) => Err(io_error(path, "cannot inspect", e)),
     }
 }
 
@@ -60,14 +60,14 @@ fn read_journal(
     writer: bool,
 ) -> StorageResult<Option<journal::Contents>> {
     let journal =
-        journal::read(journal_path).map_err(|e| io_error(journal_path, "cannot read", &e))?;
+        journal::read(journal_path).map_err(|e| io_error(journal_path, "cannot read", e))?;
     if let (Some(len), Some(contents)) = (existing, &journal)
         && let Some(mark) = contents.replacement
         && matches_replacement(path, len, mark)
     {
         if writer {
             journal::remove_if_present(journal_path)
-                .map_err(|e| io_error(journal_path, "cannot remove", &e))?;
+                .map_err(|e| io_error(journal_path, "cannot remove", e))?;
         }
         return Ok(None);
     }
@@ -87,7 +87,7 @@ impl Driver for MmapDriver {
         let journal_path = journal::path_for(&path);
         let writer = mode != OpenMode::ReadOnly;
         let journal = read_journal(&path, &journal_path, existing, writer)?;
-        let journal_error = |e: io::Error| io_error(&journal_path, "cannot write", &e);
+        let journal_error = |e: io::Error| io_error(&journal_path, "cannot write", e);
         let mut checkpoints = None;
         let (store, state) = match (existing, journal) {
             (None, _) if !writer => (Store::missing(), committed(0)),

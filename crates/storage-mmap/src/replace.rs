@@ -25,7 +25,7 @@ fn guard_current(path: &Path) -> StorageResult<Option<File>> {
     let file = match File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_error(path, "cannot open", &e)),
+        Err(e) => return Err(io_error(path, "cannot open", e)),
     };
     lock(&file, path, Held::Shared)?;
     Ok(Some(file))
@@ -64,7 +64,7 @@ pub(crate) fn replace(
         .parent()
         .filter(|dir| !dir.as_os_str().is_empty())
         .unwrap_or_else(|| Path::new("."));
-    let context = |what: &str, e: std::io::Error| io_error(path, what, &e);
+    let context = |what: &'static str, e: std::io::Error| io_error(path, what, e);
     fs::create_dir_all(dir).map_err(|e| context("cannot create the directory of", e))?;
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     // Deleted on every early return until `persist`.
@@ -99,7 +99,7 @@ pub(crate) fn replace(
     };
     if idle_journal {
         journal::mark_existing(&driver.journal_path, mark)
-            .map_err(|e| io_error(&driver.journal_path, "cannot write", &e))?;
+            .map_err(|e| io_error(&driver.journal_path, "cannot write", e))?;
     }
     let stopped = if active {
         let Some(checkpoints) = driver.checkpoints.lock().take() else {
@@ -114,7 +114,7 @@ pub(crate) fn replace(
         };
         if let Err(e) = journal.mark_replacement(mark) {
             *driver.checkpoints.lock() = Some(Checkpoints::resume(data_file, journal, pending));
-            return Err(io_error(&driver.journal_path, "cannot write", &e));
+            return Err(io_error(&driver.journal_path, "cannot write", e));
         }
         Some((journal, pending, data_file))
     } else {

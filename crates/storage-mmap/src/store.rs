@@ -46,11 +46,8 @@ pub(crate) struct Store {
 }
 
 /// A `StorageError::Io` that names the operation and the path.
-pub(crate) fn io_error(path: &Path, what: &str, error: &io::Error) -> StorageError {
-    StorageError::Io(io::Error::new(
-        error.kind(),
-        format!("{what} {}: {error}", path.display()),
-    ))
+pub(crate) fn io_error(path: &Path, what: &'static str, error: io::Error) -> StorageError {
+    StorageError::io(what, path, error)
 }
 
 pub(crate) fn open_file(path: &Path, writable: bool) -> StorageResult<File> {
@@ -58,7 +55,7 @@ pub(crate) fn open_file(path: &Path, writable: bool) -> StorageResult<File> {
         .read(true)
         .write(writable)
         .open(path)
-        .map_err(|e| io_error(path, "cannot open", &e))
+        .map_err(|e| io_error(path, "cannot open", e))
 }
 
 /// How an existing file is opened.
@@ -84,7 +81,7 @@ fn open_with(path: &Path, access: Access) -> StorageResult<(File, bool)> {
                     e.kind(),
                     io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem
                 ) => {}
-            Err(e) => return Err(io_error(path, "cannot open", &e)),
+            Err(e) => return Err(io_error(path, "cannot open", e)),
         }
     }
     Ok((open_file(path, false)?, false))
@@ -105,7 +102,7 @@ pub(crate) fn lock(file: &File, path: &Path, kind: Held) -> StorageResult<()> {
         Err(Refused::Conflict) => Err(StorageError::Locked {
             path: path.to_path_buf(),
         }),
-        Err(Refused::Io(e)) => Err(io_error(path, "cannot lock", &e)),
+        Err(Refused::Io(e)) => Err(io_error(path, "cannot lock", e)),
     }
 }
 
@@ -117,7 +114,7 @@ fn same_file(a: &File, b: &File, path: &Path) -> StorageResult<bool> {
     let inspect = |file: &File| {
         file.metadata()
             .map(|meta| (meta.dev(), meta.ino()))
-            .map_err(|e| io_error(path, "cannot inspect", &e))
+            .map_err(|e| io_error(path, "cannot inspect", e))
     };
     Ok(inspect(a)? == inspect(b)?)
 }
@@ -135,11 +132,11 @@ pub(crate) fn is_at_path(file: &File, path: &Path) -> StorageResult<bool> {
     let at_path = match fs::metadata(path) {
         Ok(meta) => meta,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(io_error(path, "cannot inspect", &e)),
+        Err(e) => return Err(io_error(path, "cannot inspect", e)),
     };
     let held = file
         .metadata()
-        .map_err(|e| io_error(path, "cannot inspect", &e))?;
+        .map_err(|e| io_error(path, "cannot inspect", e))?;
     Ok((held.dev(), held.ino()) == (at_path.dev(), at_path.ino()))
 }
 
@@ -149,8 +146,8 @@ pub(crate) fn is_at_path(_file: &File, _path: &Path) -> StorageResult<bool> {
     Ok(true)
 }
 
-fn refused(path: &Path, kind: io::ErrorKind, why: String, what: &str) -> StorageError {
-    io_error(path, what, &io::Error::new(kind, why))
+fn refused(path: &Path, kind: io::ErrorKind, why: String, what: &'static str) -> StorageError {
+    io_error(path, what, io::Error::new(kind, why))
 }
 
 impl Store {
@@ -174,13 +171,13 @@ impl Store {
         lock(&file, path, held)?;
         let meta = file
             .metadata()
-            .map_err(|e| io_error(path, "cannot inspect", &e))?;
+            .map_err(|e| io_error(path, "cannot inspect", e))?;
         if !meta.is_file() {
             let error = io::Error::new(io::ErrorKind::InvalidInput, "not a regular file");
-            return Err(io_error(path, "cannot open", &error));
+            return Err(io_error(path, "cannot open", error));
         }
         let len = meta.len();
-        let map = Mapping::read_only(&file, len).map_err(|e| io_error(path, "cannot map", &e))?;
+        let map = Mapping::read_only(&file, len).map_err(|e| io_error(path, "cannot map", e))?;
         Ok(Self {
             file: Some(file),
             file_writable,
@@ -203,7 +200,7 @@ impl Store {
     ) -> StorageResult<Self> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             fs::create_dir_all(parent)
-                .map_err(|e| io_error(parent, "cannot create directory", &e))?;
+                .map_err(|e| io_error(parent, "cannot create directory", e))?;
         }
         let mut options = OpenOptions::new();
         options.read(true).write(true);
@@ -212,17 +209,17 @@ impl Store {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => (
                 options
                     .open(path)
-                    .map_err(|e| io_error(path, "cannot open", &e))?,
+                    .map_err(|e| io_error(path, "cannot open", e))?,
                 false,
             ),
-            Err(e) => return Err(io_error(path, "cannot create", &e)),
+            Err(e) => return Err(io_error(path, "cannot create", e)),
         };
         lock(&file, path, Held::Exclusive)?;
         // Ours now: whatever fails from here on is undone.
         let made = (|| {
             let meta = file
                 .metadata()
-                .map_err(|e| io_error(path, "cannot inspect", &e))?;
+                .map_err(|e| io_error(path, "cannot inspect", e))?;
             if meta.len() > 0 {
                 // Another opener filled it between our look and our lock.
                 return Err(StorageError::Locked {
@@ -230,8 +227,8 @@ impl Store {
                 });
             }
             before_growth()?;
-            space::grow(&file, 0, len).map_err(|e| io_error(path, "cannot size", &e))?;
-            Mapping::read_only(&file, len).map_err(|e| io_error(path, "cannot map", &e))
+            space::grow(&file, 0, len).map_err(|e| io_error(path, "cannot size", e))?;
+            Mapping::read_only(&file, len).map_err(|e| io_error(path, "cannot map", e))
         })();
         match made {
             Ok(map) => Ok(Self {
@@ -257,7 +254,7 @@ impl Store {
     pub(crate) fn file(&self, path: &Path) -> StorageResult<&File> {
         self.file.as_ref().ok_or_else(|| {
             let error = io::Error::new(io::ErrorKind::NotFound, "no backing file");
-            io_error(path, "cannot write", &error)
+            io_error(path, "cannot write", error)
         })
     }
 
@@ -302,7 +299,7 @@ impl Store {
         }
         let on_disk = file
             .metadata()
-            .map_err(|e| io_error(path, "cannot inspect", &e))?
+            .map_err(|e| io_error(path, "cannot inspect", e))?
             .len();
         if on_disk < self.len {
             let why = format!(
@@ -345,14 +342,13 @@ impl Store {
         let new_len = match space::grow(file, self.len, doubled) {
             Ok(()) => doubled,
             Err(_) if doubled > end => {
-                space::grow(file, self.len, end).map_err(|e| io_error(path, "cannot grow", &e))?;
+                space::grow(file, self.len, end).map_err(|e| io_error(path, "cannot grow", e))?;
                 end
             }
-            Err(e) => return Err(io_error(path, "cannot grow", &e)),
+            Err(e) => return Err(io_error(path, "cannot grow", e)),
         };
         // The old mapping stays valid: the file only grew.
-        let map =
-            Mapping::read_only(file, new_len).map_err(|e| io_error(path, "cannot map", &e))?;
+        let map = Mapping::read_only(file, new_len).map_err(|e| io_error(path, "cannot map", e))?;
         Ok((map, new_len))
     }
 

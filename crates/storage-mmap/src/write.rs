@@ -63,7 +63,7 @@ impl MmapDriver {
             Exclusion::Exclusive => write_all_at(self.write().file(&self.path)?, data, offset),
             Exclusion::Shared => write_all_at(self.read().file(&self.path)?, data, offset),
         };
-        written.map_err(|e| io_error(&self.path, "cannot write", &e))?;
+        written.map_err(|e| io_error(&self.path, "cannot write", e))?;
         self.extent.fetch_max(end, Ordering::AcqRel);
         if let Some(checkpoints) = self.checkpoints.lock().as_mut() {
             checkpoints.record(offset..end);
@@ -82,7 +82,7 @@ impl MmapDriver {
         let was_exclusive = store.held == Held::Exclusive;
         store.acquire_exclusive(&self.path)?;
         let written = write_all_at(store.file(&self.path)?, data, offset)
-            .map_err(|e| io_error(&self.path, "cannot write", &e));
+            .map_err(|e| io_error(&self.path, "cannot write", e));
         if !was_exclusive {
             store.release_to_shared(&self.path);
         }
