@@ -56,6 +56,43 @@ pub fn crates(root: &Path) -> Vec<CrateDir> {
     found
 }
 
+/// A driver crate and the facade feature that enables it, declared in the
+/// driver's manifest as `[package.metadata.storage] facade-feature = "…"`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Driver {
+    /// The package name.
+    pub name: String,
+    /// The facade's feature for it.
+    pub feature: String,
+}
+
+/// The drivers of `metadata`'s workspace, from their manifests.
+pub fn drivers_in(metadata: &cargo_metadata::Metadata) -> Vec<Driver> {
+    let mut drivers: Vec<Driver> = metadata
+        .workspace_packages()
+        .into_iter()
+        .filter_map(|package| {
+            let feature = package.metadata.get("storage")?.get("facade-feature")?;
+            Some(Driver {
+                name: package.name.to_string(),
+                feature: feature.as_str()?.to_owned(),
+            })
+        })
+        .collect();
+    drivers.sort_by(|a, b| a.name.cmp(&b.name));
+    drivers
+}
+
+/// The drivers of the workspace at `root` (empty if it cannot be read).
+pub fn drivers(root: &Path) -> Vec<Driver> {
+    cargo_metadata::MetadataCommand::new()
+        .manifest_path(root.join("Cargo.toml"))
+        .no_deps()
+        .exec()
+        .map(|metadata| drivers_in(&metadata))
+        .unwrap_or_default()
+}
+
 /// Every `.rs` file below `dir`, skipping `target`.
 pub fn rust_files(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();

@@ -3,7 +3,7 @@
 //! `wait_range` / `contains_range` hit, and a 1 KiB `write_at`.
 //!
 //! `cargo bench -p storage-mmap --bench micro`. The throughput workloads,
-//! latencies and the summary table are in `benches/workloads`.
+//! latencies and the summary table are in the facade's `benches/workloads`.
 
 use std::{hint::black_box, os::unix::fs::FileExt};
 

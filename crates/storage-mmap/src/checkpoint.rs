@@ -12,7 +12,10 @@ use std::{
 use parking_lot::{Condvar, Mutex};
 use storage_core::RangeSet;
 
-use crate::journal::{CHECKPOINT_BYTES, Journal};
+use crate::journal::Journal;
+
+/// Bytes written between two checkpoints (fdatasync + journal record).
+pub const CHECKPOINT_BYTES: u64 = 8 << 20;
 
 /// Ranges written since the last checkpoint, in write order (merged only at
 /// the checkpoint, off the writer's path).

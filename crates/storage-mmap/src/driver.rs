@@ -23,10 +23,6 @@ use crate::{
     write::Exclusion,
 };
 
-/// Size of a new file when `MmapOptions::initial_len` is `None`, and the
-/// smallest size growth goes to.
-pub const DEFAULT_INITIAL_LEN: u64 = 64 * 1024;
-
 /// The file-backed driver behind `MmapResource`.
 ///
 /// # Safety

@@ -28,8 +28,6 @@ use std::{
 
 use storage_core::RangeSet;
 
-/// Bytes written between two checkpoints (fdatasync + journal record).
-pub const CHECKPOINT_BYTES: u64 = 8 << 20;
 const MAGIC: &[u8; 8] = b"STJRNL01";
 const RECORD_HEADER: usize = 8;
 const RANGE_BYTES: usize = 16;
@@ -89,7 +87,9 @@ pub(crate) fn parse(bytes: &[u8]) -> Contents {
     while let Some(header) = bytes.get(at..at + RECORD_HEADER) {
         let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
         let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
-        let Some(payload) = bytes.get(at + RECORD_HEADER..at + RECORD_HEADER + len) else {
+        // Checked: a corrupt length may be anything up to `u32::MAX`.
+        let payload_end = (at + RECORD_HEADER).checked_add(len);
+        let Some(payload) = payload_end.and_then(|end| bytes.get(at + RECORD_HEADER..end)) else {
             break; // torn: the record is cut short
         };
         if crc32fast::hash(payload) != crc {
@@ -343,6 +343,45 @@ mod tests {
         // A torn mark is ignored, like any torn record.
         let torn = journal_of(&[&[0..10]]).len() + 10;
         assert_eq!(parse(&bytes[..torn]).replacement, None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_parse_without_panicking(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..256)) {
+            let contents = parse(&bytes);
+            proptest::prop_assert!(contents.valid_len <= bytes.len() as u64);
+            // With the magic in front, still no panic, and nothing past
+            // the valid prefix counts.
+            let mut journal = MAGIC.to_vec();
+            journal.extend_from_slice(&bytes);
+            let contents = parse(&journal);
+            let valid = usize::try_from(contents.valid_len).unwrap();
+            proptest::prop_assert_eq!(parse(&journal[..valid]), contents);
+        }
+
+        #[test]
+        fn any_prefix_of_a_valid_journal_names_a_subset_of_its_ranges(
+            records in proptest::collection::vec(
+                proptest::collection::vec((0u64..1_000, 1u64..100), 1..4), 0..6),
+            cut in proptest::num::usize::ANY,
+        ) {
+            let ranges: Vec<Vec<Range<u64>>> = records
+                .iter()
+                .map(|record| record.iter().map(|&(start, len)| start..start + len).collect())
+                .collect();
+            let mut bytes = MAGIC.to_vec();
+            for record in &ranges {
+                bytes.extend(encode(record.iter()));
+            }
+            let whole = parse(&bytes).ranges;
+            let prefix = parse(&bytes[..cut % (bytes.len() + 1)]).ranges;
+            for range in prefix.iter() {
+                proptest::prop_assert!(
+                    whole.overlapping(range).any(|r| r.start <= range.start && r.end >= range.end),
+                    "{range:?} is not in the whole journal"
+                );
+            }
+        }
     }
 
     #[test]

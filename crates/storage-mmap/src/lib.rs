@@ -49,8 +49,9 @@ mod write;
 
 use std::path::PathBuf;
 
-pub use driver::{DEFAULT_INITIAL_LEN, MmapDriver};
-pub use journal::CHECKPOINT_BYTES;
+pub use checkpoint::CHECKPOINT_BYTES;
+pub use driver::MmapDriver;
+pub use space::DEFAULT_INITIAL_LEN;
 use storage_core::Resource;
 
 /// How [`MmapDriver`] opens its file.

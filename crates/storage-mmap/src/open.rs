@@ -8,8 +8,9 @@ use storage_core::{Driver, DriverState, RangeSet, StorageResult};
 use crate::{
     MmapDriver, MmapOptions, OpenMode,
     checkpoint::Checkpoints,
-    driver::{DEFAULT_INITIAL_LEN, second_handle},
+    driver::second_handle,
     journal::{self, Journal},
+    space::DEFAULT_INITIAL_LEN,
     store::{Access, Held, Store, io_error},
 };
 

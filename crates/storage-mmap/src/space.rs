@@ -8,6 +8,10 @@
 
 use std::{fs::File, io};
 
+/// Size of a new file when `MmapOptions::initial_len` is `None`, and the
+/// smallest size growth goes to.
+pub const DEFAULT_INITIAL_LEN: u64 = 64 * 1024;
+
 /// Extends `file` from `old_len` to `new_len` bytes with the blocks reserved.
 ///
 /// On failure the file is cut back to `old_len` and the error says why.

@@ -9,10 +9,9 @@ use std::{
 use storage_core::{StorageError, StorageResult};
 
 use crate::{
-    driver::DEFAULT_INITIAL_LEN,
     lock::{self, Refused},
     map::Mapping,
-    space,
+    space::{self, DEFAULT_INITIAL_LEN},
 };
 
 /// The advisory lock a store holds on its file.

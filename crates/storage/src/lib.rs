@@ -52,8 +52,8 @@ mod unified;
 #[cfg(any(feature = "mmap", feature = "mem"))]
 pub use atomic::Atomic;
 pub use storage_core::{
-    AvailabilityObserver, CancellationToken, DefaultOpen, Driver, DriverIo, DriverState, RangeSet,
-    RangeTracker, Resource, ResourceCursor, ResourceExt, ResourceStatus, StorageError,
+    AvailabilityObserver, CancellationToken, DefaultOpen, Driver, DriverIo, DriverState, IoFailure,
+    RangeSet, RangeTracker, Resource, ResourceCursor, ResourceExt, ResourceStatus, StorageError,
     StorageResult, WaitOutcome,
 };
 #[cfg(feature = "mem")]

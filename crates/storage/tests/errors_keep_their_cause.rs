@@ -52,6 +52,15 @@ fn a_missing_directory_reaches_the_caller_as_not_a_directory() {
     assert!(err.source().and_then(|e| e.source()).is_some(), "{err}");
 }
 
+/// Takes the immutable flag off again, even when an assertion fails.
+struct Thaw<'a>(&'a Path);
+
+impl Drop for Thaw<'_> {
+    fn drop(&mut self) {
+        let _ = Command::new("chattr").arg("-i").arg(self.0).status();
+    }
+}
+
 #[cfg(unix)]
 #[test]
 fn a_permission_error_reaches_the_caller_as_permission_denied() {
@@ -62,29 +71,22 @@ fn a_permission_error_reaches_the_caller_as_permission_denied() {
     fs::write(&path, b"committed").unwrap();
     // Not writable for this process: immutable as root, read-only otherwise.
     let root = fs::metadata(&path).unwrap().uid() == 0;
-    if root {
+    let _thaw = root.then(|| {
         let status = Command::new("chattr")
             .arg("+i")
             .arg(&path)
             .status()
             .unwrap();
         assert!(status.success(), "chattr +i failed");
-    } else {
+        Thaw(&path)
+    });
+    if !root {
         fs::set_permissions(&path, fs::Permissions::from_mode(0o444)).unwrap();
     }
-    let outcome = (|| {
-        // A committed file opens for reading when it cannot be written...
-        let r = open(&path, OpenMode::Auto).unwrap();
-        assert_eq!(r.len(), Some(9));
-        // ...and saying it cannot be written comes when writing is asked for.
-        r.reactivate().unwrap_err()
-    })();
-    if root {
-        Command::new("chattr")
-            .arg("-i")
-            .arg(&path)
-            .status()
-            .unwrap();
-    }
-    assert_cause(&outcome, ErrorKind::PermissionDenied, &path);
+    // A committed file opens for reading when it cannot be written...
+    let r = open(&path, OpenMode::Auto).unwrap();
+    assert_eq!(r.len(), Some(9));
+    // ...and saying it cannot be written comes when writing is asked for.
+    let err = r.reactivate().unwrap_err();
+    assert_cause(&err, ErrorKind::PermissionDenied, &path);
 }

@@ -6,8 +6,8 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use super::Finding;
 use crate::{
-    audit::Finding,
     checks::{commands, layering, reexports, sources},
     workspace::default_root,
 };
@@ -112,6 +112,40 @@ fn storage_core_depending_on_a_driver_is_caught() {
     // A cycle: cargo metadata itself refuses, and the check fails with it.
     let failures = layering::check(scratch.root()).failures;
     assert!(!failures.is_empty());
+}
+
+#[test]
+fn a_driver_depending_on_another_driver_for_its_benches_is_caught() {
+    let scratch = Scratch::new();
+    scratch.edit("crates/storage-mmap/Cargo.toml", |text| {
+        text.replace(
+            "[dev-dependencies]\n",
+            "[dev-dependencies]\nstorage-mem.workspace = true\n",
+        )
+    });
+    let failures = layering::check(scratch.root()).failures;
+    assert!(
+        mentions(
+            &failures,
+            "crates/storage-mmap/Cargo.toml",
+            "depends on `storage-mem`"
+        ),
+        "{failures:?}"
+    );
+}
+
+#[test]
+fn a_new_driver_is_found_from_its_manifest() {
+    let scratch = Scratch::new();
+    // A driver that forgets its place: the audit knows it by its metadata.
+    scratch.edit("crates/storage-mem/Cargo.toml", |text| {
+        text.replace("facade-feature = \"mem\"", "facade-feature = \"memory\"")
+    });
+    let failures = layering::check(scratch.root()).failures;
+    assert!(
+        mentions(&failures, "crates/storage/Cargo.toml", "feature `memory`"),
+        "{failures:?}"
+    );
 }
 
 #[test]

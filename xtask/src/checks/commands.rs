@@ -2,7 +2,7 @@
 
 use std::{path::Path, process::Command};
 
-use crate::audit::{Finding, Outcome};
+use super::{Finding, Outcome};
 
 /// The output of a finished command.
 struct Ran {
@@ -89,23 +89,20 @@ pub fn format(root: &Path) -> Outcome {
 
 /// 2. clippy with `-D warnings` on all targets, for each driver feature set.
 pub fn lints(root: &Path) -> Outcome {
-    let sets: [&[&str]; 3] = [
-        &["--workspace"],
-        &[
+    let features: Vec<String> = crate::workspace::drivers(root)
+        .into_iter()
+        .map(|driver| driver.feature)
+        .collect();
+    let mut sets: Vec<Vec<&str>> = vec![vec!["--workspace"]];
+    for feature in &features {
+        sets.push(vec![
             "-p",
             "storage",
             "--no-default-features",
             "--features",
-            "mem",
-        ],
-        &[
-            "-p",
-            "storage",
-            "--no-default-features",
-            "--features",
-            "mmap",
-        ],
-    ];
+            feature,
+        ]);
+    }
     let mut failures = Vec::new();
     for set in sets {
         let mut args = vec![
@@ -114,7 +111,7 @@ pub fn lints(root: &Path) -> Outcome {
             "--all-targets",
             "--message-format=short",
         ];
-        args.extend_from_slice(set);
+        args.extend_from_slice(&set);
         args.extend_from_slice(&["--", "-D", "warnings"]);
         failures.extend(run_expecting_success(root, &args, &[]));
     }
@@ -129,7 +126,16 @@ pub const NO_DRIVER_MESSAGE: &str = "the `storage` crate needs a driver";
 ///    with its `compile_error!` message with none.
 pub fn features(root: &Path) -> Outcome {
     let mut failures = Vec::new();
-    for features in ["mem", "mmap", "mem,mmap"] {
+    let mut sets: Vec<String> = crate::workspace::drivers(root)
+        .into_iter()
+        .map(|driver| driver.feature)
+        .collect();
+    if sets.is_empty() {
+        failures.push(Finding::new("Cargo.toml", "no driver found"));
+    }
+    sets.push(sets.join(","));
+    for features in &sets {
+        let features = features.as_str();
         let args = [
             "check",
             "--quiet",

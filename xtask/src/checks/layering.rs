@@ -7,12 +7,10 @@ use std::{
 
 use cargo_metadata::{DependencyKind, Metadata, MetadataCommand, Package, PackageId};
 
-use crate::audit::{Finding, Outcome};
+use super::{Finding, Outcome};
 
 const CORE: &str = "storage-core";
 const FACADE: &str = "storage";
-/// Each driver and the facade feature that must be the only way to it.
-const DRIVERS: [(&str, &str); 2] = [("storage-mem", "mem"), ("storage-mmap", "mmap")];
 /// Crates the core must not pull in, even indirectly.
 const FORBIDDEN_IN_CORE: [&str; 2] = ["memmap2", "tempfile"];
 
@@ -68,13 +66,25 @@ pub fn findings(metadata: &Metadata) -> Vec<Finding> {
         findings.push(Finding::new("Cargo.toml", format!("no `{CORE}` member")));
     }
 
-    for (driver, feature) in DRIVERS {
+    // Each driver (declared in its manifest, see `workspace::drivers_in`)
+    // and the facade feature that must be the only way to it.
+    let drivers = crate::workspace::drivers_in(metadata);
+    if drivers.is_empty() {
+        findings.push(Finding::new(
+            "Cargo.toml",
+            "no driver declares `[package.metadata.storage] facade-feature`",
+        ));
+    }
+    for crate::workspace::Driver { name, feature } in &drivers {
+        let (driver, feature) = (name.as_str(), feature.as_str());
         let Some(package) = by_name.get(driver) else {
             continue;
         };
+        // Not even for tests or benches: what needs two drivers lives in
+        // the facade.
         for dep in &package.dependencies {
             let internal = member_names.contains(dep.name.as_str());
-            if internal && dep.name != CORE && dep.kind != DependencyKind::Development {
+            if internal && dep.name != CORE {
                 findings.push(Finding::new(
                     manifest(package, root),
                     format!(

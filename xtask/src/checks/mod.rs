@@ -2,6 +2,7 @@
 //! plain functions of the workspace root, also run as `#[test]`s.
 
 pub mod commands;
+mod finding;
 pub mod layering;
 pub mod reexports;
 pub mod sources;
@@ -11,7 +12,7 @@ mod bites;
 
 use std::path::Path;
 
-use crate::audit::Outcome;
+pub use finding::{Finding, Outcome};
 
 /// `cargo doc` with warnings denied, plus the file-level rules: READMEs of
 /// substance, a `//!` line opening every file, and file sizes.

@@ -9,10 +9,8 @@ use std::{
 
 use syn::{Item, UseTree, Visibility, spanned::Spanned};
 
-use crate::{
-    audit::{Finding, Outcome},
-    workspace::{self, relative},
-};
+use super::{Finding, Outcome};
+use crate::workspace::{self, relative};
 
 const FACADE_DIR: &str = "crates/storage";
 /// The crates whose public items the facade must re-export.

@@ -3,10 +3,8 @@
 
 use std::{fs, path::Path};
 
-use crate::{
-    audit::{Finding, Outcome},
-    workspace::{self, relative},
-};
+use super::{Finding, Outcome};
+use crate::workspace::{self, relative};
 
 /// The one crate allowed `unsafe`.
 pub const UNSAFE_CRATE: &str = "storage-mmap";

@@ -9,9 +9,9 @@ use std::{
     cell::Cell,
 };
 
-use storage_core::{CancellationToken, ResourceExt, WaitOutcome};
-use storage_mem::{MemOptions, MemResource};
-use storage_mmap::{MmapOptions, MmapResource};
+use storage::{CancellationToken, ResourceExt, WaitOutcome};
+use storage::{MemOptions, MemResource};
+use storage::{MmapOptions, MmapResource};
 
 /// Counts allocations made by the current thread.
 struct Counting;

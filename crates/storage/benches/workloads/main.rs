@@ -1,7 +1,7 @@
 //! The benchmark suite: every workload of the contract's performance table
 //! next to its raw baseline, measured in the same run, reported as ratios.
 //!
-//! `cargo bench -p storage-mmap --bench workloads` (or `cargo xtask bench`) prints
+//! `cargo bench -p storage --bench workloads` (or `cargo xtask bench`) prints
 //! a markdown table of medians; `-- --quick` runs fewer rounds.
 
 #![allow(
@@ -18,9 +18,9 @@ mod raw;
 use std::{path::Path, sync::Arc, thread, time::Instant};
 
 use measure::{Table, median, shuffled, xorshift};
-use storage_core::{CancellationToken, ResourceExt, WaitOutcome};
-use storage_mem::MemResource;
-use storage_mmap::{MmapOptions, MmapResource, OpenMode};
+use storage::MemResource;
+use storage::{CancellationToken, ResourceExt, WaitOutcome};
+use storage::{MmapOptions, MmapResource, OpenMode};
 
 const MIB: usize = 1 << 20;
 const CHUNK: usize = 64 * 1024;

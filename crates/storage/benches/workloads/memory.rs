@@ -2,8 +2,8 @@
 
 use std::{sync::Arc, time::Instant};
 
-use storage_core::{CancellationToken, ResourceExt};
-use storage_mem::{MemOptions, MemResource};
+use storage::{CancellationToken, ResourceExt};
+use storage::{MemOptions, MemResource};
 
 use super::{
     CHUNK, Config, MIB, Reader, out_of_order, pipe, random_reads, raw, sequential_reads,
