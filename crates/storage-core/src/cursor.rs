@@ -33,28 +33,8 @@ use crate::{ResourceExt, StorageError, WaitOutcome};
 /// use std::io::{Read, Seek, SeekFrom};
 ///
 /// use storage_core::{ResourceCursor, ResourceExt};
-/// # use storage_core::{DefaultOpen, Driver, DriverIo, DriverState, Resource, StorageResult};
-/// # use std::{path::Path, sync::Mutex};
-/// # #[derive(Default)] struct VecDriver(Mutex<Vec<u8>>);
-/// # impl DriverIo for VecDriver {
-/// #   fn commit(&self, n: Option<u64>) -> StorageResult<()> {
-/// #     if let Some(n) = n { self.0.lock().unwrap().resize(n as usize, 0) } Ok(()) }
-/// #   fn path(&self) -> Option<&Path> { None }
-/// #   fn reactivate(&self) -> StorageResult<()> { Ok(()) }
-/// #   fn read_at(&self, off: u64, buf: &mut [u8], end: u64) -> StorageResult<usize> {
-/// #     let v = self.0.lock().unwrap(); let end = (end as usize).min(v.len());
-/// #     let off = (off as usize).min(end); let n = buf.len().min(end - off);
-/// #     buf[..n].copy_from_slice(&v[off..off + n]); Ok(n) }
-/// #   fn storage_len(&self) -> u64 { self.0.lock().unwrap().len() as u64 }
-/// #   fn write_at(&self, off: u64, data: &[u8], _: bool) -> StorageResult<()> {
-/// #     let mut v = self.0.lock().unwrap(); let end = off as usize + data.len();
-/// #     if v.len() < end { v.resize(end, 0) } v[off as usize..end].copy_from_slice(data); Ok(()) }
-/// # }
-/// # impl Driver for VecDriver { type Options = ();
-/// #   fn open(_: ()) -> StorageResult<(Self, DriverState)> { Ok(Self::open_default()) } }
-/// # impl DefaultOpen for VecDriver {
-/// #   fn open_default() -> (Self, DriverState) { (Self::default(), DriverState::default()) } }
-/// # let resource = Resource::<VecDriver>::new(storage_core::CancellationToken::new());
+/// # use storage_core::testing::ReferenceResource;
+/// # let resource = ReferenceResource::new(storage_core::CancellationToken::new());
 /// resource.write_all(b"RIFF....WAVE")?;
 /// let mut cursor = ResourceCursor::new(resource);
 /// cursor.seek(SeekFrom::Start(8))?;

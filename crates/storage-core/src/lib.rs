@@ -14,6 +14,13 @@
 //! the resource's [`CancellationToken`] — no polling, no timer.
 //!
 //! This crate holds no driver, does no file I/O and contains no `unsafe`.
+//!
+//! # Feature flags
+//!
+//! - `testing`: the behaviour suite a driver runs with one macro call
+//!   (`behaviour_suite!`, see [`testing`]). For tests (a dev-dependency);
+//!   it pulls `proptest`, `tokio` and `futures-executor`. The module's
+//!   helpers and its reference driver are there without the feature.
 
 #![forbid(unsafe_code)]
 
@@ -23,6 +30,7 @@ mod driver;
 mod error;
 mod ext;
 mod resource;
+pub mod testing;
 mod tracker;
 mod waiters;
 

@@ -25,7 +25,7 @@ impl Harness for Mem {
     }
 }
 
-support::suite::behaviour_suite!(Mem);
+storage_core::behaviour_suite!(Mem);
 
 /// `Atomic` delegates every method: the same suite through it.
 mod through_atomic {
@@ -51,5 +51,5 @@ mod through_atomic {
         }
     }
 
-    support::suite::behaviour_suite!(AtomicMem);
+    storage_core::behaviour_suite!(AtomicMem);
 }

@@ -79,10 +79,10 @@ impl Harness for UnifiedMmap {
     }
 }
 
-support::suite::behaviour_suite!(Mmap::new());
+storage_core::behaviour_suite!(Mmap::new());
 
 mod through_storage_resource {
     use super::*;
 
-    support::suite::behaviour_suite!(UnifiedMmap(Mmap::new()));
+    storage_core::behaviour_suite!(UnifiedMmap(Mmap::new()));
 }

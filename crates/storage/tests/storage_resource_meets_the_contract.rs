@@ -27,4 +27,4 @@ impl Harness for UnifiedMem {
     }
 }
 
-support::suite::behaviour_suite!(UnifiedMem);
+storage_core::behaviour_suite!(UnifiedMem);

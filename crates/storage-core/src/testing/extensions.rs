@@ -1,6 +1,11 @@
 //! Behaviours beyond the seed, run against every driver: timed and async
 //! waits, interrupts, and the `Read + Seek` cursor.
 
+#![allow(
+    missing_docs,
+    reason = "each case is named for what it checks; the macro is the API"
+)]
+
 use std::{
     io::{self, Read, Seek, SeekFrom},
     sync::{
@@ -12,7 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use storage::{
+use crate::{
     CancellationToken, ResourceCursor, ResourceExt, ResourceStatus, StorageError, WaitOutcome,
 };
 

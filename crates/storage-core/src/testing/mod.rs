@@ -1,0 +1,302 @@
+//! The behaviour suite every driver must pass, for driver authors (feature
+//! `testing`), and a reference driver (always here: the examples use it).
+//!
+//! A driver proves itself with one macro call in a test file: implement
+//! [`Harness`] (how to open a fresh, empty, active resource, and how many
+//! waiters are parked), then call [`behaviour_suite!`](crate::behaviour_suite).
+//! It expands to one `#[test]` per line of the contract (ranges, writes,
+//! reads, waits, commit, fail, reactivate, cancellation, observers, timed
+//! and async waits, interrupts, the cursor, and a proptest of random
+//! operations against a model). [`ReferenceDriver`] is a tiny driver that
+//! passes it, to read as an example.
+//!
+//! # Examples
+//!
+//! A test file of the driver's crate (`tests/meets_the_contract.rs`, with
+//! `storage-core = { version = "…", features = ["testing"] }` among the
+//! dev-dependencies); here with the reference driver, as
+//! `storage-core`'s own `tests/reference_driver_meets_the_contract.rs`
+//! runs it:
+//!
+//! ```
+//! use std::sync::Arc;
+//!
+//! use storage_core::{
+//!     AvailabilityObserver, CancellationToken, Resource,
+//!     testing::{Harness, ReferenceDriver, ReferenceResource},
+//! };
+//!
+//! struct Reference;
+//!
+//! impl Harness for Reference {
+//!     type R = ReferenceResource;
+//!
+//!     fn open(
+//!         &self,
+//!         cancel: CancellationToken,
+//!         observer: Option<Arc<dyn AvailabilityObserver>>,
+//!     ) -> ReferenceResource {
+//!         Resource::<ReferenceDriver>::open_with_observer(cancel, (), observer).unwrap()
+//!     }
+//!
+//!     fn waiters(&self, resource: &ReferenceResource) -> usize {
+//!         resource.waiter_count()
+//!     }
+//! }
+//!
+//! // With the `testing` feature, at the top level of the test file:
+//! // storage_core::behaviour_suite!(Reference);
+//! # assert_eq!(Reference.waiters(&Reference.fresh()), 0);
+//! ```
+
+#![allow(
+    clippy::missing_panics_doc,
+    clippy::missing_errors_doc,
+    reason = "test support: panicking is how a check fails, errors are the waits'"
+)]
+
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub mod cases;
+#[cfg(feature = "testing")]
+mod extensions;
+#[cfg(feature = "testing")]
+mod model;
+mod reference;
+
+use std::{
+    ops::Range,
+    sync::{Arc, mpsc},
+    thread,
+    time::{Duration, Instant},
+};
+
+use parking_lot::Mutex;
+
+pub use reference::{ReferenceDriver, ReferenceResource};
+
+use crate::{AvailabilityObserver, CancellationToken, ResourceExt, StorageResult, WaitOutcome};
+
+/// How long any wait in a test may take before it counts as a deadlock.
+pub const LIMIT: Duration = Duration::from_secs(10);
+
+/// How the suite opens fresh resources of one driver.
+pub trait Harness {
+    /// The resource type under test.
+    type R: ResourceExt + Clone;
+    /// Opens an empty, active resource.
+    fn open(
+        &self,
+        cancel: CancellationToken,
+        observer: Option<Arc<dyn AvailabilityObserver>>,
+    ) -> Self::R;
+    /// Threads blocked in `wait_range` on `resource` right now.
+    fn waiters(&self, resource: &Self::R) -> usize;
+
+    /// An empty, active resource with a fresh token and no observer.
+    fn fresh(&self) -> Self::R {
+        self.open(CancellationToken::new(), None)
+    }
+}
+
+/// Runs `f` on its own thread and returns its result, failing the test if it
+/// takes longer than [`LIMIT`] (a deadlock is a red test, not a hung run).
+pub fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(LIMIT) {
+        Ok(value) => value,
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("{what}: no result within {LIMIT:?}"),
+        Err(mpsc::RecvTimeoutError::Disconnected) => panic!("{what}: the thread panicked"),
+    }
+}
+
+/// A `wait_range` running on another thread.
+pub struct PendingWait {
+    rx: mpsc::Receiver<StorageResult<WaitOutcome>>,
+}
+
+impl PendingWait {
+    /// Starts `resource.wait_range(range)` on a new thread.
+    pub fn start<R: ResourceExt + Clone>(resource: &R, range: Range<u64>) -> Self {
+        let resource = resource.clone();
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            let _ = tx.send(resource.wait_range(range));
+        });
+        Self { rx }
+    }
+
+    /// The outcome, failing the test after [`LIMIT`].
+    pub fn outcome(self) -> StorageResult<WaitOutcome> {
+        self.rx
+            .recv_timeout(LIMIT)
+            .unwrap_or_else(|e| panic!("waiter did not return within {LIMIT:?}: {e}"))
+    }
+
+    /// Whether the waiter has returned yet (without waiting).
+    #[must_use]
+    pub fn has_returned(&self) -> bool {
+        !matches!(self.rx.try_recv(), Err(mpsc::TryRecvError::Empty))
+    }
+}
+
+/// Blocks until `count()` reaches `expected`, failing after [`LIMIT`].
+pub fn wait_for_count(what: &str, expected: usize, count: impl Fn() -> usize) {
+    let deadline = Instant::now() + LIMIT;
+    while count() != expected {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: still {} after {LIMIT:?}, expected {expected}",
+            count()
+        );
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// What an observer heard, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Heard {
+    /// `on_write(range)`.
+    Write(Range<u64>),
+    /// `on_commit(final_len)`.
+    Commit(u64),
+}
+
+/// Records every call; optionally calls back into a resource from inside the
+/// hook to prove no lock of the resource is held there.
+#[derive(Default)]
+pub struct RecordingObserver {
+    /// Every call, in order.
+    pub heard: Mutex<Vec<Heard>>,
+    /// Run at the start of each hook, if set.
+    pub call_back: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
+}
+
+impl RecordingObserver {
+    /// What was heard so far.
+    #[must_use]
+    pub fn heard(&self) -> Vec<Heard> {
+        self.heard.lock().clone()
+    }
+
+    fn call_back(&self) {
+        if let Some(call_back) = &*self.call_back.lock() {
+            call_back();
+        }
+    }
+}
+
+impl AvailabilityObserver for RecordingObserver {
+    fn on_commit(&self, final_len: u64) {
+        self.call_back();
+        self.heard.lock().push(Heard::Commit(final_len));
+    }
+
+    fn on_write(&self, range: Range<u64>) {
+        self.call_back();
+        self.heard.lock().push(Heard::Write(range));
+    }
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
+#[must_use]
+pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state.to_le_bytes()[0]
+        })
+        .collect()
+}
+
+/// A deterministic shuffle of `0..n` (Fisher–Yates on xorshift).
+#[must_use]
+pub fn shuffled(n: usize, seed: u64) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut state = seed | 1;
+    for i in (1..n).rev() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let j = usize::try_from(state % (i as u64 + 1)).unwrap();
+        order.swap(i, j);
+    }
+    order
+}
+
+/// Expands to one `#[test]` per behaviour of the contract, each run on
+/// `$harness` (an expression of a type that implements
+/// [`Harness`](crate::testing::Harness)).
+///
+/// Call it once at the top level of a test file (or in a module) of the
+/// crate that holds the driver; it needs `proptest` nowhere but here.
+#[cfg(feature = "testing")]
+#[macro_export]
+macro_rules! behaviour_suite {
+    ($harness:expr) => {
+        $crate::behaviour_suite!(@tests $harness;
+            wait_rejects_an_inverted_range,
+            empty_range_is_ready_at_once,
+            overflowing_offsets_are_invalid_ranges_not_panics,
+            write_makes_the_range_available_and_readable,
+            observer_hears_writes_after_locks_are_released,
+            writing_a_committed_resource_is_refused,
+            read_stops_at_the_written_extent_while_active,
+            read_stops_at_the_final_length_once_committed,
+            read_does_not_wait,
+            wait_is_ready_when_covered,
+            wait_is_eof_at_or_past_the_committed_end,
+            wait_is_ready_when_the_clipped_range_is_covered,
+            committed_without_length_answers_eof_for_holes,
+            commit_with_length_marks_everything_available,
+            commit_with_length_cuts_later_bytes,
+            commit_without_length_is_silent_and_keeps_len_unknown,
+            second_commit_is_a_harmless_noop,
+            fail_makes_later_operations_fail,
+            fail_keeps_the_first_reason,
+            reactivate_after_commit_keeps_the_bytes,
+            reactivate_clears_a_failure,
+            reactivate_of_an_active_resource_is_a_noop,
+            cancel_makes_later_operations_cancelled,
+            a_token_cancelled_before_open_cancels_the_resource,
+            cancelling_a_parent_token_cancels_the_resource,
+            status_priority_is_failed_committed_cancelled_active,
+            next_gap_finds_the_first_hole_within_the_limit,
+            contains_range_answers_for_exactly_the_written_bytes,
+            is_empty_only_when_committed_with_zero_length,
+            write_all_commits_and_read_into_replaces_the_buffer,
+            blocked_waiter_wakes_on_the_write_that_covers_it,
+            a_write_elsewhere_leaves_a_waiter_blocked,
+            blocked_waiter_wakes_on_commit,
+            blocked_waiter_wakes_on_fail,
+            blocked_waiter_wakes_on_cancel,
+            many_waiters_and_a_writer_in_random_order,
+            operations_match_the_model,
+            timeout_never_returns_early,
+            timeout_gives_the_outcome_when_it_comes_first,
+            interrupt_wakes_exactly_the_waiters_present,
+            async_wait_works_under_tokio,
+            async_wait_works_under_block_on,
+            async_and_blocking_waiters_share_a_resource,
+            dropping_a_pending_async_wait_deregisters_it,
+            cursor_copies_a_resource_being_written,
+            cursor_read_returns_what_is_there_without_waiting_for_more,
+            cursor_ends_at_the_committed_end_and_seeks_like_a_file,
+            cursor_errors_carry_the_storage_error,
+        );
+    };
+    (@tests $harness:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                $crate::testing::cases::$name(&$harness);
+            }
+        )*
+    };
+}
