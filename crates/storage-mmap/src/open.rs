@@ -1,6 +1,6 @@
 //! Opening a file: fresh, committed, or unfinished (resumed from its journal).
 
-use std::{fs, io};
+use std::{fs, io, path::Path};
 
 use parking_lot::Mutex;
 use storage_core::{Driver, DriverState, RangeSet, StorageResult};
@@ -84,93 +84,19 @@ impl Driver for MmapDriver {
             initial_len,
             mode,
         } = opts;
-        let existing = length_of(&path)?;
         let journal_path = journal::path_for(&path);
         let writer = mode != OpenMode::ReadOnly;
-        let journal = read_journal(&path, &journal_path, existing, writer)?;
-        let journal_error = |e: io::Error| io_error(&journal_path, "cannot write", e);
-        let mut checkpoints = None;
-        let (store, state) = match (existing, journal) {
-            (None, _) if !writer => (Store::missing(), committed(0)),
-            (Some(len), Some(_)) if len > 0 => {
-                // An unfinished file: exactly the journaled ranges are there
-                // (cut to the file, should someone have shortened it).
-                let (access, held) = if writer {
-                    (Access::Write, Held::Exclusive)
-                } else {
-                    (Access::Read, Held::Shared)
-                };
-                let mut store = Store::open_existing(&path, access, held)?;
-                // Read again under the lock: the writer that held the file
-                // may have committed (and removed it) in between.
-                let Some(contents) = read_journal(&path, &journal_path, Some(store.len), writer)?
-                else {
-                    store.release_to_shared(&path);
-                    let len = store.len;
-                    return Ok(Self::assemble(
-                        path,
-                        journal_path,
-                        mode,
-                        store,
-                        committed(len),
-                        None,
-                    ));
-                };
-                let mut available = contents.ranges.clone();
-                available.remove(store.len..u64::MAX);
-                if writer {
-                    let _ = journal::remove_if_present(&journal::temp_path_for(&journal_path));
-                    let journal =
-                        Journal::resume(&journal_path, &contents).map_err(journal_error)?;
-                    let data = second_handle(store.file(&path)?, &path)?;
-                    checkpoints = Some(Checkpoints::new(data, journal));
+        let existing = length_of(&path)?;
+        let (store, state, checkpoints) = match existing {
+            None if !writer => (Store::missing(), committed(0), None),
+            Some(len) if len > 0 || !writer => {
+                match open_existing(&path, &journal_path, mode)? {
+                    Opened::Ready(store, state, checkpoints) => (store, state, checkpoints),
+                    // Emptied meanwhile: taken up as a new file below.
+                    Opened::Empty => create(&path, &journal_path, initial_len)?,
                 }
-                let state = DriverState {
-                    final_len: None,
-                    available,
-                    is_committed: false,
-                };
-                (store, state)
             }
-            (Some(len), _) if len > 0 || !writer => {
-                let access = if mode == OpenMode::ReadOnly {
-                    Access::Read
-                } else {
-                    Access::PreferWrite
-                };
-                let store = Store::open_existing(&path, access, Held::Shared)?;
-                if writer {
-                    // A journal's leftover temporary: only a writer holding
-                    // the exclusive lock writes one, and none does now.
-                    let _ = journal::remove_if_present(&journal::temp_path_for(&journal_path));
-                }
-                let len = store.len;
-                (store, committed(len))
-            }
-            _ => {
-                let len = initial_len.unwrap_or(DEFAULT_INITIAL_LEN);
-                let mut journal = None;
-                let store = Store::create(
-                    &path,
-                    len,
-                    || {
-                        let _ = journal::remove_if_present(&journal::temp_path_for(&journal_path));
-                        journal = Some(
-                            Journal::create(&journal_path, std::iter::empty())
-                                .map_err(journal_error)?,
-                        );
-                        Ok(())
-                    },
-                    || {
-                        let _ = journal::remove_if_present(&journal_path);
-                    },
-                )?;
-                if let Some(journal) = journal {
-                    let data = second_handle(store.file(&path)?, &path)?;
-                    checkpoints = Some(Checkpoints::new(data, journal));
-                }
-                (store, DriverState::default())
-            }
+            _ => create(&path, &journal_path, initial_len)?,
         };
         Ok(Self::assemble(
             path,
@@ -181,6 +107,95 @@ impl Driver for MmapDriver {
             checkpoints,
         ))
     }
+}
+
+/// What opening an existing file gave.
+enum Opened {
+    Ready(Store, DriverState, Option<Checkpoints>),
+    /// A writer found the file empty: it is a new file.
+    Empty,
+}
+
+/// Opens an existing file. The journal that decides its state is read
+/// under the lock, on the file that is at the path (see
+/// `store::open_locked`); a look before the lock only chooses which lock
+/// to ask for.
+fn open_existing(path: &Path, journal_path: &Path, mode: OpenMode) -> StorageResult<Opened> {
+    let writer = mode != OpenMode::ReadOnly;
+    let unfinished = journal_path.exists();
+    let (access, held) = match (writer, unfinished) {
+        (false, _) => (Access::Read, Held::Shared),
+        (true, true) => (Access::Write, Held::Exclusive),
+        (true, false) => (Access::PreferWrite, Held::Shared),
+    };
+    let mut store = Store::open_existing(path, access, held)?;
+    if writer && store.len == 0 {
+        return Ok(Opened::Empty);
+    }
+    let Some(contents) = read_journal(path, journal_path, Some(store.len), writer)? else {
+        // Committed (or committed since the look): a reader's lock.
+        store.release_to_shared(path);
+        if writer {
+            // A journal's leftover temporary: only a writer holding the
+            // exclusive lock writes one, and none does now.
+            let _ = journal::remove_if_present(&journal::temp_path_for(journal_path));
+        }
+        let len = store.len;
+        return Ok(Opened::Ready(store, committed(len), None));
+    };
+    // An unfinished file: exactly the journaled ranges are there (cut to
+    // the file, should someone have shortened it).
+    let mut available = contents.ranges.clone();
+    available.remove(store.len..u64::MAX);
+    let mut checkpoints = None;
+    if writer {
+        // A journal appeared after the look: the writer's lock is needed.
+        store.acquire_exclusive(path)?;
+        let _ = journal::remove_if_present(&journal::temp_path_for(journal_path));
+        let journal = Journal::resume(journal_path, &contents)
+            .map_err(|e| io_error(journal_path, "cannot write", e))?;
+        let data = second_handle(store.file(path)?, path)?;
+        checkpoints = Some(Checkpoints::new(data, journal));
+    }
+    let state = DriverState {
+        final_len: None,
+        available,
+        is_committed: false,
+    };
+    Ok(Opened::Ready(store, state, checkpoints))
+}
+
+/// Creates a new file (or takes up an empty one) with its journal.
+fn create(
+    path: &Path,
+    journal_path: &Path,
+    initial_len: Option<u64>,
+) -> StorageResult<(Store, DriverState, Option<Checkpoints>)> {
+    let len = initial_len.unwrap_or(DEFAULT_INITIAL_LEN);
+    let mut journal = None;
+    let store = Store::create(
+        path,
+        len,
+        || {
+            let _ = journal::remove_if_present(&journal::temp_path_for(journal_path));
+            journal = Some(
+                Journal::create(journal_path, std::iter::empty())
+                    .map_err(|e| io_error(journal_path, "cannot write", e))?,
+            );
+            Ok(())
+        },
+        || {
+            let _ = journal::remove_if_present(journal_path);
+        },
+    )?;
+    let checkpoints = match journal {
+        Some(journal) => {
+            let data = second_handle(store.file(path)?, path)?;
+            Some(Checkpoints::new(data, journal))
+        }
+        None => None,
+    };
+    Ok((store, DriverState::default(), checkpoints))
 }
 
 impl MmapDriver {

@@ -14,7 +14,7 @@ use crate::{
     checkpoint::Checkpoints,
     journal::{self, Replacement},
     map::Mapping,
-    store::{Held, io_error, lock},
+    store::{Held, io_error, lock, open_locked},
 };
 
 /// A shared lock on the file now at `path` (if any), held while it is
@@ -22,13 +22,14 @@ use crate::{
 /// and no other handle can start writing it until the rename is done (it
 /// then finds the file replaced and refuses).
 fn guard_current(path: &Path) -> StorageResult<Option<File>> {
-    let file = match File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_error(path, "cannot open", e)),
-    };
-    lock(&file, path, Held::Shared)?;
-    Ok(Some(file))
+    match open_locked(path, Held::Shared, |path| {
+        File::open(path).map_err(|e| io_error(path, "cannot open", e))
+    }) {
+        Ok(file) => Ok(Some(file)),
+        // Nothing at the path (or it went while we looked): nothing to guard.
+        Err(StorageError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Replaces the driver's file with `data`: the new file is written whole
@@ -46,9 +47,6 @@ pub(crate) fn replace(
     let path = driver.path.as_path();
     let len = data.len() as u64;
     let active = driver.checkpoints.lock().is_some();
-    // A journal no checkpoint thread keeps: a commit that could not
-    // remove it, or one a crash left. It gets a mark too.
-    let idle_journal = !active && driver.journal_path.exists();
     let (writer, permissions) = {
         let store = driver.read();
         let permissions = store
@@ -59,6 +57,10 @@ pub(crate) fn replace(
         (store.held == Held::Exclusive, permissions)
     };
     let guard = if writer { None } else { guard_current(path)? };
+    // Under the guard (or the writer's lock), a journal no checkpoint
+    // thread keeps is stale: a commit that could not remove it, or one a
+    // crash left. It gets a mark too.
+    let idle_journal = !active && driver.journal_path.exists();
 
     let dir = path
         .parent()

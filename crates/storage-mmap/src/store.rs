@@ -123,6 +123,54 @@ fn same_file(_a: &File, _b: &File, _path: &Path) -> StorageResult<bool> {
     Ok(true)
 }
 
+/// How many times an open retries when the path is replaced between the
+/// open and the lock.
+const OPEN_TRIES: usize = 16;
+
+/// Opens the file at `path` with `open` and takes `held` on it, making
+/// sure the lock is on the file that is at the path *after* the lock was
+/// taken: a rename between the open and the lock would leave the lock on a
+/// file nobody will find again, and every decision made under it (the
+/// journal read, a truncation, a removal) would be about the wrong file.
+pub(crate) fn open_locked<T: AsFile>(
+    path: &Path,
+    held: Held,
+    open: impl Fn(&Path) -> StorageResult<T>,
+) -> StorageResult<T> {
+    for _ in 0..OPEN_TRIES {
+        let opened = open(path)?;
+        lock(opened.as_file(), path, held)?;
+        if is_at_path(opened.as_file(), path)? {
+            return Ok(opened);
+        }
+        // Replaced meanwhile: this handle (and its lock) goes; try again.
+    }
+    let why = format!("replaced {OPEN_TRIES} times while it was being opened");
+    Err(refused(
+        path,
+        io::ErrorKind::Interrupted,
+        why,
+        "cannot open",
+    ))
+}
+
+/// What [`open_locked`] opens: a file, or a file with a note.
+pub(crate) trait AsFile {
+    fn as_file(&self) -> &File;
+}
+
+impl AsFile for File {
+    fn as_file(&self) -> &File {
+        self
+    }
+}
+
+impl AsFile for (File, bool) {
+    fn as_file(&self) -> &File {
+        &self.0
+    }
+}
+
 /// Whether `file` is the file now at `path` (not replaced by a rename).
 #[cfg(unix)]
 pub(crate) fn is_at_path(file: &File, path: &Path) -> StorageResult<bool> {
@@ -166,8 +214,7 @@ impl Store {
     /// The length is the opened file's, read under the lock: the path may
     /// have been replaced by rename since the caller looked at it.
     pub(crate) fn open_existing(path: &Path, access: Access, held: Held) -> StorageResult<Self> {
-        let (file, file_writable) = open_with(path, access)?;
-        lock(&file, path, held)?;
+        let (file, file_writable) = open_locked(path, held, |path| open_with(path, access))?;
         let meta = file
             .metadata()
             .map_err(|e| io_error(path, "cannot inspect", e))?;
@@ -219,8 +266,8 @@ impl Store {
             let meta = file
                 .metadata()
                 .map_err(|e| io_error(path, "cannot inspect", e))?;
-            if meta.len() > 0 {
-                // Another opener filled it between our look and our lock.
+            if meta.len() > 0 || !is_at_path(&file, path)? {
+                // Another opener filled or replaced it between our look and our lock.
                 return Err(StorageError::Locked {
                     path: path.to_path_buf(),
                 });
@@ -274,6 +321,10 @@ impl Store {
                 return Err(refused(path, io::ErrorKind::NotFound, why, "cannot write"));
             }
             lock(&writable, path, Held::Shared)?;
+            // The mapping keeps the old open file description alive, and
+            // with it the old handle's lock, which would refuse this
+            // handle's upgrade below: let go of it explicitly.
+            let _ = lock(self.file(path)?, path, Held::Nothing);
             self.file = Some(writable);
             self.file_writable = true;
             self.held = Held::Shared;

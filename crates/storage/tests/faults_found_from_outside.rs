@@ -1077,3 +1077,119 @@ fn an_open_of_a_committed_file_removes_a_leftover_journal_temporary() {
     drop(open(&path, OpenMode::Auto).unwrap());
     assert!(!Path::new(&temp).exists());
 }
+
+// Found by a third probe: locks that landed on a file no longer at the path.
+
+/// Makes `file` unwritable for this process (as root: `chattr +i`;
+/// otherwise: mode 0444) until the returned guard is dropped.
+#[cfg(unix)]
+struct Unwritable(PathBuf, bool);
+
+#[cfg(unix)]
+impl Unwritable {
+    fn new(file: &Path) -> Self {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+        let root = fs::metadata(file).unwrap().uid() == 0;
+        if root {
+            let status = Command::new("chattr").arg("+i").arg(file).status().unwrap();
+            assert!(status.success(), "chattr +i failed");
+        } else {
+            fs::set_permissions(file, fs::Permissions::from_mode(0o444)).unwrap();
+        }
+        Self(file.to_path_buf(), root)
+    }
+}
+
+#[cfg(unix)]
+impl Drop for Unwritable {
+    fn drop(&mut self) {
+        use std::os::unix::fs::PermissionsExt;
+
+        if self.1 {
+            let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
+        } else {
+            let _ = fs::set_permissions(&self.0, fs::Permissions::from_mode(0o644));
+        }
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_handle_opened_for_reading_only_can_reactivate_once_the_file_is_writable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("was-frozen.bin");
+    fs::write(&path, pattern(91, 4096)).unwrap();
+    let frozen = Unwritable::new(&path);
+    let r = open(&path, OpenMode::Auto).unwrap();
+    assert!(r.reactivate().is_err(), "not writable yet");
+    drop(frozen);
+    // Its own old handle's lock must not stand in its way.
+    r.reactivate().unwrap();
+    r.write_at(4096, b"more").unwrap();
+    r.commit(None).unwrap();
+    let rw = {
+        let frozen = Unwritable::new(&path);
+        let rw = open(&path, OpenMode::ReadWrite).unwrap();
+        drop(frozen);
+        rw
+    };
+    drop(r);
+    rw.write_at(0, b"in place").unwrap();
+    assert_eq!(&fs::read(&path).unwrap()[..8], b"in place");
+}
+
+#[test]
+fn opens_racing_a_writer_that_reactivates_and_drops_never_see_holes_as_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let original = pattern(92, 4096);
+    for round in 0..60 {
+        let path = dir.path().join(format!("growing-{round}.bin"));
+        fs::write(&path, &original).unwrap();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let (path, stop) = (path.clone(), Arc::clone(&stop));
+            thread::spawn(move || {
+                let mut grown = 0;
+                while !stop.load(std::sync::atomic::Ordering::Acquire) && grown < 20 {
+                    let Ok(r) = open(&path, OpenMode::Auto) else {
+                        continue;
+                    };
+                    if r.reactivate().is_ok() {
+                        r.write_at(65_526 + grown, &[7; 10]).unwrap();
+                        grown += 1;
+                    }
+                }
+            })
+        };
+        for opened in 0..100 {
+            let mode = if opened % 2 == 0 {
+                OpenMode::Auto
+            } else {
+                OpenMode::ReadOnly
+            };
+            let Ok(r) = open(&path, mode) else { continue };
+            match r.status() {
+                ResourceStatus::Committed { final_len } => {
+                    let mut all = Vec::new();
+                    r.read_into(&mut all).unwrap();
+                    assert_eq!(final_len, Some(4096), "round {round}: committed with holes");
+                    assert!(all == original, "round {round}");
+                }
+                _ => {
+                    for range in available(&r, 1 << 20) {
+                        let mut buf = vec![0; usize::try_from(range.end - range.start).unwrap()];
+                        r.read_at(range.start, &mut buf).unwrap();
+                        for (i, byte) in buf.iter().enumerate() {
+                            let at = usize::try_from(range.start).unwrap() + i;
+                            let expected = if at < 4096 { original[at] } else { 7 };
+                            assert_eq!(*byte, expected, "round {round}: byte {at}");
+                        }
+                    }
+                }
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Release);
+        within("the writer", move || writer.join().unwrap());
+    }
+}
