@@ -160,13 +160,7 @@ pub(crate) struct Journal {
     file: File,
 }
 
-/// Syncs the directory that holds `path` (a new or removed name in it).
-pub(crate) fn sync_dir(path: &Path) -> io::Result<()> {
-    match path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        Some(dir) => File::open(dir)?.sync_all(),
-        None => File::open(".")?.sync_all(),
-    }
-}
+pub(crate) use crate::sys::sync_dir;
 
 impl Journal {
     /// Creates (or replaces) the journal at `path` with `ranges` as its

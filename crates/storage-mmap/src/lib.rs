@@ -9,7 +9,7 @@
 //!
 //! This is the only crate of the workspace with `unsafe` code: the call that
 //! maps the file (`map.rs`) and the `fcntl` that takes an open-file lock
-//! (`lock.rs`, Linux), each with a `// SAFETY:` comment. Why mapping is
+//! (`sys/unix.rs`, Linux), each with a `// SAFETY:` comment. Why mapping is
 //! unsafe is written once, on [`MmapDriver`].
 //!
 //! # Examples
@@ -39,12 +39,12 @@ compile_error!(
 mod checkpoint;
 mod driver;
 mod journal;
-mod lock;
 mod map;
 mod open;
 mod replace;
 mod space;
 mod store;
+mod sys;
 mod write;
 
 use std::path::PathBuf;

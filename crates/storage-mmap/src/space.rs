@@ -8,6 +8,8 @@
 
 use std::{fs::File, io};
 
+use crate::sys;
+
 /// Size of a new file when `MmapOptions::initial_len` is `None`, and the
 /// smallest size growth goes to.
 pub const DEFAULT_INITIAL_LEN: u64 = 64 * 1024;
@@ -16,7 +18,7 @@ pub const DEFAULT_INITIAL_LEN: u64 = 64 * 1024;
 ///
 /// On failure the file is cut back to `old_len` and the error says why.
 pub(crate) fn grow(file: &File, old_len: u64, new_len: u64) -> io::Result<()> {
-    let result = reserve(file, old_len, new_len).and_then(|()| {
+    let result = sys::reserve(file, old_len, new_len).and_then(|()| {
         if file.metadata()?.len() < new_len {
             file.set_len(new_len)?;
         }
@@ -27,39 +29,4 @@ pub(crate) fn grow(file: &File, old_len: u64, new_len: u64) -> io::Result<()> {
         let _ = file.set_len(old_len);
     }
     result
-}
-
-#[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
-fn reserve(file: &File, from: u64, to: u64) -> io::Result<()> {
-    use std::os::unix::fs::MetadataExt;
-
-    use rustix::fs::{FallocateFlags, fallocate, fstatvfs};
-
-    if to <= from {
-        return Ok(());
-    }
-    // Refuse at once what cannot fit, instead of letting fallocate fill the
-    // disk block by block before it fails. Blocks the file already holds
-    // need no new space.
-    let held = file.metadata()?.blocks().saturating_mul(512);
-    let wanted = (to - from).saturating_sub(held.saturating_sub(from));
-    let stats = fstatvfs(file)?;
-    let free = stats.f_bavail.saturating_mul(stats.f_frsize);
-    if wanted > free {
-        return Err(io::Error::new(
-            io::ErrorKind::StorageFull,
-            format!("cannot reserve {wanted} bytes: {free} bytes free on the file system"),
-        ));
-    }
-    match fallocate(file, FallocateFlags::empty(), from, to - from) {
-        // File systems without fallocate: growth still works, unreserved.
-        Ok(()) | Err(rustix::io::Errno::OPNOTSUPP | rustix::io::Errno::NOSYS) => Ok(()),
-        Err(errno) => Err(errno.into()),
-    }
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
-fn reserve(_file: &File, _from: u64, _to: u64) -> io::Result<()> {
-    // No portable reservation here: the file is only extended (see README).
-    Ok(())
 }

@@ -9,9 +9,9 @@ use std::{
 use storage_core::{StorageError, StorageResult};
 
 use crate::{
-    lock::{self, Refused},
     map::Mapping,
     space::{self, DEFAULT_INITIAL_LEN},
+    sys::{self, Refused},
 };
 
 /// The advisory lock a store holds on its file.
@@ -90,11 +90,11 @@ fn open_with(path: &Path, access: Access) -> StorageResult<(File, bool)> {
 /// lock `file` holds, if any).
 pub(crate) fn lock(file: &File, path: &Path, kind: Held) -> StorageResult<()> {
     let kind = match kind {
-        Held::Nothing => lock::Kind::Unlock,
-        Held::Shared => lock::Kind::Shared,
-        Held::Exclusive => lock::Kind::Exclusive,
+        Held::Nothing => sys::Kind::Unlock,
+        Held::Shared => sys::Kind::Shared,
+        Held::Exclusive => sys::Kind::Exclusive,
     };
-    match lock::try_lock(file, kind) {
+    match sys::try_lock(file, kind) {
         // A file system without locks: handles cannot be kept apart there,
         // and are not refused (see the README).
         Ok(()) | Err(Refused::Unsupported) => Ok(()),
@@ -106,23 +106,13 @@ pub(crate) fn lock(file: &File, path: &Path, kind: Held) -> StorageResult<()> {
 }
 
 /// Whether two handles are of the same file.
-#[cfg(unix)]
 fn same_file(a: &File, b: &File, path: &Path) -> StorageResult<bool> {
-    use std::os::unix::fs::MetadataExt;
-
     let inspect = |file: &File| {
         file.metadata()
-            .map(|meta| (meta.dev(), meta.ino()))
             .map_err(|e| io_error(path, "cannot inspect", e))
     };
-    Ok(inspect(a)? == inspect(b)?)
+    Ok(sys::same_file(&inspect(a)?, &inspect(b)?).unwrap_or(true))
 }
-
-#[cfg(not(unix))]
-fn same_file(_a: &File, _b: &File, _path: &Path) -> StorageResult<bool> {
-    Ok(true)
-}
-
 /// How many times an open retries when the path is replaced between the
 /// open and the lock.
 const OPEN_TRIES: usize = 16;
@@ -172,10 +162,7 @@ impl AsFile for (File, bool) {
 }
 
 /// Whether `file` is the file now at `path` (not replaced by a rename).
-#[cfg(unix)]
 pub(crate) fn is_at_path(file: &File, path: &Path) -> StorageResult<bool> {
-    use std::os::unix::fs::MetadataExt;
-
     let at_path = match fs::metadata(path) {
         Ok(meta) => meta,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
@@ -184,15 +171,8 @@ pub(crate) fn is_at_path(file: &File, path: &Path) -> StorageResult<bool> {
     let held = file
         .metadata()
         .map_err(|e| io_error(path, "cannot inspect", e))?;
-    Ok((held.dev(), held.ino()) == (at_path.dev(), at_path.ino()))
+    Ok(sys::same_file(&held, &at_path).unwrap_or(true))
 }
-
-/// Whether `file` is the file now at `path`: without inode numbers, assumed.
-#[cfg(not(unix))]
-pub(crate) fn is_at_path(_file: &File, _path: &Path) -> StorageResult<bool> {
-    Ok(true)
-}
-
 fn refused(path: &Path, kind: io::ErrorKind, why: String, what: &'static str) -> StorageError {
     io_error(path, what, io::Error::new(kind, why))
 }

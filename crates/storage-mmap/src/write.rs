@@ -1,13 +1,14 @@
 //! Writes of the file: fresh bytes beside readers, overwrites, growth, and
 //! rewrites in place of a committed `ReadWrite` file.
 
-use std::{fs::File, io, sync::atomic::Ordering};
+use std::sync::atomic::Ordering;
 
 use storage_core::{StorageError, StorageResult};
 
 use crate::{
     MmapDriver, OpenMode,
     store::{Held, io_error},
+    sys::write_all_at,
 };
 
 /// Which lock a write of the file holds while the kernel copies its bytes.
@@ -88,22 +89,4 @@ impl MmapDriver {
         }
         written
     }
-}
-
-#[cfg(unix)]
-fn write_all_at(file: &File, data: &[u8], offset: u64) -> io::Result<()> {
-    std::os::unix::fs::FileExt::write_all_at(file, data, offset)
-}
-
-#[cfg(windows)]
-fn write_all_at(file: &File, mut data: &[u8], mut offset: u64) -> io::Result<()> {
-    while !data.is_empty() {
-        let n = std::os::windows::fs::FileExt::seek_write(file, data, offset)?;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        data = &data[n..];
-        offset += n as u64;
-    }
-    Ok(())
 }

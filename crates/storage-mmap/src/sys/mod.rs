@@ -1,0 +1,94 @@
+//! Platform code, one file per platform family (memmap2's layout): the
+//! positional write, file identity (a replaced file), advisory locks, block
+//! reservation and the directory sync. The rest of the crate never sees a
+//! `cfg(target_os)`.
+//!
+//! Tested: Linux (x86-64), where CI runs. The Windows file compiles by
+//! construction only: no Windows target is installed where this is built.
+
+use std::{io, path::Path};
+
+#[cfg_attr(unix, path = "unix.rs")]
+#[cfg_attr(windows, path = "windows.rs")]
+mod os;
+
+pub(crate) use os::{reserve, try_lock, write_all_at};
+
+/// A lock to hold on a whole file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Unlock,
+    Shared,
+    Exclusive,
+}
+
+/// Why a lock request did not succeed.
+#[derive(Debug)]
+pub(crate) enum Refused {
+    /// Another handle holds a conflicting lock.
+    Conflict,
+    /// The file system has no locks of this kind.
+    Unsupported,
+    Io(io::Error),
+}
+
+/// Whether `a` and `b` are the same file; `None` where the platform cannot
+/// tell (then callers assume they are).
+pub(crate) fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> Option<bool> {
+    os::file_id(a).zip(os::file_id(b)).map(|(a, b)| a == b)
+}
+
+/// Syncs the directory that holds `path` (a new or removed name in it);
+/// a no-op where directories cannot be opened for syncing.
+pub(crate) fn sync_dir(path: &Path) -> io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| Path::new("."));
+    os::sync_dir(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs::File;
+
+    use super::*;
+
+    fn open(path: &std::path::Path) -> File {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .unwrap()
+    }
+
+    #[test]
+    fn two_opens_in_one_process_conflict_and_a_refused_upgrade_keeps_the_shared_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("locked");
+        std::fs::write(&path, b"x").unwrap();
+        let (a, b, c) = (open(&path), open(&path), open(&path));
+        os::try_lock(&a, Kind::Shared).unwrap();
+        os::try_lock(&b, Kind::Shared).unwrap();
+        assert!(matches!(
+            os::try_lock(&a, Kind::Exclusive),
+            Err(Refused::Conflict)
+        ));
+        // `a` still holds its shared lock: `c` cannot take the file.
+        os::try_lock(&b, Kind::Unlock).unwrap();
+        assert!(matches!(
+            os::try_lock(&c, Kind::Exclusive),
+            Err(Refused::Conflict)
+        ));
+        // Alone, `a` upgrades, and downgrades without letting `c` in.
+        os::try_lock(&a, Kind::Exclusive).unwrap();
+        assert!(matches!(
+            os::try_lock(&c, Kind::Shared),
+            Err(Refused::Conflict)
+        ));
+        os::try_lock(&a, Kind::Shared).unwrap();
+        os::try_lock(&c, Kind::Shared).unwrap();
+        drop(a);
+        os::try_lock(&c, Kind::Exclusive).unwrap();
+    }
+}

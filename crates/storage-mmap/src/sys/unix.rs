@@ -1,0 +1,122 @@
+//! Unix: `pwrite`, inode identity, open-file-description locks on Linux
+//! (`flock` elsewhere), `fallocate` where it exists, and `fsync` of the
+//! directory.
+//!
+//! Locks. On Linux (and Android) these are *open file description* record
+//! locks (`fcntl(F_OFD_SETLK)`): like `flock`, two opens of one path in one
+//! process conflict as two processes do, and dropping the last reference to
+//! the open file releases the lock; unlike `flock`, converting a lock is
+//! atomic — a refused upgrade from shared to exclusive keeps the shared
+//! lock, and a downgrade never lets another handle in between. Elsewhere,
+//! `flock` through std, whose conversions are not atomic (see the crate
+//! README).
+
+use std::{fs::File, io, os::unix::fs::MetadataExt, path::Path};
+
+use super::{Kind, Refused};
+
+pub(crate) fn write_all_at(file: &File, data: &[u8], offset: u64) -> io::Result<()> {
+    std::os::unix::fs::FileExt::write_all_at(file, data, offset)
+}
+
+/// Device and inode: a file's identity for as long as it exists.
+#[allow(
+    clippy::unnecessary_wraps,
+    reason = "the signature all platforms share; some cannot tell"
+)]
+pub(super) fn file_id(meta: &std::fs::Metadata) -> Option<(u64, u64)> {
+    Some((meta.dev(), meta.ino()))
+}
+
+pub(super) fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(all(
+    any(target_os = "linux", target_os = "android"),
+    target_pointer_width = "64"
+))]
+pub(crate) fn try_lock(file: &File, kind: Kind) -> Result<(), Refused> {
+    use std::os::fd::AsRawFd;
+
+    let l_type = match kind {
+        Kind::Unlock => libc::F_UNLCK,
+        Kind::Shared => libc::F_RDLCK,
+        Kind::Exclusive => libc::F_WRLCK,
+    };
+    // SAFETY: `flock` is a plain C struct of integers, for which all zeros
+    // is a valid value (whole file from offset 0, pid 0 as OFD locks need).
+    let mut request: libc::flock = unsafe { std::mem::zeroed() };
+    // The constants are small (0..=2) and fit the field's type.
+    request.l_type = libc::c_short::try_from(l_type).unwrap_or_default();
+    request.l_whence = libc::c_short::try_from(libc::SEEK_SET).unwrap_or_default();
+    // SAFETY: `fcntl(F_OFD_SETLK)` only reads the `flock` passed by pointer,
+    // which lives on this stack frame for the whole call, and `file` keeps
+    // the descriptor open for as long as it is borrowed.
+    let result = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &raw const request) };
+    if result == 0 {
+        return Ok(());
+    }
+    let error = io::Error::last_os_error();
+    match error.raw_os_error() {
+        Some(libc::EAGAIN | libc::EACCES) => Err(Refused::Conflict),
+        // No OFD locks (a kernel before 3.15) or none on this file system.
+        Some(libc::EINVAL | libc::ENOLCK | libc::EOPNOTSUPP) => Err(Refused::Unsupported),
+        _ => Err(Refused::Io(error)),
+    }
+}
+
+#[cfg(not(all(
+    any(target_os = "linux", target_os = "android"),
+    target_pointer_width = "64"
+)))]
+pub(crate) fn try_lock(file: &File, kind: Kind) -> Result<(), Refused> {
+    use std::fs::TryLockError;
+
+    let taken = match kind {
+        Kind::Unlock => return file.unlock().map_err(Refused::Io),
+        Kind::Shared => file.try_lock_shared(),
+        Kind::Exclusive => file.try_lock(),
+    };
+    match taken {
+        Ok(()) => Ok(()),
+        Err(TryLockError::WouldBlock) => Err(Refused::Conflict),
+        Err(TryLockError::Error(e)) if e.kind() == io::ErrorKind::Unsupported => {
+            Err(Refused::Unsupported)
+        }
+        Err(TryLockError::Error(e)) => Err(Refused::Io(e)),
+    }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+pub(crate) fn reserve(file: &File, from: u64, to: u64) -> io::Result<()> {
+    use rustix::fs::{FallocateFlags, fallocate, fstatvfs};
+
+    if to <= from {
+        return Ok(());
+    }
+    // Refuse at once what cannot fit, instead of letting fallocate fill the
+    // disk block by block before it fails. Blocks the file already holds
+    // need no new space.
+    let held = file.metadata()?.blocks().saturating_mul(512);
+    let wanted = (to - from).saturating_sub(held.saturating_sub(from));
+    let stats = fstatvfs(file)?;
+    let free = stats.f_bavail.saturating_mul(stats.f_frsize);
+    if wanted > free {
+        return Err(io::Error::new(
+            io::ErrorKind::StorageFull,
+            format!("cannot reserve {wanted} bytes: {free} bytes free on the file system"),
+        ));
+    }
+    match fallocate(file, FallocateFlags::empty(), from, to - from) {
+        // File systems without fallocate: growth still works, unreserved.
+        Ok(()) | Err(rustix::io::Errno::OPNOTSUPP | rustix::io::Errno::NOSYS) => Ok(()),
+        Err(errno) => Err(errno.into()),
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+pub(crate) fn reserve(_file: &File, _from: u64, _to: u64) -> io::Result<()> {
+    // No portable reservation here: the file is only extended (see README).
+    Ok(())
+}

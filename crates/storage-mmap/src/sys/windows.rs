@@ -1,0 +1,45 @@
+//! Windows: `seek_write`, std's handle locks, no reservation, and no
+//! directory sync (a directory cannot be opened for syncing there; std and
+//! other stores skip it too). Built by construction only (see `sys`).
+
+use std::{fs::File, fs::TryLockError, io, path::Path};
+
+use super::{Kind, Refused};
+
+pub(crate) fn write_all_at(file: &File, mut data: &[u8], mut offset: u64) -> io::Result<()> {
+    while !data.is_empty() {
+        let n = std::os::windows::fs::FileExt::seek_write(file, data, offset)?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        data = &data[n..];
+        offset += n as u64;
+    }
+    Ok(())
+}
+
+/// No stable file identity in std here: callers assume the same file.
+pub(super) fn file_id(_meta: &std::fs::Metadata) -> Option<(u64, u64)> {
+    None
+}
+
+pub(super) fn sync_dir(_dir: &Path) -> io::Result<()> {
+    Ok(())
+}
+
+pub(crate) fn try_lock(file: &File, kind: Kind) -> Result<(), Refused> {
+    let taken = match kind {
+        Kind::Unlock => return file.unlock().map_err(Refused::Io),
+        Kind::Shared => file.try_lock_shared(),
+        Kind::Exclusive => file.try_lock(),
+    };
+    match taken {
+        Ok(()) => Ok(()),
+        Err(TryLockError::WouldBlock) => Err(Refused::Conflict),
+        Err(TryLockError::Error(e)) => Err(Refused::Io(e)),
+    }
+}
+
+pub(crate) fn reserve(_file: &File, _from: u64, _to: u64) -> io::Result<()> {
+    Ok(())
+}
