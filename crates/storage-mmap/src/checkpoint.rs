@@ -12,7 +12,7 @@ use std::{
 use parking_lot::{Condvar, Mutex};
 use storage_core::RangeSet;
 
-use crate::journal::Journal;
+use crate::{journal::Journal, sys};
 
 /// Bytes written between two checkpoints (fdatasync + journal record).
 pub const CHECKPOINT_BYTES: u64 = 8 << 20;
@@ -56,7 +56,7 @@ fn checkpoint(data: &File, journal: &mut Journal, ranges: Vec<Range<u64>>) -> io
     if ranges.is_empty() {
         return Ok(());
     }
-    data.sync_data()?;
+    sys::sync_data(data)?;
     let merged: RangeSet<u64> = ranges.into_iter().collect();
     journal.append(merged.iter())
 }
@@ -189,7 +189,7 @@ impl Checkpoints {
             // Nothing to journal with: the ranges are fetched again after a crash.
             return (Self::dead(data), Err(error));
         };
-        let result = data.sync_data().and_then(|()| {
+        let result = sys::sync_data(&data).and_then(|()| {
             let merged: RangeSet<u64> = pending.iter().cloned().collect();
             journal.append(merged.iter())?;
             journal.sync()

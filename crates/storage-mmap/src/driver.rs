@@ -20,6 +20,7 @@ use crate::{
     map::Mapping,
     replace,
     store::{Store, io_error},
+    sys,
     write::Exclusion,
 };
 
@@ -108,10 +109,7 @@ impl MmapDriver {
     /// committed-looking partial one) and the exclusive lock; `sync` and the
     /// drop try again.
     pub(crate) fn finish_commit(&self) -> StorageResult<()> {
-        let synced = self
-            .read()
-            .file(&self.path)?
-            .sync_all()
+        let synced = sys::sync_all(self.read().file(&self.path)?)
             .map_err(|e| io_error(&self.path, "cannot sync", e));
         let removed = synced.and_then(|()| {
             journal::remove_if_present(&self.journal_path)
@@ -140,9 +138,7 @@ impl DriverIo for MmapDriver {
         let mut store = self.write();
         let target = final_len.unwrap_or_else(|| self.extent.load(Ordering::Acquire));
         // Data durable first: if this fails, nothing has changed yet.
-        store
-            .file(&self.path)?
-            .sync_data()
+        sys::sync_data(store.file(&self.path)?)
             .map_err(|e| io_error(&self.path, "cannot sync", e))?;
         // Unmap before the file can shrink: with the exclusive lock held and
         // no mapping left, nothing can touch a page past the new end.
@@ -224,8 +220,7 @@ impl DriverIo for MmapDriver {
             let file = store.file(&self.path)?;
             // Bytes rewritten in place since the commit are journaled as
             // durable below: make them so.
-            file.sync_data()
-                .map_err(|e| io_error(&self.path, "cannot sync", e))?;
+            sys::sync_data(file).map_err(|e| io_error(&self.path, "cannot sync", e))?;
             // Only the ranges that hold data, cut to the file.
             let mut ranges = available.clone();
             ranges.remove(store.len..u64::MAX);

@@ -160,6 +160,7 @@ pub(crate) struct Journal {
     file: File,
 }
 
+use crate::sys;
 pub(crate) use crate::sys::sync_dir;
 
 impl Journal {
@@ -184,7 +185,7 @@ impl Journal {
                 bytes.extend(encode(ranges));
             }
             file.write_all(&bytes)?;
-            file.sync_all()?;
+            sys::sync_all(&file)?;
             fs::rename(&temp, path)?;
             Ok(file)
         })();
@@ -238,12 +239,12 @@ impl Journal {
     /// Appends a replacement mark and makes it durable.
     pub(crate) fn mark_replacement(&mut self, mark: Replacement) -> io::Result<()> {
         self.file.write_all(&encode_mark(mark))?;
-        self.file.sync_data()
+        sys::sync_data(&self.file)
     }
 
     /// Makes the appended records durable.
     pub(crate) fn sync(&self) -> io::Result<()> {
-        self.file.sync_data()
+        sys::sync_data(&self.file)
     }
 }
 
@@ -257,7 +258,7 @@ pub(crate) fn mark_existing(path: &Path, mark: Replacement) -> io::Result<bool> 
         Err(e) => return Err(e),
     };
     file.write_all(&encode_mark(mark))?;
-    file.sync_data()?;
+    sys::sync_data(&file)?;
     Ok(true)
 }
 

@@ -41,6 +41,8 @@ mod driver;
 mod journal;
 mod map;
 mod open;
+#[cfg(all(test, target_os = "linux"))]
+mod power_loss;
 mod replace;
 mod space;
 mod store;

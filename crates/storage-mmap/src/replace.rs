@@ -15,6 +15,7 @@ use crate::{
     journal::{self, Replacement},
     map::Mapping,
     store::{Held, io_error, lock, open_locked},
+    sys,
 };
 
 /// A shared lock on the file now at `path` (if any), held while it is
@@ -88,9 +89,7 @@ pub(crate) fn replace(
     // must not reach the disk before the bytes it describes.
     let must_sync = durable || active || idle_journal;
     if must_sync {
-        temp.as_file()
-            .sync_all()
-            .map_err(|e| context("cannot sync the replacement of", e))?;
+        sys::sync_all(temp.as_file()).map_err(|e| context("cannot sync the replacement of", e))?;
     }
     lock(temp.as_file(), path, Held::Shared)?;
     let map = Mapping::read_only(temp.as_file(), len).map_err(|e| context("cannot map", e))?;

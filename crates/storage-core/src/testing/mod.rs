@@ -63,6 +63,8 @@ mod extensions;
 #[cfg(feature = "testing")]
 mod model;
 mod reference;
+#[cfg(feature = "testing")]
+mod waits;
 
 use std::{
     ops::Range,

@@ -6,7 +6,7 @@
 //! Tested: Linux (x86-64), where CI runs. The Windows file compiles by
 //! construction only: no Windows target is installed where this is built.
 
-use std::{io, path::Path};
+use std::{fs::File, io, path::Path};
 
 #[cfg_attr(unix, path = "unix.rs")]
 #[cfg_attr(windows, path = "windows.rs")]
@@ -45,7 +45,68 @@ pub(crate) fn sync_dir(path: &Path) -> io::Result<()> {
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or_else(|| Path::new("."));
-    os::sync_dir(dir)
+    os::sync_dir(dir)?;
+    probe::synced(&Synced::Dir(dir));
+    Ok(())
+}
+
+/// Makes `file`'s data (and the length needed to read it) durable.
+pub(crate) fn sync_data(file: &File) -> io::Result<()> {
+    file.sync_data()?;
+    probe::synced(&Synced::File(file));
+    Ok(())
+}
+
+/// Makes `file`'s data and metadata durable.
+pub(crate) fn sync_all(file: &File) -> io::Result<()> {
+    file.sync_all()?;
+    probe::synced(&Synced::File(file));
+    Ok(())
+}
+
+/// What a sync made durable, for the power-loss test's probe. Every sync
+/// of this crate goes through [`sync_data`], [`sync_all`] or [`sync_dir`]:
+/// the one seam where durability happens.
+#[cfg_attr(not(test), allow(dead_code, reason = "read by the test probe only"))]
+pub(crate) enum Synced<'a> {
+    /// A file's contents (and length).
+    File(&'a File),
+    /// A directory's names.
+    Dir(&'a Path),
+}
+
+/// The probe: nothing outside tests; in tests, a hook the power-loss test
+/// sets to keep a durable image of every file and directory.
+#[cfg(not(test))]
+mod probe {
+    #[inline]
+    pub(crate) fn synced(_event: &super::Synced<'_>) {}
+}
+
+#[cfg(test)]
+pub(crate) mod probe {
+    use std::sync::Arc;
+
+    use parking_lot::Mutex;
+
+    type Hook = Arc<dyn Fn(&super::Synced<'_>) + Send + Sync>;
+
+    /// The hook of the running power-loss test (one at a time: the tests
+    /// that set it hold [`EXCLUSIVE`]).
+    static HOOK: Mutex<Option<Hook>> = Mutex::new(None);
+    /// Held by a test that sets the hook, so no other test's syncs reach it.
+    pub(crate) static EXCLUSIVE: Mutex<()> = Mutex::new(());
+
+    pub(crate) fn set(hook: Option<Hook>) {
+        *HOOK.lock() = hook;
+    }
+
+    pub(crate) fn synced(event: &super::Synced<'_>) {
+        let hook = HOOK.lock().clone();
+        if let Some(hook) = hook {
+            hook(event);
+        }
+    }
 }
 
 #[cfg(test)]
