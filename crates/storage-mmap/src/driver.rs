@@ -18,10 +18,8 @@ use crate::{
     checkpoint::Checkpoints,
     journal::{self, Journal},
     map::Mapping,
-    replace,
     store::{Store, io_error},
     sys,
-    write::Exclusion,
 };
 
 /// The file-backed driver behind `MmapResource`.
@@ -272,7 +270,7 @@ impl DriverIo for MmapDriver {
         if self.mode == OpenMode::ReadOnly {
             return Err(StorageError::ReadOnly);
         }
-        replace::replace(self, data, durable, publish)
+        self.replace_whole(data, durable, publish)
     }
 
     fn storage_len(&self) -> u64 {
@@ -299,4 +297,13 @@ impl DriverIo for MmapDriver {
     fn write_fresh(&self, offset: u64, data: &[u8]) -> StorageResult<()> {
         self.write_bytes(offset, data, false, Exclusion::Shared)
     }
+}
+
+/// Which lock a write of the file holds while the kernel copies its bytes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Exclusion {
+    /// The bytes may be read right now: keep readers out.
+    Exclusive,
+    /// No reader reads these bytes until the write returns (`write_fresh`).
+    Shared,
 }

@@ -39,7 +39,19 @@ fn guard_current(path: &Path) -> StorageResult<Option<File>> {
 /// leaves the old file or the new one at the path. An active file first
 /// marks the replacement in its journal, so a crash between the rename and
 /// the journal's removal is recognised on reopening (see `journal`).
-pub(crate) fn replace(
+impl MmapDriver {
+    /// See [`replace`](self).
+    pub(crate) fn replace_whole(
+        &self,
+        data: &[u8],
+        durable: bool,
+        publish: &mut dyn FnMut(),
+    ) -> StorageResult<()> {
+        replace(self, data, durable, publish)
+    }
+}
+
+fn replace(
     driver: &MmapDriver,
     data: &[u8],
     durable: bool,

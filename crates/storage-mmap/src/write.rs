@@ -7,18 +7,10 @@ use storage_core::{StorageError, StorageResult};
 
 use crate::{
     MmapDriver, OpenMode,
+    driver::Exclusion,
     store::{Held, io_error},
     sys::write_all_at,
 };
-
-/// Which lock a write of the file holds while the kernel copies its bytes.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Exclusion {
-    /// The bytes may be read right now: keep readers out.
-    Exclusive,
-    /// No reader reads these bytes until the write returns (`write_fresh`).
-    Shared,
-}
 
 impl MmapDriver {
     pub(crate) fn write_bytes(
