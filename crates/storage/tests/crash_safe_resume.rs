@@ -171,7 +171,7 @@ fn read_only_opens_an_unfinished_file_with_its_ranges_and_refuses_writes() {
     let err = open(&path, OpenMode::Auto).unwrap_err();
     assert!(matches!(err, StorageError::Locked { .. }), "{err}");
     drop(r);
-    let writer = open(&path, OpenMode::Auto).unwrap();
+    let writer = support::retry_locked(|| open(&path, OpenMode::Auto)).unwrap();
     writer.write_at(7, b" more").unwrap();
 }
 

@@ -74,3 +74,21 @@ pub fn open_mmap(
         },
     )
 }
+
+/// Runs `op` until it is not refused with `Locked`, for at most [`LIMIT`].
+/// For a step that follows the drop of every other handle of a file: a
+/// child process that a test running beside it forked in that instant
+/// holds a copy of every open file (and its lock) until it execs.
+pub fn retry_locked<T>(
+    mut op: impl FnMut() -> storage::StorageResult<T>,
+) -> storage::StorageResult<T> {
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        match op() {
+            Err(storage::StorageError::Locked { .. }) if Instant::now() < deadline => {
+                thread::sleep(Duration::from_millis(5));
+            }
+            other => return other,
+        }
+    }
+}
