@@ -9,7 +9,7 @@ type Check = fn(&Path) -> Outcome;
 
 /// Runs every check on the workspace at `root`; `true` when all pass.
 pub fn run(root: &Path) -> bool {
-    let all: [(&str, Check); 8] = [
+    let all: [(&str, Check); 9] = [
         ("format", checks::commands::format),
         ("lints", checks::commands::lints),
         ("features", checks::commands::features),
@@ -18,6 +18,9 @@ pub fn run(root: &Path) -> bool {
         ("re-exports", checks::reexports::check),
         ("docs and size", checks::docs_and_size),
         ("dependency policy", checks::commands::deny),
+        ("ready to publish", |root| {
+            checks::publishing::check(root, true)
+        }),
     ];
     let mut passed = true;
     for (name, check) in all {

@@ -43,7 +43,7 @@ fn main() -> ExitCode {
             command.current_dir(workspace::default_root()).args([
                 "bench",
                 "-p",
-                "storage",
+                "stream-storage",
                 "--bench",
                 "workloads",
                 "--",

@@ -57,3 +57,9 @@ mod tests {
         const _: () = assert_send_sync::<std::sync::Arc<dyn AvailabilityObserver>>();
     }
 }
+
+/// This crate's README examples (the page the registry shows), compiled
+/// and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -235,3 +235,9 @@ mod tests {
         assert!(matches!(err, StorageError::Io(_)), "{err}");
     }
 }
+
+/// This crate's README examples (the page the registry shows), compiled
+/// and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

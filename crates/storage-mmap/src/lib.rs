@@ -98,3 +98,9 @@ impl MmapOptions {
 
 /// A resource backed by a memory-mapped file.
 pub type MmapResource = Resource<MmapDriver>;
+
+/// This crate's README examples (the page the registry shows), compiled
+/// and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

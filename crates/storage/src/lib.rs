@@ -65,7 +65,8 @@ pub use storage_mmap::{
 #[cfg(any(feature = "mmap", feature = "mem"))]
 pub use unified::StorageResource;
 
-/// The root README's examples, compiled and run as doc tests.
+/// This crate's README examples (the page the registry shows), compiled
+/// and run as doc tests.
 #[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
+#[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

@@ -8,7 +8,7 @@ use std::{
 
 use super::Finding;
 use crate::{
-    checks::{commands, layering, reexports, sources},
+    checks::{commands, layering, publishing, reexports, sources},
     workspace::default_root,
 };
 
@@ -272,6 +272,56 @@ fn a_formatting_error_is_caught() {
     let failures = commands::format(scratch.root()).failures;
     assert!(
         mentions(&failures, "crates/storage-mem/src/lib.rs:", "not formatted"),
+        "{failures:?}"
+    );
+}
+
+#[test]
+fn a_dependency_needing_a_newer_rust_than_declared_is_caught() {
+    let scratch = Scratch::new();
+    // Declaring an older rust-version makes today's dependencies too new.
+    scratch.edit("Cargo.toml", |text| {
+        text.replace("rust-version = \"1.89\"", "rust-version = \"1.85\"")
+    });
+    let failures = publishing::check(scratch.root(), false).failures;
+    assert!(
+        mentions(
+            &failures,
+            "Cargo.lock",
+            "above the workspace's rust-version 1.85"
+        ),
+        "{failures:?}"
+    );
+}
+
+#[test]
+fn a_package_without_a_licence_text_is_caught() {
+    let scratch = Scratch::new();
+    fs::remove_file(scratch.path("crates/storage-mem/LICENSE-APACHE")).unwrap();
+    let failures = publishing::check(scratch.root(), false).failures;
+    assert!(
+        mentions(
+            &failures,
+            "crates/storage-mem/LICENSE-APACHE",
+            "does not include LICENSE-APACHE"
+        ),
+        "{failures:?}"
+    );
+}
+
+#[test]
+fn a_package_readme_without_an_example_is_caught() {
+    let scratch = Scratch::new();
+    scratch.edit("crates/storage-mmap/README.md", |text| {
+        text.replace("```rust", "```text")
+    });
+    let failures = publishing::check(scratch.root(), false).failures;
+    assert!(
+        mentions(
+            &failures,
+            "crates/storage-mmap/README.md",
+            "no ```rust example"
+        ),
         "{failures:?}"
     );
 }

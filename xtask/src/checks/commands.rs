@@ -5,12 +5,12 @@ use std::{path::Path, process::Command};
 use super::{Finding, Outcome};
 
 /// The output of a finished command.
-struct Ran {
-    success: bool,
-    text: String,
+pub(super) struct Ran {
+    pub(super) success: bool,
+    pub(super) text: String,
 }
 
-fn cargo(root: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<Ran, Finding> {
+pub(super) fn cargo(root: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<Ran, Finding> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut command = Command::new(&cargo);
     command.current_dir(root).args(args);
@@ -97,7 +97,7 @@ pub fn lints(root: &Path) -> Outcome {
     for feature in &features {
         sets.push(vec![
             "-p",
-            "storage",
+            "stream-storage",
             "--no-default-features",
             "--features",
             feature,
@@ -141,7 +141,7 @@ pub fn features(root: &Path) -> Outcome {
             "--quiet",
             "--message-format=short",
             "-p",
-            "storage",
+            "stream-storage",
             "--no-default-features",
             "--features",
             features,
@@ -155,7 +155,7 @@ pub fn features(root: &Path) -> Outcome {
         "check",
         "--message-format=short",
         "-p",
-        "storage",
+        "stream-storage",
         "--no-default-features",
     ];
     match cargo(root, &none, &[]) {

@@ -10,7 +10,7 @@ use cargo_metadata::{DependencyKind, Metadata, MetadataCommand, Package, Package
 use super::{Finding, Outcome};
 
 const CORE: &str = "storage-core";
-const FACADE: &str = "storage";
+const FACADE: &str = "stream-storage";
 /// Crates the core must not pull in, even indirectly.
 const FORBIDDEN_IN_CORE: [&str; 2] = ["memmap2", "tempfile"];
 

@@ -4,6 +4,7 @@
 pub mod commands;
 mod finding;
 pub mod layering;
+pub mod publishing;
 pub mod reexports;
 pub mod sources;
 

@@ -1,7 +1,7 @@
 //! The benchmark suite: every workload of the contract's performance table
 //! next to its raw baseline, measured in the same run, reported as ratios.
 //!
-//! `cargo bench -p storage --bench workloads` (or `cargo xtask bench`) prints
+//! `cargo bench -p stream-storage --bench workloads` (or `cargo xtask bench`) prints
 //! a markdown table of medians; `-- --quick` runs fewer rounds.
 
 #![allow(
