@@ -18,7 +18,7 @@ use crate::{
     checkpoint::Checkpoints,
     journal::{self, Journal},
     map::Mapping,
-    store::{Store, io_error},
+    store::{Store, io_error, is_at_path},
     sys,
 };
 
@@ -107,9 +107,18 @@ impl MmapDriver {
     /// committed-looking partial one) and the exclusive lock; `sync` and the
     /// drop try again.
     pub(crate) fn finish_commit(&self) -> StorageResult<()> {
-        let synced = sys::sync_all(self.read().file(&self.path)?)
-            .map_err(|e| io_error(&self.path, "cannot sync", e));
+        let (synced, ours) = {
+            let store = self.read();
+            let file = store.file(&self.path)?;
+            let synced = sys::sync_all(file).map_err(|e| io_error(&self.path, "cannot sync", e));
+            (synced, is_at_path(file, &self.path)?)
+        };
         let removed = synced.and_then(|()| {
+            if !ours {
+                // This file was deleted or replaced from outside: the
+                // journal at the path now belongs to the file there.
+                return Ok(());
+            }
             journal::remove_if_present(&self.journal_path)
                 .and_then(|()| journal::sync_dir(&self.journal_path))
                 .map_err(|e| io_error(&self.journal_path, "cannot remove", e))

@@ -116,13 +116,41 @@ pub(crate) fn parse(bytes: &[u8]) -> Contents {
     contents
 }
 
-/// Reads the journal at `path`: `None` when there is none.
-pub(crate) fn read(path: &Path) -> io::Result<Option<Contents>> {
-    match fs::read(path) {
-        Ok(bytes) => Ok(Some(parse(&bytes))),
+/// Opens the existing journal at `path` with `options`, refusing what is
+/// not a regular file there (a FIFO would block the caller for good, a
+/// symlink would send the journal's writes elsewhere): the entry itself is
+/// checked, and opened without following a link and without blocking.
+/// `Ok(None)` when there is none.
+fn open_existing(path: &Path, options: &mut OpenOptions) -> io::Result<Option<File>> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if !meta.file_type().is_file() => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the journal is not a regular file (a link, a directory, a FIFO, ...)",
+            ));
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    sys::no_follow_no_block(options);
+    match options.open(path) {
+        Ok(file) => Ok(Some(file)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
+}
+
+/// Reads the journal at `path`: `None` when there is none.
+pub(crate) fn read(path: &Path) -> io::Result<Option<Contents>> {
+    use std::io::Read;
+
+    let Some(mut file) = open_existing(path, OpenOptions::new().read(true))? else {
+        return Ok(None);
+    };
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    Ok(Some(parse(&bytes)))
 }
 
 /// One record's bytes.
@@ -212,7 +240,8 @@ impl Journal {
             // No valid magic: start over, keeping what the caller learned.
             return Self::create(path, contents.ranges.iter());
         }
-        let file = OpenOptions::new().write(true).open(path)?;
+        let file = open_existing(path, OpenOptions::new().write(true))?
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "the journal went away"))?;
         file.set_len(contents.valid_len)?;
         let mut journal = Self { file };
         journal.seek_end()?;
@@ -252,10 +281,8 @@ impl Journal {
 /// and makes it durable; says whether there was one. For a journal no
 /// checkpoint thread appends to (a commit that could not remove it).
 pub(crate) fn mark_existing(path: &Path, mark: Replacement) -> io::Result<bool> {
-    let mut file = match OpenOptions::new().append(true).open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(e),
+    let Some(mut file) = open_existing(path, OpenOptions::new().append(true))? else {
+        return Ok(false);
     };
     file.write_all(&encode_mark(mark))?;
     sys::sync_data(&file)?;

@@ -28,8 +28,10 @@ fn committed(len: u64) -> DriverState {
 
 /// Whether the file at `path` holds exactly the contents a replacement
 /// mark describes (the replacement landed before a crash).
-fn matches_replacement(path: &std::path::Path, len: u64, mark: journal::Replacement) -> bool {
-    len == mark.len && fs::read(path).is_ok_and(|bytes| crc32fast::hash(&bytes) == mark.crc)
+/// Whether `contents` (the locked, mapped file) are exactly what a
+/// replacement mark describes (the replacement landed before a crash).
+fn matches_replacement(contents: &[u8], mark: journal::Replacement) -> bool {
+    contents.len() as u64 == mark.len && crc32fast::hash(contents) == mark.crc
 }
 
 fn not_a_regular_file(path: &std::path::Path) -> storage_core::StorageError {
@@ -55,16 +57,15 @@ fn length_of(path: &std::path::Path) -> StorageResult<Option<u64>> {
 /// replacement landed, then the process died before the journal went (the
 /// file is whole and committed; a writer removes the journal).
 fn read_journal(
-    path: &std::path::Path,
     journal_path: &std::path::Path,
-    existing: Option<u64>,
+    file: &[u8],
     writer: bool,
 ) -> StorageResult<Option<journal::Contents>> {
     let journal =
         journal::read(journal_path).map_err(|e| io_error(journal_path, "cannot read", e))?;
-    if let (Some(len), Some(contents)) = (existing, &journal)
+    if let Some(contents) = &journal
         && let Some(mark) = contents.replacement
-        && matches_replacement(path, len, mark)
+        && matches_replacement(file, mark)
     {
         if writer {
             journal::remove_if_present(journal_path)
@@ -132,7 +133,7 @@ fn open_existing(path: &Path, journal_path: &Path, mode: OpenMode) -> StorageRes
     if writer && store.len == 0 {
         return Ok(Opened::Empty);
     }
-    let Some(contents) = read_journal(path, journal_path, Some(store.len), writer)? else {
+    let Some(contents) = read_journal(journal_path, store.map.bytes(), writer)? else {
         // Committed (or committed since the look): a reader's lock.
         store.release_to_shared(path);
         if writer {

@@ -14,7 +14,7 @@ use crate::{
     checkpoint::Checkpoints,
     journal::{self, Replacement},
     map::Mapping,
-    store::{Held, io_error, lock, open_locked},
+    store::{Held, io_error, is_at_path, lock, open_locked},
     sys,
 };
 
@@ -60,61 +60,43 @@ fn replace(
     let path = driver.path.as_path();
     let len = data.len() as u64;
     let active = driver.checkpoints.lock().is_some();
-    let (writer, permissions) = {
+    let (owns_path, permissions) = {
         let store = driver.read();
         let permissions = store
             .file
             .as_ref()
             .and_then(|file| file.metadata().ok())
             .map(|meta| meta.permissions());
-        (store.held == Held::Exclusive, permissions)
+        // This handle's writer lock guards the path only while its file is
+        // the one there (not deleted or replaced from outside).
+        let at_path = match &store.file {
+            Some(file) => is_at_path(file, path)?,
+            None => false,
+        };
+        (store.held == Held::Exclusive && at_path, permissions)
     };
-    let guard = if writer { None } else { guard_current(path)? };
-    // Under the guard (or the writer's lock), a journal no checkpoint
-    // thread keeps is stale: a commit that could not remove it, or one a
-    // crash left. It gets a mark too.
-    let idle_journal = !active && driver.journal_path.exists();
+    let mut guard = if owns_path {
+        None
+    } else {
+        guard_current(path)?
+    };
 
-    let dir = path
-        .parent()
-        .filter(|dir| !dir.as_os_str().is_empty())
-        .unwrap_or_else(|| Path::new("."));
     let context = |what: &'static str, e: std::io::Error| io_error(path, what, e);
-    fs::create_dir_all(dir).map_err(|e| context("cannot create the directory of", e))?;
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    // Deleted on every early return until `persist`.
-    let mut temp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(|e| context("cannot create a temporary file beside", e))?;
-    if let Some(permissions) = permissions.or_else(|| {
-        let meta = guard.as_ref()?.metadata().ok()?;
-        Some(meta.permissions())
-    }) {
-        // The new file keeps the old one's permissions (best effort).
-        let _ = fs::set_permissions(temp.path(), permissions);
-    }
-    temp.write_all(data)
-        .map_err(|e| context("cannot write the replacement of", e))?;
-    // An active file's replacement is always durable: its journal mark
-    // must not reach the disk before the bytes it describes.
-    let must_sync = durable || active || idle_journal;
-    if must_sync {
-        sys::sync_all(temp.as_file()).map_err(|e| context("cannot sync the replacement of", e))?;
-    }
-    lock(temp.as_file(), path, Held::Shared)?;
-    let map = Mapping::read_only(temp.as_file(), len).map_err(|e| context("cannot map", e))?;
+    let (temp, map, synced) = write_beside(
+        path,
+        data,
+        durable || active,
+        permissions.or_else(|| {
+            let meta = guard.as_ref()?.metadata().ok()?;
+            Some(meta.permissions())
+        }),
+    )?;
 
     let mark = Replacement {
         len,
         crc: crc32fast::hash(data),
     };
-    if idle_journal {
-        journal::mark_existing(&driver.journal_path, mark)
-            .map_err(|e| io_error(&driver.journal_path, "cannot write", e))?;
-    }
-    let stopped = if active {
+    let stopped = if active && owns_path {
         let Some(checkpoints) = driver.checkpoints.lock().take() else {
             return Err(StorageError::Failed("the journal went away".into()));
         };
@@ -133,18 +115,35 @@ fn replace(
     } else {
         None
     };
-
-    let file = match temp.persist(path) {
-        Ok(file) => file,
-        Err(e) => {
-            // The old file stays; the mark names contents that are not at
-            // the path, so reopening ignores it.
-            if let Some((journal, pending, data_file)) = stopped {
-                *driver.checkpoints.lock() = Some(Checkpoints::resume(data_file, journal, pending));
-            }
-            return Err(context("cannot rename over", e.error));
+    let restore = |stopped: Option<(
+        journal::Journal,
+        Vec<std::ops::Range<u64>>,
+        std::sync::Arc<File>,
+    )>| {
+        if let Some((journal, pending, data_file)) = stopped {
+            *driver.checkpoints.lock() = Some(Checkpoints::resume(data_file, journal, pending));
         }
     };
+
+    let renamed = rename_into_place(
+        driver,
+        temp,
+        &mut guard,
+        owns_path,
+        stopped.is_none(),
+        synced,
+        mark,
+    );
+    let (file, idle_journal) = match renamed {
+        Ok(renamed) => renamed,
+        Err(e) => {
+            // The old file stays; a mark names contents that are not at
+            // the path, so reopening ignores it.
+            restore(stopped);
+            return Err(e);
+        }
+    };
+    let must_sync = durable || active || idle_journal;
     {
         // Readers are out while the file changes and `Resource` publishes
         // the new state: none pairs the old length with the new bytes.
@@ -155,6 +154,11 @@ fn replace(
         store.install(map, len);
         driver.extent.store(len, Ordering::Release);
         publish();
+    }
+    // An orphaned download's checkpoints (its file was deleted from
+    // outside) have nothing more to do.
+    if let Some(orphaned) = driver.checkpoints.lock().take() {
+        drop(orphaned.stop());
     }
     drop(guard);
     drop(stopped);
@@ -167,4 +171,92 @@ fn replace(
         *driver.unsynced_commit.lock() = true;
     }
     Ok(())
+}
+
+/// The new contents in a temporary file beside `path`, with `permissions`,
+/// synced when `sync`, locked shared and mapped: everything that can fail
+/// before the rename. The file is deleted if anything fails.
+fn write_beside(
+    path: &Path,
+    data: &[u8],
+    sync: bool,
+    permissions: Option<fs::Permissions>,
+) -> StorageResult<(tempfile::NamedTempFile, Mapping, bool)> {
+    let dir = path
+        .parent()
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .unwrap_or_else(|| Path::new("."));
+    let context = |what: &'static str, e: std::io::Error| io_error(path, what, e);
+    fs::create_dir_all(dir).map_err(|e| context("cannot create the directory of", e))?;
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let mut temp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(|e| context("cannot create a temporary file beside", e))?;
+    if let Some(permissions) = permissions {
+        // The new file keeps the old one's permissions (best effort).
+        let _ = fs::set_permissions(temp.path(), permissions);
+    }
+    temp.write_all(data)
+        .map_err(|e| context("cannot write the replacement of", e))?;
+    if sync {
+        sys::sync_all(temp.as_file()).map_err(|e| context("cannot sync the replacement of", e))?;
+    }
+    lock(temp.as_file(), path, Held::Shared)?;
+    let len = data.len() as u64;
+    let map = Mapping::read_only(temp.as_file(), len).map_err(|e| context("cannot map", e))?;
+    Ok((temp, map, sync))
+}
+
+/// Renames `temp` over the path: over the guarded file, or, when the path
+/// was empty, only if it still is (a download that started meanwhile is
+/// not replaced: it is guarded on the next try, or refuses us). When
+/// `mark_idle`, a journal found there (stale, under the guard: a commit
+/// that could not remove it, or one a crash left) first gets the mark,
+/// after the bytes it names are durable. Returns the renamed file and
+/// whether such a journal was marked.
+fn rename_into_place(
+    driver: &MmapDriver,
+    mut temp: tempfile::NamedTempFile,
+    guard: &mut Option<File>,
+    owns_path: bool,
+    mark_idle: bool,
+    mut synced: bool,
+    mark: Replacement,
+) -> StorageResult<(File, bool)> {
+    let path = driver.path.as_path();
+    let mut idle_journal = false;
+    for _ in 0..16 {
+        if mark_idle && driver.journal_path.exists() {
+            if !synced {
+                sys::sync_all(temp.as_file())
+                    .map_err(|e| io_error(path, "cannot sync the replacement of", e))?;
+                synced = true;
+            }
+            journal::mark_existing(&driver.journal_path, mark)
+                .map_err(|e| io_error(&driver.journal_path, "cannot write", e))?;
+            idle_journal = true;
+        }
+        let unguarded = !owns_path && guard.is_none();
+        let persisted = if unguarded {
+            temp.persist_noclobber(path)
+        } else {
+            temp.persist(path)
+        };
+        match persisted {
+            Ok(file) => return Ok((file, idle_journal)),
+            Err(e) if unguarded && e.error.kind() == std::io::ErrorKind::AlreadyExists => {
+                temp = e.file;
+                *guard = guard_current(path)?;
+            }
+            Err(e) => return Err(io_error(path, "cannot rename over", e.error)),
+        }
+    }
+    let why = "its path kept being taken and freed while it was being replaced";
+    Err(io_error(
+        path,
+        "cannot rename over",
+        std::io::Error::new(std::io::ErrorKind::Interrupted, why),
+    ))
 }

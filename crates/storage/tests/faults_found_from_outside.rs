@@ -1193,3 +1193,115 @@ fn opens_racing_a_writer_that_reactivates_and_drops_never_see_holes_as_committed
         within("the writer", move || writer.join().unwrap());
     }
 }
+
+// Found by a fourth probe: files deleted or swapped from outside.
+
+#[test]
+fn a_commit_by_a_handle_whose_file_was_deleted_leaves_the_new_downloads_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("deleted.bin");
+    let a = open(&path, OpenMode::Auto).unwrap();
+    a.write_at(0, &[b'A'; 3000]).unwrap();
+    fs::remove_file(&path).unwrap();
+    let b = open(&path, OpenMode::Auto).unwrap();
+    b.write_at(0, &[b'B'; 1000]).unwrap();
+    b.sync().unwrap();
+    a.commit(Some(3000)).unwrap();
+    assert!(
+        journal_of(&path).exists(),
+        "the new download's journal was removed"
+    );
+    drop(a);
+    assert!(journal_of(&path).exists(), "the orphan's drop removed it");
+    drop(b);
+    let reopened = open(&path, OpenMode::Auto).unwrap();
+    assert_eq!(reopened.status(), ResourceStatus::Active);
+    assert_eq!(available(&reopened, 1 << 20), vec![0..1000]);
+}
+
+#[test]
+fn a_replacement_does_not_rename_over_a_download_that_took_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("taken.bin");
+    fs::write(&path, b"old").unwrap();
+    let atomic = Atomic::new(open(&path, OpenMode::Auto).unwrap());
+    fs::remove_file(&path).unwrap();
+    let download = open(&path, OpenMode::Auto).unwrap();
+    download.write_at(0, &[7; 4000]).unwrap();
+    let err = atomic.write_all(&[9; 100]).unwrap_err();
+    assert!(matches!(err, StorageError::Locked { .. }), "{err}");
+    download.commit(Some(4000)).unwrap();
+    assert_eq!(fs::read(&path).unwrap(), vec![7; 4000]);
+}
+
+#[cfg(unix)]
+#[test]
+fn a_journal_path_that_is_not_a_regular_file_is_an_error_not_a_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fifo.bin");
+    fs::write(&path, b"committed").unwrap();
+    let status = Command::new("mkfifo")
+        .arg(journal_of(&path))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for mode in [OpenMode::ReadOnly, OpenMode::Auto] {
+        let path = path.clone();
+        let opened = within("an open beside a FIFO journal", move || {
+            open(&path, mode).map(drop)
+        });
+        assert!(opened.is_err(), "{mode:?}");
+    }
+    fs::remove_file(journal_of(&path)).unwrap();
+    let atomic = Atomic::new(open(&path, OpenMode::Auto).unwrap());
+    Command::new("mkfifo")
+        .arg(journal_of(&path))
+        .status()
+        .unwrap();
+    let replaced = within("a replacement beside a FIFO journal", move || {
+        atomic.write_all(b"new").map(|()| atomic)
+    });
+    assert!(replaced.is_err());
+    assert_eq!(fs::read(&path).unwrap(), b"committed");
+
+    // A symlink there sends nothing through it.
+    fs::remove_file(journal_of(&path)).unwrap();
+    let target = dir.path().join("elsewhere");
+    fs::write(&target, b"STJRNL01").unwrap();
+    std::os::unix::fs::symlink(&target, journal_of(&path)).unwrap();
+    assert!(open(&path, OpenMode::Auto).is_err());
+    // A replacement meeting it refuses rather than mark the target.
+    assert!(
+        Atomic::new(open_after_removing_link(&path))
+            .write_all(b"x")
+            .is_err()
+    );
+    assert_eq!(fs::read(&path).unwrap(), b"committed");
+    assert_eq!(fs::read(&target).unwrap(), b"STJRNL01");
+}
+
+/// Opens `path` after taking away the symlink at its journal path, and
+/// puts the link back, so the handle meets it when it replaces.
+#[cfg(unix)]
+fn open_after_removing_link(path: &Path) -> MmapResource {
+    let link = journal_of(path);
+    let target = fs::read_link(&link).unwrap();
+    fs::remove_file(&link).unwrap();
+    let r = open(path, OpenMode::Auto).unwrap();
+    std::os::unix::fs::symlink(target, &link).unwrap();
+    r
+}
+
+#[test]
+fn reactivating_a_read_only_handle_of_an_unfinished_file_says_read_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("unfinished.bin");
+    drop({
+        let r = open(&path, OpenMode::Auto).unwrap();
+        r.write_at(0, b"part").unwrap();
+        r
+    });
+    let r = open(&path, OpenMode::ReadOnly).unwrap();
+    assert_eq!(r.status(), ResourceStatus::Active);
+    assert!(matches!(r.reactivate(), Err(StorageError::ReadOnly)));
+}

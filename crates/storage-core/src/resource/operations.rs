@@ -185,17 +185,19 @@ impl<D: DriverIo> ResourceExt for Resource<D> {
     fn reactivate(&self) -> StorageResult<()> {
         let shared = &*self.shared;
         let _writer = shared.writer.lock();
-        {
+        let (active, available) = {
             let state = shared.state.lock();
             if shared.is_cancelled() {
                 return Err(StorageError::Cancelled);
             }
-            if state.phase == Phase::Active {
-                return Ok(());
-            }
-        }
-        let available = shared.state.lock().tracker.as_set().clone();
+            (state.phase == Phase::Active, state.tracker.as_set().clone())
+        };
+        // Asked even when active: a store that can never be written (a
+        // read-only file resumed from its journal) says so.
         shared.driver.reactivate_with(&available)?;
+        if active {
+            return Ok(());
+        }
         let mut state = shared.state.lock();
         state.phase = Phase::Active;
         shared.publish(&state);

@@ -12,7 +12,7 @@ use std::{fs::File, io, path::Path};
 #[cfg_attr(windows, path = "windows.rs")]
 mod os;
 
-pub(crate) use os::{reserve, try_lock, write_all_at};
+pub(crate) use os::{no_follow_no_block, reserve, try_lock, write_all_at};
 
 /// A lock to hold on a whole file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

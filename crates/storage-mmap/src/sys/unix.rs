@@ -28,6 +28,14 @@ pub(super) fn file_id(meta: &std::fs::Metadata) -> Option<(u64, u64)> {
     Some((meta.dev(), meta.ino()))
 }
 
+/// Opens without following a symlink at the last component and without
+/// blocking on a FIFO.
+pub(crate) fn no_follow_no_block(options: &mut std::fs::OpenOptions) {
+    use std::os::unix::fs::OpenOptionsExt;
+
+    options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+}
+
 pub(super) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }

@@ -23,6 +23,9 @@ pub(super) fn file_id(_meta: &std::fs::Metadata) -> Option<(u64, u64)> {
     None
 }
 
+/// Nothing to add: the entry is checked before it is opened.
+pub(crate) fn no_follow_no_block(_options: &mut std::fs::OpenOptions) {}
+
 pub(super) fn sync_dir(_dir: &Path) -> io::Result<()> {
     Ok(())
 }
