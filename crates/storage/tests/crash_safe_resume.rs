@@ -15,7 +15,7 @@ use storage::{
     CHECKPOINT_BYTES, MmapResource, OpenMode, ResourceExt, ResourceStatus, StorageError,
     WaitOutcome,
 };
-use support::{LIMIT, pattern, shuffled};
+use support::{LIMIT, available, pattern, shuffled};
 
 fn open(path: &Path, mode: OpenMode) -> Result<MmapResource, StorageError> {
     support::open_mmap(path, None, mode)
@@ -25,20 +25,6 @@ fn journal_of(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap().to_os_string();
     name.push(".storage-journal");
     path.with_file_name(name)
-}
-
-/// The available ranges of `resource` within `0..len`.
-fn available(resource: &impl ResourceExt, len: u64) -> Vec<std::ops::Range<u64>> {
-    let mut ranges = Vec::new();
-    let mut at = 0;
-    while at < len {
-        let gap = resource.next_gap(at, len).unwrap_or(len..len);
-        if gap.start > at {
-            ranges.push(at..gap.start);
-        }
-        at = gap.end;
-    }
-    ranges
 }
 
 /// The expected content of the test file: a pattern by offset.

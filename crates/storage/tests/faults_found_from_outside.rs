@@ -18,7 +18,7 @@ use storage::{
     Atomic, CancellationToken, MemResource, MmapResource, OpenMode, ResourceExt, ResourceStatus,
     StorageError, StorageResource, WaitOutcome,
 };
-use support::{pattern, within};
+use support::{available, pattern, within};
 
 fn open(path: &Path, mode: OpenMode) -> Result<MmapResource, StorageError> {
     support::open_mmap(path, None, mode)
@@ -38,19 +38,6 @@ fn names_in(dir: &Path) -> Vec<String> {
         .collect();
     names.sort();
     names
-}
-
-fn available(resource: &impl ResourceExt, len: u64) -> Vec<std::ops::Range<u64>> {
-    let mut ranges = Vec::new();
-    let mut from = 0;
-    while from < len {
-        let gap = resource.next_gap(from, len).unwrap_or(len..len);
-        if gap.start > from {
-            ranges.push(from..gap.start);
-        }
-        from = gap.end;
-    }
-    ranges
 }
 
 /// Checks that every byte `resource` reports available is `expected`'s.
@@ -123,6 +110,25 @@ fn a_rewrite_in_place_after_commit_is_durable_before_reactivate_journals_it() {
 
 // Fault 2: concurrent Atomic::write_all on clones.
 
+/// Starts both replacements at once, on two threads, and waits (bounded)
+/// for both to succeed.
+fn race_replacements(racers: [(Atomic<MmapResource>, Vec<u8>); 2]) {
+    let barrier = Arc::new(Barrier::new(2));
+    let racers: Vec<_> = racers
+        .into_iter()
+        .map(|(atomic, payload)| {
+            let barrier = Arc::clone(&barrier);
+            thread::spawn(move || {
+                barrier.wait();
+                atomic.write_all(&payload)
+            })
+        })
+        .collect();
+    for racer in racers {
+        within("a racing replacement", move || racer.join().unwrap()).unwrap();
+    }
+}
+
 #[test]
 fn racing_atomic_replacements_on_clones_leave_one_whole_payload() {
     let dir = tempfile::tempdir().unwrap();
@@ -131,20 +137,7 @@ fn racing_atomic_replacements_on_clones_leave_one_whole_payload() {
     let b = vec![b'B'; 1000];
     let atomic = Atomic::new(open(&path, OpenMode::Auto).unwrap());
     for round in 0..300 {
-        let barrier = Arc::new(Barrier::new(2));
-        let racers: Vec<_> = [a.clone(), b.clone()]
-            .into_iter()
-            .map(|payload| {
-                let (atomic, barrier) = (atomic.clone(), Arc::clone(&barrier));
-                thread::spawn(move || {
-                    barrier.wait();
-                    atomic.write_all(&payload)
-                })
-            })
-            .collect();
-        for racer in racers {
-            within("a racing replacement", move || racer.join().unwrap()).unwrap();
-        }
+        race_replacements([(atomic.clone(), a.clone()), (atomic.clone(), b.clone())]);
         let on_disk = fs::read(&path).unwrap();
         assert!(
             on_disk == a || on_disk == b,
@@ -173,20 +166,7 @@ fn racing_replacements_by_two_handles_of_one_path_leave_one_whole_payload() {
     let first = Atomic::new(open(&path, OpenMode::Auto).unwrap());
     let second = Atomic::new(open(&path, OpenMode::Auto).unwrap());
     for round in 0..200 {
-        let barrier = Arc::new(Barrier::new(2));
-        let racers: Vec<_> = [(first.clone(), a.clone()), (second.clone(), b.clone())]
-            .into_iter()
-            .map(|(atomic, payload)| {
-                let barrier = Arc::clone(&barrier);
-                thread::spawn(move || {
-                    barrier.wait();
-                    atomic.write_all(&payload)
-                })
-            })
-            .collect();
-        for racer in racers {
-            within("a racing replacement", move || racer.join().unwrap()).unwrap();
-        }
+        race_replacements([(first.clone(), a.clone()), (second.clone(), b.clone())]);
         let on_disk = fs::read(&path).unwrap();
         assert!(
             on_disk == a || on_disk == b,

@@ -92,3 +92,17 @@ pub fn retry_locked<T>(
         }
     }
 }
+
+/// The available ranges of `resource` within `0..len`, in order.
+pub fn available(resource: &impl ResourceExt, len: u64) -> Vec<Range<u64>> {
+    let mut ranges = Vec::new();
+    let mut at = 0;
+    while at < len {
+        let gap = resource.next_gap(at, len).unwrap_or(len..len);
+        if gap.start > at {
+            ranges.push(at..gap.start);
+        }
+        at = gap.end;
+    }
+    ranges
+}
