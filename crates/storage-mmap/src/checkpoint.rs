@@ -86,6 +86,12 @@ impl Checkpoints {
         }
     }
 
+    /// The identity of the journal, while no thread has taken it (right
+    /// after it was made).
+    pub(crate) fn journal_id(&self) -> Option<(u64, u64)> {
+        self.journal.as_ref().and_then(Journal::id)
+    }
+
     /// Notes that `range` was written; wakes (or starts) the checkpoint
     /// thread when enough is pending.
     pub(crate) fn record(&mut self, range: Range<u64>) {

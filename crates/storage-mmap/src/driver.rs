@@ -18,7 +18,7 @@ use crate::{
     checkpoint::Checkpoints,
     journal::{self, Journal},
     map::Mapping,
-    store::{Store, io_error, is_at_path},
+    store::{Store, io_error},
     sys,
 };
 
@@ -59,6 +59,10 @@ pub struct MmapDriver {
     /// A commit went through but could not be made durable (the journal is
     /// still there): `sync` and the drop finish it.
     pub(crate) unsynced_commit: Mutex<bool>,
+    /// The identity of this handle's journal (set when it creates or
+    /// resumes one): only that journal is ever removed by it, never one
+    /// that another download put at the path since.
+    pub(crate) journal_id: Mutex<Option<(u64, u64)>>,
 }
 
 /// An offset already checked to lie within a mapping (whose length is a `usize`).
@@ -107,21 +111,17 @@ impl MmapDriver {
     /// committed-looking partial one) and the exclusive lock; `sync` and the
     /// drop try again.
     pub(crate) fn finish_commit(&self) -> StorageResult<()> {
-        let (synced, ours) = {
-            let store = self.read();
-            let file = store.file(&self.path)?;
-            let synced = sys::sync_all(file).map_err(|e| io_error(&self.path, "cannot sync", e));
-            (synced, is_at_path(file, &self.path)?)
-        };
+        let synced = sys::sync_all(self.read().file(&self.path)?)
+            .map_err(|e| io_error(&self.path, "cannot sync", e));
         let removed = synced.and_then(|()| {
-            if !ours {
-                // This file was deleted or replaced from outside: the
-                // journal at the path now belongs to the file there.
-                return Ok(());
+            let own = *self.journal_id.lock();
+            if own.is_some() {
+                return self.remove_journal_if(|id| id == own);
             }
-            journal::remove_if_present(&self.journal_path)
-                .and_then(|()| journal::sync_dir(&self.journal_path))
-                .map_err(|e| io_error(&self.journal_path, "cannot remove", e))
+            // No identity to go by (a platform without one): the journal
+            // is this file's while this file is the one at the path.
+            let ours = crate::store::is_at_path(self.read().file(&self.path)?, &self.path)?;
+            self.remove_journal_if(|_| ours)
         });
         match removed {
             Ok(()) => {
@@ -134,6 +134,26 @@ impl MmapDriver {
                 Err(e)
             }
         }
+    }
+}
+
+impl MmapDriver {
+    /// Removes the journal at the path, durably, when its identity passes
+    /// `is_ours` (checked under the directory lock, so no rename by a
+    /// handle of this library swaps it in between). One already gone is no
+    /// error; another's journal stays.
+    pub(crate) fn remove_journal_if(
+        &self,
+        is_ours: impl Fn(Option<(u64, u64)>) -> bool,
+    ) -> StorageResult<()> {
+        let _name = sys::dir_lock(&self.journal_path);
+        let at_path = sys::entry_id(&self.journal_path);
+        if at_path.is_none() || !is_ours(at_path) {
+            return Ok(());
+        }
+        journal::remove_if_present(&self.journal_path)
+            .and_then(|()| journal::sync_dir(&self.journal_path))
+            .map_err(|e| io_error(&self.journal_path, "cannot remove", e))
     }
 }
 
@@ -236,6 +256,7 @@ impl DriverIo for MmapDriver {
             // there (none, or an unsynced commit's) when it does.
             let journal = Journal::create(&self.journal_path, ranges.iter())
                 .map_err(|e| io_error(&self.journal_path, "cannot write", e))?;
+            *self.journal_id.lock() = journal.id();
             Ok(Checkpoints::new(data, journal))
         })();
         match started {

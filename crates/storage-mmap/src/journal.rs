@@ -63,8 +63,9 @@ pub(crate) struct Contents {
     pub ranges: RangeSet<u64>,
     /// Length of the valid prefix (magic and whole, checked records).
     pub valid_len: u64,
-    /// The last replacement mark, if any.
-    pub replacement: Option<Replacement>,
+    /// Every replacement mark, in order (replacements racing on one path
+    /// may each have marked it before one of them landed).
+    pub replacements: Vec<Replacement>,
 }
 
 fn u64_at(bytes: &[u8]) -> u64 {
@@ -96,7 +97,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Contents {
             break; // corrupt
         }
         if len == MARK_BYTES && payload.starts_with(REPLACED) {
-            contents.replacement = Some(Replacement {
+            contents.replacements.push(Replacement {
                 len: u64_at(&payload[8..]),
                 crc: u32::try_from(u64_at(&payload[16..]) & u64::from(u32::MAX)).unwrap_or(0),
             });
@@ -164,7 +165,7 @@ pub(crate) fn encode<'a>(ranges: impl Iterator<Item = &'a Range<u64>>) -> Vec<u8
 }
 
 /// A replacement mark's bytes.
-fn encode_mark(mark: Replacement) -> Vec<u8> {
+pub(crate) fn encode_mark(mark: Replacement) -> Vec<u8> {
     let mut payload = REPLACED.to_vec();
     payload.extend_from_slice(&mark.len.to_le_bytes());
     payload.extend_from_slice(&u64::from(mark.crc).to_le_bytes());
@@ -265,6 +266,12 @@ impl Journal {
         self.file.write_all(&encode(ranges))
     }
 
+    /// The journal file's identity, to tell it from another journal later
+    /// put at its path.
+    pub(crate) fn id(&self) -> Option<(u64, u64)> {
+        sys::file_id(&self.file.metadata().ok()?)
+    }
+
     /// Appends a replacement mark and makes it durable.
     pub(crate) fn mark_replacement(&mut self, mark: Replacement) -> io::Result<()> {
         self.file.write_all(&encode_mark(mark))?;
@@ -360,11 +367,11 @@ mod tests {
         bytes.extend(encode_mark(mark));
         bytes.extend(encode([20..30].iter()));
         let contents = parse(&bytes);
-        assert_eq!(contents.replacement, Some(mark));
+        assert_eq!(contents.replacements, vec![mark]);
         assert_eq!(contents.ranges, set(&[0..10, 20..30]));
         // A torn mark is ignored, like any torn record.
         let torn = journal_of(&[&[0..10]]).len() + 10;
-        assert_eq!(parse(&bytes[..torn]).replacement, None);
+        assert_eq!(parse(&bytes[..torn]).replacements, Vec::new());
     }
 
     proptest::proptest! {

@@ -64,8 +64,10 @@ fn read_journal(
     let journal =
         journal::read(journal_path).map_err(|e| io_error(journal_path, "cannot read", e))?;
     if let Some(contents) = &journal
-        && let Some(mark) = contents.replacement
-        && matches_replacement(file, mark)
+        && contents
+            .replacements
+            .iter()
+            .any(|&mark| matches_replacement(file, mark))
     {
         if writer {
             journal::remove_if_present(journal_path)
@@ -213,6 +215,7 @@ impl MmapDriver {
         } else {
             state.available.last().map_or(0, |last| last.end)
         };
+        let journal_id = checkpoints.as_ref().and_then(Checkpoints::journal_id);
         let driver = Self {
             path,
             journal_path,
@@ -221,7 +224,48 @@ impl MmapDriver {
             extent: extent.into(),
             checkpoints: Mutex::new(checkpoints),
             unsynced_commit: Mutex::new(false),
+            journal_id: Mutex::new(journal_id),
         };
         (driver, state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::{Replacement, encode, encode_mark};
+
+    #[test]
+    fn a_file_matching_any_replacement_mark_makes_the_journal_stale() {
+        // Two replacements raced on one path, each marked the journal,
+        // and the first one's rename landed last.
+        let dir = tempfile::tempdir().unwrap();
+        let journal_path = dir.path().join("f.bin.storage-journal");
+        let landed = b"the first replacement".to_vec();
+        let other = b"the second".to_vec();
+        let mark = |bytes: &[u8]| Replacement {
+            len: bytes.len() as u64,
+            crc: crc32fast::hash(bytes),
+        };
+        let mut journal = b"STJRNL01".to_vec();
+        journal.extend(encode(std::iter::once(&(0..4u64))));
+        journal.extend(encode_mark(mark(&landed)));
+        journal.extend(encode_mark(mark(&other)));
+        fs::write(&journal_path, &journal).unwrap();
+        assert!(
+            read_journal(&journal_path, &landed, false)
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            read_journal(&journal_path, &other, false)
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            read_journal(&journal_path, b"partial", false)
+                .unwrap()
+                .is_some()
+        );
     }
 }

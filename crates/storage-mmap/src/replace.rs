@@ -134,7 +134,7 @@ fn replace(
         synced,
         mark,
     );
-    let (file, idle_journal) = match renamed {
+    let (file, marked) = match renamed {
         Ok(renamed) => renamed,
         Err(e) => {
             // The old file stays; a mark names contents that are not at
@@ -143,7 +143,7 @@ fn replace(
             return Err(e);
         }
     };
-    let must_sync = durable || active || idle_journal;
+    let must_sync = durable || active || marked.is_some();
     {
         // Readers are out while the file changes and `Resource` publishes
         // the new state: none pairs the old length with the new bytes.
@@ -162,15 +162,26 @@ fn replace(
     }
     drop(guard);
     drop(stopped);
-    // A journal beside the path is stale now (this handle's, or one a crash
-    // left): it goes, durably when asked. A failure here is kept for
-    // `sync`, and the journal's mark still says the replacement landed.
-    if must_sync {
+    retire_journals(driver, marked, must_sync);
+    Ok(())
+}
+
+/// After a replacement: this handle's journal, or the stale one it marked,
+/// is stale now and goes (durably when `durable`); another download's
+/// journal stays. A failure is kept for `sync`, and the mark still says
+/// the replacement landed.
+fn retire_journals(driver: &MmapDriver, marked: Option<(u64, u64)>, durable: bool) {
+    let own = *driver.journal_id.lock();
+    let removed = driver.remove_journal_if(|id| id.is_some() && (id == own || id == marked));
+    if removed.is_ok() && sys::entry_id(&driver.journal_path) != own {
+        *driver.journal_id.lock() = None;
+    }
+    if durable {
         let _ = driver.finish_commit();
-    } else if journal::remove_if_present(&driver.journal_path).is_err() {
+    }
+    if removed.is_err() {
         *driver.unsynced_commit.lock() = true;
     }
-    Ok(())
 }
 
 /// The new contents in a temporary file beside `path`, with `permissions`,
@@ -209,13 +220,21 @@ fn write_beside(
     Ok((temp, map, sync))
 }
 
-/// Renames `temp` over the path: over the guarded file, or, when the path
-/// was empty, only if it still is (a download that started meanwhile is
-/// not replaced: it is guarded on the next try, or refuses us). When
-/// `mark_idle`, a journal found there (stale, under the guard: a commit
-/// that could not remove it, or one a crash left) first gets the mark,
-/// after the bytes it names are durable. Returns the renamed file and
-/// whether such a journal was marked.
+/// Renames `temp` over the path. Right before, under the directory lock
+/// (so no other rename of this library lands in between), it checks again
+/// what guards the path: this handle's own writer lock while its file is
+/// still there, or a shared lock on the file that is there now — taken
+/// again if the path changed during the write (a writer of the new file
+/// refuses us: `Locked`). An empty path is renamed over only if it still is
+/// (a download that took it meanwhile is guarded on the next try). When
+/// `mark_idle`, a journal found there (stale under the guard: a commit that
+/// could not remove it, or one a crash left) first gets the mark, after the
+/// bytes it names are durable. Returns the renamed file and the identity of
+/// the journal it marked, if any.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the state of one replacement, passed once"
+)]
 fn rename_into_place(
     driver: &MmapDriver,
     mut temp: tempfile::NamedTempFile,
@@ -224,10 +243,25 @@ fn rename_into_place(
     mark_idle: bool,
     mut synced: bool,
     mark: Replacement,
-) -> StorageResult<(File, bool)> {
+) -> StorageResult<(File, Option<(u64, u64)>)> {
     let path = driver.path.as_path();
-    let mut idle_journal = false;
+    let mut marked = None;
     for _ in 0..16 {
+        let _name = sys::dir_lock(path);
+        let ours = owns_path
+            && match &driver.read().file {
+                Some(file) => is_at_path(file, path)?,
+                None => false,
+            };
+        if !ours {
+            let still = match guard.as_ref() {
+                Some(file) => is_at_path(file, path)?,
+                None => false,
+            };
+            if !still {
+                *guard = guard_current(path)?;
+            }
+        }
         if mark_idle && driver.journal_path.exists() {
             if !synced {
                 sys::sync_all(temp.as_file())
@@ -236,19 +270,18 @@ fn rename_into_place(
             }
             journal::mark_existing(&driver.journal_path, mark)
                 .map_err(|e| io_error(&driver.journal_path, "cannot write", e))?;
-            idle_journal = true;
+            marked = sys::entry_id(&driver.journal_path);
         }
-        let unguarded = !owns_path && guard.is_none();
+        let unguarded = !ours && guard.is_none();
         let persisted = if unguarded {
             temp.persist_noclobber(path)
         } else {
             temp.persist(path)
         };
         match persisted {
-            Ok(file) => return Ok((file, idle_journal)),
+            Ok(file) => return Ok((file, marked)),
             Err(e) if unguarded && e.error.kind() == std::io::ErrorKind::AlreadyExists => {
                 temp = e.file;
-                *guard = guard_current(path)?;
             }
             Err(e) => return Err(io_error(path, "cannot rename over", e.error)),
         }

@@ -129,6 +129,8 @@ pub(crate) fn open_locked<T: AsFile>(
 ) -> StorageResult<T> {
     for _ in 0..OPEN_TRIES {
         let opened = open(path)?;
+        // A writer's check and its lock are one step against renames.
+        let _name = (held == Held::Exclusive).then(|| sys::dir_lock(path));
         lock(opened.as_file(), path, held)?;
         if is_at_path(opened.as_file(), path)? {
             return Ok(opened);
@@ -314,6 +316,10 @@ impl Store {
             lock(self.file(path)?, path, Held::Exclusive)?;
         }
         self.held = Held::Exclusive;
+        // Checked under the directory lock: a replacement's rename cannot
+        // land between this check and the journal this writer creates next
+        // (the replacement re-checks its guard under the same lock).
+        let _name = sys::dir_lock(path);
         if let Err(e) = self.check_still_ours(path) {
             self.release_to_shared(path);
             return Err(e);

@@ -1285,3 +1285,71 @@ fn reactivating_a_read_only_handle_of_an_unfinished_file_says_read_only() {
     assert_eq!(r.status(), ResourceStatus::Active);
     assert!(matches!(r.reactivate(), Err(StorageError::ReadOnly)));
 }
+
+// Found by a fifth probe: whose journal it is, and guards that went stale
+// during a long replacement.
+
+#[test]
+fn a_writer_whose_file_was_renamed_over_from_outside_removes_its_own_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("renamed-over.bin");
+    let writer = open(&path, OpenMode::Auto).unwrap();
+    writer.write_at(0, &[1; 1000]).unwrap();
+    // Another program puts a whole file over the path.
+    let whole = dir.path().join("whole.bin");
+    fs::write(&whole, pattern(101, 5000)).unwrap();
+    fs::rename(&whole, &path).unwrap();
+    writer.commit(Some(1000)).unwrap();
+    writer.sync().unwrap();
+    drop(writer);
+    assert!(
+        !journal_of(&path).exists(),
+        "the writer's own journal lingers"
+    );
+    let reopened = open(&path, OpenMode::Auto).unwrap();
+    assert_eq!(
+        reopened.status(),
+        ResourceStatus::Committed {
+            final_len: Some(5000)
+        }
+    );
+}
+
+#[test]
+fn a_long_replacement_never_lands_on_a_writer_that_took_the_path_meanwhile() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("long.bin");
+    fs::write(&path, b"old").unwrap();
+    for round in 0..4u64 {
+        let slow = Atomic::new(open(&path, OpenMode::Auto).unwrap());
+        let big = Arc::new(pattern(round, 64 << 20));
+        let replacing = {
+            let big = Arc::clone(&big);
+            thread::spawn(move || slow.write_all(&big))
+        };
+        // Meanwhile: another handle replaces the file, and a third starts
+        // writing the new one.
+        support::sleep_for(Duration::from_millis(5 + 10 * round));
+        let _ = Atomic::new(support::retry_locked(|| open(&path, OpenMode::Auto)).unwrap())
+            .write_all(b"short");
+        let writer = support::retry_locked(|| open(&path, OpenMode::Auto)).unwrap();
+        let took = writer.reactivate().is_ok();
+        if took {
+            writer.write_at(0, &[5; 100]).unwrap();
+        }
+        let slow_result = within("the long replacement", move || replacing.join().unwrap());
+        if took {
+            writer.commit(Some(100)).unwrap();
+            let mut own = Vec::new();
+            writer.read_into(&mut own).unwrap();
+            let on_disk = fs::read(&path).unwrap();
+            assert!(
+                on_disk == own,
+                "round {round}: the writer committed {} bytes but the path holds {} (the long replacement: {slow_result:?})",
+                own.len(),
+                on_disk.len()
+            );
+        }
+        drop(writer);
+    }
+}

@@ -64,18 +64,58 @@ fn sync_on_an_active_file_makes_what_was_written_resumable_after_a_kill() {
     assert!(buf == data[..100_000]);
 }
 
+/// Makes `file` impossible to unlink, until the guard drops (as root
+/// `chattr +a`, which keeps it appendable; otherwise its directory
+/// read-only).
+#[cfg(unix)]
+struct Pinned(std::path::PathBuf, bool);
+
+#[cfg(unix)]
+impl Pinned {
+    fn new(file: &Path) -> Self {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+        let root = fs::metadata(file).unwrap().uid() == 0;
+        if root {
+            let status = std::process::Command::new("chattr")
+                .arg("+a")
+                .arg(file)
+                .status()
+                .unwrap();
+            assert!(status.success(), "chattr +a failed");
+        } else {
+            let dir = file.parent().unwrap();
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o555)).unwrap();
+        }
+        Self(file.to_path_buf(), root)
+    }
+}
+
+#[cfg(unix)]
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        use std::os::unix::fs::PermissionsExt;
+
+        if self.1 {
+            let _ = std::process::Command::new("chattr")
+                .arg("-a")
+                .arg(&self.0)
+                .status();
+        } else if let Some(dir) = self.0.parent() {
+            let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o755));
+        }
+    }
+}
+
+#[cfg(unix)]
 #[test]
 fn a_commit_whose_journal_cannot_be_removed_commits_and_sync_reports_it() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("stuck.bin");
     let r = open(&path, OpenMode::Auto).unwrap();
     r.write_at(0, &[4; 5000]).unwrap();
-    // Something the driver cannot remove as a file stands where the
-    // journal was.
     let journal = journal_of(&path);
-    fs::remove_file(&journal).unwrap();
-    fs::create_dir(&journal).unwrap();
-    fs::write(journal.join("blocker"), b"").unwrap();
+    let pinned = Pinned::new(&journal);
 
     r.commit(Some(5000)).unwrap();
     assert_eq!(
@@ -89,14 +129,15 @@ fn a_commit_whose_journal_cannot_be_removed_commits_and_sync_reports_it() {
     // Still the writer until the commit is durable: no second handle.
     assert!(open(&path, OpenMode::Auto).is_err());
 
-    fs::remove_dir_all(&journal).unwrap();
+    drop(pinned);
     r.sync().unwrap();
     assert!(!journal.exists());
     // Now a reader's lock: another handle may read it.
-    let reader = open(&path, OpenMode::ReadOnly).unwrap();
+    let reader = support::retry_locked(|| open(&path, OpenMode::ReadOnly)).unwrap();
     assert_eq!(reader.len(), Some(5000));
 }
 
+#[cfg(unix)]
 #[test]
 fn dropping_a_resource_finishes_an_unsynced_commit() {
     let dir = tempfile::tempdir().unwrap();
@@ -104,14 +145,10 @@ fn dropping_a_resource_finishes_an_unsynced_commit() {
     let r = open(&path, OpenMode::Auto).unwrap();
     r.write_at(0, &[4; 5000]).unwrap();
     let journal = journal_of(&path);
-    fs::remove_file(&journal).unwrap();
-    fs::create_dir(&journal).unwrap();
+    let pinned = Pinned::new(&journal);
     r.commit(Some(5000)).unwrap();
     assert!(r.sync().is_err());
-    // What blocked the removal goes; a stale journal file is left for the
-    // drop to remove.
-    fs::remove_dir(&journal).unwrap();
-    fs::write(&journal, b"stale").unwrap();
+    drop(pinned);
     drop(r);
     assert!(!journal.exists(), "the drop removed the journal");
     let reopened = open(&path, OpenMode::Auto).unwrap();

@@ -32,6 +32,17 @@ pub(crate) enum Refused {
     Io(io::Error),
 }
 
+/// A file's identity (device and inode), `None` where the platform has none.
+pub(crate) fn file_id(meta: &std::fs::Metadata) -> Option<(u64, u64)> {
+    os::file_id(meta)
+}
+
+/// The identity of the entry at `path` itself (a link is not followed),
+/// `None` when there is none or the platform cannot tell.
+pub(crate) fn entry_id(path: &Path) -> Option<(u64, u64)> {
+    os::file_id(&std::fs::symlink_metadata(path).ok()?)
+}
+
 /// Whether `a` and `b` are the same file; `None` where the platform cannot
 /// tell (then callers assume they are).
 pub(crate) fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> Option<bool> {
@@ -48,6 +59,24 @@ pub(crate) fn sync_dir(path: &Path) -> io::Result<()> {
     os::sync_dir(dir)?;
     probe::synced(&Synced::Dir(dir));
     Ok(())
+}
+
+/// Held while a name in a directory is checked and then relied on (a
+/// lock taken on the file found there, a rename over it): every handle of
+/// this library that checks-then-acts on a name takes it, so no rename by
+/// one lands between another's check and its act. Cross-process (an
+/// advisory lock on the directory); the critical sections are a `stat`
+/// and a `rename` long, so it is waited for. Released on drop.
+pub(crate) struct DirLock(#[allow(dead_code, reason = "held for its lock")] Option<File>);
+
+/// Takes the [`DirLock`] of the directory holding `path` (none where the
+/// platform cannot lock a directory, or the directory cannot be opened).
+pub(crate) fn dir_lock(path: &Path) -> DirLock {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| Path::new("."));
+    DirLock(os::lock_dir(dir))
 }
 
 /// Makes `file`'s data (and the length needed to read it) durable.

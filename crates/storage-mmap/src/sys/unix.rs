@@ -36,6 +36,15 @@ pub(crate) fn no_follow_no_block(options: &mut std::fs::OpenOptions) {
     options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
 }
 
+pub(super) fn lock_dir(dir: &Path) -> Option<File> {
+    let handle = File::open(dir).ok()?;
+    // `flock` on the directory: per open file description, so two handles
+    // in one process exclude each other too. Waited for: held for a
+    // `stat` and a `rename` at most.
+    handle.lock().ok()?;
+    Some(handle)
+}
+
 pub(super) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }

@@ -26,6 +26,11 @@ pub(super) fn file_id(_meta: &std::fs::Metadata) -> Option<(u64, u64)> {
 /// Nothing to add: the entry is checked before it is opened.
 pub(crate) fn no_follow_no_block(_options: &mut std::fs::OpenOptions) {}
 
+/// Directories are not locked here: see the crate README.
+pub(super) fn lock_dir(_dir: &Path) -> Option<File> {
+    None
+}
+
 pub(super) fn sync_dir(_dir: &Path) -> io::Result<()> {
     Ok(())
 }
