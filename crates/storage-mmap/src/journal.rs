@@ -215,6 +215,10 @@ impl Journal {
             }
             file.write_all(&bytes)?;
             sys::sync_all(&file)?;
+            // Under the directory lock: a handle that checks whose journal
+            // is at the path before it removes it never sees this rename
+            // land in between.
+            let _name = sys::dir_lock(path);
             fs::rename(&temp, path)?;
             Ok(file)
         })();
