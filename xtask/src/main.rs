@@ -39,26 +39,31 @@ fn main() -> ExitCode {
         Some("bench") => {
             let quick = args.any(|arg| arg == "--quick");
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let mut command = std::process::Command::new(cargo);
-            command.current_dir(workspace::default_root()).args([
-                "bench",
-                "-p",
-                "stream-storage",
-                "--bench",
-                "workloads",
-                "--",
-            ]);
-            if quick {
-                command.arg("--quick");
-            }
-            match command.status() {
-                Ok(status) if status.success() => ExitCode::SUCCESS,
-                Ok(_) => ExitCode::FAILURE,
-                Err(error) => {
-                    eprintln!("cannot run cargo bench: {error}");
-                    ExitCode::FAILURE
+            // Each driver's workload bench, in its own crate (a driver
+            // depends on no other driver, not even for benches).
+            for driver in workspace::drivers(&workspace::default_root()) {
+                let mut command = std::process::Command::new(&cargo);
+                command.current_dir(workspace::default_root()).args([
+                    "bench",
+                    "-p",
+                    driver.name.as_str(),
+                    "--bench",
+                    "workloads",
+                    "--",
+                ]);
+                if quick {
+                    command.arg("--quick");
+                }
+                match command.status() {
+                    Ok(status) if status.success() => {}
+                    Ok(_) => return ExitCode::FAILURE,
+                    Err(error) => {
+                        eprintln!("cannot run cargo bench: {error}");
+                        return ExitCode::FAILURE;
+                    }
                 }
             }
+            ExitCode::SUCCESS
         }
         Some("help" | "-h" | "--help") | None => {
             print!("{HELP}");

@@ -57,6 +57,9 @@
 
 #[cfg(feature = "testing")]
 #[doc(hidden)]
+pub mod bench;
+#[cfg(feature = "testing")]
+#[doc(hidden)]
 pub mod cases;
 #[cfg(feature = "testing")]
 mod extensions;

@@ -68,28 +68,6 @@ pub fn map_read(path: &Path) -> memmap2::Mmap {
     unsafe { memmap2::Mmap::map(&file).expect("map") }
 }
 
-/// Copies `bytes` out chunk by chunk; returns a checksum.
-pub fn read_sequential(bytes: &[u8], chunk: usize, buf: &mut [u8]) -> u64 {
-    let mut sum = 0u64;
-    for piece in bytes.chunks(chunk) {
-        buf[..piece.len()].copy_from_slice(piece);
-        sum = sum.wrapping_add(u64::from(buf[piece.len() / 2]));
-    }
-    sum
-}
-
-/// A `Vec` grown chunk by chunk: seconds.
-pub fn vec_write(data: &[u8], chunk: usize) -> f64 {
-    let started = Instant::now();
-    let mut bytes = Vec::new();
-    for piece in data.chunks(chunk) {
-        bytes.extend_from_slice(piece);
-    }
-    std::hint::black_box(&bytes);
-    drop(bytes);
-    started.elapsed().as_secs_f64()
-}
-
 /// The raw wake latency: a waiter parked on a `parking_lot` condvar, the
 /// notifier sets a value and notifies. Latencies in µs.
 pub fn condvar_ping(pings: usize) -> Vec<f64> {
@@ -139,17 +117,5 @@ pub fn pwrite_scattered(path: &Path, order: &[usize]) -> f64 {
     for &i in order {
         file.write_all_at(&block, i as u64 * 1024).expect("pwrite");
     }
-    started.elapsed().as_nanos() as f64 / order.len() as f64
-}
-
-/// 1 KiB copies in `order` into a zeroed `Vec`: ns per write.
-pub fn vec_scattered(order: &[usize]) -> f64 {
-    let mut bytes = vec![0u8; order.len() * 1024];
-    let block = [7u8; 1024];
-    let started = Instant::now();
-    for &i in order {
-        bytes[i * 1024..(i + 1) * 1024].copy_from_slice(&block);
-    }
-    std::hint::black_box(&bytes);
     started.elapsed().as_nanos() as f64 / order.len() as f64
 }

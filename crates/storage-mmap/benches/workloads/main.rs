@@ -1,8 +1,10 @@
 //! The benchmark suite: every workload of the contract's performance table
 //! next to its raw baseline, measured in the same run, reported as ratios.
 //!
-//! `cargo bench -p stream-storage --bench workloads` (or `cargo xtask bench`) prints
-//! a markdown table of medians; `-- --quick` runs fewer rounds.
+//! `cargo bench -p storage-mmap --bench workloads` (or `cargo xtask bench`,
+//! which also runs the memory driver's) prints a markdown table of medians;
+//! `-- --quick` runs fewer rounds. The workloads themselves are shared with
+//! the memory driver's bench, in `storage_core::testing::bench`.
 
 #![allow(
     clippy::cast_precision_loss,
@@ -11,26 +13,21 @@
     reason = "timings and counts shown as floating-point ratios"
 )]
 
-mod measure;
-mod memory;
 mod raw;
 
 use std::{path::Path, sync::Arc, thread, time::Instant};
 
-use measure::{Table, median, shuffled, xorshift};
-use storage::MemResource;
-use storage::{CancellationToken, ResourceExt, WaitOutcome};
-use storage::{MmapOptions, MmapResource, OpenMode};
-
-const MIB: usize = 1 << 20;
-const CHUNK: usize = 64 * 1024;
-
-struct Config {
-    rounds: usize,
-    file_len: usize,
-    random_ops: usize,
-    pings: usize,
-}
+use storage_core::{
+    CancellationToken, ResourceExt,
+    testing::{
+        ReferenceResource,
+        bench::{
+            CHUNK, Config, Reader, Table, median, out_of_order, pattern, pipe, random_reads,
+            sequential_reads, shuffled, write_sequential,
+        },
+    },
+};
+use storage_mmap::{MmapOptions, MmapResource, OpenMode};
 
 fn mmap_at(path: &Path, initial_len: Option<u64>) -> MmapResource {
     let _ = std::fs::remove_file(path);
@@ -43,94 +40,6 @@ fn mmap_at(path: &Path, initial_len: Option<u64>) -> MmapResource {
         },
     )
     .expect("open mmap resource")
-}
-
-fn write_sequential(resource: &impl ResourceExt, data: &[u8]) {
-    for (i, chunk) in data.chunks(CHUNK).enumerate() {
-        resource.write_at((i * CHUNK) as u64, chunk).expect("write");
-    }
-    resource.commit(Some(data.len() as u64)).expect("commit");
-}
-
-/// Seconds per round of reading `resource` and `raw` (the same bytes) in
-/// 64 KiB chunks, alternately.
-fn sequential_reads(
-    rounds: usize,
-    resource: &impl ResourceExt,
-    raw: &[u8],
-) -> (Vec<f64>, Vec<f64>) {
-    let mut buf = vec![0u8; CHUNK];
-    let (mut ours, mut raw_times) = (vec![], vec![]);
-    for _ in 0..rounds {
-        let started = Instant::now();
-        std::hint::black_box(read_sequential(resource, raw.len(), &mut buf));
-        ours.push(started.elapsed().as_secs_f64());
-        let started = Instant::now();
-        std::hint::black_box(raw::read_sequential(raw, CHUNK, &mut buf));
-        raw_times.push(started.elapsed().as_secs_f64());
-    }
-    (ours, raw_times)
-}
-
-fn read_sequential(resource: &impl ResourceExt, len: usize, buf: &mut [u8]) -> u64 {
-    let mut sum = 0u64;
-    for offset in (0..len).step_by(CHUNK) {
-        let n = resource.read_at(offset as u64, buf).expect("read");
-        sum = sum.wrapping_add(u64::from(buf[n / 2]));
-    }
-    sum
-}
-
-/// A 4 KiB read at an offset, shared by reader threads.
-type Reader = Arc<dyn Fn(u64, &mut [u8]) + Send + Sync>;
-
-/// Ops per second of `threads` threads doing `ops` random 4 KiB reads each.
-fn random_reads(threads: usize, ops: usize, len: usize, read: &Reader) -> f64 {
-    let started = Instant::now();
-    let handles: Vec<_> = (0..threads)
-        .map(|t| {
-            let read = Arc::clone(read);
-            thread::spawn(move || {
-                let mut next = xorshift(t as u64 * 7919 + 1);
-                let mut buf = vec![0u8; 4096];
-                let mut sum = 0u64;
-                for _ in 0..ops {
-                    let offset = (next() % (len - 4096) as u64) & !4095;
-                    read(offset, &mut buf);
-                    sum = sum.wrapping_add(u64::from(buf[7]));
-                }
-                sum
-            })
-        })
-        .collect();
-    for handle in handles {
-        std::hint::black_box(handle.join().expect("reader"));
-    }
-    (threads * ops) as f64 / started.elapsed().as_secs_f64()
-}
-
-/// Writer thread → reader thread through `resource`: seconds until the
-/// reader has read and checked every chunk.
-fn pipe<R: ResourceExt + Clone>(resource: &R, data: &Arc<Vec<u8>>) -> f64 {
-    let started = Instant::now();
-    let writer = {
-        let (resource, data) = (resource.clone(), Arc::clone(data));
-        thread::spawn(move || write_sequential(&resource, &data))
-    };
-    let mut buf = vec![0u8; CHUNK];
-    for offset in (0..data.len()).step_by(CHUNK) {
-        let end = (offset + CHUNK).min(data.len());
-        let outcome = resource
-            .wait_range(offset as u64..end as u64)
-            .expect("wait");
-        assert_eq!(outcome, WaitOutcome::Ready);
-        let n = resource
-            .read_at(offset as u64, &mut buf[..end - offset])
-            .expect("read");
-        assert_eq!(buf[n - 1], data[end - 1]);
-    }
-    writer.join().expect("writer");
-    started.elapsed().as_secs_f64()
 }
 
 /// Wake latency: a waiter parked on byte `i`, `write_at` covers it; with
@@ -179,12 +88,13 @@ fn wake_latencies<R: ResourceExt + Clone>(
     latencies
 }
 
-/// Cancel latency: a parked waiter, the token is cancelled. Latencies (µs).
+/// Cancel latency: a parked waiter, the token is cancelled (a mechanism of
+/// `Resource`, the same for every driver: the reference one). Latencies (µs).
 fn cancel_latencies(pings: usize) -> Vec<f64> {
     (0..pings)
         .map(|_| {
             let cancel = CancellationToken::new();
-            let resource = MemResource::new(cancel.clone());
+            let resource = ReferenceResource::new(cancel.clone());
             let waiter = {
                 let resource = resource.clone();
                 thread::spawn(move || {
@@ -203,51 +113,13 @@ fn cancel_latencies(pings: usize) -> Vec<f64> {
         .collect()
 }
 
-/// Out-of-order 1 KiB writes: (ns per `write_at`, ns per `wait_range` hit).
-fn out_of_order<R: ResourceExt>(resource: &R, writes: usize) -> (f64, f64) {
-    let block = [7u8; 1024];
-    let order = shuffled(writes, 99);
-    let started = Instant::now();
-    for &i in &order {
-        resource.write_at((i * 1024) as u64, &block).expect("write");
-    }
-    let write_ns = started.elapsed().as_nanos() as f64 / writes as f64;
-    let mut next = xorshift(5);
-    let started = Instant::now();
-    for _ in 0..writes {
-        let at = next() % (writes as u64 * 1024 - 1024);
-        let outcome = resource.wait_range(at..at + 1024).expect("wait");
-        std::hint::black_box(outcome);
-    }
-    (
-        write_ns,
-        started.elapsed().as_nanos() as f64 / writes as f64,
-    )
-}
-
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
-    let config = if quick {
-        Config {
-            rounds: 3,
-            file_len: 64 * MIB,
-            random_ops: 200_000,
-            pings: 500,
-        }
-    } else {
-        Config {
-            rounds: 7,
-            file_len: 256 * MIB,
-            random_ops: 1_000_000,
-            pings: 2000,
-        }
-    };
+    let config = Config::from_args();
     let dir = tempfile::tempdir_in(std::env::var("BENCH_DIR").unwrap_or_else(|_| ".".into()))
         .expect("temporary directory");
-    let data = Arc::new(measure::pattern(config.file_len));
+    let data = Arc::new(pattern(config.file_len));
     let mut table = Table::new(config.file_len);
     run_mmap(&config, dir.path(), &data, &mut table);
-    memory::run(&config, &data, &mut table);
     run_latencies(&config, dir.path(), &mut table);
     run_scaling(dir.path(), &mut table);
     table.print();

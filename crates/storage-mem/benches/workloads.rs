@@ -1,17 +1,37 @@
-//! Workload 9: the memory driver against a raw `Vec`.
+//! Workload 9 of the contract's performance table: the memory driver
+//! against a raw `Vec`, measured in the same run, reported as ratios.
+//!
+//! `cargo bench -p storage-mem --bench workloads` (or `cargo xtask bench`,
+//! which runs the mmap driver's too); `-- --quick` runs fewer rounds. The
+//! workloads are shared with the mmap driver's bench, in
+//! `storage_core::testing::bench`.
+
+#![allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    reason = "timings and counts shown as floating-point ratios; offsets within a buffer"
+)]
 
 use std::{sync::Arc, time::Instant};
 
-use storage::{CancellationToken, ResourceExt};
-use storage::{MemOptions, MemResource};
-
-use super::{
-    CHUNK, Config, MIB, Reader, out_of_order, pipe, random_reads, raw, sequential_reads,
-    write_sequential,
+use storage_core::{
+    CancellationToken, ResourceExt,
+    testing::bench::{
+        CHUNK, Config, MIB, Reader, Table, median, out_of_order, pattern, pipe, random_reads,
+        sequential_reads, shuffled, vec_scattered, vec_write, write_sequential,
+    },
 };
-use crate::measure::{Table, median, shuffled};
+use storage_mem::{MemOptions, MemResource};
 
-pub fn run(config: &Config, data: &Arc<Vec<u8>>, table: &mut Table) {
+fn main() {
+    let config = Config::from_args();
+    let data = Arc::new(pattern(config.file_len));
+    let mut table = Table::new(config.file_len);
+    run(&config, &data, &mut table);
+    table.print();
+}
+
+fn run(config: &Config, data: &Arc<Vec<u8>>, table: &mut Table) {
     let len = data.len();
     let (mut ours, mut raw_times, mut pipes) = (vec![], vec![], vec![]);
     for _ in 0..config.rounds {
@@ -20,7 +40,7 @@ pub fn run(config: &Config, data: &Arc<Vec<u8>>, table: &mut Table) {
         write_sequential(&resource, data);
         ours.push(started.elapsed().as_secs_f64());
         drop(resource);
-        raw_times.push(raw::vec_write(data, CHUNK));
+        raw_times.push(vec_write(data, CHUNK));
         pipes.push(pipe(&MemResource::new(CancellationToken::new()), data));
     }
     let raw_write = median(&mut raw_times);
@@ -92,7 +112,7 @@ pub fn run(config: &Config, data: &Arc<Vec<u8>>, table: &mut Table) {
     )
     .expect("mem");
     let (write_ns, hit_ns) = out_of_order(&mem, 65_536);
-    let raw_ns = raw::vec_scattered(&shuffled(65_536, 99));
+    let raw_ns = vec_scattered(&shuffled(65_536, 99));
     table.cost(
         "9/8. mem: 64k out-of-order 1 KiB writes",
         write_ns,
