@@ -10,7 +10,7 @@ use std::{
     cell::Cell,
 };
 
-use storage_core::{CancellationToken, ResourceExt, WaitOutcome};
+use storage_core::{CancellationToken, ResourceExt, testing::assert_hot_paths_allocate_nothing};
 use storage_mmap::{MmapOptions, MmapResource};
 
 /// Counts allocations made by the current thread.
@@ -44,29 +44,10 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-fn allocations_during(f: impl FnOnce()) -> usize {
+fn allocations_during(f: &mut dyn FnMut()) -> usize {
     let before = ALLOCATIONS.with(Cell::get);
     f();
     ALLOCATIONS.with(Cell::get) - before
-}
-
-fn hot_paths_allocate_nothing(resource: &impl ResourceExt, len: u64) {
-    let mut buf = vec![0u8; 4096];
-    // Warm up: thread-local registrations of the locks happen once per thread.
-    resource.read_at(0, &mut buf).unwrap();
-    resource.wait_range(0..1).unwrap();
-    let count = allocations_during(|| {
-        for i in 0..1000u64 {
-            let at = (i * 7919) % (len - 4096);
-            assert_eq!(resource.read_at(at, &mut buf).unwrap(), 4096);
-            assert_eq!(
-                resource.wait_range(at..at + 4096).unwrap(),
-                WaitOutcome::Ready
-            );
-            assert!(resource.contains_range(at..at + 4096));
-        }
-    });
-    assert_eq!(count, 0, "{count} allocations on the hot paths");
 }
 
 #[test]
@@ -78,7 +59,7 @@ fn committed_mmap_reads_and_covered_waits_do_not_allocate() {
     )
     .unwrap();
     resource.write_all(&vec![5u8; 1 << 20]).unwrap();
-    hot_paths_allocate_nothing(&resource, 1 << 20);
+    assert_hot_paths_allocate_nothing(&resource, 1 << 20, |f| allocations_during(f));
 }
 
 #[test]
@@ -90,12 +71,12 @@ fn an_active_mmap_resource_with_a_written_prefix_does_not_allocate() {
     )
     .unwrap();
     resource.write_at(0, &vec![5u8; 1 << 20]).unwrap();
-    hot_paths_allocate_nothing(&resource, 1 << 20);
+    assert_hot_paths_allocate_nothing(&resource, 1 << 20, |f| allocations_during(f));
 }
 
 #[test]
 fn the_counter_counts() {
-    let count = allocations_during(|| {
+    let count = allocations_during(&mut || {
         std::hint::black_box(vec![1u8; 10]);
     });
     assert_eq!(count, 1);

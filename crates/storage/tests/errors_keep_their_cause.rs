@@ -3,7 +3,7 @@
 
 mod support;
 
-use std::{error::Error as _, fs, io::ErrorKind, path::Path, process::Command};
+use std::{error::Error as _, fs, io::ErrorKind, path::Path};
 
 use storage::{MmapResource, OpenMode, ResourceExt, StorageError};
 
@@ -52,37 +52,14 @@ fn a_missing_directory_reaches_the_caller_as_not_a_directory() {
     assert!(err.source().and_then(|e| e.source()).is_some(), "{err}");
 }
 
-/// Takes the immutable flag off again, even when an assertion fails.
-struct Thaw<'a>(&'a Path);
-
-impl Drop for Thaw<'_> {
-    fn drop(&mut self) {
-        let _ = Command::new("chattr").arg("-i").arg(self.0).status();
-    }
-}
-
 #[cfg(unix)]
 #[test]
 fn a_permission_error_reaches_the_caller_as_permission_denied() {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("frozen.bin");
     fs::write(&path, b"committed").unwrap();
     // Not writable for this process: immutable as root, read-only otherwise.
-    let root = fs::metadata(&path).unwrap().uid() == 0;
-    let _thaw = root.then(|| {
-        let status = Command::new("chattr")
-            .arg("+i")
-            .arg(&path)
-            .status()
-            .unwrap();
-        assert!(status.success(), "chattr +i failed");
-        Thaw(&path)
-    });
-    if !root {
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o444)).unwrap();
-    }
+    let _frozen = support::Protected::new(&path, support::Forbid::Write);
     // A committed file opens for reading when it cannot be written...
     let r = open(&path, OpenMode::Auto).unwrap();
     assert_eq!(r.len(), Some(9));

@@ -958,41 +958,6 @@ fn opens_racing_a_replacement_are_whole() {
     within("the replacer", move || replacer.join().unwrap());
 }
 
-/// Makes `file` impossible to unlink but still appendable (as root:
-/// `chattr +a`; otherwise: its directory read-only). Returns the undo.
-#[cfg(unix)]
-fn forbid_unlink(file: &Path) -> impl FnOnce() + use<> {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-
-    let dir = file.parent().unwrap().to_path_buf();
-    let probe = dir.join(".uid-probe");
-    fs::write(&probe, b"").unwrap();
-    let root = fs::metadata(&probe).unwrap().uid() == 0;
-    fs::remove_file(&probe).unwrap();
-    let file = file.to_path_buf();
-    if root {
-        let status = Command::new("chattr")
-            .arg("+a")
-            .arg(&file)
-            .status()
-            .unwrap();
-        assert!(status.success(), "chattr +a failed");
-    } else {
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o555)).unwrap();
-    }
-    move || {
-        if root {
-            Command::new("chattr")
-                .arg("-a")
-                .arg(&file)
-                .status()
-                .unwrap();
-        } else {
-            fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
-        }
-    }
-}
-
 #[cfg(unix)]
 #[test]
 fn a_replacement_after_a_commit_that_kept_its_journal_reopens_committed() {
@@ -1002,12 +967,12 @@ fn a_replacement_after_a_commit_that_kept_its_journal_reopens_committed() {
     r.write_at(0, &[b'o'; 4096]).unwrap();
     r.write_at(8192, &[b'o'; 4096]).unwrap();
     r.sync().unwrap();
-    let undo = forbid_unlink(&journal_of(&path));
+    let pinned = support::Protected::new(&journal_of(&path), support::Forbid::Unlink);
     r.commit(None).unwrap();
     assert!(r.sync().is_err(), "the journal could not go");
     r.write_all(&vec![b'n'; 20_000]).unwrap();
     drop(r);
-    undo();
+    drop(pinned);
     let reopened = open(&path, OpenMode::Auto).unwrap();
     assert_eq!(
         reopened.status(),
@@ -1060,47 +1025,13 @@ fn an_open_of_a_committed_file_removes_a_leftover_journal_temporary() {
 
 // Found by a third probe: locks that landed on a file no longer at the path.
 
-/// Makes `file` unwritable for this process (as root: `chattr +i`;
-/// otherwise: mode 0444) until the returned guard is dropped.
-#[cfg(unix)]
-struct Unwritable(PathBuf, bool);
-
-#[cfg(unix)]
-impl Unwritable {
-    fn new(file: &Path) -> Self {
-        use std::os::unix::fs::{MetadataExt, PermissionsExt};
-
-        let root = fs::metadata(file).unwrap().uid() == 0;
-        if root {
-            let status = Command::new("chattr").arg("+i").arg(file).status().unwrap();
-            assert!(status.success(), "chattr +i failed");
-        } else {
-            fs::set_permissions(file, fs::Permissions::from_mode(0o444)).unwrap();
-        }
-        Self(file.to_path_buf(), root)
-    }
-}
-
-#[cfg(unix)]
-impl Drop for Unwritable {
-    fn drop(&mut self) {
-        use std::os::unix::fs::PermissionsExt;
-
-        if self.1 {
-            let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
-        } else {
-            let _ = fs::set_permissions(&self.0, fs::Permissions::from_mode(0o644));
-        }
-    }
-}
-
 #[cfg(unix)]
 #[test]
 fn a_handle_opened_for_reading_only_can_reactivate_once_the_file_is_writable() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("was-frozen.bin");
     fs::write(&path, pattern(91, 4096)).unwrap();
-    let frozen = Unwritable::new(&path);
+    let frozen = support::Protected::new(&path, support::Forbid::Write);
     let r = open(&path, OpenMode::Auto).unwrap();
     assert!(r.reactivate().is_err(), "not writable yet");
     drop(frozen);
@@ -1109,7 +1040,7 @@ fn a_handle_opened_for_reading_only_can_reactivate_once_the_file_is_writable() {
     r.write_at(4096, b"more").unwrap();
     r.commit(None).unwrap();
     let rw = {
-        let frozen = Unwritable::new(&path);
+        let frozen = support::Protected::new(&path, support::Forbid::Write);
         let rw = open(&path, OpenMode::ReadWrite).unwrap();
         drop(frozen);
         rw

@@ -3,7 +3,7 @@
 
 mod support;
 
-use std::{fs, path::Path};
+use std::path::Path;
 
 use storage::{
     Atomic, CancellationToken, MemResource, MmapResource, OpenMode, ResourceExt, ResourceStatus,
@@ -64,49 +64,6 @@ fn sync_on_an_active_file_makes_what_was_written_resumable_after_a_kill() {
     assert!(buf == data[..100_000]);
 }
 
-/// Makes `file` impossible to unlink, until the guard drops (as root
-/// `chattr +a`, which keeps it appendable; otherwise its directory
-/// read-only).
-#[cfg(unix)]
-struct Pinned(std::path::PathBuf, bool);
-
-#[cfg(unix)]
-impl Pinned {
-    fn new(file: &Path) -> Self {
-        use std::os::unix::fs::{MetadataExt, PermissionsExt};
-
-        let root = fs::metadata(file).unwrap().uid() == 0;
-        if root {
-            let status = std::process::Command::new("chattr")
-                .arg("+a")
-                .arg(file)
-                .status()
-                .unwrap();
-            assert!(status.success(), "chattr +a failed");
-        } else {
-            let dir = file.parent().unwrap();
-            fs::set_permissions(dir, fs::Permissions::from_mode(0o555)).unwrap();
-        }
-        Self(file.to_path_buf(), root)
-    }
-}
-
-#[cfg(unix)]
-impl Drop for Pinned {
-    fn drop(&mut self) {
-        use std::os::unix::fs::PermissionsExt;
-
-        if self.1 {
-            let _ = std::process::Command::new("chattr")
-                .arg("-a")
-                .arg(&self.0)
-                .status();
-        } else if let Some(dir) = self.0.parent() {
-            let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o755));
-        }
-    }
-}
-
 #[cfg(unix)]
 #[test]
 fn a_commit_whose_journal_cannot_be_removed_commits_and_sync_reports_it() {
@@ -115,7 +72,7 @@ fn a_commit_whose_journal_cannot_be_removed_commits_and_sync_reports_it() {
     let r = open(&path, OpenMode::Auto).unwrap();
     r.write_at(0, &[4; 5000]).unwrap();
     let journal = journal_of(&path);
-    let pinned = Pinned::new(&journal);
+    let pinned = support::Protected::new(&journal, support::Forbid::Unlink);
 
     r.commit(Some(5000)).unwrap();
     assert_eq!(
@@ -145,7 +102,7 @@ fn dropping_a_resource_finishes_an_unsynced_commit() {
     let r = open(&path, OpenMode::Auto).unwrap();
     r.write_at(0, &[4; 5000]).unwrap();
     let journal = journal_of(&path);
-    let pinned = Pinned::new(&journal);
+    let pinned = support::Protected::new(&journal, support::Forbid::Unlink);
     r.commit(Some(5000)).unwrap();
     assert!(r.sync().is_err());
     drop(pinned);

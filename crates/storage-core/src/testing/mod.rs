@@ -305,3 +305,31 @@ macro_rules! behaviour_suite {
         )*
     };
 }
+
+/// Checks that the hot paths of `resource` (committed, or with `0..len`
+/// written) allocate nothing: 1000 rounds of `read_at` of 4 KiB,
+/// `wait_range` and `contains_range` of a covered range. `count` runs what
+/// it is given and returns how many allocations it made (each driver's
+/// test brings its own counting allocator).
+pub fn assert_hot_paths_allocate_nothing(
+    resource: &impl ResourceExt,
+    len: u64,
+    count: impl FnOnce(&mut dyn FnMut()) -> usize,
+) {
+    let mut buf = vec![0u8; 4096];
+    // Warm up: thread-local registrations of the locks happen once per thread.
+    resource.read_at(0, &mut buf).unwrap();
+    resource.wait_range(0..1).unwrap();
+    let allocations = count(&mut || {
+        for i in 0..1000u64 {
+            let at = (i * 7919) % (len - 4096);
+            assert_eq!(resource.read_at(at, &mut buf).unwrap(), 4096);
+            assert_eq!(
+                resource.wait_range(at..at + 4096).unwrap(),
+                WaitOutcome::Ready
+            );
+            assert!(resource.contains_range(at..at + 4096));
+        }
+    });
+    assert_eq!(allocations, 0, "{allocations} allocations on the hot paths");
+}

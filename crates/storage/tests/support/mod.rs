@@ -106,3 +106,79 @@ pub fn available(resource: &impl ResourceExt, len: u64) -> Vec<Range<u64>> {
     }
     ranges
 }
+
+/// What [`Protected`] forbids on a file until it is dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Forbid {
+    /// Removing it (it stays appendable): as root `chattr +a`, otherwise
+    /// its directory made read-only.
+    Unlink,
+    /// Writing it: as root `chattr +i`, otherwise mode 0444.
+    Write,
+}
+
+/// A file protected from this process (root included) until dropped,
+/// even when an assertion fails in between.
+#[cfg(unix)]
+pub struct Protected {
+    file: std::path::PathBuf,
+    forbid: Forbid,
+    root: bool,
+}
+
+#[cfg(unix)]
+impl Protected {
+    pub fn new(file: &std::path::Path, forbid: Forbid) -> Self {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+        let root = std::fs::metadata(file).unwrap().uid() == 0;
+        match (root, forbid) {
+            (true, _) => {
+                let flag = if forbid == Forbid::Unlink { "+a" } else { "+i" };
+                let status = std::process::Command::new("chattr")
+                    .arg(flag)
+                    .arg(file)
+                    .status()
+                    .unwrap();
+                assert!(status.success(), "chattr {flag} failed");
+            }
+            (false, Forbid::Unlink) => {
+                let dir = file.parent().unwrap();
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o555)).unwrap();
+            }
+            (false, Forbid::Write) => {
+                std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o444)).unwrap();
+            }
+        }
+        Self {
+            file: file.to_path_buf(),
+            forbid,
+            root,
+        }
+    }
+}
+
+#[cfg(unix)]
+impl Drop for Protected {
+    fn drop(&mut self) {
+        use std::os::unix::fs::PermissionsExt;
+
+        if self.root {
+            let flag = if self.forbid == Forbid::Unlink {
+                "-a"
+            } else {
+                "-i"
+            };
+            let _ = std::process::Command::new("chattr")
+                .arg(flag)
+                .arg(&self.file)
+                .status();
+        } else if self.forbid == Forbid::Unlink {
+            if let Some(dir) = self.file.parent() {
+                let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755));
+            }
+        } else {
+            let _ = std::fs::set_permissions(&self.file, std::fs::Permissions::from_mode(0o644));
+        }
+    }
+}
