@@ -4,7 +4,7 @@ use std::{
     fs::File,
     path::{Path, PathBuf},
     sync::{
-        PoisonError,
+        Arc, PoisonError,
         atomic::{AtomicU64, Ordering},
     },
 };
@@ -16,7 +16,8 @@ use storage_core::{DriverIo, RangeSet, StorageError, StorageResult};
 use crate::{
     OpenMode,
     checkpoint::Checkpoints,
-    journal::{self, Journal},
+    durability::{Durability, Finisher},
+    journal::Journal,
     map::Mapping,
     store::{Store, io_error},
     sys,
@@ -49,16 +50,18 @@ pub struct MmapDriver {
     /// share it; overwrites, the swap of a grown mapping, commit and
     /// reactivate hold it exclusively. Sharded: a reader locks only its
     /// thread's shard, so parallel readers do not contend on one lock word.
-    pub(crate) store: ShardedLock<Store>,
+    /// Shared with the thread that makes a commit durable (`durability`).
+    pub(crate) store: Arc<ShardedLock<Store>>,
     /// One past the highest byte written or committed (raised by writes
     /// under the shared lock, set by commit under the exclusive one).
     pub(crate) extent: AtomicU64,
     /// The journal of an active file, `None` once committed (and for
     /// read-only resources). Locked after `store` when both are.
     pub(crate) checkpoints: Mutex<Option<Checkpoints>>,
-    /// A commit went through but could not be made durable (the journal is
-    /// still there): `sync` and the drop finish it.
-    pub(crate) unsynced_commit: Mutex<bool>,
+    /// The durability still owed by the last commit (its final sync, the
+    /// journal's removal and the directory sync, run in the background):
+    /// `sync` and the drop wait for it and report or retry its failure.
+    pub(crate) durability: Durability,
     /// The identity of this handle's journal (set when it creates or
     /// resumes one): only that journal is ever removed by it, never one
     /// that another download put at the path since.
@@ -96,64 +99,38 @@ impl Drop for MmapDriver {
         if let Some(checkpoints) = self.checkpoints.get_mut().take() {
             let _ = checkpoints.finish();
         }
-        // A commit whose durability failed: one more try; if it fails again
-        // the journal stays, and the file reopens as a resumable one.
-        if *self.unsynced_commit.get_mut() {
-            let _ = self.finish_commit();
-        }
+        // A clean exit leaves no journal behind a commit: the background
+        // work is waited for, and a retryable failure tried once more. If
+        // that fails too, the journal stays and the file reopens resumable.
+        self.durability.finish_on_drop(|| self.finisher());
     }
 }
 
 impl MmapDriver {
-    /// The steps of a commit after its point of no return: the length made
-    /// durable, the journal removed, the directory synced. A failure leaves
-    /// the journal (a crash then reopens a resumable file, never a
-    /// committed-looking partial one) and the exclusive lock; `sync` and the
-    /// drop try again.
+    /// What the durability work of a commit needs, for this handle now.
+    pub(crate) fn finisher(&self) -> Finisher {
+        Finisher {
+            store: Arc::clone(&self.store),
+            path: self.path.clone(),
+            journal_path: self.journal_path.clone(),
+            journal_id: *self.journal_id.lock(),
+        }
+    }
+
+    /// Waits for the last commit's durability work and reports how it
+    /// ended: `Ok` when the commit is durable (or there was none); its
+    /// error once; else one more try (see `durability`).
     pub(crate) fn finish_commit(&self) -> StorageResult<()> {
-        let synced = sys::sync_all(self.read().file(&self.path)?)
-            .map_err(|e| io_error(&self.path, "cannot sync", e));
-        let removed = synced.and_then(|()| {
-            let own = *self.journal_id.lock();
-            if own.is_some() {
-                return self.remove_journal_if(|id| id == own);
-            }
-            // No identity to go by (a platform without one): the journal
-            // is this file's while this file is the one at the path.
-            let ours = crate::store::is_at_path(self.read().file(&self.path)?, &self.path)?;
-            self.remove_journal_if(|_| ours)
-        });
-        match removed {
-            Ok(()) => {
-                *self.unsynced_commit.lock() = false;
-                self.write().release_to_shared(&self.path);
-                Ok(())
-            }
-            Err(e) => {
-                *self.unsynced_commit.lock() = true;
-                Err(e)
-            }
-        }
+        self.durability.settle(|| self.finisher())
     }
-}
 
-impl MmapDriver {
     /// Removes the journal at the path, durably, when its identity passes
-    /// `is_ours` (checked under the directory lock, so no rename by a
-    /// handle of this library swaps it in between). One already gone is no
-    /// error; another's journal stays.
+    /// `is_ours` (see [`durability::remove_journal_if`]).
     pub(crate) fn remove_journal_if(
         &self,
         is_ours: impl Fn(Option<(u64, u64)>) -> bool,
     ) -> StorageResult<()> {
-        let _name = sys::dir_lock(&self.journal_path);
-        let at_path = sys::entry_id(&self.journal_path);
-        if at_path.is_none() || !is_ours(at_path) {
-            return Ok(());
-        }
-        journal::remove_if_present(&self.journal_path)
-            .and_then(|()| journal::sync_dir(&self.journal_path))
-            .map_err(|e| io_error(&self.journal_path, "cannot remove", e))
+        crate::durability::remove_journal_if(&self.journal_path, is_ours)
     }
 }
 
@@ -162,13 +139,16 @@ impl DriverIo for MmapDriver {
         if self.mode == OpenMode::ReadOnly {
             return Err(StorageError::ReadOnly);
         }
+        // A commit owes nothing from an earlier one here (`reactivate`
+        // settles it), but a driver used directly may commit twice.
+        self.durability.wait();
         let mut store = self.write();
         let target = final_len.unwrap_or_else(|| self.extent.load(Ordering::Acquire));
-        // Data durable first: if this fails, nothing has changed yet.
-        sys::sync_data(store.file(&self.path)?)
-            .map_err(|e| io_error(&self.path, "cannot sync", e))?;
         // Unmap before the file can shrink: with the exclusive lock held and
-        // no mapping left, nothing can touch a page past the new end.
+        // no mapping left, nothing can touch a page past the new end. The
+        // data is not synced first: until the background sync below is
+        // done, the journal stays, and only its ranges (synced at their
+        // checkpoints) are trusted after a crash.
         let old_len = store.len;
         store.map = Mapping::Empty;
         let file = store.file(&self.path)?;
@@ -210,13 +190,13 @@ impl DriverIo for MmapDriver {
             }
         }
         drop(store);
-        // The point of no return: readers see the committed length.
+        // The point of no return: readers see the committed length. The
+        // rest — the checkpoint thread stopped, the file synced, the
+        // journal removed, the directory synced — is the background's;
+        // `sync` waits for it and reports its errors.
         self.extent.store(target, Ordering::Release);
-        if let Some(checkpoints) = self.checkpoints.lock().take() {
-            drop(checkpoints.stop());
-        }
-        // Errors from here on are kept for `sync` (see `finish_commit`).
-        let _ = self.finish_commit();
+        let checkpoints = self.checkpoints.lock().take();
+        self.durability.start(checkpoints, self.finisher());
         Ok(())
     }
 
@@ -237,6 +217,9 @@ impl DriverIo for MmapDriver {
         if self.mode == OpenMode::ReadOnly {
             return Err(StorageError::ReadOnly);
         }
+        // The last commit's durability work first: it must not remove the
+        // journal made below, nor release the lock taken below.
+        self.durability.wait();
         let mut store = self.write();
         let mut checkpoints = self.checkpoints.lock();
         if checkpoints.is_some() {
@@ -262,14 +245,15 @@ impl DriverIo for MmapDriver {
         match started {
             Ok(started) => {
                 *checkpoints = Some(started);
-                *self.unsynced_commit.lock() = false;
+                // The new journal supersedes what the commit owed.
+                self.durability.clear();
                 Ok(())
             }
             Err(e) => {
                 // Back to the committed file as it was (no journal was
                 // made), and a reader's lock, unless an unsynced commit
                 // still needs the writer's.
-                if !*self.unsynced_commit.lock() {
+                if !self.durability.owed() {
                     store.release_to_shared(&self.path);
                 }
                 Err(e)
@@ -308,12 +292,17 @@ impl DriverIo for MmapDriver {
     }
 
     fn sync(&self) -> StorageResult<()> {
-        if *self.unsynced_commit.lock() {
-            return self.finish_commit();
-        }
+        self.finish_commit()?;
         let mut slot = self.checkpoints.lock();
         let Some(checkpoints) = slot.take() else {
-            return Ok(()); // committed and durable, or read-only
+            // Committed and durable: what a rewrite in place (`ReadWrite`)
+            // wrote since is synced too. Nothing to do when read-only.
+            let store = self.read();
+            if store.file_writable {
+                sys::sync_data(store.file(&self.path)?)
+                    .map_err(|e| io_error(&self.path, "cannot sync", e))?;
+            }
+            return Ok(());
         };
         let (checkpoints, flushed) = checkpoints.flush();
         *slot = Some(checkpoints);

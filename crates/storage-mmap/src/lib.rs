@@ -38,6 +38,7 @@ compile_error!(
 
 mod checkpoint;
 mod driver;
+mod durability;
 mod journal;
 mod map;
 mod open;

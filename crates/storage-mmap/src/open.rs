@@ -220,10 +220,10 @@ impl MmapDriver {
             path,
             journal_path,
             mode,
-            store: store.into(),
+            store: std::sync::Arc::new(store.into()),
             extent: extent.into(),
             checkpoints: Mutex::new(checkpoints),
-            unsynced_commit: Mutex::new(false),
+            durability: crate::durability::Durability::default(),
             journal_id: Mutex::new(journal_id),
         };
         (driver, state)

@@ -59,6 +59,9 @@ fn replace(
 ) -> StorageResult<()> {
     let path = driver.path.as_path();
     let len = data.len() as u64;
+    // The last commit's durability work first: it syncs, unlocks and
+    // removes what belongs to the file being replaced.
+    driver.durability.wait();
     let active = driver.checkpoints.lock().is_some();
     let (owns_path, permissions) = {
         let store = driver.read();
@@ -176,11 +179,10 @@ fn retire_journals(driver: &MmapDriver, marked: Option<(u64, u64)>, durable: boo
     if removed.is_ok() && sys::entry_id(&driver.journal_path) != own {
         *driver.journal_id.lock() = None;
     }
-    if durable {
-        let _ = driver.finish_commit();
-    }
-    if removed.is_err() {
-        *driver.unsynced_commit.lock() = true;
+    match removed {
+        Err(e) => driver.durability.set_retry(Some(e)),
+        Ok(()) if durable => driver.durability.finish_now(&driver.finisher()),
+        Ok(()) => {}
     }
 }
 

@@ -67,6 +67,8 @@ impl MmapDriver {
     /// A write into a committed `ReadWrite` file, within its length: under
     /// the exclusive lock, so no other handle maps the file meanwhile.
     fn rewrite_in_place(&self, offset: u64, data: &[u8]) -> StorageResult<()> {
+        // After the commit's background work, which may release the lock.
+        self.durability.wait();
         let mut store = self.write();
         if offset + data.len() as u64 > store.len {
             // A committed file is rewritten in place; growing it needs reactivate.

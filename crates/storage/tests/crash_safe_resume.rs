@@ -44,9 +44,11 @@ fn finish_and_check(resource: &MmapResource, path: &Path, expected: &[u8]) {
         fs::read(path).unwrap() == expected,
         "the finished file differs"
     );
+    // The journal goes in the background; `sync` waits for it.
+    resource.sync().unwrap();
     assert!(
         !journal_of(path).exists(),
-        "the journal outlived the commit"
+        "the journal outlived the commit and its sync"
     );
 }
 

@@ -243,6 +243,8 @@ fn an_active_writer_keeps_readers_of_other_handles_out_and_the_reverse() {
         );
     }
     writer.commit(Some(100)).unwrap();
+    // The writer's lock goes once the commit is durable (`sync` waits).
+    writer.sync().unwrap();
     let reader = open(&path, OpenMode::ReadOnly).unwrap();
     assert_eq!(reader.len(), Some(100));
 }
@@ -1039,6 +1041,7 @@ fn a_handle_opened_for_reading_only_can_reactivate_once_the_file_is_writable() {
     r.reactivate().unwrap();
     r.write_at(4096, b"more").unwrap();
     r.commit(None).unwrap();
+    r.sync().unwrap();
     let rw = {
         let frozen = support::Protected::new(&path, support::Forbid::Write);
         let rw = open(&path, OpenMode::ReadWrite).unwrap();

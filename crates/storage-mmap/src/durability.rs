@@ -1,0 +1,298 @@
+//! Durability after a commit, off the writer's path: `commit` publishes at
+//! once; the final sync of the file, the journal's removal and the
+//! directory sync run on a background thread, in that order, and `sync()`
+//! and the drop wait for them.
+//!
+//! Until they finish, the journal is on disk: a crash reopens the file as
+//! a resumable download with its journaled (durable) ranges, never as a
+//! committed file with bytes that were not on disk. The writer's exclusive
+//! lock is released (to a reader's shared lock) only after the journal is
+//! gone, so no other writer takes the path before the commit is durable.
+
+use std::{
+    io,
+    path::{Path, PathBuf},
+    sync::{Arc, PoisonError},
+    thread::{self, JoinHandle},
+};
+
+use crossbeam_utils::sync::ShardedLock;
+use parking_lot::Mutex;
+use storage_core::{StorageError, StorageResult};
+
+use crate::{
+    checkpoint::Checkpoints,
+    journal,
+    store::{Store, io_error, is_at_path},
+    sys,
+};
+
+/// What a commit's durability work needs, detached from the driver so a
+/// background thread can own it.
+#[derive(Clone, Debug)]
+pub(crate) struct Finisher {
+    /// The driver's store: its file to sync, its lock to release.
+    pub(crate) store: Arc<ShardedLock<Store>>,
+    pub(crate) path: PathBuf,
+    pub(crate) journal_path: PathBuf,
+    /// The identity of this handle's journal: only that one is removed.
+    pub(crate) journal_id: Option<(u64, u64)>,
+}
+
+/// Why the durability work stopped short.
+#[derive(Debug)]
+pub(crate) struct Unfinished {
+    pub(crate) error: StorageError,
+    /// The file's data could not be synced. After a failed `fsync` the
+    /// kernel may have dropped the dirty pages and a retry can succeed
+    /// without writing them, so this handle never calls the file durable
+    /// again: the journal stays, and reopening resumes from it.
+    pub(crate) data_lost: bool,
+}
+
+impl Finisher {
+    /// The file synced (data and length), the journal removed (if it is
+    /// this handle's), the directory synced, the lock released to a
+    /// reader's. Stops at the first failure, leaving the journal.
+    pub(crate) fn finish(&self) -> Result<(), Unfinished> {
+        let store = || self.store.read().unwrap_or_else(PoisonError::into_inner);
+        let synced = store()
+            .file(&self.path)
+            .and_then(|file| {
+                sys::sync_all(file).map_err(|e| io_error(&self.path, "cannot sync", e))
+            })
+            .map_err(|error| Unfinished {
+                error,
+                data_lost: true,
+            });
+        synced?;
+        let retryable = |error| Unfinished {
+            error,
+            data_lost: false,
+        };
+        let removed = if let Some(own) = self.journal_id {
+            unlink_journal_if(&self.journal_path, |id| id == Some(own))
+        } else {
+            // No identity to go by (a platform without one): the journal
+            // is this file's while this file is the one at the path.
+            let ours = store()
+                .file(&self.path)
+                .and_then(|file| is_at_path(file, &self.path))
+                .map_err(retryable)?;
+            unlink_journal_if(&self.journal_path, |_| ours)
+        };
+        removed.map_err(retryable)?;
+        // The journal's removal, and the file's own name (a new download's,
+        // or a replacement's rename), in one directory sync.
+        sys::sync_dir(&self.path)
+            .map_err(|e| retryable(io_error(&self.path, "cannot sync the directory of", e)))?;
+        self.store
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .release_to_shared(&self.path);
+        Ok(())
+    }
+}
+
+/// Removes the journal at `journal_path`, durably, when its identity passes
+/// `is_ours` (checked under the directory lock, so no rename by a handle
+/// of this library swaps it in between). One already gone is no error;
+/// another's journal stays.
+pub(crate) fn remove_journal_if(
+    journal_path: &Path,
+    is_ours: impl Fn(Option<(u64, u64)>) -> bool,
+) -> StorageResult<()> {
+    if unlink_journal_if(journal_path, is_ours)? {
+        journal::sync_dir(journal_path).map_err(|e| io_error(journal_path, "cannot remove", e))?;
+    }
+    Ok(())
+}
+
+/// As [`remove_journal_if`], without the directory sync; whether it removed one.
+fn unlink_journal_if(
+    journal_path: &Path,
+    is_ours: impl Fn(Option<(u64, u64)>) -> bool,
+) -> StorageResult<bool> {
+    let _name = sys::dir_lock(journal_path);
+    let at_path = sys::entry_id(journal_path);
+    if at_path.is_none() || !is_ours(at_path) {
+        return Ok(false);
+    }
+    journal::remove_if_present(journal_path)
+        .map_err(|e| io_error(journal_path, "cannot remove", e))?;
+    Ok(true)
+}
+
+/// Where the last commit's durability stands.
+#[derive(Debug, Default)]
+enum Phase {
+    /// Nothing is owed (no commit, or a durable one).
+    #[default]
+    Settled,
+    /// The background thread is finishing a commit.
+    Running(JoinHandle<Result<(), Unfinished>>),
+    /// A commit's last steps failed where a retry is sound (the journal's
+    /// removal, the directory sync): `report` is the error still to be
+    /// returned by `sync`; later calls try again.
+    Retry { report: Option<StorageError> },
+    /// The file's data could not be synced (see [`Unfinished::data_lost`]):
+    /// every `sync` says so; the journal stays.
+    Lost {
+        path: Option<PathBuf>,
+        kind: io::ErrorKind,
+        message: String,
+    },
+}
+
+/// The durability owed by the last commit; locked after the driver's
+/// writer-side calls (which `Resource` serialises), never while waiting
+/// for the store.
+#[derive(Debug, Default)]
+pub(crate) struct Durability {
+    /// Guards the phase.
+    phase: Mutex<Phase>,
+}
+
+impl Durability {
+    /// Runs `finisher` in the background, after stopping `checkpoints` (their
+    /// pending ranges are covered by the final sync). Without a thread to be
+    /// had, it runs here.
+    pub(crate) fn start(&self, checkpoints: Option<Checkpoints>, finisher: Finisher) {
+        let work = move || {
+            if let Some(checkpoints) = checkpoints {
+                drop(checkpoints.stop());
+            }
+            finisher.finish()
+        };
+        // The closure is moved into the thread only if it starts; a slot
+        // brings it back otherwise.
+        let slot = Arc::new(Mutex::new(Some(work)));
+        let thread_slot = Arc::clone(&slot);
+        let spawned = thread::Builder::new()
+            .name("storage-commit".into())
+            .spawn(move || match thread_slot.lock().take() {
+                Some(work) => work(),
+                None => Ok(()),
+            });
+        let phase = match spawned {
+            Ok(handle) => Phase::Running(handle),
+            Err(_) => match slot.lock().take() {
+                Some(work) => Self::phase_of(work()),
+                None => Phase::Settled,
+            },
+        };
+        *self.phase.lock() = phase;
+    }
+
+    fn phase_of(result: Result<(), Unfinished>) -> Phase {
+        match result {
+            Ok(()) => Phase::Settled,
+            Err(Unfinished {
+                error,
+                data_lost: false,
+            }) => Phase::Retry {
+                report: Some(error),
+            },
+            Err(Unfinished {
+                error,
+                data_lost: true,
+            }) => Phase::Lost {
+                path: error.io_failure().map(|f| f.path().to_path_buf()),
+                kind: error.io_kind().unwrap_or(io::ErrorKind::Other),
+                message: error
+                    .io_failure()
+                    .map_or_else(|| error.to_string(), |f| f.os_error().to_string()),
+            },
+        }
+    }
+
+    /// Waits for the background work, if any, and records how it ended.
+    pub(crate) fn wait(&self) {
+        let mut phase = self.phase.lock();
+        if !matches!(*phase, Phase::Running(_)) {
+            return;
+        }
+        if let Phase::Running(handle) = std::mem::take(&mut *phase) {
+            *phase = match handle.join() {
+                Ok(result) => Self::phase_of(result),
+                Err(_) => Phase::Retry {
+                    report: Some(StorageError::Failed(
+                        "the commit's sync thread panicked".into(),
+                    )),
+                },
+            };
+        }
+    }
+
+    /// Whether a commit is still owed durability (after [`wait`](Self::wait)):
+    /// the writer's lock and the journal must stay.
+    pub(crate) fn owed(&self) -> bool {
+        self.wait();
+        !matches!(*self.phase.lock(), Phase::Settled)
+    }
+
+    /// Waits, then: `Ok` when nothing is owed; the background error, once;
+    /// else one more try of `finisher` (never after a failed data sync).
+    pub(crate) fn settle(&self, finisher: impl FnOnce() -> Finisher) -> StorageResult<()> {
+        self.wait();
+        let mut phase = self.phase.lock();
+        if let Phase::Retry { report } = &mut *phase {
+            if let Some(error) = report.take() {
+                return Err(error);
+            }
+            *phase = match finisher().finish() {
+                Ok(()) => Phase::Settled,
+                // Reported now; the next call tries again.
+                Err(Unfinished {
+                    error,
+                    data_lost: false,
+                }) => return Err(error),
+                Err(lost) => Self::phase_of(Err(lost)),
+            };
+        }
+        match &*phase {
+            Phase::Lost {
+                path,
+                kind,
+                message,
+            } => {
+                let why = format!(
+                    "{message}; bytes written since the last checkpoint may not be on disk \
+                     (reopen the path to resume from its journal)"
+                );
+                let error = io::Error::new(*kind, why);
+                Err(match path {
+                    Some(path) => io_error(path, "cannot make durable", error),
+                    None => StorageError::Io(error),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The drop's last chance: waits, then tries once more whatever can
+    /// be retried (its error has nobody left to be reported to).
+    pub(crate) fn finish_on_drop(&self, finisher: impl FnOnce() -> Finisher) {
+        self.wait();
+        let mut phase = self.phase.lock();
+        if let Phase::Retry { .. } = &*phase {
+            *phase = Self::phase_of(finisher().finish());
+        }
+    }
+
+    /// Runs `finisher` here and now (a durable replacement), keeping a
+    /// failure for `sync`.
+    pub(crate) fn finish_now(&self, finisher: &Finisher) {
+        *self.phase.lock() = Self::phase_of(finisher.finish());
+    }
+
+    /// A replacement's inline step that failed: `sync` reports and retries it.
+    pub(crate) fn set_retry(&self, report: Option<StorageError>) {
+        *self.phase.lock() = Phase::Retry { report };
+    }
+
+    /// Nothing is owed any more (a new journal supersedes the commit's).
+    pub(crate) fn clear(&self) {
+        *self.phase.lock() = Phase::Settled;
+    }
+}
