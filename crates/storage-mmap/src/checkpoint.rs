@@ -1,5 +1,6 @@
 //! Checkpoints: syncing written data and journaling its ranges, in the
-//! background, every [`CHECKPOINT_BYTES`] written.
+//! background, once [`CHECKPOINT_BYTES`] are pending and at most once per
+//! [`CHECKPOINT_INTERVAL`].
 
 use std::{
     fs::File,
@@ -7,6 +8,7 @@ use std::{
     ops::Range,
     sync::Arc,
     thread::{self, JoinHandle},
+    time::{Duration, Instant},
 };
 
 use parking_lot::{Condvar, Mutex};
@@ -14,8 +16,16 @@ use storage_core::RangeSet;
 
 use crate::{journal::Journal, sys};
 
-/// Bytes written between two checkpoints (fdatasync + journal record).
+/// Bytes that must be pending before a checkpoint (fdatasync + journal
+/// record) is taken: a slow download syncs once per this many bytes, and
+/// a crash refetches at most about this much past the last checkpoint.
 pub const CHECKPOINT_BYTES: u64 = 8 << 20;
+
+/// The shortest time between the starts of two checkpoints: a fast
+/// download (hundreds of MB/s) syncs a few times a second, not once per
+/// [`CHECKPOINT_BYTES`]; what it wrote in the last interval is what a
+/// crash can make it fetch again.
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Ranges written since the last checkpoint, in write order (merged only at
 /// the checkpoint, off the writer's path).
@@ -32,14 +42,19 @@ struct Shared {
     /// Guards the pending ranges and the stop flag.
     pending: Mutex<Pending>,
     due: Condvar,
+    /// Checkpoints the thread has taken (diagnostics and tests).
+    taken: std::sync::atomic::AtomicU64,
 }
 
 /// The journal of an active file and the thread that keeps it.
 ///
 /// The writer calls [`record`](Self::record) after each write. Once
 /// [`CHECKPOINT_BYTES`] are pending, a background thread (started then, so
-/// small files never get one) takes them, syncs the file's data
-/// (`fdatasync`), and only then appends their ranges to the journal.
+/// small files never get one) takes them — no sooner than
+/// [`CHECKPOINT_INTERVAL`] after its previous checkpoint began — syncs the
+/// file's data (`fdatasync`), and only then appends their ranges to the
+/// journal. The writer wakes the thread only when the pending bytes cross
+/// the threshold, so a fast writer pays no wake-up per write.
 #[derive(Debug)]
 pub(crate) struct Checkpoints {
     shared: Arc<Shared>,
@@ -77,6 +92,7 @@ impl Checkpoints {
                 stop: false,
             }),
             due: Condvar::new(),
+            taken: 0.into(),
         };
         Self {
             shared: Arc::new(shared),
@@ -97,9 +113,14 @@ impl Checkpoints {
     pub(crate) fn record(&mut self, range: Range<u64>) {
         let due = {
             let mut pending = self.shared.pending.lock();
+            let before = pending.bytes;
             pending.bytes += range.end - range.start;
             pending.ranges.push(range);
+            // Only the crossing wakes the thread (it then waits out the
+            // interval by itself); past it, writes just add — unless there
+            // is no thread yet (ranges left pending by a failed `sync`).
             pending.bytes >= CHECKPOINT_BYTES
+                && (before < CHECKPOINT_BYTES || self.worker.is_none())
         };
         if !due {
             return;
@@ -139,11 +160,28 @@ impl Checkpoints {
                 let Some(mut journal) = thread_slot.lock().take() else {
                     unreachable!("the journal is put in the slot before the thread starts")
                 };
+                // When the previous checkpoint began (none yet: the first
+                // is due as soon as enough is pending).
+                let mut previous: Option<Instant> = None;
                 loop {
                     let (ranges, stop) = {
                         let mut pending = shared.pending.lock();
-                        while pending.bytes < CHECKPOINT_BYTES && !pending.stop {
-                            shared.due.wait(&mut pending);
+                        loop {
+                            if pending.stop {
+                                break;
+                            }
+                            if pending.bytes < CHECKPOINT_BYTES {
+                                shared.due.wait(&mut pending);
+                                continue;
+                            }
+                            let due_at =
+                                previous.and_then(|at| at.checked_add(CHECKPOINT_INTERVAL));
+                            match due_at {
+                                Some(at) if Instant::now() < at => {
+                                    shared.due.wait_until(&mut pending, at);
+                                }
+                                _ => break,
+                            }
                         }
                         pending.bytes = 0;
                         (mem::take(&mut pending.ranges), pending.stop)
@@ -153,7 +191,11 @@ impl Checkpoints {
                         shared.pending.lock().ranges.extend(ranges);
                         return journal;
                     }
+                    previous = Some(Instant::now());
                     let _ = checkpoint(&data, &mut journal, ranges);
+                    shared
+                        .taken
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
             });
         spawned.map_err(|_| {
@@ -211,6 +253,77 @@ impl Checkpoints {
             data,
             journal: None,
             worker: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use super::*;
+
+    #[test]
+    fn a_fast_writer_gets_at_most_one_checkpoint_per_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = File::create(dir.path().join("data")).unwrap();
+        let journal = Journal::create(
+            &dir.path().join("journal"),
+            std::iter::empty::<&Range<u64>>(),
+        )
+        .unwrap();
+        let mut checkpoints = Checkpoints::new(data, journal);
+        // 8 MiB "written" every millisecond: 8 GB/s, for three intervals.
+        let started = Instant::now();
+        let mut offset = 0;
+        while started.elapsed() < CHECKPOINT_INTERVAL * 3 {
+            checkpoints.record(offset..offset + CHECKPOINT_BYTES);
+            offset += CHECKPOINT_BYTES;
+            thread::sleep(Duration::from_millis(1));
+        }
+        let elapsed = started.elapsed();
+        let taken = checkpoints.shared.taken.load(Ordering::Relaxed);
+        let allowed = 1 + elapsed.as_millis() / CHECKPOINT_INTERVAL.as_millis();
+        assert!(
+            u128::from(taken) <= allowed,
+            "{taken} checkpoints in {elapsed:?}: more than one per interval"
+        );
+        assert!(taken >= 1, "no checkpoint at all in {elapsed:?}");
+        // Whatever the thread did not take is still there for the last one.
+        checkpoints.finish().unwrap();
+        let contents = crate::journal::read(&dir.path().join("journal"))
+            .unwrap()
+            .unwrap();
+        let journaled: u64 = contents.ranges.iter().map(|r| r.end - r.start).sum();
+        assert_eq!(
+            journaled, offset,
+            "every recorded range is journaled in the end"
+        );
+    }
+
+    #[test]
+    fn a_slow_writer_is_checkpointed_once_enough_is_pending() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = File::create(dir.path().join("data")).unwrap();
+        let journal = Journal::create(
+            &dir.path().join("journal"),
+            std::iter::empty::<&Range<u64>>(),
+        )
+        .unwrap();
+        let mut checkpoints = Checkpoints::new(data, journal);
+        let step = CHECKPOINT_BYTES / 4;
+        for i in 0..3 {
+            checkpoints.record(i * step..(i + 1) * step);
+        }
+        assert!(
+            checkpoints.worker.is_none(),
+            "no thread below the threshold"
+        );
+        checkpoints.record(3 * step..4 * step);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while checkpoints.shared.taken.load(Ordering::Relaxed) == 0 {
+            assert!(Instant::now() < deadline, "the due checkpoint never ran");
+            thread::sleep(Duration::from_millis(1));
         }
     }
 }

@@ -52,7 +52,7 @@ mod write;
 
 use std::path::PathBuf;
 
-pub use checkpoint::CHECKPOINT_BYTES;
+pub use checkpoint::{CHECKPOINT_BYTES, CHECKPOINT_INTERVAL};
 pub use driver::MmapDriver;
 pub use space::DEFAULT_INITIAL_LEN;
 use storage_core::Resource;

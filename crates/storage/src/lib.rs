@@ -60,7 +60,8 @@ pub use storage_core::{
 pub use storage_mem::{MemDriver, MemOptions, MemResource};
 #[cfg(feature = "mmap")]
 pub use storage_mmap::{
-    CHECKPOINT_BYTES, DEFAULT_INITIAL_LEN, MmapDriver, MmapOptions, MmapResource, OpenMode,
+    CHECKPOINT_BYTES, CHECKPOINT_INTERVAL, DEFAULT_INITIAL_LEN, MmapDriver, MmapOptions,
+    MmapResource, OpenMode,
 };
 #[cfg(any(feature = "mmap", feature = "mem"))]
 pub use unified::StorageResource;
