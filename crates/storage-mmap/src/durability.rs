@@ -296,3 +296,64 @@ impl Durability {
         *self.phase.lock() = Phase::Settled;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use storage_core::{CancellationToken, ResourceExt, ResourceStatus, testing::pattern};
+
+    use crate::{MmapOptions, MmapResource, OpenMode, journal, sys::probe};
+
+    fn open(path: &std::path::Path) -> MmapResource {
+        MmapResource::open(
+            CancellationToken::new(),
+            MmapOptions {
+                path: path.to_path_buf(),
+                initial_len: None,
+                mode: OpenMode::Auto,
+            },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_failed_data_sync_is_reported_by_every_sync_and_the_file_stays_resumable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dying.bin");
+        let data = pattern(5, 300_000);
+        let r = open(&path);
+        r.write_at(0, &data[..100_000]).unwrap();
+        r.sync().unwrap(); // journaled: durable
+        r.write_at(100_000, &data[100_000..]).unwrap();
+        probe::fail_syncs_of(&path);
+
+        // Published at once, whatever the disk does later.
+        r.commit(Some(300_000)).unwrap();
+        assert_eq!(
+            r.status(),
+            ResourceStatus::Committed {
+                final_len: Some(300_000)
+            }
+        );
+        let mut back = vec![0; 300_000];
+        assert_eq!(r.read_at(0, &mut back).unwrap(), 300_000);
+        assert!(back == data);
+        // Never "durable" after the disk lost a write: not on the first
+        // sync, not on a retry, not after a drop.
+        for attempt in 0..3 {
+            let err = r.sync().unwrap_err();
+            assert!(
+                err.to_string().contains("may not be on disk"),
+                "attempt {attempt}: {err}"
+            );
+        }
+        drop(r);
+        assert!(journal::path_for(&path).exists(), "the journal stays");
+        let reopened = open(&path);
+        assert_eq!(reopened.status(), ResourceStatus::Active);
+        assert!(reopened.contains_range(0..100_000));
+        assert!(
+            !reopened.contains_range(100_000..100_001),
+            "bytes whose sync failed are fetched again"
+        );
+    }
+}

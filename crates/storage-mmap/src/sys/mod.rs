@@ -81,6 +81,7 @@ pub(crate) fn dir_lock(path: &Path) -> DirLock {
 
 /// Makes `file`'s data (and the length needed to read it) durable.
 pub(crate) fn sync_data(file: &File) -> io::Result<()> {
+    probe::may_fail(file)?;
     file.sync_data()?;
     probe::synced(&Synced::File(file));
     Ok(())
@@ -88,6 +89,7 @@ pub(crate) fn sync_data(file: &File) -> io::Result<()> {
 
 /// Makes `file`'s data and metadata durable.
 pub(crate) fn sync_all(file: &File) -> io::Result<()> {
+    probe::may_fail(file)?;
     file.sync_all()?;
     probe::synced(&Synced::File(file));
     Ok(())
@@ -110,6 +112,11 @@ pub(crate) enum Synced<'a> {
 mod probe {
     #[inline]
     pub(crate) fn synced(_event: &super::Synced<'_>) {}
+
+    #[inline]
+    pub(crate) fn may_fail(_file: &std::fs::File) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -135,6 +142,24 @@ pub(crate) mod probe {
         if let Some(hook) = hook {
             hook(event);
         }
+    }
+
+    /// Files (device, inode) whose syncs fail, as a dying disk's would.
+    static FAILING: Mutex<Vec<(u64, u64)>> = Mutex::new(Vec::new());
+
+    /// Makes every later sync of the file at `path` fail.
+    pub(crate) fn fail_syncs_of(path: &std::path::Path) {
+        if let Some(id) = super::entry_id(path) {
+            FAILING.lock().push(id);
+        }
+    }
+
+    pub(crate) fn may_fail(file: &std::fs::File) -> std::io::Result<()> {
+        let id = file.metadata().ok().and_then(|meta| super::file_id(&meta));
+        if id.is_some_and(|id| FAILING.lock().contains(&id)) {
+            return Err(std::io::Error::other("injected: the disk lost the write"));
+        }
+        Ok(())
     }
 }
 
