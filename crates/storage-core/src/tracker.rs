@@ -9,9 +9,18 @@ use rangemap::RangeSet;
 /// A thin layer over [`rangemap::RangeSet`] (which merges touching ranges, so
 /// every query is a `O(log n)` B-tree lookup in the number of disjoint
 /// fragments) with the questions the wait logic asks.
+///
+/// The two questions asked after every write — the extent and the end of
+/// the run from byte 0 — are kept up to date on insert instead of walking
+/// the tree each time (two `O(log n)` walks saved per write, which is what
+/// a download written out of order into thousands of fragments pays).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RangeTracker {
     ranges: RangeSet<u64>,
+    /// One past the highest available byte.
+    extent: u64,
+    /// The end of the available run from byte 0.
+    prefix_end: u64,
 }
 
 impl RangeTracker {
@@ -24,7 +33,13 @@ impl RangeTracker {
     /// Marks `range` available. An empty range changes nothing.
     pub fn insert(&mut self, range: Range<u64>) {
         if range.start < range.end {
+            let (start, end) = (range.start, range.end);
             self.ranges.insert(range);
+            self.extent = self.extent.max(end);
+            // Only a range that reaches the run from 0 can lengthen it.
+            if start <= self.prefix_end {
+                self.prefix_end = self.ranges.get(&0).map_or(0, |first| first.end);
+            }
         }
     }
 
@@ -32,7 +47,18 @@ impl RangeTracker {
     pub fn remove(&mut self, range: Range<u64>) {
         if range.start < range.end {
             self.ranges.remove(range);
+            self.recount();
         }
+    }
+
+    /// Recomputes the kept answers from the ranges.
+    fn recount(&mut self) {
+        self.extent = self.ranges.last().map_or(0, |last| last.end);
+        self.prefix_end = self
+            .ranges
+            .first()
+            .filter(|first| first.start == 0)
+            .map_or(0, |first| first.end);
     }
 
     /// Whether every byte of `range` is available. An empty range is covered;
@@ -72,17 +98,14 @@ impl RangeTracker {
     /// One past the highest available byte (0 when nothing is available).
     #[must_use]
     pub fn extent(&self) -> u64 {
-        self.ranges.last().map_or(0, |last| last.end)
+        self.extent
     }
 
     /// Length of the available run that starts at byte 0 (0 when byte 0 is
     /// missing): every range ending at or below it is covered.
     #[must_use]
     pub fn prefix_end(&self) -> u64 {
-        self.ranges
-            .first()
-            .filter(|first| first.start == 0)
-            .map_or(0, |first| first.end)
+        self.prefix_end
     }
 
     /// Number of disjoint available fragments.
@@ -105,7 +128,13 @@ impl RangeTracker {
 
 impl From<RangeSet<u64>> for RangeTracker {
     fn from(ranges: RangeSet<u64>) -> Self {
-        Self { ranges }
+        let mut tracker = Self {
+            ranges,
+            extent: 0,
+            prefix_end: 0,
+        };
+        tracker.recount();
+        tracker
     }
 }
 

@@ -1,18 +1,29 @@
-//! The in-memory driver: a `Vec<u8>` that grows on write.
+//! The in-memory driver: fixed-size chunks that never move once made.
 //!
 //! [`MemResource`] behaves like a file-backed resource without a file: for
 //! tests, wasm, and small assets that need not survive the process. Bytes
-//! live in one buffer behind a reader-writer lock, so concurrent `read_at`
-//! calls run in parallel and only writes take it exclusively.
+//! live in chunks of [`MEM_CHUNK_BYTES`], each behind its own reader-writer
+//! lock, so a write copies under the lock of the chunks it touches only:
+//! readers of every other chunk go on, and concurrent `read_at` calls run
+//! in parallel. The chunk table itself is locked exclusively only while it
+//! grows or is replaced.
 
 #![forbid(unsafe_code)]
 
-use std::{io, ops::Range, path::Path};
+use std::{
+    io,
+    path::Path,
+    sync::atomic::{AtomicU64, Ordering},
+};
 
-use parking_lot::RwLock;
+use parking_lot::{RwLock, RwLockWriteGuard};
 use storage_core::{
     DefaultOpen, Driver, DriverIo, DriverState, RangeSet, Resource, StorageError, StorageResult,
 };
+
+/// Bytes per chunk of the memory store: a write copies under the lock of
+/// the chunks it touches, and a chunk is allocated when first written.
+pub const MEM_CHUNK_BYTES: usize = 64 * 1024;
 
 /// Options for opening a [`MemResource`].
 ///
@@ -34,17 +45,24 @@ pub struct MemOptions {
     /// Contents to start with; the resource then opens committed with this
     /// length. `None` opens an empty, active resource.
     pub initial_data: Option<Vec<u8>>,
-    /// Bytes to reserve up front (a hint that saves regrowth when the size
-    /// is known); 0 grows on demand.
+    /// Bytes to make room for up front (a hint that saves regrowth of the
+    /// chunk table when the size is known); 0 grows on demand.
     pub capacity: usize,
 }
+
+/// One chunk: `None` until first written (it reads as zeros).
+type Chunk = RwLock<Option<Box<[u8]>>>;
 
 /// The in-memory driver behind [`MemResource`].
 #[derive(Debug, Default)]
 pub struct MemDriver {
-    /// The bytes; its length is the end of the highest write (or the
-    /// committed length).
-    bytes: RwLock<Vec<u8>>,
+    /// Slot `i` holds bytes `i * MEM_CHUNK_BYTES..(i + 1) * MEM_CHUNK_BYTES`. Every
+    /// read and write holds the table's read lock and the lock of each
+    /// chunk it copies; the table's write lock is taken only to add slots
+    /// or swap in a replacement. Locked before any chunk.
+    table: RwLock<Vec<Chunk>>,
+    /// The end of the contents: the highest write, or the committed length.
+    len: AtomicU64,
 }
 
 /// A resource held in memory.
@@ -57,16 +75,71 @@ fn out_of_memory(what: &str, bytes: u64) -> StorageError {
     ))
 }
 
-/// Resizes `bytes` to `len`, reporting allocation failure instead of aborting.
-fn resize(bytes: &mut Vec<u8>, len: u64) -> StorageResult<()> {
-    let target = usize::try_from(len).map_err(|_| out_of_memory("grow", len))?;
-    if target > bytes.len() {
-        bytes
-            .try_reserve(target - bytes.len())
+/// The chunks needed to hold `len` bytes.
+fn chunks_for(len: u64) -> StorageResult<usize> {
+    usize::try_from(len.div_ceil(MEM_CHUNK_BYTES as u64)).map_err(|_| out_of_memory("grow", len))
+}
+
+/// Adds empty slots so `table` holds `len` bytes, reporting allocation
+/// failure instead of aborting.
+fn grow_table(table: &mut Vec<Chunk>, len: u64) -> StorageResult<()> {
+    let wanted = chunks_for(len)?;
+    if wanted > table.len() {
+        table
+            .try_reserve(wanted - table.len())
             .map_err(|_| out_of_memory("grow", len))?;
+        table.resize_with(wanted, Chunk::default);
     }
-    bytes.resize(target, 0);
     Ok(())
+}
+
+/// A new chunk holding `piece` at `within`, zeros elsewhere (a whole
+/// chunk's bytes are copied once, never zeroed first).
+fn new_chunk(piece: &[u8], within: usize, end: u64) -> StorageResult<Box<[u8]>> {
+    let mut bytes = Vec::new();
+    bytes
+        .try_reserve_exact(MEM_CHUNK_BYTES)
+        .map_err(|_| out_of_memory("grow", end))?;
+    if within == 0 && piece.len() == MEM_CHUNK_BYTES {
+        bytes.extend_from_slice(piece);
+    } else {
+        bytes.resize(MEM_CHUNK_BYTES, 0);
+        bytes[within..within + piece.len()].copy_from_slice(piece);
+    }
+    Ok(bytes.into_boxed_slice())
+}
+
+/// `data` as a table of chunks.
+fn table_of(data: &[u8]) -> StorageResult<Vec<Chunk>> {
+    let end = data.len() as u64;
+    let mut table = Vec::new();
+    grow_table(&mut table, end)?;
+    for (slot, piece) in table.iter_mut().zip(data.chunks(MEM_CHUNK_BYTES)) {
+        *slot.get_mut() = Some(new_chunk(piece, 0, end)?);
+    }
+    Ok(table)
+}
+
+/// Where `at` falls within its chunk (below `MEM_CHUNK_BYTES`, so it fits).
+fn offset_in_chunk(at: u64) -> usize {
+    usize::try_from(at % MEM_CHUNK_BYTES as u64).unwrap_or(0)
+}
+
+/// Splits `start..start + len` into (chunk index, offset in it, length).
+fn pieces(start: u64, len: usize) -> impl Iterator<Item = (usize, usize, usize)> {
+    let mut at = start;
+    let end = start + len as u64;
+    std::iter::from_fn(move || {
+        if at >= end {
+            return None;
+        }
+        // Offsets below `end` index a table that holds them: they fit.
+        let index = usize::try_from(at / MEM_CHUNK_BYTES as u64).unwrap_or(usize::MAX);
+        let within = offset_in_chunk(at);
+        let count = (MEM_CHUNK_BYTES - within).min(usize::try_from(end - at).unwrap_or(usize::MAX));
+        at += count as u64;
+        Some((index, within, count))
+    })
 }
 
 impl Driver for MemDriver {
@@ -74,13 +147,14 @@ impl Driver for MemDriver {
 
     fn open(opts: MemOptions) -> StorageResult<(Self, DriverState)> {
         let Some(data) = opts.initial_data else {
-            let mut bytes = Vec::new();
-            bytes
-                .try_reserve_exact(opts.capacity)
-                .map_err(|_| out_of_memory("reserve", opts.capacity as u64))?;
-            return Ok((Self::with_bytes(bytes), DriverState::default()));
+            let mut table = Vec::new();
+            grow_table(&mut table, opts.capacity as u64)?;
+            table.clear(); // room reserved, no slot yet
+            return Ok((Self::with_table(table, 0), DriverState::default()));
         };
         let len = data.len() as u64;
+        let table = table_of(&data)?;
+        drop(data);
         let mut available = RangeSet::new();
         if len > 0 {
             available.insert(0..len);
@@ -90,7 +164,7 @@ impl Driver for MemDriver {
             available,
             is_committed: true,
         };
-        Ok((Self::with_bytes(data), state))
+        Ok((Self::with_table(table, len), state))
     }
 }
 
@@ -101,18 +175,44 @@ impl DefaultOpen for MemDriver {
 }
 
 impl MemDriver {
-    fn with_bytes(bytes: Vec<u8>) -> Self {
+    fn with_table(table: Vec<Chunk>, len: u64) -> Self {
         Self {
-            bytes: RwLock::new(bytes),
+            table: RwLock::new(table),
+            len: AtomicU64::new(len),
+        }
+    }
+
+    /// Zeros every byte from `from` on, dropping the chunks past it.
+    fn cut(table: &mut [Chunk], from: u64) {
+        let Ok(first_dropped) = usize::try_from(from.div_ceil(MEM_CHUNK_BYTES as u64)) else {
+            return;
+        };
+        for slot in table.iter_mut().skip(first_dropped) {
+            *slot.get_mut() = None;
+        }
+        let within = offset_in_chunk(from);
+        if within > 0
+            && let Some(slot) = usize::try_from(from / MEM_CHUNK_BYTES as u64)
+                .ok()
+                .and_then(|index| table.get_mut(index))
+            && let Some(chunk) = slot.get_mut()
+        {
+            chunk[within..].fill(0);
         }
     }
 }
 
 impl DriverIo for MemDriver {
     fn commit(&self, final_len: Option<u64>) -> StorageResult<()> {
-        if let Some(len) = final_len {
-            resize(&mut self.bytes.write(), len)?;
+        let Some(len) = final_len else {
+            return Ok(());
+        };
+        let mut table = self.table.write();
+        grow_table(&mut table, len)?;
+        if len < self.len.load(Ordering::Acquire) {
+            Self::cut(&mut table, len);
         }
+        self.len.store(len, Ordering::Release);
         Ok(())
     }
 
@@ -125,18 +225,24 @@ impl DriverIo for MemDriver {
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8], effective_len: u64) -> StorageResult<usize> {
-        let bytes = self.bytes.read();
-        let end = usize::try_from(effective_len)
-            .unwrap_or(usize::MAX)
-            .min(bytes.len());
-        let Ok(start) = usize::try_from(offset) else {
-            return Ok(0);
-        };
-        if start >= end {
+        let table = self.table.read();
+        let end = effective_len.min(self.len.load(Ordering::Acquire));
+        if offset >= end {
             return Ok(0);
         }
-        let count = buf.len().min(end - start);
-        buf[..count].copy_from_slice(&bytes[start..start + count]);
+        let count = usize::try_from(end - offset).map_or(buf.len(), |left| left.min(buf.len()));
+        let mut filled = 0;
+        for (index, within, n) in pieces(offset, count) {
+            let out = &mut buf[filled..filled + n];
+            match table.get(index).map(|slot| slot.read()) {
+                Some(guard) => match guard.as_deref() {
+                    Some(chunk) => out.copy_from_slice(&chunk[within..within + n]),
+                    None => out.fill(0),
+                },
+                None => out.fill(0),
+            }
+            filled += n;
+        }
         Ok(count)
     }
 
@@ -146,21 +252,18 @@ impl DriverIo for MemDriver {
         _durable: bool,
         publish: &mut dyn FnMut(),
     ) -> StorageResult<()> {
-        // Built aside, swapped in and published under the lock: no reader
-        // reads while the bytes and the resource's state change.
-        let mut fresh = Vec::new();
-        fresh
-            .try_reserve_exact(data.len())
-            .map_err(|_| out_of_memory("grow", data.len() as u64))?;
-        fresh.extend_from_slice(data);
-        let mut bytes = self.bytes.write();
-        *bytes = fresh;
+        // Built aside, swapped in and published under the table's lock: no
+        // reader reads while the bytes and the resource's state change.
+        let fresh = table_of(data)?;
+        let mut table = self.table.write();
+        *table = fresh;
+        self.len.store(data.len() as u64, Ordering::Release);
         publish();
         Ok(())
     }
 
     fn storage_len(&self) -> u64 {
-        self.bytes.read().capacity() as u64
+        self.table.read().len() as u64 * MEM_CHUNK_BYTES as u64
     }
 
     fn write_at(&self, offset: u64, data: &[u8], committed: bool) -> StorageResult<()> {
@@ -170,14 +273,37 @@ impl DriverIo for MemDriver {
         if data.is_empty() {
             return Ok(());
         }
-        let Range { start, end } = offset..offset + data.len() as u64;
-        let mut bytes = self.bytes.write();
-        if end > bytes.len() as u64 {
-            resize(&mut bytes, end)?;
+        let end = offset
+            .checked_add(data.len() as u64)
+            .ok_or(StorageError::overflow(offset))?;
+        let needed = chunks_for(end)?;
+        let table = {
+            let table = self.table.read();
+            if table.len() >= needed {
+                table
+            } else {
+                drop(table);
+                let mut table = self.table.write();
+                grow_table(&mut table, end)?;
+                RwLockWriteGuard::downgrade(table)
+            }
+        };
+        let mut taken = 0;
+        for (index, within, n) in pieces(offset, data.len()) {
+            let piece = &data[taken..taken + n];
+            // The table holds `needed` slots while its lock is held.
+            let Some(slot) = table.get(index) else {
+                return Err(out_of_memory("grow", end));
+            };
+            let mut slot = slot.write();
+            match slot.as_deref_mut() {
+                Some(chunk) => chunk[within..within + n].copy_from_slice(piece),
+                None => *slot = Some(new_chunk(piece, within, end)?),
+            }
+            taken += n;
         }
-        // Both fit: `end` was just made to fit in the buffer.
-        let start = usize::try_from(start).map_err(|_| out_of_memory("grow", end))?;
-        bytes[start..start + data.len()].copy_from_slice(data);
+        drop(table);
+        self.len.fetch_max(end, Ordering::AcqRel);
         Ok(())
     }
 }
@@ -208,6 +334,71 @@ mod tests {
         driver.commit(Some(5)).unwrap();
         assert_eq!(driver.read_at(0, &mut buf, u64::MAX).unwrap(), 5);
         assert_eq!(&buf[..5], b"abc\0\0");
+    }
+
+    #[test]
+    fn writes_across_chunk_boundaries_read_back_whole() {
+        let driver = MemDriver::default();
+        let data: Vec<u8> = (0..3 * MEM_CHUNK_BYTES + 100)
+            .map(|i| u8::try_from(i % 251).unwrap())
+            .collect();
+        // Unaligned, straddling every boundary, out of order.
+        let cut = MEM_CHUNK_BYTES + 7;
+        driver.write_at(cut as u64, &data[cut..], false).unwrap();
+        driver.write_at(0, &data[..cut], false).unwrap();
+        let mut back = vec![0; data.len() + 10];
+        assert_eq!(driver.read_at(0, &mut back, u64::MAX).unwrap(), data.len());
+        assert!(back[..data.len()] == data[..]);
+        let mut middle = vec![0; 2 * MEM_CHUNK_BYTES];
+        let at = MEM_CHUNK_BYTES as u64 / 2;
+        assert_eq!(
+            driver.read_at(at, &mut middle, u64::MAX).unwrap(),
+            middle.len()
+        );
+        assert!(middle[..] == data[MEM_CHUNK_BYTES / 2..MEM_CHUNK_BYTES / 2 + 2 * MEM_CHUNK_BYTES]);
+    }
+
+    #[test]
+    fn a_cut_then_extended_store_reads_zeros_not_the_old_bytes() {
+        let driver = MemDriver::default();
+        driver
+            .write_at(0, &vec![9; 3 * MEM_CHUNK_BYTES], false)
+            .unwrap();
+        driver.commit(Some(MEM_CHUNK_BYTES as u64 + 5)).unwrap();
+        driver.commit(Some(3 * MEM_CHUNK_BYTES as u64)).unwrap();
+        let mut back = vec![1; 3 * MEM_CHUNK_BYTES];
+        assert_eq!(driver.read_at(0, &mut back, u64::MAX).unwrap(), back.len());
+        assert!(back[..MEM_CHUNK_BYTES + 5].iter().all(|&b| b == 9));
+        assert!(back[MEM_CHUNK_BYTES + 5..].iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn a_copy_into_one_chunk_does_not_stop_readers_of_another() {
+        let driver = std::sync::Arc::new(MemDriver::default());
+        driver
+            .write_at(0, &vec![3; 2 * MEM_CHUNK_BYTES], false)
+            .unwrap();
+        // A writer in the middle of its copy into chunk 1.
+        let table = driver.table.read();
+        let copying = table[1].write();
+        let reader = {
+            let driver = std::sync::Arc::clone(&driver);
+            std::thread::spawn(move || {
+                let mut buf = vec![0; MEM_CHUNK_BYTES];
+                driver.read_at(0, &mut buf, u64::MAX).unwrap()
+            })
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !reader.is_finished() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "a reader of chunk 0 waited for a copy into chunk 1"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        drop(copying);
+        drop(table);
+        assert_eq!(reader.join().unwrap(), MEM_CHUNK_BYTES);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Criterion micro-benchmarks of the per-call hot paths, each beside its raw
 //! baseline in the same group: a 4 KiB `read_at` of a committed file, a
-//! `wait_range` / `contains_range` hit, and a 1 KiB `write_at`.
+//! `wait_range` / `contains_range` hit, a 1 KiB `write_at`, and the
+//! checkpoint hand-off (a `Mutex<Vec>`, as in `checkpoint.rs`, against
+//! crossbeam-queue's `SegQueue`).
 //!
 //! `cargo bench -p storage-mmap --bench micro`. The throughput workloads,
 //! latencies and the summary table are in the facade's `benches/workloads`.
@@ -102,5 +104,82 @@ fn writes(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, reads, writes);
+/// What the writer does per write to hand its range to the checkpoint
+/// thread, which drains the ranges every millisecond meanwhile.
+fn hand_off(c: &mut Criterion) {
+    use std::{
+        ops::Range,
+        sync::{
+            Arc,
+            atomic::{AtomicBool, AtomicU64, Ordering},
+        },
+        thread,
+        time::Duration,
+    };
+
+    #[derive(Default)]
+    struct Pending {
+        ranges: Vec<Range<u64>>,
+        bytes: u64,
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut group = c.benchmark_group("checkpoint hand-off of one 1 KiB range");
+
+    let pending = Arc::new(parking_lot::Mutex::new(Pending::default()));
+    let drainer = {
+        let (pending, stop) = (Arc::clone(&pending), Arc::clone(&stop));
+        thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                thread::sleep(Duration::from_millis(1));
+                let mut pending = pending.lock();
+                pending.bytes = 0;
+                black_box(std::mem::take(&mut pending.ranges));
+            }
+        })
+    };
+    let mut at = 0u64;
+    group.bench_function("parking_lot Mutex<Vec> (ours)", |b| {
+        b.iter(|| {
+            let mut pending = pending.lock();
+            pending.bytes += 1024;
+            pending.ranges.push(at..at + 1024);
+            at += 1024;
+            black_box(pending.bytes >= 8 << 20)
+        });
+    });
+    stop.store(true, Ordering::Relaxed);
+    drainer.join().expect("drainer");
+
+    stop.store(false, Ordering::Relaxed);
+    let queue = Arc::new(crossbeam_queue::SegQueue::<Range<u64>>::new());
+    let bytes = Arc::new(AtomicU64::new(0));
+    let drainer = {
+        let (queue, bytes, stop) = (Arc::clone(&queue), Arc::clone(&bytes), Arc::clone(&stop));
+        thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                thread::sleep(Duration::from_millis(1));
+                bytes.store(0, Ordering::Relaxed);
+                let mut ranges = Vec::new();
+                while let Some(range) = queue.pop() {
+                    ranges.push(range);
+                }
+                black_box(ranges);
+            }
+        })
+    };
+    let mut at = 0u64;
+    group.bench_function("crossbeam SegQueue + AtomicU64", |b| {
+        b.iter(|| {
+            queue.push(at..at + 1024);
+            at += 1024;
+            black_box(bytes.fetch_add(1024, Ordering::AcqRel) + 1024 >= 8 << 20)
+        });
+    });
+    stop.store(true, Ordering::Relaxed);
+    drainer.join().expect("drainer");
+    group.finish();
+}
+
+criterion_group!(benches, reads, writes, hand_off);
 criterion_main!(benches);
