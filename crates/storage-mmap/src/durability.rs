@@ -324,7 +324,7 @@ mod tests {
         r.write_at(0, &data[..100_000]).unwrap();
         r.sync().unwrap(); // journaled: durable
         r.write_at(100_000, &data[100_000..]).unwrap();
-        probe::fail_syncs_of(&path);
+        let failing = probe::fail_syncs_of(&path);
 
         // Published at once, whatever the disk does later.
         r.commit(Some(300_000)).unwrap();
@@ -355,5 +355,7 @@ mod tests {
             !reopened.contains_range(100_000..100_001),
             "bytes whose sync failed are fetched again"
         );
+        drop(reopened);
+        drop(failing); // before the file goes and its inode is reused
     }
 }

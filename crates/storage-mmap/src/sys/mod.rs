@@ -151,10 +151,22 @@ pub(crate) mod probe {
     /// Files (device, inode) whose syncs fail, as a dying disk's would.
     static FAILING: Mutex<Vec<(u64, u64)>> = Mutex::new(Vec::new());
 
-    /// Makes every later sync of the file at `path` fail.
-    pub(crate) fn fail_syncs_of(path: &std::path::Path) {
-        if let Some(id) = super::entry_id(path) {
+    /// Makes every sync of the file at `path` fail until the guard drops
+    /// (drop it before the file goes: its inode number is reused).
+    pub(crate) fn fail_syncs_of(path: &std::path::Path) -> FailingSyncs {
+        let id = super::entry_id(path);
+        if let Some(id) = id {
             FAILING.lock().push(id);
+        }
+        FailingSyncs(id)
+    }
+
+    /// Keeps a file's syncs failing while it lives.
+    pub(crate) struct FailingSyncs(Option<(u64, u64)>);
+
+    impl Drop for FailingSyncs {
+        fn drop(&mut self) {
+            FAILING.lock().retain(|&id| Some(id) != self.0);
         }
     }
 
