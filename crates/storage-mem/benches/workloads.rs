@@ -56,7 +56,7 @@ fn run(config: &Config, data: &Arc<Vec<u8>>, table: &mut Table) {
         "raw Vec write (9/1.)",
         median(&mut pipes),
         raw_write,
-        0.85,
+        0.9,
     );
 
     let resource = MemResource::open(
@@ -119,6 +119,6 @@ fn run(config: &Config, data: &Arc<Vec<u8>>, table: &mut Table) {
         hit_ns,
         "raw copies into a zeroed Vec",
         raw_ns,
-        1000.0,
+        0.8,
     );
 }

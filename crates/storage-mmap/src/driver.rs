@@ -220,6 +220,9 @@ impl DriverIo for MmapDriver {
         // The last commit's durability work first: it must not remove the
         // journal made below, nor release the lock taken below.
         self.durability.wait();
+        // Asked before the store is locked: the background work takes the
+        // store's lock, and must never be waited for while it is held.
+        let commit_owed = self.durability.owed();
         let mut store = self.write();
         let mut checkpoints = self.checkpoints.lock();
         if checkpoints.is_some() {
@@ -253,7 +256,7 @@ impl DriverIo for MmapDriver {
                 // Back to the committed file as it was (no journal was
                 // made), and a reader's lock, unless an unsynced commit
                 // still needs the writer's.
-                if !self.durability.owed() {
+                if !commit_owed {
                     store.release_to_shared(&self.path);
                 }
                 Err(e)

@@ -224,10 +224,9 @@ impl Durability {
         }
     }
 
-    /// Whether a commit is still owed durability (after [`wait`](Self::wait)):
-    /// the writer's lock and the journal must stay.
+    /// Whether a commit is still owed durability (running, or failed): the
+    /// writer's lock and the journal must stay. Never waits.
     pub(crate) fn owed(&self) -> bool {
-        self.wait();
         !matches!(*self.phase.lock(), Phase::Settled)
     }
 

@@ -129,15 +129,24 @@ fn run_mmap(config: &Config, dir: &Path, data: &Arc<Vec<u8>>, table: &mut Table)
     let len = data.len();
     let path = dir.join("seq.bin");
     let (mut ours, mut memcpy, mut pwrite, mut pipes) = (vec![], vec![], vec![], vec![]);
-    let mut durable = vec![];
+    let (mut durable, mut ours_durable) = (vec![], vec![]);
     for _ in 0..config.rounds {
         memcpy.push(raw::mmap_write(&path, data, CHUNK));
         pwrite.push(raw::pwrite(&path, data, CHUNK, false));
         durable.push(raw::pwrite(&path, data, CHUNK, true));
+        // Until `commit` returns: its sync is the background's (the drop,
+        // outside the timing, waits for it).
         let resource = mmap_at(&path, None);
         let started = Instant::now();
         write_sequential(&resource, data);
         ours.push(started.elapsed().as_secs_f64());
+        drop(resource);
+        // The same, until `sync()` says the file is durable.
+        let resource = mmap_at(&path, None);
+        let started = Instant::now();
+        write_sequential(&resource, data);
+        resource.sync().expect("sync");
+        ours_durable.push(started.elapsed().as_secs_f64());
         drop(resource);
         pipes.push(pipe(&mmap_at(&path, None), data));
     }
@@ -147,21 +156,21 @@ fn run_mmap(config: &Config, dir: &Path, data: &Arc<Vec<u8>>, table: &mut Table)
         "best of raw memmap2 memcpy / pwrite",
         median(&mut ours),
         best_raw,
-        0.9,
+        0.95,
     );
     table.throughput(
-        "1b. the same (commit makes it durable)",
+        "1b. the same + sync() (durable)",
         "raw pwrite + fdatasync",
-        median(&mut ours.clone()),
+        median(&mut ours_durable),
         median(&mut durable),
-        0.0,
+        1.0,
     );
     table.throughput(
-        "5. writer → reader pipe, 64 KiB",
+        "5. writer → reader pipe, 64 KiB, incl. commit",
         "raw sequential write (1.)",
         median(&mut pipes),
         best_raw,
-        0.85,
+        0.9,
     );
 
     // Reads of the committed file.
@@ -245,7 +254,7 @@ fn run_scaling(dir: &Path, table: &mut Table) {
         let (write_ns, hit_ns) = out_of_order(&resource, writes);
         drop(resource);
         let raw_ns = raw::pwrite_scattered(&dir.join("ooo-raw.bin"), &shuffled(writes, 99));
-        let target = if writes == 65_536 { 1000.0 } else { 0.0 };
+        let target = if writes == 65_536 { 0.9 } else { 0.0 };
         table.cost(
             &format!(
                 "8. {}k out-of-order 1 KiB writes, presized file",
