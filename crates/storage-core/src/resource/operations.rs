@@ -190,7 +190,7 @@ impl<D: DriverIo> ResourceExt for Resource<D> {
             if shared.is_cancelled() {
                 return Err(StorageError::Cancelled);
             }
-            (state.phase == Phase::Active, state.tracker.as_set().clone())
+            (state.phase == Phase::Active, state.tracker.to_set())
         };
         // Asked even when active: a store that can never be written (a
         // read-only file resumed from its journal) says so.
