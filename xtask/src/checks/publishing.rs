@@ -26,7 +26,7 @@ pub fn check(root: &Path, dry_run: bool) -> Outcome {
     let mut failures = rust_versions(&metadata);
     failures.extend(package_files(&metadata));
     if dry_run && failures.is_empty() {
-        failures.extend(publish_dry_run(root));
+        failures.extend(publish_dry_run(root, &metadata));
     }
     Outcome::failing(failures)
 }
@@ -133,7 +133,21 @@ pub fn package_files(metadata: &Metadata) -> Vec<Finding> {
 
 /// `cargo publish --workspace --dry-run`: packages every crate against a
 /// local registry and builds it; any warning fails.
-fn publish_dry_run(root: &Path) -> Vec<Finding> {
+///
+/// It builds in a target directory of its own, cleared of this
+/// workspace's packages first: cargo takes a registry package as
+/// immutable, so with the version unchanged it would verify the facade
+/// against the drivers built by an earlier dry run (a stale API, a false
+/// failure or a false pass).
+fn publish_dry_run(root: &Path, metadata: &Metadata) -> Vec<Finding> {
+    let target = metadata.target_directory.join("publish-dry-run");
+    let mut clean = vec!["clean", "--target-dir", target.as_str()];
+    for package in published(metadata) {
+        clean.extend(["-p", package.name.as_str()]);
+    }
+    if let Err(finding) = commands::cargo(root, &clean, &[]) {
+        return vec![finding];
+    }
     let args = [
         "publish",
         "--workspace",
@@ -141,6 +155,8 @@ fn publish_dry_run(root: &Path) -> Vec<Finding> {
         "--allow-dirty",
         "--exclude",
         "xtask",
+        "--target-dir",
+        target.as_str(),
     ];
     let command = format!("cargo {}", args.join(" "));
     match commands::cargo(root, &args, &[]) {
