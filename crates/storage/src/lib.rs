@@ -47,10 +47,14 @@ compile_error!(
 #[cfg(any(feature = "mmap", feature = "mem"))]
 mod atomic;
 #[cfg(any(feature = "mmap", feature = "mem"))]
+mod chunked;
+#[cfg(any(feature = "mmap", feature = "mem"))]
 mod unified;
 
 #[cfg(any(feature = "mmap", feature = "mem"))]
 pub use atomic::Atomic;
+#[cfg(any(feature = "mmap", feature = "mem"))]
+pub use chunked::{AtomicChunked, OpenIntent};
 pub use storage_core::{
     AvailabilityObserver, CancellationToken, DefaultOpen, Driver, DriverIo, DriverState, IoFailure,
     RangeSet, RangeTracker, Resource, ResourceCursor, ResourceExt, ResourceStatus, StorageError,
