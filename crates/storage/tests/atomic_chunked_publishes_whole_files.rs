@@ -317,6 +317,9 @@ fn a_publication_that_fails_after_the_commit_is_finished_by_the_next_commit_or_o
         );
         assert_eq!(fs::read(temp_of(&canonical)).unwrap(), b"complete");
         assert_eq!(fs::read(claim_of(&canonical)).unwrap(), b"C");
+        // Committed but not published: still claimed (a second download
+        // would otherwise publish it under this one's feet).
+        assert!(matches!(open(&canonical), Err(StorageError::TmpClaimed(_))));
         fs::remove_dir(&canonical).unwrap();
         if finish_by == "commit" {
             chunked.commit(Some(8)).unwrap();
@@ -381,6 +384,24 @@ fn a_symlink_at_the_canonical_path_is_replaced_never_followed() {
     assert_eq!(fs::read(&victim).unwrap(), b"not yours");
     assert!(fs::symlink_metadata(&canonical).unwrap().is_file());
     assert_eq!(fs::read(&canonical).unwrap(), b"download");
+}
+
+#[test]
+fn a_temporary_file_replaced_from_outside_is_not_published() {
+    let dir = tempfile::tempdir().unwrap();
+    let victim = dir.path().join("victim.txt");
+    fs::write(&victim, b"not yours").unwrap();
+    let canonical = dir.path().join("swapped.bin");
+    let chunked = open(&canonical).unwrap();
+    chunked.write_at(0, b"download").unwrap();
+    let temp = temp_of(&canonical);
+    fs::remove_file(&temp).unwrap();
+    std::os::unix::fs::symlink(&victim, &temp).unwrap();
+    let err = chunked.commit(Some(8)).unwrap_err();
+    assert_eq!(err.io_kind(), Some(ErrorKind::InvalidData), "{err}");
+    assert!(!canonical.exists());
+    assert_eq!(fs::read(&victim).unwrap(), b"not yours");
+    assert!(fs::symlink_metadata(&temp).unwrap().is_symlink());
 }
 
 #[test]

@@ -99,6 +99,22 @@ pub(super) fn check_publishable(canonical: &Path) -> StorageResult<()> {
     }
 }
 
+/// Refuses to publish `temp` unless it is still a regular file (not a
+/// symlink put there from outside) of the committed length, when known.
+pub(super) fn check_download(temp: &Path, len: Option<u64>) -> StorageResult<()> {
+    let meta =
+        fs::symlink_metadata(temp).map_err(|e| StorageError::io("cannot inspect", temp, e))?;
+    let whole = meta.file_type().is_file() && len.is_none_or(|len| meta.len() == len);
+    if whole {
+        return Ok(());
+    }
+    let why = io::Error::new(
+        io::ErrorKind::InvalidData,
+        "replaced or changed from outside since it was downloaded: not published",
+    );
+    Err(StorageError::io("cannot publish", temp, why))
+}
+
 /// Removes the file at `path`; one already gone is no error.
 pub(super) fn remove_if_present(path: &Path) -> StorageResult<()> {
     match fs::remove_file(path) {

@@ -335,6 +335,7 @@ impl<R: ResourceExt> Shared<R> {
             }
             download.sync()?;
             files::sync_file(&self.temp)?;
+            files::check_download(&self.temp, download.len())?;
             files::check_publishable(&self.canonical)?;
             files::rename(&self.temp, &self.canonical)
         })();
