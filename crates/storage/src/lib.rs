@@ -5,7 +5,9 @@
 //! [`wait_range`](ResourceExt::wait_range) until the bytes they need have
 //! landed, then [`read_at`](ResourceExt::read_at) them. This crate is the one
 //! applications depend on: it re-exports the core types and the drivers, and
-//! adds [`StorageResource`], one type over every driver.
+//! adds [`StorageResource`], one type over every driver, and two decorators:
+//! [`Atomic`] replaces small whole files, [`AtomicChunked`] publishes a
+//! download at its final path only once it is whole.
 //!
 //! # Feature flags
 //!
