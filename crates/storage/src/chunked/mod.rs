@@ -282,13 +282,12 @@ impl<R: ResourceExt> ResourceExt for AtomicChunked<R> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "mmap"))]
 mod tests {
     use super::*;
 
     const fn assert_send_sync<T: Send + Sync + Clone>() {}
 
-    #[cfg(feature = "mmap")]
     #[test]
     fn atomic_chunked_is_a_shareable_handle() {
         const _: () = assert_send_sync::<AtomicChunked<crate::MmapResource>>();
