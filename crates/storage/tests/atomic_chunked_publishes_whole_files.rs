@@ -373,6 +373,45 @@ fn a_reopen_that_fails_after_the_rename_leaves_the_whole_file_serving_and_is_ret
 }
 
 #[test]
+fn a_fail_while_a_commit_reopens_is_not_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let canonical = dir.path().join("raced-fail.bin");
+    let (reopening_tx, reopening) = std::sync::mpsc::channel();
+    let (go_on, go_on_rx) = std::sync::mpsc::channel::<()>();
+    let go_on_rx = parking_lot::Mutex::new(go_on_rx);
+    let chunked = AtomicChunked::open(canonical.clone(), move |path, intent| {
+        if intent == OpenIntent::Reopen {
+            reopening_tx.send(()).unwrap();
+            go_on_rx.lock().recv_timeout(support::LIMIT).unwrap();
+        }
+        MmapResource::open(CancellationToken::new(), MmapOptions::new(path))
+    })
+    .unwrap();
+    chunked.write_at(0, b"whole").unwrap();
+    let committer = thread::spawn({
+        let chunked = chunked.clone();
+        move || chunked.commit(Some(5))
+    });
+    // Renamed, and reopening: now the download fails.
+    reopening.recv_timeout(support::LIMIT).unwrap();
+    let failer = thread::spawn({
+        let chunked = chunked.clone();
+        move || chunked.fail("late news".into())
+    });
+    support::wait_for_count("the failure reached the resource", 1, || {
+        usize::from(matches!(
+            chunked.inner().status(),
+            ResourceStatus::Failed(_)
+        ))
+    });
+    go_on.send(()).unwrap();
+    within("the commit", move || committer.join().unwrap()).unwrap();
+    within("the fail", move || failer.join().unwrap());
+    assert_eq!(chunked.status(), ResourceStatus::Failed("late news".into()));
+    assert_eq!(fs::read(&canonical).unwrap(), b"whole");
+}
+
+#[test]
 fn a_symlink_at_the_canonical_path_is_replaced_never_followed() {
     let dir = tempfile::tempdir().unwrap();
     let victim = dir.path().join("victim.txt");

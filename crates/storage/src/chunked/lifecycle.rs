@@ -329,10 +329,19 @@ impl<R: ResourceExt> Shared<R> {
     }
 
     pub(super) fn fail(&self, reason: String) {
+        // At once, not after a commit running meanwhile: that commit sees
+        // the failure before its rename.
+        let failed = self.served();
+        failed.fail(reason.clone());
         let guard = self.lifecycle.lock();
-        self.served().fail(reason);
+        let serving = self.served();
+        if !Arc::ptr_eq(&failed, &serving) {
+            // A commit published and reopened meanwhile: the new resource
+            // fails too, or the failure would be lost.
+            serving.fail(reason);
+        }
         // Inside this thread's own commit (an observer hook), that commit
-        // sees the failure before its rename and marks the claim itself.
+        // marks the claim itself.
         if let Ok(mut lifecycle) = guard.try_borrow_mut()
             && let Lifecycle::Writing(claim) = &mut *lifecycle
         {
