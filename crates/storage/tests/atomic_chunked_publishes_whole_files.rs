@@ -20,7 +20,8 @@ use storage::{
 use support::{
     PendingWait,
     chunked::{
-        Opens, claim_of, factory, journal_of, names_in, open, open_counted, suffixed, temp_of,
+        Opens, claim_of, factory, journal_of, names_in, open, open_counted, open_when_free,
+        suffixed, temp_of,
     },
     pattern, within,
 };
@@ -79,6 +80,7 @@ fn the_canonical_path_is_absent_until_commit_then_whole_durable_and_reopened() {
     assert!(!canonical.exists(), "a partial file at the canonical path");
     assert!(temp_of(&canonical).exists());
     assert_eq!(opens.reopen(), 0);
+    assert!(format!("{chunked:?}").contains("writing"), "{chunked:?}");
 
     chunked.commit(Some(300_000)).unwrap();
     assert!(fs::read(&canonical).unwrap() == data);
@@ -96,6 +98,7 @@ fn the_canonical_path_is_absent_until_commit_then_whole_durable_and_reopened() {
         WaitOutcome::Eof
     );
     chunked.sync().unwrap();
+    assert!(format!("{chunked:?}").contains("published"), "{chunked:?}");
     assert_eq!(names_in(canonical.parent().unwrap()), ["01.flac"]);
     // The reopened file is ReadOnly here, as the factory asked.
     assert!(matches!(
@@ -329,7 +332,8 @@ fn a_publication_that_fails_after_the_commit_is_finished_by_the_next_commit_or_o
             // the next open.
             drop(chunked);
             assert!(!canonical.exists());
-            let reopened = open(&canonical).unwrap();
+            // (A child forked beside this test may hold the claim an instant.)
+            let reopened = open_when_free(&canonical).unwrap();
             assert_eq!(
                 reopened.status(),
                 ResourceStatus::Committed { final_len: Some(8) }
