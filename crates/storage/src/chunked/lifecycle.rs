@@ -10,7 +10,10 @@ use std::{
 
 use parking_lot::{ReentrantMutex, RwLock};
 
+mod factory;
 mod restart;
+
+use factory::{is_committed, open_temp};
 
 use super::{
     OpenIntent,
@@ -61,39 +64,6 @@ pub(super) struct Shared<R: ResourceExt> {
     /// write or wait takes it. Reentrant so that an observer hook calling
     /// back from inside one of them gets an error instead of a deadlock.
     lifecycle: ReentrantMutex<RefCell<Lifecycle>>,
-}
-
-fn is_committed(resource: &impl ResourceExt) -> bool {
-    matches!(resource.status(), ResourceStatus::Committed { .. })
-}
-
-/// Refuses a resource that is not of the file at `expected`.
-fn check_path(resource: &impl ResourceExt, expected: &Path) -> StorageResult<()> {
-    if resource.path() == Some(expected) {
-        return Ok(());
-    }
-    let opened = resource
-        .path()
-        .map_or_else(|| "no file".to_owned(), |p| p.display().to_string());
-    let why = io::Error::new(
-        io::ErrorKind::InvalidInput,
-        format!(
-            "the factory opened {opened}: it must open the file at the path it is given \
-             (a memory resource takes `AtomicChunked::passthrough`)"
-        ),
-    );
-    Err(StorageError::io("cannot download to", expected, why))
-}
-
-/// Opens the temporary file through `factory`. Another writer's lock on it
-/// is another download's claim.
-fn open_temp<R: ResourceExt>(factory: &Factory<R>, temp: &Path) -> StorageResult<R> {
-    let resource = factory(temp, OpenIntent::Fresh).map_err(|e| match e {
-        StorageError::Locked { path } if path == temp => StorageError::TmpClaimed(path),
-        other => other,
-    })?;
-    check_path(&resource, temp)?;
-    Ok(resource)
 }
 
 impl<R: ResourceExt> Shared<R> {
@@ -177,13 +147,6 @@ impl<R: ResourceExt> Shared<R> {
         guard
             .try_borrow()
             .is_ok_and(|lifecycle| matches!(*lifecycle, Lifecycle::Published(_)))
-    }
-
-    fn factory(&self) -> StorageResult<&Factory<R>> {
-        self.factory.as_deref().ok_or_else(|| {
-            let why = io::Error::new(io::ErrorKind::Unsupported, "a passthrough has no factory");
-            StorageError::io("cannot open", &self.canonical, why)
-        })
     }
 
     fn reentered(&self, op: &'static str) -> StorageError {
@@ -299,33 +262,6 @@ impl<R: ResourceExt> Shared<R> {
         };
         pending.sync_dir = synced.is_err();
         synced.and(self.reopen(pending))
-    }
-
-    fn reopen(&self, pending: &mut Pending) -> StorageResult<()> {
-        let Some(len) = pending.reopen else {
-            return Ok(());
-        };
-        // An error of the factory is retried by the next commit.
-        let reopened = self.factory()?(&self.canonical, OpenIntent::Reopen)?;
-        pending.reopen = None;
-        check_path(&reopened, &self.canonical)?;
-        let status = reopened.status();
-        if status
-            != (ResourceStatus::Committed {
-                final_len: Some(len),
-            })
-        {
-            let why = io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "the factory reopened it as {status:?}, not as the committed file of {len} \
-                     bytes: the committed download goes on serving"
-                ),
-            );
-            return Err(StorageError::io("cannot reopen", &self.canonical, why));
-        }
-        drop(self.install(Arc::new(reopened)));
-        Ok(())
     }
 
     pub(super) fn fail(&self, reason: String) {
