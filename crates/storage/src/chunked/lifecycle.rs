@@ -1,5 +1,6 @@
 //! The lifecycle of an `AtomicChunked` download: what an open finds on disk,
-//! the publication at commit, fail, reactivate, whole replacement and drop.
+//! the publication at commit, fail, sync and drop (restarts from a failed or
+//! published state in `restart.rs`, the factory's calls in `factory.rs`).
 
 use std::{
     cell::RefCell,
