@@ -70,6 +70,17 @@ pub enum StorageError {
     /// The resource was opened read-only; it never accepts writes.
     #[error("write refused: the resource is read-only")]
     ReadOnly,
+
+    /// Another download of the same file holds its temporary file (the
+    /// path carried here, `<canonical>.tmp`): returned by the facade's
+    /// `AtomicChunked::open`, and by its `reactivate` and `write_all` of a
+    /// published file, while another `AtomicChunked` of that canonical path —
+    /// in this process or another — is alive and not yet published. It is
+    /// released when that download is published, dropped, or its process
+    /// dies; a download left by a killed process does not hold it (the next
+    /// open resumes it).
+    #[error("{} is claimed by another download of the same file (in this process or another)", .0.display())]
+    TmpClaimed(PathBuf),
 }
 
 /// The result of a storage operation.

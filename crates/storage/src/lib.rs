@@ -5,7 +5,9 @@
 //! [`wait_range`](ResourceExt::wait_range) until the bytes they need have
 //! landed, then [`read_at`](ResourceExt::read_at) them. This crate is the one
 //! applications depend on: it re-exports the core types and the drivers, and
-//! adds [`StorageResource`], one type over every driver.
+//! adds [`StorageResource`], one type over every driver, and two decorators:
+//! [`Atomic`] replaces small whole files, [`AtomicChunked`] publishes a
+//! download at its final path only once it is whole.
 //!
 //! # Feature flags
 //!
@@ -47,10 +49,14 @@ compile_error!(
 #[cfg(any(feature = "mmap", feature = "mem"))]
 mod atomic;
 #[cfg(any(feature = "mmap", feature = "mem"))]
+mod chunked;
+#[cfg(any(feature = "mmap", feature = "mem"))]
 mod unified;
 
 #[cfg(any(feature = "mmap", feature = "mem"))]
 pub use atomic::Atomic;
+#[cfg(any(feature = "mmap", feature = "mem"))]
+pub use chunked::{AtomicChunked, OpenIntent};
 pub use storage_core::{
     AvailabilityObserver, CancellationToken, DefaultOpen, Driver, DriverIo, DriverState, IoFailure,
     RangeSet, RangeTracker, Resource, ResourceCursor, ResourceExt, ResourceStatus, StorageError,

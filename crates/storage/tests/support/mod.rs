@@ -182,3 +182,138 @@ impl Drop for Protected {
         }
     }
 }
+
+/// `AtomicChunked` over mmap files: the factory the tests use, and the
+/// names of the files beside a canonical path.
+#[cfg(feature = "mmap")]
+pub mod chunked {
+    use std::{
+        ffi::OsStr,
+        path::{Path, PathBuf},
+        sync::{
+            Arc,
+            atomic::{AtomicUsize, Ordering},
+        },
+        thread,
+        time::{Duration, Instant},
+    };
+
+    use storage::{
+        AtomicChunked, AvailabilityObserver, CancellationToken, MmapOptions, MmapResource,
+        OpenIntent, OpenMode, StorageError, StorageResult,
+    };
+
+    /// `path` with `suffix` appended to its file name.
+    pub fn suffixed(path: &Path, suffix: &str) -> PathBuf {
+        let mut name = path.file_name().unwrap_or(OsStr::new("")).to_os_string();
+        name.push(suffix);
+        path.with_file_name(name)
+    }
+
+    /// `<canonical>.tmp`, where the download is written.
+    pub fn temp_of(canonical: &Path) -> PathBuf {
+        suffixed(canonical, ".tmp")
+    }
+
+    /// `<canonical>.tmp.claim`, the claim file.
+    pub fn claim_of(canonical: &Path) -> PathBuf {
+        suffixed(&temp_of(canonical), ".claim")
+    }
+
+    /// The mmap driver's journal beside `path`.
+    pub fn journal_of(path: &Path) -> PathBuf {
+        suffixed(path, ".storage-journal")
+    }
+
+    /// How many times the factory was called, by intent.
+    #[derive(Debug, Default)]
+    pub struct Opens {
+        pub fresh: AtomicUsize,
+        pub reopen: AtomicUsize,
+    }
+
+    impl Opens {
+        pub fn fresh(&self) -> usize {
+            self.fresh.load(Ordering::SeqCst)
+        }
+
+        pub fn reopen(&self) -> usize {
+            self.reopen.load(Ordering::SeqCst)
+        }
+    }
+
+    /// A factory as the docs suggest (`Auto` for the download, `reopen`
+    /// for the published file) that counts its calls and hands `observer`
+    /// to every resource it opens.
+    pub fn factory(
+        cancel: CancellationToken,
+        reopen: OpenMode,
+        opens: Arc<Opens>,
+        observer: Option<Arc<dyn AvailabilityObserver>>,
+    ) -> impl Fn(&Path, OpenIntent) -> StorageResult<MmapResource> + Send + Sync + 'static {
+        move |path, intent| {
+            let mode = match intent {
+                OpenIntent::Fresh => {
+                    opens.fresh.fetch_add(1, Ordering::SeqCst);
+                    OpenMode::Auto
+                }
+                OpenIntent::Reopen => {
+                    opens.reopen.fetch_add(1, Ordering::SeqCst);
+                    reopen
+                }
+            };
+            let options = MmapOptions {
+                path: path.to_path_buf(),
+                initial_len: None,
+                mode,
+            };
+            MmapResource::open_with_observer(cancel.clone(), options, observer.clone())
+        }
+    }
+
+    /// Opens the download of `canonical` (reopened `ReadOnly`).
+    pub fn open(canonical: &Path) -> StorageResult<AtomicChunked<MmapResource>> {
+        open_counted(canonical).map(|(chunked, _)| chunked)
+    }
+
+    /// As [`open`], with the factory's counts.
+    pub fn open_counted(
+        canonical: &Path,
+    ) -> StorageResult<(AtomicChunked<MmapResource>, Arc<Opens>)> {
+        let opens = Arc::new(Opens::default());
+        let factory = factory(
+            CancellationToken::new(),
+            OpenMode::ReadOnly,
+            Arc::clone(&opens),
+            None,
+        );
+        AtomicChunked::open(canonical.to_path_buf(), factory).map(|chunked| (chunked, opens))
+    }
+
+    /// As [`open`], retried while refused with `TmpClaimed` for at most
+    /// [`LIMIT`](super::LIMIT): for an open right after another download's
+    /// holder went (a process killed, or a child that a test beside this
+    /// one forked in that instant still holding a copy of the claim until
+    /// it execs).
+    pub fn open_when_free(canonical: &Path) -> StorageResult<AtomicChunked<MmapResource>> {
+        let deadline = Instant::now() + super::LIMIT;
+        loop {
+            match open(canonical) {
+                Err(StorageError::TmpClaimed(_)) if Instant::now() < deadline => {
+                    thread::sleep(Duration::from_millis(5));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// The names in `dir`, sorted.
+    pub fn names_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+}

@@ -1,0 +1,248 @@
+//! The file work of `AtomicChunked`: the names beside the canonical path, the
+//! checks made before a file is trusted or replaced, removal, rename and syncs.
+
+use std::{
+    fs::{self, File},
+    io,
+    path::{Path, PathBuf},
+};
+
+use crate::{StorageError, StorageResult};
+
+/// `path` with `suffix` appended to its file name.
+fn suffixed(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(suffix);
+    path.with_file_name(name)
+}
+
+/// `<canonical>.tmp`: the download's file, in the canonical path's own
+/// directory, so that the rename that publishes it is atomic.
+///
+/// # Errors
+///
+/// `Io` (`InvalidInput`) when `canonical` has no file name (`/`, `a/..`).
+pub(super) fn temp_path(canonical: &Path) -> StorageResult<PathBuf> {
+    if canonical.file_name().is_none() {
+        let why = io::Error::new(io::ErrorKind::InvalidInput, "the path has no file name");
+        return Err(StorageError::io("cannot download to", canonical, why));
+    }
+    Ok(suffixed(canonical, ".tmp"))
+}
+
+/// `<temp>.claim`: the file whose lock is the claim on a download.
+pub(super) fn claim_path(temp: &Path) -> PathBuf {
+    suffixed(temp, ".claim")
+}
+
+/// The mmap driver's journal beside `path` (storage-mmap names it
+/// `NAME.storage-journal`; `tests::the_mmap_journal_is_where_this_looks`
+/// pins the name).
+pub(super) fn journal_path(path: &Path) -> PathBuf {
+    suffixed(path, ".storage-journal")
+}
+
+/// Creates the directory that will hold `path`.
+pub(super) fn create_parent(path: &Path) -> StorageResult<()> {
+    match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) => fs::create_dir_all(parent)
+            .map_err(|e| StorageError::io("cannot create directory", parent, e)),
+        None => Ok(()),
+    }
+}
+
+/// Refuses what lies at `path` unless it is a regular file or nothing. The
+/// entry itself is looked at (a symlink is not followed, a FIFO not opened).
+pub(super) fn check_regular_or_absent(path: &Path, op: &'static str) -> StorageResult<()> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_file() => Ok(()),
+        Ok(_) => {
+            let why = io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a regular file (a directory, a symlink, a FIFO, ...): left as it is",
+            );
+            Err(StorageError::io(op, path, why))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StorageError::io("cannot inspect", path, e)),
+    }
+}
+
+/// Refuses to publish over a directory, or over an unfinished download of
+/// the mmap driver (its journal lies beside the path): that file belongs to
+/// another writer, and its journal would describe our file after the rename.
+/// A symlink at the path is replaced itself, never followed.
+pub(super) fn check_publishable(canonical: &Path) -> StorageResult<()> {
+    match fs::symlink_metadata(canonical) {
+        Ok(meta) if meta.is_dir() => {
+            let why = io::Error::new(io::ErrorKind::IsADirectory, "a directory is in the way");
+            return Err(StorageError::io("cannot publish to", canonical, why));
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(StorageError::io("cannot inspect", canonical, e)),
+    }
+    match fs::symlink_metadata(journal_path(canonical)) {
+        Ok(_) => {
+            let why = io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "an unfinished download of that file is there (its journal lies beside it)",
+            );
+            Err(StorageError::io("cannot publish to", canonical, why))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StorageError::io(
+            "cannot inspect",
+            journal_path(canonical),
+            e,
+        )),
+    }
+}
+
+/// Refuses to publish `temp` unless it is still a regular file (not a
+/// symlink put there from outside) of the committed length, when known.
+pub(super) fn check_download(temp: &Path, len: Option<u64>) -> StorageResult<()> {
+    let meta =
+        fs::symlink_metadata(temp).map_err(|e| StorageError::io("cannot inspect", temp, e))?;
+    let whole = meta.file_type().is_file() && len.is_none_or(|len| meta.len() == len);
+    if whole {
+        return Ok(());
+    }
+    let why = io::Error::new(
+        io::ErrorKind::InvalidData,
+        "replaced or changed from outside since it was downloaded: not published",
+    );
+    Err(StorageError::io("cannot publish", temp, why))
+}
+
+/// Removes the file at `path`; one already gone is no error.
+pub(super) fn remove_if_present(path: &Path) -> StorageResult<()> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StorageError::io("cannot remove", path, e)),
+    }
+}
+
+/// Removes a download: the file at `temp`, the mmap driver's journal beside
+/// it and that journal's own temporary file. Each is tried; the first error
+/// is returned.
+pub(super) fn remove_download(temp: &Path) -> StorageResult<()> {
+    let journal = journal_path(temp);
+    let removed = [
+        remove_if_present(temp),
+        remove_if_present(&journal),
+        remove_if_present(&suffixed(&journal, ".tmp")),
+    ];
+    removed.into_iter().collect()
+}
+
+/// Makes the contents and length of the file at `path` durable (for a
+/// resource whose own `sync` has nothing to do).
+pub(super) fn sync_file(path: &Path) -> StorageResult<()> {
+    File::open(path)
+        .and_then(|file| file.sync_all())
+        .map_err(|e| StorageError::io("cannot sync", path, e))
+}
+
+/// Renames `from` over `to` (the entry at `to` is replaced, not followed).
+pub(super) fn rename(from: &Path, to: &Path) -> StorageResult<()> {
+    fs::rename(from, to).map_err(|e| StorageError::io("cannot rename the download to", to, e))
+}
+
+/// Makes the names in the directory holding `path` durable.
+pub(super) fn sync_dir(path: &Path) -> StorageResult<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| Path::new("."));
+    os::sync_dir(dir).map_err(|e| StorageError::io("cannot sync directory", dir, e))
+}
+
+/// Whether `file` is the entry now at `path` (not removed or replaced since
+/// it was opened, and not reached through a symlink); `true` where the
+/// platform cannot tell.
+pub(super) fn is_entry(file: &File, path: &Path) -> StorageResult<bool> {
+    let entry = match fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(StorageError::io("cannot inspect", path, e)),
+    };
+    let held = file
+        .metadata()
+        .map_err(|e| StorageError::io("cannot inspect", path, e))?;
+    Ok(os::same_file(&held, &entry).unwrap_or(true))
+}
+
+#[cfg(unix)]
+mod os {
+    use std::{fs::File, io, os::unix::fs::MetadataExt, path::Path};
+
+    pub(super) fn sync_dir(dir: &Path) -> io::Result<()> {
+        File::open(dir)?.sync_all()
+    }
+
+    #[allow(
+        clippy::unnecessary_wraps,
+        reason = "the signature every platform shares; some cannot tell"
+    )]
+    pub(super) fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> Option<bool> {
+        Some((a.dev(), a.ino()) == (b.dev(), b.ino()))
+    }
+}
+
+#[cfg(not(unix))]
+mod os {
+    use std::{io, path::Path};
+
+    /// Directories cannot be opened for syncing here: renames are as
+    /// durable as the file system makes them.
+    #[allow(
+        clippy::unnecessary_wraps,
+        reason = "the signature every platform shares"
+    )]
+    pub(super) fn sync_dir(_dir: &Path) -> io::Result<()> {
+        Ok(())
+    }
+
+    pub(super) fn same_file(_a: &std::fs::Metadata, _b: &std::fs::Metadata) -> Option<bool> {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn companions_are_named_beside_the_canonical_path() {
+        let temp = temp_path(Path::new("music/album/01.flac")).unwrap();
+        assert_eq!(temp, Path::new("music/album/01.flac.tmp"));
+        assert_eq!(
+            claim_path(&temp),
+            Path::new("music/album/01.flac.tmp.claim")
+        );
+        assert_eq!(
+            journal_path(&temp),
+            Path::new("music/album/01.flac.tmp.storage-journal")
+        );
+        assert!(temp_path(Path::new("/")).is_err());
+        assert!(temp_path(Path::new("a/..")).is_err());
+    }
+
+    #[cfg(feature = "mmap")]
+    #[test]
+    fn the_mmap_journal_is_where_this_looks() {
+        use crate::{CancellationToken, MmapOptions, MmapResource, ResourceExt};
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("active.bin");
+        let resource =
+            MmapResource::open(CancellationToken::new(), MmapOptions::new(&path)).unwrap();
+        resource.write_at(0, b"bytes").unwrap();
+        assert!(journal_path(&path).exists(), "the driver's journal moved");
+        drop(resource);
+        remove_download(&path).unwrap();
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+}
