@@ -14,7 +14,7 @@ use std::{
 use parking_lot::{Condvar, Mutex};
 use storage_core::RangeSet;
 
-use crate::{journal::Journal, sys};
+use crate::{journal::Journal, poison::Poison, sys};
 
 /// Bytes that must be pending before a checkpoint (fdatasync + journal
 /// record) is taken: a slow download syncs once per this many bytes, and
@@ -63,27 +63,40 @@ pub(crate) struct Checkpoints {
     /// The journal, here until the thread takes it.
     journal: Option<Journal>,
     worker: Option<JoinHandle<Journal>>,
+    /// The handle's failed data sync, if any: then nothing is journaled.
+    poison: Poison,
 }
 
 /// Syncs `data`, then journals `ranges` (merged). On a sync error nothing
-/// is journaled: those ranges are fetched again after a crash.
-fn checkpoint(data: &File, journal: &mut Journal, ranges: Vec<Range<u64>>) -> io::Result<()> {
+/// is journaled — not now, not later (`poison`): those ranges are fetched
+/// again after a crash.
+fn checkpoint(
+    data: &File,
+    journal: &mut Journal,
+    ranges: Vec<Range<u64>>,
+    poison: &Poison,
+) -> io::Result<()> {
     if ranges.is_empty() {
         return Ok(());
     }
-    sys::sync_data(data)?;
+    poison.sync(|| sys::sync_data(data))?;
     let merged: RangeSet<u64> = ranges.into_iter().collect();
     journal.append(merged.iter())
 }
 
 impl Checkpoints {
-    pub(crate) fn new(data: File, journal: Journal) -> Self {
-        Self::resume(Arc::new(data), journal, Vec::new())
+    pub(crate) fn new(data: File, journal: Journal, poison: Poison) -> Self {
+        Self::resume(Arc::new(data), journal, Vec::new(), poison)
     }
 
     /// Checkpoints again after [`stop`](Self::stop), with `pending` (the
     /// ranges it returned) still to be journaled.
-    pub(crate) fn resume(data: Arc<File>, journal: Journal, pending: Vec<Range<u64>>) -> Self {
+    pub(crate) fn resume(
+        data: Arc<File>,
+        journal: Journal,
+        pending: Vec<Range<u64>>,
+        poison: Poison,
+    ) -> Self {
         let bytes = pending.iter().map(|range| range.end - range.start).sum();
         let shared = Shared {
             pending: Mutex::new(Pending {
@@ -99,6 +112,7 @@ impl Checkpoints {
             data,
             journal: Some(journal),
             worker: None,
+            poison,
         }
     }
 
@@ -137,7 +151,7 @@ impl Checkpoints {
                         pending.bytes = 0;
                         mem::take(&mut pending.ranges)
                     };
-                    let _ = checkpoint(&self.data, &mut journal, ranges);
+                    let _ = checkpoint(&self.data, &mut journal, ranges, &self.poison);
                     self.journal = Some(journal);
                     return;
                 }
@@ -150,6 +164,7 @@ impl Checkpoints {
     /// can be started.
     fn spawn(&self, journal: Journal) -> Result<JoinHandle<Journal>, Journal> {
         let (shared, data) = (Arc::clone(&self.shared), Arc::clone(&self.data));
+        let poison = self.poison.clone();
         // The journal travels to the thread through this slot, so it can be
         // taken back when the thread does not start.
         let slot = Arc::new(Mutex::new(Some(journal)));
@@ -192,7 +207,9 @@ impl Checkpoints {
                         return journal;
                     }
                     previous = Some(Instant::now());
-                    let _ = checkpoint(&data, &mut journal, ranges);
+                    // A failure poisons the handle: `sync` and the commit
+                    // report it; nothing is journaled any more.
+                    let _ = checkpoint(&data, &mut journal, ranges, &poison);
                     shared
                         .taken
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -221,38 +238,46 @@ impl Checkpoints {
 
     /// Final checkpoint (on drop): syncs, journals the rest, syncs the journal.
     pub(crate) fn finish(self) -> io::Result<()> {
+        let poison = self.poison.clone();
         let (journal, pending, data) = self.stop();
         let mut journal = journal.ok_or_else(|| io::Error::other("the checkpoint thread died"))?;
-        checkpoint(&data, &mut journal, pending)?;
+        checkpoint(&data, &mut journal, pending, &poison)?;
         journal.sync()
     }
 
     /// A checkpoint now, on the caller's thread (`sync`): everything
-    /// written so far becomes durable and journaled. On an error the
-    /// unjournaled ranges stay pending for the next checkpoint.
+    /// written so far becomes durable and journaled. After a failed data
+    /// sync (this one or an earlier one) nothing is journaled any more.
     pub(crate) fn flush(self) -> (Self, io::Result<()>) {
+        let poison = self.poison.clone();
         let (journal, pending, data) = self.stop();
         let Some(mut journal) = journal else {
             let error = io::Error::other("the checkpoint thread died");
             // Nothing to journal with: the ranges are fetched again after a crash.
-            return (Self::dead(data), Err(error));
+            return (Self::dead(data, poison), Err(error));
         };
-        let result = sys::sync_data(&data).and_then(|()| {
+        let result = poison.sync(|| sys::sync_data(&data)).and_then(|()| {
             let merged: RangeSet<u64> = pending.iter().cloned().collect();
             journal.append(merged.iter())?;
             journal.sync()
         });
         let pending = if result.is_ok() { Vec::new() } else { pending };
-        (Self::resume(data, journal, pending), result)
+        (Self::resume(data, journal, pending, poison), result)
+    }
+
+    /// The handle's record of a failed data sync.
+    pub(crate) fn poison(&self) -> Poison {
+        self.poison.clone()
     }
 
     /// Checkpoints that have lost their journal: records are dropped.
-    fn dead(data: Arc<File>) -> Self {
+    fn dead(data: Arc<File>, poison: Poison) -> Self {
         Self {
             shared: Arc::default(),
             data,
             journal: None,
             worker: None,
+            poison,
         }
     }
 }
@@ -272,7 +297,7 @@ mod tests {
             std::iter::empty::<&Range<u64>>(),
         )
         .unwrap();
-        let mut checkpoints = Checkpoints::new(data, journal);
+        let mut checkpoints = Checkpoints::new(data, journal, Poison::default());
         // 8 MiB "written" every millisecond: 8 GB/s, for three intervals.
         let started = Instant::now();
         let mut offset = 0;
@@ -310,7 +335,7 @@ mod tests {
             std::iter::empty::<&Range<u64>>(),
         )
         .unwrap();
-        let mut checkpoints = Checkpoints::new(data, journal);
+        let mut checkpoints = Checkpoints::new(data, journal, Poison::default());
         let step = CHECKPOINT_BYTES / 4;
         for i in 0..3 {
             checkpoints.record(i * step..(i + 1) * step);

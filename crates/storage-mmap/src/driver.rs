@@ -19,6 +19,7 @@ use crate::{
     durability::{Durability, Finisher},
     journal::Journal,
     map::Mapping,
+    poison::Poison,
     store::{Store, io_error},
     sys,
 };
@@ -62,6 +63,9 @@ pub struct MmapDriver {
     /// journal's removal and the directory sync, run in the background):
     /// `sync` and the drop wait for it and report or retry its failure.
     pub(crate) durability: Durability,
+    /// A failed data sync of this handle's file, shared with its
+    /// checkpoints and its commits' background work (see `poison`).
+    pub(crate) poison: Poison,
     /// The identity of this handle's journal (set when it creates or
     /// resumes one): only that journal is ever removed by it, never one
     /// that another download put at the path since.
@@ -114,6 +118,7 @@ impl MmapDriver {
             path: self.path.clone(),
             journal_path: self.journal_path.clone(),
             journal_id: *self.journal_id.lock(),
+            poison: self.poison.clone(),
         }
     }
 
@@ -232,8 +237,11 @@ impl DriverIo for MmapDriver {
         let started = (|| {
             let file = store.file(&self.path)?;
             // Bytes rewritten in place since the commit are journaled as
-            // durable below: make them so.
-            sys::sync_data(file).map_err(|e| io_error(&self.path, "cannot sync", e))?;
+            // durable below: make them so. Never after a failed sync: the
+            // ranges to be journaled may hold bytes the disk lost.
+            self.poison
+                .sync(|| sys::sync_data(file))
+                .map_err(|e| io_error(&self.path, "cannot sync", e))?;
             // Only the ranges that hold data, cut to the file.
             let mut ranges = available.clone();
             ranges.remove(store.len..u64::MAX);
@@ -243,7 +251,7 @@ impl DriverIo for MmapDriver {
             let journal = Journal::create(&self.journal_path, ranges.iter())
                 .map_err(|e| io_error(&self.journal_path, "cannot write", e))?;
             *self.journal_id.lock() = journal.id();
-            Ok(Checkpoints::new(data, journal))
+            Ok(Checkpoints::new(data, journal, self.poison.clone()))
         })();
         match started {
             Ok(started) => {
@@ -302,7 +310,9 @@ impl DriverIo for MmapDriver {
             // wrote since is synced too. Nothing to do when read-only.
             let store = self.read();
             if store.file_writable {
-                sys::sync_data(store.file(&self.path)?)
+                let file = store.file(&self.path)?;
+                self.poison
+                    .sync(|| sys::sync_data(file))
                     .map_err(|e| io_error(&self.path, "cannot sync", e))?;
             }
             return Ok(());

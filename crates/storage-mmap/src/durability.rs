@@ -23,6 +23,7 @@ use storage_core::{StorageError, StorageResult};
 use crate::{
     checkpoint::Checkpoints,
     journal,
+    poison::Poison,
     store::{Store, io_error, is_at_path},
     sys,
 };
@@ -37,6 +38,8 @@ pub(crate) struct Finisher {
     pub(crate) journal_path: PathBuf,
     /// The identity of this handle's journal: only that one is removed.
     pub(crate) journal_id: Option<(u64, u64)>,
+    /// A failed data sync of the file: then it is never called durable.
+    pub(crate) poison: Poison,
 }
 
 /// Why the durability work stopped short.
@@ -59,7 +62,9 @@ impl Finisher {
         let synced = store()
             .file(&self.path)
             .and_then(|file| {
-                sys::sync_all(file).map_err(|e| io_error(&self.path, "cannot sync", e))
+                self.poison
+                    .sync(|| sys::sync_all(file))
+                    .map_err(|e| io_error(&self.path, "cannot sync", e))
             })
             .map_err(|error| Unfinished {
                 error,
@@ -323,7 +328,7 @@ mod tests {
         r.write_at(0, &data[..100_000]).unwrap();
         r.sync().unwrap(); // journaled: durable
         r.write_at(100_000, &data[100_000..]).unwrap();
-        let failing = probe::fail_syncs_of(&path);
+        let failing = probe::fail_syncs_of(&path, None);
 
         // Published at once, whatever the disk does later.
         r.commit(Some(300_000)).unwrap();
@@ -356,5 +361,115 @@ mod tests {
         );
         drop(reopened);
         drop(failing); // before the file goes and its inode is reused
+    }
+
+    /// Polls `done` for up to 10 s.
+    fn eventually(what: &str, done: impl Fn() -> bool) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "never: {what}");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
+    /// Reopens `path` and checks it resumes Active with `durable` and
+    /// nothing past `claimed_end`.
+    fn reopens_with_only(path: &std::path::Path, durable: std::ops::Range<u64>, lost: u64) {
+        let reopened = open(path);
+        assert_eq!(reopened.status(), ResourceStatus::Active);
+        assert!(reopened.contains_range(durable.clone()), "{durable:?} lost");
+        assert!(
+            !reopened.contains_range(lost..lost + 1),
+            "byte {lost}, whose sync failed, reported available"
+        );
+    }
+
+    #[test]
+    fn a_checkpoint_that_failed_in_the_background_is_never_followed_by_a_durable_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("checkpoint-failed.bin");
+        let len = usize::try_from(crate::CHECKPOINT_BYTES).unwrap() * 2;
+        let data = pattern(6, len);
+        let r = open(&path);
+        r.write_at(0, &data[..100_000]).unwrap();
+        r.sync().unwrap();
+        // The checkpoint thread's sync fails once (and the kernel would
+        // report it only once): the disk may have lost those bytes.
+        let failing = probe::fail_syncs_of(&path, Some(1));
+        r.write_at(100_000, &data[100_000..]).unwrap();
+        eventually("the background checkpoint ran", || {
+            failing.remaining() == Some(0)
+        });
+        r.commit(Some(len as u64)).unwrap();
+        let err = r.sync().unwrap_err();
+        assert!(err.to_string().contains("earlier sync"), "{err}");
+        assert!(r.sync().is_err(), "still not durable on a second try");
+        drop(r);
+        assert!(journal::path_for(&path).exists(), "the journal stays");
+        reopens_with_only(&path, 0..100_000, 100_000);
+        drop(failing);
+    }
+
+    #[test]
+    fn a_failed_sync_of_an_active_file_is_reported_by_every_later_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("flush-failed.bin");
+        let data = pattern(7, 400_000);
+        let r = open(&path);
+        r.write_at(0, &data[..100_000]).unwrap();
+        r.sync().unwrap();
+        let failing = probe::fail_syncs_of(&path, Some(1));
+        r.write_at(100_000, &data[100_000..]).unwrap();
+        assert!(r.sync().is_err());
+        // The disk is fine again, but what it failed to write may be gone.
+        assert!(r.sync().is_err(), "a retry claimed the lost bytes durable");
+        r.commit(Some(400_000)).unwrap();
+        assert!(r.sync().is_err());
+        drop(r);
+        reopens_with_only(&path, 0..100_000, 100_000);
+        drop(failing);
+    }
+
+    #[test]
+    fn a_commit_whose_sync_failed_cannot_be_reactivated_into_a_journal_of_lost_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("reactivate-after-loss.bin");
+        let data = pattern(8, 300_000);
+        let r = open(&path);
+        r.write_at(0, &data[..100_000]).unwrap();
+        r.sync().unwrap();
+        r.write_at(100_000, &data[100_000..]).unwrap();
+        let failing = probe::fail_syncs_of(&path, Some(1));
+        r.commit(Some(300_000)).unwrap();
+        assert!(r.sync().is_err());
+        let err = r.reactivate().unwrap_err();
+        assert!(err.to_string().contains("earlier sync"), "{err}");
+        assert!(r.sync().is_err());
+        drop(r);
+        reopens_with_only(&path, 0..100_000, 100_000);
+        drop(failing);
+    }
+
+    #[test]
+    fn a_replacement_starts_a_new_file_with_clean_syncs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("replaced-after-loss.bin");
+        let r = open(&path);
+        r.write_at(0, &[1; 5000]).unwrap();
+        let failing = probe::fail_syncs_of(&path, Some(1));
+        assert!(r.sync().is_err());
+        r.replace_all(b"a new file", true).unwrap();
+        r.sync().unwrap();
+        drop(r);
+        assert!(!journal::path_for(&path).exists());
+        let reopened = open(&path);
+        assert_eq!(
+            reopened.status(),
+            ResourceStatus::Committed {
+                final_len: Some(10)
+            }
+        );
+        drop(reopened);
+        drop(failing);
     }
 }

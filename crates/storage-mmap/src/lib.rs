@@ -42,6 +42,7 @@ mod durability;
 mod journal;
 mod map;
 mod open;
+mod poison;
 #[cfg(all(test, target_os = "linux"))]
 mod power_loss;
 mod replace;

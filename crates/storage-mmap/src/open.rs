@@ -10,6 +10,7 @@ use crate::{
     checkpoint::Checkpoints,
     driver::second_handle,
     journal::{self, Journal},
+    poison::Poison,
     space::DEFAULT_INITIAL_LEN,
     store::{Access, Held, Store, io_error},
 };
@@ -158,7 +159,7 @@ fn open_existing(path: &Path, journal_path: &Path, mode: OpenMode) -> StorageRes
         let journal = Journal::resume(journal_path, &contents)
             .map_err(|e| io_error(journal_path, "cannot write", e))?;
         let data = second_handle(store.file(path)?, path)?;
-        checkpoints = Some(Checkpoints::new(data, journal));
+        checkpoints = Some(Checkpoints::new(data, journal, Poison::default()));
     }
     let state = DriverState {
         final_len: None,
@@ -194,7 +195,7 @@ fn create(
     let checkpoints = match journal {
         Some(journal) => {
             let data = second_handle(store.file(path)?, path)?;
-            Some(Checkpoints::new(data, journal))
+            Some(Checkpoints::new(data, journal, Poison::default()))
         }
         None => None,
     };
@@ -216,6 +217,10 @@ impl MmapDriver {
             state.available.last().map_or(0, |last| last.end)
         };
         let journal_id = checkpoints.as_ref().and_then(Checkpoints::journal_id);
+        let poison = checkpoints
+            .as_ref()
+            .map(Checkpoints::poison)
+            .unwrap_or_default();
         let driver = Self {
             path,
             journal_path,
@@ -224,6 +229,7 @@ impl MmapDriver {
             extent: extent.into(),
             checkpoints: Mutex::new(checkpoints),
             durability: crate::durability::Durability::default(),
+            poison,
             journal_id: Mutex::new(journal_id),
         };
         (driver, state)

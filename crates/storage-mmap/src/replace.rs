@@ -84,7 +84,6 @@ fn replace(
         guard_current(path)?
     };
 
-    let context = |what: &'static str, e: std::io::Error| io_error(path, what, e);
     let (temp, map, synced) = write_beside(
         path,
         data,
@@ -100,31 +99,13 @@ fn replace(
         crc: crc32fast::hash(data),
     };
     let stopped = if active && owns_path {
-        let Some(checkpoints) = driver.checkpoints.lock().take() else {
-            return Err(StorageError::Failed("the journal went away".into()));
-        };
-        let (journal, pending, data_file) = checkpoints.stop();
-        let Some(mut journal) = journal else {
-            return Err(context(
-                "cannot journal the replacement of",
-                std::io::Error::other("the checkpoint thread died"),
-            ));
-        };
-        if let Err(e) = journal.mark_replacement(mark) {
-            *driver.checkpoints.lock() = Some(Checkpoints::resume(data_file, journal, pending));
-            return Err(io_error(&driver.journal_path, "cannot write", e));
-        }
-        Some((journal, pending, data_file))
+        Some(stop_and_mark(driver, mark)?)
     } else {
         None
     };
-    let restore = |stopped: Option<(
-        journal::Journal,
-        Vec<std::ops::Range<u64>>,
-        std::sync::Arc<File>,
-    )>| {
-        if let Some((journal, pending, data_file)) = stopped {
-            *driver.checkpoints.lock() = Some(Checkpoints::resume(data_file, journal, pending));
+    let restore = |stopped: Option<Stopped>| {
+        if let Some(stopped) = stopped {
+            stopped.resume(driver);
         }
     };
 
@@ -158,6 +139,10 @@ fn replace(
         driver.extent.store(len, Ordering::Release);
         publish();
     }
+    // A new file: an earlier file's failed sync, or the durability its
+    // commit still owed, no longer applies (the stale journal goes below).
+    driver.poison.clear();
+    driver.durability.clear();
     // An orphaned download's checkpoints (its file was deleted from
     // outside) have nothing more to do.
     if let Some(orphaned) = driver.checkpoints.lock().take() {
@@ -167,6 +152,54 @@ fn replace(
     drop(stopped);
     retire_journals(driver, marked, must_sync);
     Ok(())
+}
+
+/// An active file's checkpoints, stopped for a replacement.
+struct Stopped {
+    journal: journal::Journal,
+    pending: Vec<std::ops::Range<u64>>,
+    data_file: std::sync::Arc<File>,
+}
+
+impl Stopped {
+    /// Checkpoints again, as before the replacement (which did not land).
+    fn resume(self, driver: &MmapDriver) {
+        *driver.checkpoints.lock() = Some(Checkpoints::resume(
+            self.data_file,
+            self.journal,
+            self.pending,
+            driver.poison.clone(),
+        ));
+    }
+}
+
+/// Stops the checkpoints of this handle's active file and marks the
+/// replacement in its journal; on an error the checkpoints go on.
+fn stop_and_mark(driver: &MmapDriver, mark: Replacement) -> StorageResult<Stopped> {
+    let Some(checkpoints) = driver.checkpoints.lock().take() else {
+        return Err(StorageError::Failed("the journal went away".into()));
+    };
+    let (journal, pending, data_file) = checkpoints.stop();
+    let Some(mut journal) = journal else {
+        return Err(io_error(
+            &driver.path,
+            "cannot journal the replacement of",
+            std::io::Error::other("the checkpoint thread died"),
+        ));
+    };
+    let marked = journal.mark_replacement(mark);
+    let stopped = Stopped {
+        journal,
+        pending,
+        data_file,
+    };
+    match marked {
+        Ok(()) => Ok(stopped),
+        Err(e) => {
+            stopped.resume(driver);
+            Err(io_error(&driver.journal_path, "cannot write", e))
+        }
+    }
 }
 
 /// After a replacement: this handle's journal, or the stale one it marked,

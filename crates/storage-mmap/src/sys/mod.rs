@@ -148,15 +148,17 @@ pub(crate) mod probe {
         }
     }
 
-    /// Files (device, inode) whose syncs fail, as a dying disk's would.
-    static FAILING: Mutex<Vec<(u64, u64)>> = Mutex::new(Vec::new());
+    /// Files (device, inode) whose syncs fail, as a dying disk's would:
+    /// the next `n` syncs, or (`None`) every one.
+    static FAILING: Mutex<Vec<((u64, u64), Option<usize>)>> = Mutex::new(Vec::new());
 
-    /// Makes every sync of the file at `path` fail until the guard drops
-    /// (drop it before the file goes: its inode number is reused).
-    pub(crate) fn fail_syncs_of(path: &std::path::Path) -> FailingSyncs {
+    /// Makes syncs of the file at `path` fail — the next `times` of them,
+    /// or every one — until the guard drops (drop it before the file goes:
+    /// its inode number is reused).
+    pub(crate) fn fail_syncs_of(path: &std::path::Path, times: Option<usize>) -> FailingSyncs {
         let id = super::entry_id(path);
         if let Some(id) = id {
-            FAILING.lock().push(id);
+            FAILING.lock().push((id, times));
         }
         FailingSyncs(id)
     }
@@ -164,15 +166,37 @@ pub(crate) mod probe {
     /// Keeps a file's syncs failing while it lives.
     pub(crate) struct FailingSyncs(Option<(u64, u64)>);
 
+    impl FailingSyncs {
+        /// How many of the planned failures are still to come.
+        pub(crate) fn remaining(&self) -> Option<usize> {
+            FAILING
+                .lock()
+                .iter()
+                .find(|(id, _)| Some(*id) == self.0)
+                .and_then(|(_, times)| *times)
+        }
+    }
+
     impl Drop for FailingSyncs {
         fn drop(&mut self) {
-            FAILING.lock().retain(|&id| Some(id) != self.0);
+            FAILING.lock().retain(|(id, _)| Some(*id) != self.0);
         }
     }
 
     pub(crate) fn may_fail(file: &std::fs::File) -> std::io::Result<()> {
-        let id = file.metadata().ok().and_then(|meta| super::file_id(&meta));
-        if id.is_some_and(|id| FAILING.lock().contains(&id)) {
+        let Some(id) = file.metadata().ok().and_then(|meta| super::file_id(&meta)) else {
+            return Ok(());
+        };
+        let mut failing = FAILING.lock();
+        let fails = match failing.iter_mut().find(|(failing_id, _)| *failing_id == id) {
+            Some((_, None)) => true,
+            Some((_, Some(left))) if *left > 0 => {
+                *left -= 1;
+                true
+            }
+            _ => false,
+        };
+        if fails {
             return Err(std::io::Error::other("injected: the disk lost the write"));
         }
         Ok(())
