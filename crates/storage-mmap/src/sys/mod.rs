@@ -150,7 +150,10 @@ pub(crate) mod probe {
 
     /// Files (device, inode) whose syncs fail, as a dying disk's would:
     /// the next `n` syncs, or (`None`) every one.
-    static FAILING: Mutex<Vec<((u64, u64), Option<usize>)>> = Mutex::new(Vec::new());
+    static FAILING: Mutex<Vec<(FileId, Option<usize>)>> = Mutex::new(Vec::new());
+
+    /// A file's device and inode.
+    type FileId = (u64, u64);
 
     /// Makes syncs of the file at `path` fail — the next `times` of them,
     /// or every one — until the guard drops (drop it before the file goes:
