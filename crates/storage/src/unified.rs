@@ -98,6 +98,14 @@ impl ResourceExt for StorageResource {
         dispatch!(self, inner => inner.path())
     }
 
+    fn set_expected_len(&self, len: u64) -> StorageResult<()> {
+        dispatch!(self, inner => inner.set_expected_len(len))
+    }
+
+    fn expected_len(&self) -> Option<u64> {
+        dispatch!(self, inner => inner.expected_len())
+    }
+
     fn len(&self) -> Option<u64> {
         dispatch!(self, inner => inner.len())
     }
