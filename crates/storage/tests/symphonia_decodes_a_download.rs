@@ -132,6 +132,29 @@ fn a_seek_to_the_middle_before_it_arrived_decodes_the_same_samples() {
     }
 }
 
+/// Interrupts the resource from inside every other demand signal: the
+/// reader that just registered its wait is certainly hit.
+#[derive(Default)]
+struct InterruptOnDemand {
+    resource: std::sync::OnceLock<MmapResource>,
+    waits: AtomicUsize,
+}
+
+impl AvailabilityObserver for InterruptOnDemand {
+    fn on_commit(&self, _final_len: u64) {}
+
+    fn on_write(&self, _range: Range<u64>) {}
+
+    fn on_wait(&self, _range: Range<u64>) {
+        // Every other one, or the retried wait would be interrupted forever.
+        if self.waits.fetch_add(1, Ordering::SeqCst).is_multiple_of(2)
+            && let Some(resource) = self.resource.get()
+        {
+            resource.interrupt();
+        }
+    }
+}
+
 #[test]
 fn interrupts_firing_during_playback_change_no_sample() {
     let dir = tempfile::tempdir().unwrap();
@@ -139,34 +162,41 @@ fn interrupts_firing_during_playback_change_no_sample() {
         for seek_to in [None, Some(1.0)] {
             let expected = plain(name, seek_to);
             let file = format!("{name}-{seek_to:?}");
-            let resource = open(&dir, &file, CancellationToken::new(), None);
+            let observer = Arc::new(InterruptOnDemand::default());
+            let resource = open(
+                &dir,
+                &file,
+                CancellationToken::new(),
+                Some(Arc::clone(&observer) as Arc<dyn AvailabilityObserver>),
+            );
+            assert!(observer.resource.set(resource.clone()).is_ok());
+            // And from another thread, at random instants.
             let stop = Arc::new(AtomicBool::new(false));
-            let hits = Arc::new(AtomicUsize::new(0));
             let interrupter = {
-                let (resource, stop, hits) =
-                    (resource.clone(), Arc::clone(&stop), Arc::clone(&hits));
+                let (resource, stop) = (resource.clone(), Arc::clone(&stop));
                 thread::spawn(move || {
                     while !stop.load(Ordering::Acquire) {
-                        // Counted when a read is blocked as it fires.
-                        if resource.waiter_count() > 0 {
-                            hits.fetch_add(1, Ordering::SeqCst);
-                        }
                         resource.interrupt();
                         thread::sleep(Duration::from_micros(100));
                     }
                 })
             };
-            let download = Download::start(&resource, &bytes(name), CHUNK, 0..0, true, seed);
+            // The decoder starts first: its first read certainly waits.
             let job = decode_in_thread(&resource, name, seek_to);
+            let deadline = std::time::Instant::now() + LIMIT;
+            while observer.waits.load(Ordering::SeqCst) < 2 {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{name}: no read waited"
+                );
+                thread::sleep(Duration::from_millis(1));
+            }
+            let download = Download::start(&resource, &bytes(name), CHUNK, 0..0, true, seed);
             let decoded = within("interrupted decode", move || job.join().unwrap());
             stop.store(true, Ordering::Release);
             interrupter.join().unwrap();
             download.finish();
             assert_eq!(decoded.unwrap(), expected, "{name} from {seek_to:?}");
-            assert!(
-                hits.load(Ordering::SeqCst) > 0,
-                "{name}: no interrupt hit a blocked read"
-            );
         }
     }
 }
