@@ -14,6 +14,14 @@
 //!   rename). Not on wasm32.
 //! - `mem` (default): the in-memory driver, `MemResource` and
 //!   `StorageResource::Mem`.
+//! - `symphonia`: [`ResourceCursor`] is a symphonia (0.5) `MediaSource`;
+//!   declare the download's length with
+//!   [`set_expected_len`](ResourceExt::set_expected_len) so symphonia can
+//!   seek before the last byte lands.
+//! - `tokio`: `AsyncResourceCursor`, tokio's `AsyncRead + AsyncSeek` over a
+//!   resource.
+//! - `stream-download`: `ResourceStorageProvider`, a storage provider for
+//!   the stream-download crate (0.24) backed by a resource.
 //!
 //! At least one driver feature must be enabled.
 //!
@@ -51,10 +59,12 @@ mod unified;
 
 #[cfg(any(feature = "mmap", feature = "mem"))]
 pub use atomic::Atomic;
+#[cfg(feature = "tokio")]
+pub use storage_core::AsyncResourceCursor;
 pub use storage_core::{
-    AvailabilityObserver, CancellationToken, DefaultOpen, Driver, DriverIo, DriverState, IoFailure,
-    RangeSet, RangeTracker, Resource, ResourceCursor, ResourceExt, ResourceStatus, StorageError,
-    StorageResult, WaitOutcome,
+    AvailabilityObserver, CancellationToken, DefaultOpen, Driver, DriverIo, DriverState,
+    Interrupts, IoFailure, RangeSet, RangeTracker, Resource, ResourceCursor, ResourceExt,
+    ResourceStatus, StorageError, StorageResult, WaitOutcome,
 };
 #[cfg(feature = "mem")]
 pub use storage_mem::{MemDriver, MemOptions, MemResource};
