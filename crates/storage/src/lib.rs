@@ -54,6 +54,8 @@ compile_error!(
 // Without a driver only the `compile_error!` above should be reported.
 #[cfg(any(feature = "mmap", feature = "mem"))]
 mod atomic;
+#[cfg(all(feature = "stream-download", any(feature = "mmap", feature = "mem")))]
+mod stream_download;
 #[cfg(any(feature = "mmap", feature = "mem"))]
 mod unified;
 
@@ -72,6 +74,8 @@ pub use storage_mem::{MemDriver, MemOptions, MemResource};
 pub use storage_mmap::{
     CHECKPOINT_BYTES, DEFAULT_INITIAL_LEN, MmapDriver, MmapOptions, MmapResource, OpenMode,
 };
+#[cfg(all(feature = "stream-download", any(feature = "mmap", feature = "mem")))]
+pub use stream_download::{ResourceStorageProvider, ResourceStorageReader, ResourceStorageWriter};
 #[cfg(any(feature = "mmap", feature = "mem"))]
 pub use unified::StorageResource;
 
