@@ -2,7 +2,7 @@
 
 use std::{
     io::{self, Read, Seek, SeekFrom},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use crate::{ResourceExt, StorageError, WaitOutcome};
@@ -91,7 +91,8 @@ impl<R: ResourceExt> ResourceCursor<R> {
 
     /// A cursor whose reads give up after `timeout` with
     /// `ErrorKind::TimedOut` (an underrun becomes an error, not a frozen
-    /// thread). Not for symphonia: it drops the packet (or the whole
+    /// thread). The timeout holds for the whole read, retried interrupts
+    /// included. Not for symphonia: it drops the packet (or the whole
     /// probe) that a read error hits; stop it by cancelling instead.
     pub fn with_timeout(resource: R, timeout: Duration) -> Self {
         Self {
@@ -122,10 +123,14 @@ impl<R: ResourceExt> ResourceCursor<R> {
         self.resource
     }
 
-    fn wait_for_one_byte(&self) -> Result<WaitOutcome, StorageError> {
+    /// Waits for the byte at the position until `deadline` (`None`: as
+    /// long as it takes).
+    fn wait_for_one_byte(&self, deadline: Option<Instant>) -> Result<WaitOutcome, StorageError> {
         let range = self.position..self.position + 1;
-        match self.timeout {
-            Some(timeout) => self.resource.wait_range_timeout(range, timeout),
+        match deadline {
+            Some(deadline) => self
+                .resource
+                .wait_range_timeout(range, deadline.saturating_duration_since(Instant::now())),
             None => self.resource.wait_range(range),
         }
     }
@@ -192,8 +197,12 @@ impl<R: ResourceExt> Read for ResourceCursor<R> {
         if buf.is_empty() || self.position == u64::MAX {
             return Ok(0);
         }
+        // One deadline for the whole read: retried interrupts do not extend it.
+        let deadline = self
+            .timeout
+            .and_then(|timeout| Instant::now().checked_add(timeout));
         loop {
-            match self.wait_for_one_byte()? {
+            match self.wait_for_one_byte(deadline)? {
                 WaitOutcome::Eof => return Ok(0),
                 WaitOutcome::Interrupted => {
                     if self.interrupts == Interrupts::Report {

@@ -92,6 +92,11 @@ impl<R: ResourceExt + Clone> StorageProvider for ResourceStorageProvider<R> {
     ) -> io::Result<(Self::Reader, Self::Writer)> {
         if let Some(len) = content_length {
             self.resource.set_expected_len(len)?;
+            // Nothing to write (an empty file, or one complete but not
+            // committed): done already.
+            if self.resource.contains_range(0..len) {
+                self.resource.commit(Some(len))?;
+            }
         }
         let reader = ResourceStorageReader {
             cursor: ResourceCursor::new(self.resource.clone()),

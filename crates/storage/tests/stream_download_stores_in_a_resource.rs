@@ -265,4 +265,10 @@ fn the_writer_and_reader_answer_stream_download_s_edge_cases() {
     other.resource().write_at(0, &[0; 10]).unwrap();
     let error = other.into_reader_writer(Some(9)).unwrap_err();
     assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
+    // Nothing to download: committed at once, so other readers end too.
+    let empty = ResourceStorageProvider::new(MemResource::new(CancellationToken::new()));
+    let resource = empty.resource().clone();
+    let (mut reader, _writer) = empty.into_reader_writer(Some(0)).unwrap();
+    assert_eq!(resource.len(), Some(0));
+    assert_eq!(reader.read(&mut [0; 4]).unwrap(), 0);
 }

@@ -356,25 +356,3 @@ pub fn cursor_errors_carry_the_storage_error<H: Harness>(h: &H) {
         .unwrap_err();
     assert!(matches!(inner(&err), StorageError::Cancelled));
 }
-
-pub fn cursor_retries_interrupts_unless_told_to_report_them<H: Harness>(h: &H) {
-    let r = h.fresh();
-    let reader = {
-        let r = r.clone();
-        thread::spawn(move || {
-            let mut buf = [0; 8];
-            let count = ResourceCursor::new(r).read(&mut buf)?;
-            Ok::<_, io::Error>(buf[..count].to_vec())
-        })
-    };
-    wait_for_count("cursor parked", 1, || h.waiters(&r));
-    for _ in 0..3 {
-        r.interrupt();
-        // The read goes back to waiting: parked again, not returned.
-        wait_for_count("cursor parked again", 1, || h.waiters(&r));
-    }
-    assert!(!reader.is_finished(), "an interrupt ended a retrying read");
-    r.write_at(0, b"data").unwrap();
-    let read = within("retrying cursor", move || reader.join().unwrap()).unwrap();
-    assert_eq!(read, b"data");
-}

@@ -304,6 +304,7 @@ macro_rules! behaviour_suite {
             cursor_ends_at_the_committed_end_and_refuses_seeks_past_it,
             cursor_errors_carry_the_storage_error,
             cursor_retries_interrupts_unless_told_to_report_them,
+            cursor_timeout_holds_across_retried_interrupts,
             expected_len_is_known_before_commit_while_len_stays_none,
             expected_len_refuses_every_contradiction,
             expected_len_wakes_waiters_past_it_with_eof,
