@@ -84,10 +84,12 @@ fn download(
     data: &[u8],
     rate: f64,
     demands: Option<&mpsc::Receiver<Range<u64>>>,
+    label: &str,
 ) -> storage::StorageResult<()> {
     let len = data.len() as u64;
     resource.set_expected_len(len)?;
-    let mut position = 0;
+    let started = Instant::now();
+    let (mut position, mut written, mut quarters) = (0, 0, 0);
     loop {
         let demanded = demands.and_then(|rx| rx.try_iter().last());
         if let Some(range) = demanded
@@ -112,6 +114,15 @@ fn download(
             &data[usize::try_from(gap.start).unwrap_or(0)..usize::try_from(end).unwrap_or(0)];
         resource.write_at(gap.start, bytes)?;
         position = end;
+        written += end - gap.start;
+        if written * 4 >= len * (quarters + 1) {
+            quarters += 1;
+            println!(
+                "  {label}: downloaded {}% at {} ms",
+                quarters * 25,
+                started.elapsed().as_millis()
+            );
+        }
     }
     resource.commit(Some(len))
 }
@@ -238,7 +249,7 @@ fn run(
     let started = Instant::now();
     let downloader = {
         let (resource, data) = (resource.clone(), Arc::clone(data));
-        thread::spawn(move || download(&resource, &data, rate, demand.then_some(&rx)))
+        thread::spawn(move || download(&resource, &data, rate, demand.then_some(&rx), name))
     };
     let cursor = ResourceCursor::new(resource.clone());
     let played = play(Box::new(cursor), extension).map_err(|e| format!("{name}: {e}"))?;
@@ -308,8 +319,11 @@ fn main() -> ExitCode {
                 let same = played.same_sound(&reference);
                 ok &= same;
                 println!(
-                    "{label}: {} at {} Hz, {} frames, {underruns} underruns waited, {:.0?} in all",
-                    played.codec, played.sample_rate, played.frames, elapsed
+                    "{label}: {} at {} Hz, {} frames, {underruns} underruns waited, {} ms in all",
+                    played.codec,
+                    played.sample_rate,
+                    played.frames,
+                    elapsed.as_millis()
                 );
                 println!(
                     "  seek to 2.0 s (ahead of the download): {:.1?}; seek back to 1.0 s: {:.1?}",

@@ -24,7 +24,10 @@ use storage::{
     ResourceExt, StorageError,
 };
 use storage_core::testing::{LIMIT, wait_for_count, within};
-use symphonia::core::errors::{Error, SeekErrorKind};
+use symphonia::core::{
+    errors::{Error, SeekErrorKind},
+    io::MediaSource,
+};
 
 /// Small files (300 KiB in all), so small chunks: 8 KiB gives 3 to 17 per file.
 const CHUNK: usize = 8 * 1024;
@@ -231,6 +234,7 @@ fn without_a_length_flac_refuses_to_seek_at_once_and_decodes_from_the_start() {
     let resource = open(&dir, name, CancellationToken::new(), None);
     resource.write_at(0, &data).unwrap();
     // Not committed, no expected length: `byte_len` is None.
+    assert_eq!(ResourceCursor::new(resource.clone()).byte_len(), None);
     let job = decode_in_thread(&resource, name, Some(1.5));
     let result = within("seek without a length", move || job.join().unwrap());
     assert!(
