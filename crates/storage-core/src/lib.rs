@@ -62,6 +62,14 @@ mod tests {
         const _: () = assert_send_sync::<RangeTracker>();
         const _: () = assert_send_sync::<Box<dyn ResourceExt>>();
         const _: () = assert_send_sync::<std::sync::Arc<dyn AvailabilityObserver>>();
+        const _: () = assert_send_sync::<ResourceCursor<testing::ReferenceResource>>();
+    }
+
+    #[cfg(feature = "tokio")]
+    #[test]
+    fn the_async_cursor_can_move_between_threads() {
+        const fn assert_send<T: Send>() {}
+        const _: () = assert_send::<AsyncResourceCursor<testing::ReferenceResource>>();
     }
 }
 

@@ -160,5 +160,7 @@ mod tests {
         const _: () = assert_send_sync::<crate::MemResource>();
         #[cfg(feature = "mmap")]
         const _: () = assert_send_sync::<crate::MmapResource>();
+        #[cfg(feature = "stream-download")]
+        const _: () = assert_send_sync::<crate::ResourceStorageProvider<StorageResource>>();
     }
 }

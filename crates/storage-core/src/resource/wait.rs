@@ -3,6 +3,7 @@
 use std::{
     future::Future,
     ops::Range,
+    panic::{self, AssertUnwindSafe},
     pin::Pin,
     sync::{Arc, atomic::Ordering},
     task::{Context, Poll},
@@ -124,7 +125,15 @@ impl<D: DriverIo> Resource<D> {
                     // before sleeping (registered, so no wake-up from now
                     // on is lost).
                     let missing = Shared::<D>::missing(&state, &range);
-                    MutexGuard::unlocked(&mut state, || observer.on_wait(missing));
+                    let heard = MutexGuard::unlocked(&mut state, || {
+                        panic::catch_unwind(AssertUnwindSafe(|| observer.on_wait(missing)))
+                    });
+                    if let Err(payload) = heard {
+                        // A panicking observer leaves no waiter behind.
+                        state.waiters.deregister(id);
+                        drop(state);
+                        panic::resume_unwind(payload);
+                    }
                     continue;
                 }
                 condvar

@@ -364,3 +364,43 @@ pub fn cursor_timeout_holds_across_retried_interrupts<H: Harness>(h: &H) {
         "interrupts extended the timeout: {elapsed:?}"
     );
 }
+
+/// An observer whose demand hook panics.
+struct PanicsOnWait;
+
+impl AvailabilityObserver for PanicsOnWait {
+    fn on_commit(&self, _final_len: u64) {}
+
+    fn on_write(&self, _range: Range<u64>) {}
+
+    fn on_wait(&self, _range: Range<u64>) {
+        panic!("observer bug");
+    }
+}
+
+pub fn a_panicking_on_wait_leaves_no_waiter_behind<H: Harness>(h: &H) {
+    let r = h.open(
+        crate::CancellationToken::new(),
+        Some(Arc::new(PanicsOnWait)),
+    );
+    let waiter = {
+        let r = r.clone();
+        thread::spawn(move || r.wait_range(0..4))
+    };
+    let joined = within("a waiter whose observer panics", move || waiter.join());
+    assert!(joined.is_err(), "the observer's panic reaches the waiter");
+    assert_eq!(h.waiters(&r), 0);
+    {
+        let future = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut future = pin!(r.wait_range_async(0..4));
+            let _ = future
+                .as_mut()
+                .poll(&mut Context::from_waker(Waker::noop()));
+        }));
+        assert!(future.is_err());
+    }
+    assert_eq!(h.waiters(&r), 0);
+    // The resource still works.
+    r.write_at(0, b"data").unwrap();
+    assert_eq!(r.wait_range(0..4).unwrap(), WaitOutcome::Ready);
+}

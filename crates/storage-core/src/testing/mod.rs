@@ -312,6 +312,7 @@ macro_rules! behaviour_suite {
             cursor_ends_at_the_expected_length_before_commit,
             on_wait_names_the_missing_range_of_a_blocked_reader,
             on_wait_runs_outside_the_locks_so_it_can_fetch_the_range_itself,
+            a_panicking_on_wait_leaves_no_waiter_behind,
         );
     };
     (@tests $harness:expr; $($name:ident),* $(,)?) => {
