@@ -1,6 +1,5 @@
-//! Behaviours of a known end, of the demand signal and of the cursor's
-//! retries, run against every driver: the expected length, the cursor at
-//! that end, `on_wait`, interrupts and timeouts of a cursor's read.
+//! Behaviours of a known end and of the demand signal, run against every
+//! driver: the expected length, the cursor at that end, `on_wait`.
 
 #![allow(
     missing_docs,
@@ -14,7 +13,6 @@ use std::{
     sync::{Arc, OnceLock},
     task::{Context, Poll, Waker},
     thread,
-    time::{Duration, Instant},
 };
 
 use crate::{
@@ -308,61 +306,6 @@ pub fn on_wait_runs_outside_the_locks_so_it_can_fetch_the_range_itself<H: Harnes
             .poll(&mut Context::from_waker(Waker::noop())),
         Poll::Ready(Ok(WaitOutcome::Eof))
     ));
-}
-
-pub fn cursor_retries_interrupts_unless_told_to_report_them<H: Harness>(h: &H) {
-    let r = h.fresh();
-    let reader = {
-        let r = r.clone();
-        thread::spawn(move || {
-            let mut buf = [0; 8];
-            let count = ResourceCursor::new(r).read(&mut buf)?;
-            Ok::<_, io::Error>(buf[..count].to_vec())
-        })
-    };
-    wait_for_count("cursor parked", 1, || h.waiters(&r));
-    for _ in 0..3 {
-        r.interrupt();
-        // The read goes back to waiting: parked again, not returned.
-        wait_for_count("cursor parked again", 1, || h.waiters(&r));
-    }
-    assert!(!reader.is_finished(), "an interrupt ended a retrying read");
-    r.write_at(0, b"data").unwrap();
-    let read = within("retrying cursor", move || reader.join().unwrap()).unwrap();
-    assert_eq!(read, b"data");
-}
-
-pub fn cursor_timeout_holds_across_retried_interrupts<H: Harness>(h: &H) {
-    let r = h.fresh();
-    let timeout = Duration::from_millis(100);
-    let reader = {
-        let r = r.clone();
-        thread::spawn(move || {
-            let started = Instant::now();
-            let result = ResourceCursor::with_timeout(r, timeout).read(&mut [0; 4]);
-            (result.map_err(|e| e.kind()), started.elapsed())
-        })
-    };
-    let interrupter = {
-        let r = r.clone();
-        thread::spawn(move || {
-            let started = Instant::now();
-            while started.elapsed() < timeout * 4 {
-                r.interrupt();
-                thread::sleep(Duration::from_millis(5));
-            }
-        })
-    };
-    let (result, elapsed) = within("timed cursor under interrupts", move || {
-        reader.join().unwrap()
-    });
-    interrupter.join().unwrap();
-    assert_eq!(result, Err(io::ErrorKind::TimedOut));
-    assert!(elapsed >= timeout, "gave up early: {elapsed:?}");
-    assert!(
-        elapsed < timeout * 3,
-        "interrupts extended the timeout: {elapsed:?}"
-    );
 }
 
 /// An observer whose demand hook panics.

@@ -69,6 +69,8 @@ mod extensions;
 mod model;
 mod reference;
 #[cfg(feature = "testing")]
+mod retries;
+#[cfg(feature = "testing")]
 mod waits;
 
 use std::{
