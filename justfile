@@ -5,9 +5,9 @@
 default:
     @just --list
 
-# Run every test of the workspace (the README's test command)
+# Run every test of the workspace, every feature on (the README's test command)
 test:
-    cargo test --workspace
+    cargo test --workspace --all-features
 
 # Run every workspace check: format, lints, features, layering, unsafe, re-exports, docs, deny
 audit:

@@ -93,6 +93,32 @@ pub fn drivers(root: &Path) -> Vec<Driver> {
         .unwrap_or_default()
 }
 
+/// The facade's client features (off by default, not a driver's): every
+/// feature of `stream-storage` but `default` and the drivers' (empty if the
+/// workspace cannot be read).
+pub fn client_features(root: &Path) -> Vec<String> {
+    let Ok(metadata) = cargo_metadata::MetadataCommand::new()
+        .manifest_path(root.join("Cargo.toml"))
+        .no_deps()
+        .exec()
+    else {
+        return Vec::new();
+    };
+    let drivers: Vec<String> = drivers_in(&metadata)
+        .into_iter()
+        .map(|driver| driver.feature)
+        .collect();
+    let mut clients: Vec<String> = metadata
+        .workspace_packages()
+        .into_iter()
+        .filter(|package| package.name.as_str() == "stream-storage")
+        .flat_map(|package| package.features.keys().cloned())
+        .filter(|feature| feature != "default" && !drivers.contains(feature))
+        .collect();
+    clients.sort();
+    clients
+}
+
 /// Every `.rs` file below `dir`, skipping `target`.
 pub fn rust_files(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();

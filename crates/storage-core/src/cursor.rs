@@ -2,10 +2,32 @@
 
 use std::{
     io::{self, Read, Seek, SeekFrom},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use crate::{ResourceExt, StorageError, WaitOutcome};
+
+#[cfg(feature = "symphonia")]
+mod symphonia;
+#[cfg(feature = "tokio")]
+mod tokio;
+
+#[cfg(feature = "tokio")]
+pub use self::tokio::AsyncResourceCursor;
+
+/// What a cursor's read does when the resource's waiters are interrupted
+/// ([`ResourceExt::interrupt`]) while it waits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Interrupts {
+    /// Wait again, as std's read loops do with `ErrorKind::Interrupted`
+    /// (the default). A decoder that takes every read error as fatal
+    /// (symphonia) then never sees one.
+    #[default]
+    Retry,
+    /// Return `ErrorKind::Interrupted`, for a caller that interrupts its own
+    /// reader to make it do something else (a seek) at once.
+    Report,
+}
 
 /// A `Read + Seek` view of a resource that is still being written: hand it
 /// to a decoder (symphonia, hound, a parser of your own).
@@ -13,19 +35,24 @@ use crate::{ResourceExt, StorageError, WaitOutcome};
 /// - `read` waits until at least one byte at the position is available, then
 ///   returns the bytes available from there without a gap (up to the
 ///   buffer's length): it never waits for the whole buffer. `Ok(0)` means the
-///   committed end.
+///   end: the committed length, or the expected one
+///   ([`ResourceExt::set_expected_len`]).
 /// - Failure, cancellation and (with [`with_timeout`](Self::with_timeout))
 ///   an expired wait become an `io::Error` whose inner error is the
-///   [`StorageError`] (`error.get_ref()` and downcast): kinds `Other`,
-///   `Other` and `TimedOut`.
+///   [`StorageError`] (`error.get_ref()` and downcast; the kinds are those of
+///   `From<StorageError> for io::Error`): `Other`, `Other` and `TimedOut`.
+///   To stop a reader blocked in `read`, cancel the resource's token or
+///   `fail` it.
 /// - An [`interrupt`](ResourceExt::interrupt) of the resource while `read`
-///   waits surfaces as `ErrorKind::Interrupted`. Note that std's read loops
-///   (`read_exact`, `read_to_end`, `io::copy`) retry `Interrupted` at once
-///   and go back to waiting; call `read` directly to see it.
-/// - `SeekFrom::End` needs the final length: while it is unknown (not
-///   committed, or committed without a length) it is `ErrorKind::Unsupported`
-///   at once, never a wait for the whole download. Seeking past the end is
-///   allowed, as with a file; reads there return `Ok(0)` once committed.
+///   waits is retried: the read waits again (see [`Interrupts`]; with
+///   [`Interrupts::Report`] it surfaces as `ErrorKind::Interrupted`).
+/// - The end is [`ResourceExt::expected_len`]: the final length once
+///   committed with one, else the expected length. `SeekFrom::End` needs
+///   it: while it is unknown it is `ErrorKind::Unsupported` at once, never
+///   a wait for the whole download. A seek past a known end is
+///   `ErrorKind::InvalidInput` (no byte can ever be there; the position
+///   stays where it was); while the end is unknown, any position is
+///   accepted and a read there waits for its byte.
 ///
 /// # Examples
 ///
@@ -48,17 +75,7 @@ pub struct ResourceCursor<R: ResourceExt> {
     resource: R,
     position: u64,
     timeout: Option<Duration>,
-}
-
-/// The `io::Error` carrying `error`, with the kind a reader expects.
-fn io_error(error: StorageError) -> io::Error {
-    let kind = match &error {
-        StorageError::Io(inner) => inner.kind(),
-        StorageError::TimedOut => io::ErrorKind::TimedOut,
-        StorageError::InvalidRange { .. } => io::ErrorKind::InvalidInput,
-        _ => io::ErrorKind::Other,
-    };
-    io::Error::new(kind, error)
+    interrupts: Interrupts,
 }
 
 impl<R: ResourceExt> ResourceCursor<R> {
@@ -68,17 +85,27 @@ impl<R: ResourceExt> ResourceCursor<R> {
             resource,
             position: 0,
             timeout: None,
+            interrupts: Interrupts::Retry,
         }
     }
 
     /// A cursor whose reads give up after `timeout` with
-    /// `ErrorKind::TimedOut` (an underrun becomes silence, not a frozen
-    /// thread).
+    /// `ErrorKind::TimedOut` (an underrun becomes an error, not a frozen
+    /// thread). The timeout holds for the whole read, retried interrupts
+    /// included. Not for symphonia: it drops the packet (or the whole
+    /// probe) that a read error hits; stop it by cancelling instead.
     pub fn with_timeout(resource: R, timeout: Duration) -> Self {
         Self {
             timeout: Some(timeout),
             ..Self::new(resource)
         }
+    }
+
+    /// Sets what a read does when the waiters are interrupted.
+    #[must_use]
+    pub fn interrupts(mut self, interrupts: Interrupts) -> Self {
+        self.interrupts = interrupts;
+        self
     }
 
     /// The position of the next read.
@@ -96,13 +123,73 @@ impl<R: ResourceExt> ResourceCursor<R> {
         self.resource
     }
 
-    fn wait_for_one_byte(&self) -> Result<WaitOutcome, StorageError> {
+    /// Waits for the byte at the position until `deadline` (`None`: as
+    /// long as it takes).
+    fn wait_for_one_byte(&self, deadline: Option<Instant>) -> Result<WaitOutcome, StorageError> {
         let range = self.position..self.position + 1;
-        match self.timeout {
-            Some(timeout) => self.resource.wait_range_timeout(range, timeout),
+        match deadline {
+            Some(deadline) => self
+                .resource
+                .wait_range_timeout(range, deadline.saturating_duration_since(Instant::now())),
             None => self.resource.wait_range(range),
         }
     }
+}
+
+/// Reads into `buf` the bytes of `resource` available without a gap from
+/// `position`, once at least one is (the caller waited): the count.
+pub(crate) fn read_available(
+    resource: &impl ResourceExt,
+    position: u64,
+    buf: &mut [u8],
+) -> io::Result<usize> {
+    let limit = position.saturating_add(buf.len() as u64);
+    let available_end = resource
+        .next_gap(position, limit)
+        .map_or(limit, |gap| gap.start);
+    // At least one byte is available, and at most `buf.len()`.
+    let want = usize::try_from(available_end.saturating_sub(position))
+        .unwrap_or(buf.len())
+        .clamp(1, buf.len());
+    Ok(resource.read_at(position, &mut buf[..want])?)
+}
+
+/// The position `to` names from `position`, checked against the resource's
+/// known end (see [`ResourceCursor`]).
+pub(crate) fn seek_target(
+    resource: &impl ResourceExt,
+    position: u64,
+    to: SeekFrom,
+) -> io::Result<u64> {
+    let end = resource.expected_len();
+    let (base, delta) = match to {
+        SeekFrom::Start(offset) => (offset, 0),
+        SeekFrom::Current(delta) => (position, delta),
+        SeekFrom::End(delta) => {
+            let Some(len) = end else {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "SeekFrom::End on a resource whose length is not known yet",
+                ));
+            };
+            (len, delta)
+        }
+    };
+    let target = base.checked_add_signed(delta).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("seek to {base} {delta:+} is outside 0..=u64::MAX"),
+        )
+    })?;
+    if let Some(end) = end
+        && target > end
+    {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("seek to {target}, past the end of the resource ({end} bytes)"),
+        ));
+    }
+    Ok(target)
 }
 
 impl<R: ResourceExt> Read for ResourceCursor<R> {
@@ -110,29 +197,25 @@ impl<R: ResourceExt> Read for ResourceCursor<R> {
         if buf.is_empty() || self.position == u64::MAX {
             return Ok(0);
         }
-        match self.wait_for_one_byte().map_err(io_error)? {
-            WaitOutcome::Eof => return Ok(0),
-            WaitOutcome::Interrupted => {
-                return Err(io::Error::new(
-                    io::ErrorKind::Interrupted,
-                    "the resource's waiters were interrupted",
-                ));
+        // One deadline for the whole read: retried interrupts do not extend it.
+        let deadline = self
+            .timeout
+            .and_then(|timeout| Instant::now().checked_add(timeout));
+        loop {
+            match self.wait_for_one_byte(deadline)? {
+                WaitOutcome::Eof => return Ok(0),
+                WaitOutcome::Interrupted => {
+                    if self.interrupts == Interrupts::Report {
+                        return Err(io::Error::new(
+                            io::ErrorKind::Interrupted,
+                            "the resource's waiters were interrupted",
+                        ));
+                    }
+                }
+                WaitOutcome::Ready => break,
             }
-            WaitOutcome::Ready => {}
         }
-        let limit = self.position.saturating_add(buf.len() as u64);
-        let available_end = self
-            .resource
-            .next_gap(self.position, limit)
-            .map_or(limit, |gap| gap.start);
-        // At least one byte is available, and at most `buf.len()`.
-        let want = usize::try_from(available_end - self.position)
-            .unwrap_or(buf.len())
-            .clamp(1, buf.len());
-        let count = self
-            .resource
-            .read_at(self.position, &mut buf[..want])
-            .map_err(io_error)?;
+        let count = read_available(&self.resource, self.position, buf)?;
         self.position += count as u64;
         Ok(count)
     }
@@ -140,29 +223,11 @@ impl<R: ResourceExt> Read for ResourceCursor<R> {
 
 impl<R: ResourceExt> Seek for ResourceCursor<R> {
     fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
-        let (base, delta) = match to {
-            SeekFrom::Start(offset) => {
-                self.position = offset;
-                return Ok(offset);
-            }
-            SeekFrom::Current(delta) => (self.position, delta),
-            SeekFrom::End(delta) => {
-                let Some(len) = self.resource.len() else {
-                    return Err(io::Error::new(
-                        io::ErrorKind::Unsupported,
-                        "SeekFrom::End on a resource whose length is not known yet",
-                    ));
-                };
-                (len, delta)
-            }
-        };
-        let position = base.checked_add_signed(delta).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("seek to {base} {delta:+} is outside 0..=u64::MAX"),
-            )
-        })?;
-        self.position = position;
-        Ok(position)
+        self.position = seek_target(&self.resource, self.position, to)?;
+        Ok(self.position)
+    }
+
+    fn stream_position(&mut self) -> io::Result<u64> {
+        Ok(self.position)
     }
 }

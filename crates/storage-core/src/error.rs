@@ -2,6 +2,7 @@
 
 use std::{
     fmt, io,
+    ops::Range,
     path::{Path, PathBuf},
 };
 
@@ -81,6 +82,90 @@ pub enum StorageError {
     /// open resumes it).
     #[error("{} is claimed by another download of the same file (in this process or another)", .0.display())]
     TmpClaimed(PathBuf),
+
+    /// Bytes would lie past the expected length
+    /// ([`set_expected_len`](crate::ResourceExt::set_expected_len)): a write
+    /// ending past it, or an expected length below bytes already written.
+    #[error("bytes up to {end} lie past the expected length {expected}")]
+    PastExpectedLen {
+        /// The expected length.
+        expected: u64,
+        /// One past the last byte written or to be written.
+        end: u64,
+    },
+
+    /// A length that differs from the one the resource expects or has: a
+    /// `commit(Some(given))` or a second `set_expected_len(given)` after
+    /// `set_expected_len(expected)`, or a `set_expected_len(given)` on a
+    /// resource committed with length `expected`.
+    #[error("length {given} differs from the resource's length {expected}")]
+    LengthMismatch {
+        /// The length the resource expects (or was committed with).
+        expected: u64,
+        /// The length the caller gave.
+        given: u64,
+    },
+
+    /// `commit(None)` on a resource that expects `expected` bytes while some
+    /// of them are missing: committing would end the data early.
+    #[error(
+        "commit refused: bytes {}..{} of the expected {expected} are missing",
+        missing.start,
+        missing.end
+    )]
+    Incomplete {
+        /// The expected length.
+        expected: u64,
+        /// The first missing range before it.
+        missing: Range<u64>,
+    },
+}
+
+/// The `io::Error` that carries `error` (`get_ref()` and downcast to
+/// [`StorageError`], or [`into_inner`](io::Error::into_inner)), with the
+/// kind a reader expects:
+///
+/// | `StorageError` | `io::ErrorKind` |
+/// | --- | --- |
+/// | `Io(e)` | `e.kind()` |
+/// | `TimedOut` | `TimedOut` |
+/// | `InvalidRange`, `PastExpectedLen`, `LengthMismatch` | `InvalidInput` |
+/// | `Incomplete` | `UnexpectedEof` |
+/// | `ReadOnly` | `ReadOnlyFilesystem` |
+/// | `Locked`, `TmpClaimed` | `ResourceBusy` |
+/// | `Failed`, `Cancelled`, `Committed`, `Driver`, others | `Other` |
+///
+/// # Examples
+///
+/// ```
+/// use std::io;
+/// use storage_core::StorageError;
+///
+/// let error = io::Error::from(StorageError::TimedOut);
+/// assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+/// let inner = error.get_ref().and_then(|e| e.downcast_ref::<StorageError>());
+/// assert!(matches!(inner, Some(StorageError::TimedOut)));
+/// ```
+impl From<StorageError> for io::Error {
+    fn from(error: StorageError) -> Self {
+        let kind = match &error {
+            StorageError::Io(inner) => inner.kind(),
+            StorageError::TimedOut => io::ErrorKind::TimedOut,
+            StorageError::InvalidRange { .. }
+            | StorageError::PastExpectedLen { .. }
+            | StorageError::LengthMismatch { .. } => io::ErrorKind::InvalidInput,
+            StorageError::Incomplete { .. } => io::ErrorKind::UnexpectedEof,
+            StorageError::ReadOnly => io::ErrorKind::ReadOnlyFilesystem,
+            StorageError::Locked { .. } | StorageError::TmpClaimed(_) => {
+                io::ErrorKind::ResourceBusy
+            }
+            StorageError::Failed(_)
+            | StorageError::Cancelled
+            | StorageError::Committed
+            | StorageError::Driver(_) => io::ErrorKind::Other,
+        };
+        io::Error::new(kind, error)
+    }
 }
 
 /// The result of a storage operation.
@@ -213,6 +298,73 @@ mod tests {
             Some(28)
         );
         assert!(error.to_string().contains("cannot grow /tmp/x"), "{error}");
+    }
+
+    fn carried(error: &io::Error) -> &StorageError {
+        error
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<StorageError>())
+            .unwrap_or_else(|| panic!("no StorageError inside {error:?}"))
+    }
+
+    #[test]
+    fn an_io_error_from_a_storage_error_has_the_reader_s_kind_and_carries_it() {
+        let cases = [
+            (StorageError::TimedOut, io::ErrorKind::TimedOut),
+            (
+                StorageError::InvalidRange { start: 9, end: 3 },
+                io::ErrorKind::InvalidInput,
+            ),
+            (
+                StorageError::PastExpectedLen {
+                    expected: 10,
+                    end: 12,
+                },
+                io::ErrorKind::InvalidInput,
+            ),
+            (
+                StorageError::LengthMismatch {
+                    expected: 10,
+                    given: 12,
+                },
+                io::ErrorKind::InvalidInput,
+            ),
+            (
+                StorageError::Incomplete {
+                    expected: 10,
+                    missing: 4..6,
+                },
+                io::ErrorKind::UnexpectedEof,
+            ),
+            (StorageError::ReadOnly, io::ErrorKind::ReadOnlyFilesystem),
+            (
+                StorageError::Locked {
+                    path: "/tmp/x".into(),
+                },
+                io::ErrorKind::ResourceBusy,
+            ),
+            (StorageError::Failed("gone".into()), io::ErrorKind::Other),
+            (StorageError::Cancelled, io::ErrorKind::Other),
+            (StorageError::Committed, io::ErrorKind::Other),
+            (StorageError::Driver("remote".into()), io::ErrorKind::Other),
+        ];
+        for (error, kind) in cases {
+            let message = error.to_string();
+            let converted = io::Error::from(error);
+            assert_eq!(converted.kind(), kind, "{message}");
+            assert_eq!(carried(&converted).to_string(), message);
+            assert_eq!(converted.to_string(), message);
+        }
+    }
+
+    #[test]
+    fn an_io_storage_error_keeps_the_os_kind_and_the_cause() {
+        let error = StorageError::io("cannot grow", "/tmp/x", io::Error::from_raw_os_error(28));
+        let kind = error.io_kind().unwrap();
+        let converted = io::Error::from(error);
+        assert_eq!(converted.kind(), kind);
+        let failure = carried(&converted).io_failure().unwrap();
+        assert_eq!(failure.os_error().raw_os_error(), Some(28));
     }
 
     #[test]

@@ -38,17 +38,33 @@ pub enum ResourceStatus {
 }
 
 /// A hook for layers above storage that track coverage (an index of cached
-/// ranges, a progress display).
+/// ranges, a progress display) or that fetch what readers need (a
+/// downloader).
 ///
-/// Both calls run on the writer's thread after every lock of the resource is
-/// released, so an observer may call back into the resource. They must not
-/// block for long: the writer waits for them.
+/// Every call runs after every lock of the resource is released, so an
+/// observer may call back into the resource. `on_write` and `on_commit` run
+/// on the writer's thread, `on_wait` on the reader's (or in the waiting
+/// task's `poll`). None may block for long: the caller waits for them.
 pub trait AvailabilityObserver: Send + Sync {
-    /// The resource was committed with a known length (`commit(Some(n))`).
-    /// `commit(None)` does not call it.
+    /// The resource was committed with a known length (`commit(Some(n))`,
+    /// or `commit(None)` on a resource whose expected length is covered).
+    /// A plain `commit(None)` does not call it.
     fn on_commit(&self, final_len: u64);
     /// `range` was written and is now available.
     fn on_write(&self, range: Range<u64>);
+    /// The demand signal: a reader is about to block because `range` is
+    /// missing. `range` runs from the first missing byte of the range the
+    /// reader waits for to its end (clipped to the expected or final
+    /// length), so a downloader that fetches it first ends the wait
+    /// soonest (after a seek, say).
+    ///
+    /// Called once per blocking wait (`wait_range`, `wait_range_timeout`,
+    /// the first `Pending` poll of `wait_range_async`, and so every cursor
+    /// read that has to wait), when the wait registers, before it sleeps;
+    /// never for a wait answered at once. The default does nothing.
+    fn on_wait(&self, range: Range<u64>) {
+        let _ = range;
+    }
 }
 
 /// The operations on a storage resource: random-access writes, blocking waits
@@ -163,7 +179,49 @@ pub trait ResourceExt: Send + Sync + 'static {
     fn path(&self) -> Option<&Path>;
 
     /// The committed length: `Some(n)` after `commit(Some(n))`, else `None`.
+    /// An expected length ([`set_expected_len`](Self::set_expected_len))
+    /// does not change it; see [`expected_len`](Self::expected_len).
     fn len(&self) -> Option<u64>;
+
+    /// Declares the length the resource will have once complete (an HTTP
+    /// `Content-Length`), long before the last byte lands.
+    ///
+    /// While the resource is active it then behaves as if it ended there:
+    /// a wait for a range starting at or past `len` is `Eof` at once (and
+    /// waiters already blocked there wake with it), a range crossing `len`
+    /// is `Ready` once its part before `len` is covered, `next_gap` stops
+    /// at `len`, and a write ending past `len` is refused. [`len`](Self::len)
+    /// stays `None` until `commit` (the seed's meaning);
+    /// [`expected_len`](Self::expected_len) answers at once. `commit(Some(n))`
+    /// must give `n == len`; `commit(None)` commits with `Some(len)` when
+    /// `0..len` is covered and is refused while bytes are missing. The
+    /// expectation lasts until `reactivate` or `replace_all`; setting the
+    /// same length again is a no-op.
+    ///
+    /// # Errors
+    ///
+    /// `PastExpectedLen` when bytes are already written past `len`;
+    /// `LengthMismatch` when another length is expected already, or the
+    /// resource is committed with another length (the same one is `Ok`);
+    /// `Committed` when it is committed without a length; `Failed` /
+    /// `Cancelled`. The default (for implementations outside this crate
+    /// family) is `Io` with kind `Unsupported`.
+    fn set_expected_len(&self, len: u64) -> StorageResult<()> {
+        let _ = len;
+        Err(crate::StorageError::Io(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "this resource does not take an expected length",
+        )))
+    }
+
+    /// The length the resource has or will have: the final length once
+    /// committed with one, else the length given to
+    /// [`set_expected_len`](Self::set_expected_len), else `None`. This is
+    /// what a decoder's `byte_len` and `SeekFrom::End` use. The default
+    /// returns [`len`](Self::len).
+    fn expected_len(&self) -> Option<u64> {
+        self.len()
+    }
 
     /// Whether the resource is committed with length 0 (`len() == Some(0)`).
     fn is_empty(&self) -> bool {

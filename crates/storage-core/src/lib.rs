@@ -21,6 +21,11 @@
 //!   (`behaviour_suite!`, see [`testing`]). For tests (a dev-dependency);
 //!   it pulls `proptest`, `tokio` and `futures-executor`. The module's
 //!   helpers and its reference driver are there without the feature.
+//! - `symphonia`: [`ResourceCursor`] implements symphonia's `MediaSource`
+//!   (symphonia-core 0.5), so a decoder reads a resource still downloading.
+//! - `tokio`: `AsyncResourceCursor`, tokio's `AsyncRead + AsyncSeek` over a
+//!   resource, waiting through `wait_range_async` (no blocked runtime
+//!   thread).
 
 #![forbid(unsafe_code)]
 
@@ -34,7 +39,9 @@ pub mod testing;
 mod tracker;
 mod waiters;
 
-pub use cursor::ResourceCursor;
+#[cfg(feature = "tokio")]
+pub use cursor::AsyncResourceCursor;
+pub use cursor::{Interrupts, ResourceCursor};
 pub use driver::{DefaultOpen, Driver, DriverIo, DriverState};
 pub use error::{IoFailure, StorageError, StorageResult};
 pub use ext::{AvailabilityObserver, ResourceExt, ResourceStatus, WaitOutcome};
@@ -55,6 +62,14 @@ mod tests {
         const _: () = assert_send_sync::<RangeTracker>();
         const _: () = assert_send_sync::<Box<dyn ResourceExt>>();
         const _: () = assert_send_sync::<std::sync::Arc<dyn AvailabilityObserver>>();
+        const _: () = assert_send_sync::<ResourceCursor<testing::ReferenceResource>>();
+    }
+
+    #[cfg(feature = "tokio")]
+    #[test]
+    fn the_async_cursor_can_move_between_threads() {
+        const fn assert_send<T: Send>() {}
+        const _: () = assert_send::<AsyncResourceCursor<testing::ReferenceResource>>();
     }
 }
 

@@ -38,6 +38,20 @@ struct State {
     phase: Phase,
     tracker: RangeTracker,
     waiters: Waiters,
+    /// The length declared with `set_expected_len` while not committed
+    /// (cleared by `reactivate` and `replace_all`).
+    expected_len: Option<u64>,
+}
+
+impl State {
+    /// The end no byte will ever pass: the final length once committed with
+    /// one, else the expected length, if any.
+    fn known_end(&self) -> Option<u64> {
+        match self.phase {
+            Phase::Committed { final_len } => final_len,
+            Phase::Active | Phase::Failed(_) => self.expected_len,
+        }
+    }
 }
 
 struct Shared<D: DriverIo> {
@@ -171,6 +185,7 @@ impl<D: DriverIo> Resource<D> {
             phase,
             tracker: RangeTracker::from(initial.available),
             waiters: Waiters::default(),
+            expected_len: None,
         };
         let shared = Arc::new(Shared {
             driver,

@@ -98,18 +98,35 @@ impl Waiters {
         }
     }
 
-    /// Wakes the waiters whose range overlaps `written` and is now covered.
-    /// A waiter whose range does not touch `written` cannot have been
-    /// completed by it and is not even checked against the tracker.
-    pub(crate) fn wake_covered(&self, written: &Range<u64>, tracker: &RangeTracker) -> Wakeups {
+    /// Wakes the waiters whose range overlaps `written` and is now covered
+    /// up to `end` (the known end of the resource, if any: nothing past it
+    /// is awaited). A waiter whose range does not touch `written` cannot
+    /// have been completed by it and is not even checked against the
+    /// tracker.
+    pub(crate) fn wake_covered(
+        &self,
+        written: &Range<u64>,
+        tracker: &RangeTracker,
+        end: Option<u64>,
+    ) -> Wakeups {
         let mut tasks = Wakeups::default();
         for waiter in &self.entries {
-            let touches = waiter.range.start < written.end && written.start < waiter.range.end;
-            if touches && tracker.covers(&waiter.range) {
+            if Self::completed(waiter, written, tracker, end) {
                 Self::wake_one(waiter, &mut tasks);
             }
         }
         tasks
+    }
+
+    fn completed(
+        waiter: &Waiter,
+        written: &Range<u64>,
+        tracker: &RangeTracker,
+        end: Option<u64>,
+    ) -> bool {
+        let touches = waiter.range.start < written.end && written.start < waiter.range.end;
+        let needed = waiter.range.start..end.map_or(waiter.range.end, |n| waiter.range.end.min(n));
+        touches && tracker.covers(&needed)
     }
 
     /// Wakes every waiter (a lifecycle change concerns them all).
@@ -139,8 +156,7 @@ impl Waiters {
     fn covered_count(&self, written: &Range<u64>, tracker: &RangeTracker) -> usize {
         self.entries
             .iter()
-            .filter(|w| w.range.start < written.end && written.start < w.range.end)
-            .filter(|w| tracker.covers(&w.range))
+            .filter(|w| Self::completed(w, written, tracker, None))
             .count()
     }
 }
@@ -174,9 +190,22 @@ mod tests {
         waiters.register(0..10, thread());
         let mut tracker = RangeTracker::new();
         tracker.insert(0..10);
-        let tasks = waiters.wake_covered(&(0..10), &tracker);
+        let tasks = waiters.wake_covered(&(0..10), &tracker, None);
         assert_eq!(tasks.0.len(), 1);
         tasks.wake();
+    }
+
+    #[test]
+    fn a_known_end_limits_what_a_waiter_needs() {
+        let mut waiters = Waiters::default();
+        waiters.register(2..50, Wakeup::Task(Waker::noop().clone()));
+        let mut tracker = RangeTracker::new();
+        tracker.insert(0..10);
+        assert_eq!(waiters.wake_covered(&(4..10), &tracker, None).0.len(), 0);
+        assert_eq!(
+            waiters.wake_covered(&(4..10), &tracker, Some(10)).0.len(),
+            1
+        );
     }
 
     #[test]

@@ -11,6 +11,10 @@
 //! hand and reads frames as they land, blocking only when it catches up
 //! with the download. It checks every sample against the generator and
 //! exits 1 on any mismatch.
+//!
+//! The `play` example does the same with a real codec (symphonia, feature
+//! `symphonia`) and seeks; this one needs no feature and shows the bare
+//! `Read + Seek` contract: what a hand-written parser gets from the cursor.
 
 use std::{
     io::{self, BufReader, Read, Seek, SeekFrom},

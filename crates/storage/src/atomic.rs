@@ -114,6 +114,14 @@ impl<R: ResourceExt> ResourceExt for Atomic<R> {
         self.inner.path()
     }
 
+    fn set_expected_len(&self, len: u64) -> StorageResult<()> {
+        self.inner.set_expected_len(len)
+    }
+
+    fn expected_len(&self) -> Option<u64> {
+        self.inner.expected_len()
+    }
+
     fn len(&self) -> Option<u64> {
         self.inner.len()
     }

@@ -16,6 +16,14 @@
 //!   rename). Not on wasm32.
 //! - `mem` (default): the in-memory driver, `MemResource` and
 //!   `StorageResource::Mem`.
+//! - `symphonia`: [`ResourceCursor`] is a symphonia (0.5) `MediaSource`;
+//!   declare the download's length with
+//!   [`set_expected_len`](ResourceExt::set_expected_len) so symphonia can
+//!   seek before the last byte lands.
+//! - `tokio`: `AsyncResourceCursor`, tokio's `AsyncRead + AsyncSeek` over a
+//!   resource.
+//! - `stream-download`: `ResourceStorageProvider`, a storage provider for
+//!   the stream-download crate (0.24) backed by a resource.
 //!
 //! At least one driver feature must be enabled.
 //!
@@ -50,6 +58,8 @@ compile_error!(
 mod atomic;
 #[cfg(any(feature = "mmap", feature = "mem"))]
 mod chunked;
+#[cfg(all(feature = "stream-download", any(feature = "mmap", feature = "mem")))]
+mod stream_download;
 #[cfg(any(feature = "mmap", feature = "mem"))]
 mod unified;
 
@@ -57,10 +67,12 @@ mod unified;
 pub use atomic::Atomic;
 #[cfg(any(feature = "mmap", feature = "mem"))]
 pub use chunked::{AtomicChunked, OpenIntent};
+#[cfg(feature = "tokio")]
+pub use storage_core::AsyncResourceCursor;
 pub use storage_core::{
-    AvailabilityObserver, CancellationToken, DefaultOpen, Driver, DriverIo, DriverState, IoFailure,
-    RangeSet, RangeTracker, Resource, ResourceCursor, ResourceExt, ResourceStatus, StorageError,
-    StorageResult, WaitOutcome,
+    AvailabilityObserver, CancellationToken, DefaultOpen, Driver, DriverIo, DriverState,
+    Interrupts, IoFailure, RangeSet, RangeTracker, Resource, ResourceCursor, ResourceExt,
+    ResourceStatus, StorageError, StorageResult, WaitOutcome,
 };
 #[cfg(feature = "mem")]
 pub use storage_mem::{MEM_CHUNK_BYTES, MemDriver, MemOptions, MemResource};
@@ -69,6 +81,8 @@ pub use storage_mmap::{
     CHECKPOINT_BYTES, CHECKPOINT_INTERVAL, DEFAULT_INITIAL_LEN, MmapDriver, MmapOptions,
     MmapResource, OpenMode,
 };
+#[cfg(all(feature = "stream-download", any(feature = "mmap", feature = "mem")))]
+pub use stream_download::{ResourceStorageProvider, ResourceStorageReader, ResourceStorageWriter};
 #[cfg(any(feature = "mmap", feature = "mem"))]
 pub use unified::StorageResource;
 

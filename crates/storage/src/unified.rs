@@ -98,6 +98,14 @@ impl ResourceExt for StorageResource {
         dispatch!(self, inner => inner.path())
     }
 
+    fn set_expected_len(&self, len: u64) -> StorageResult<()> {
+        dispatch!(self, inner => inner.set_expected_len(len))
+    }
+
+    fn expected_len(&self) -> Option<u64> {
+        dispatch!(self, inner => inner.expected_len())
+    }
+
     fn len(&self) -> Option<u64> {
         dispatch!(self, inner => inner.len())
     }
@@ -152,5 +160,7 @@ mod tests {
         const _: () = assert_send_sync::<crate::MemResource>();
         #[cfg(feature = "mmap")]
         const _: () = assert_send_sync::<crate::MmapResource>();
+        #[cfg(feature = "stream-download")]
+        const _: () = assert_send_sync::<crate::ResourceStorageProvider<StorageResource>>();
     }
 }

@@ -93,7 +93,8 @@ pub fn lints(root: &Path) -> Outcome {
         .into_iter()
         .map(|driver| driver.feature)
         .collect();
-    let mut sets: Vec<Vec<&str>> = vec![vec!["--workspace"]];
+    // Every feature on (the clients are off by default), then each driver alone.
+    let mut sets: Vec<Vec<&str>> = vec![vec!["--workspace", "--all-features"]];
     for feature in &features {
         sets.push(vec![
             "-p",
@@ -122,8 +123,9 @@ pub fn lints(root: &Path) -> Outcome {
 /// The message the facade's `compile_error!` gives without a driver.
 pub const NO_DRIVER_MESSAGE: &str = "the `storage` crate needs a driver";
 
-/// 3. The facade builds with each driver alone and with both, and fails
-///    with its `compile_error!` message with none.
+/// 3. The facade builds with each driver alone and with both, with each
+///    client feature beside the first driver alone, and fails with its
+///    `compile_error!` message with none.
 pub fn features(root: &Path) -> Outcome {
     let mut failures = Vec::new();
     let mut sets: Vec<String> = crate::workspace::drivers(root)
@@ -133,7 +135,14 @@ pub fn features(root: &Path) -> Outcome {
     if sets.is_empty() {
         failures.push(Finding::new("Cargo.toml", "no driver found"));
     }
+    let clients: Vec<String> = sets.first().map_or_else(Vec::new, |driver| {
+        crate::workspace::client_features(root)
+            .into_iter()
+            .map(|client| format!("{driver},{client}"))
+            .collect()
+    });
     sets.push(sets.join(","));
+    sets.extend(clients);
     for features in &sets {
         let features = features.as_str();
         let args = [

@@ -52,6 +52,14 @@ impl<D: DriverIo> ResourceExt for Resource<D> {
             let state = shared.state.lock();
             shared.check_usable(&state)?;
             let committed = matches!(state.phase, Phase::Committed { .. });
+            if let (false, Some(expected)) = (committed, state.expected_len)
+                && range.end > expected
+            {
+                return Err(StorageError::PastExpectedLen {
+                    expected,
+                    end: range.end,
+                });
+            }
             let fresh = !committed && !range.is_empty() && !state.tracker.overlaps(&range);
             (committed, fresh)
         };
@@ -69,7 +77,9 @@ impl<D: DriverIo> ResourceExt for Resource<D> {
             let mut state = shared.state.lock();
             state.tracker.insert(range.clone());
             shared.publish(&state);
-            state.waiters.wake_covered(&range, &state.tracker)
+            state
+                .waiters
+                .wake_covered(&range, &state.tracker, state.known_end())
         };
         tasks.wake();
         shared.driver.notify_write(&range);
@@ -108,13 +118,27 @@ impl<D: DriverIo> ResourceExt for Resource<D> {
     fn commit(&self, final_len: Option<u64>) -> StorageResult<()> {
         let shared = &*self.shared;
         let writer = shared.writer.lock();
-        {
+        let final_len = {
             let state = shared.state.lock();
             shared.check_usable(&state)?;
             if matches!(state.phase, Phase::Committed { .. }) {
                 return Ok(());
             }
-        }
+            // The writer lock keeps writes out until the commit is done, so
+            // what is checked here still holds at the driver's commit.
+            match (state.expected_len, final_len) {
+                (Some(expected), Some(given)) if given != expected => {
+                    return Err(StorageError::LengthMismatch { expected, given });
+                }
+                (Some(expected), None) => {
+                    if let Some(missing) = state.tracker.first_gap(&(0..expected)) {
+                        return Err(StorageError::Incomplete { expected, missing });
+                    }
+                    Some(expected)
+                }
+                _ => final_len,
+            }
+        };
         shared.driver.commit(final_len)?;
         let (failed, tasks) = {
             let mut state = shared.state.lock();
@@ -170,6 +194,44 @@ impl<D: DriverIo> ResourceExt for Resource<D> {
         }
     }
 
+    fn set_expected_len(&self, len: u64) -> StorageResult<()> {
+        let shared = &*self.shared;
+        // Serialised with writes and commits, which check against it.
+        let _writer = shared.writer.lock();
+        let tasks = {
+            let mut state = shared.state.lock();
+            shared.check_usable(&state)?;
+            let current = match state.phase {
+                Phase::Committed { final_len: None } => return Err(StorageError::Committed),
+                Phase::Committed { final_len: Some(n) } => Some(n),
+                Phase::Active | Phase::Failed(_) => state.expected_len,
+            };
+            if let Some(expected) = current {
+                return if expected == len {
+                    Ok(())
+                } else {
+                    Err(StorageError::LengthMismatch {
+                        expected,
+                        given: len,
+                    })
+                };
+            }
+            let end = state.tracker.extent();
+            if end > len {
+                return Err(StorageError::PastExpectedLen { expected: len, end });
+            }
+            state.expected_len = Some(len);
+            // Waiters at or past the new end have their outcome: Eof.
+            state.waiters.wake_all()
+        };
+        tasks.wake();
+        Ok(())
+    }
+
+    fn expected_len(&self) -> Option<u64> {
+        self.shared.state.lock().known_end()
+    }
+
     fn status(&self) -> ResourceStatus {
         let state = self.shared.state.lock();
         match &state.phase {
@@ -200,6 +262,7 @@ impl<D: DriverIo> ResourceExt for Resource<D> {
         }
         let mut state = shared.state.lock();
         state.phase = Phase::Active;
+        state.expected_len = None;
         shared.publish(&state);
         let tasks = state.waiters.wake_all();
         drop(state);
@@ -216,10 +279,7 @@ impl<D: DriverIo> ResourceExt for Resource<D> {
 
     fn next_gap(&self, from: u64, limit: u64) -> Option<Range<u64>> {
         let state = self.shared.state.lock();
-        let upper = match state.phase {
-            Phase::Committed { final_len: Some(n) } => limit.min(n),
-            _ => limit,
-        };
+        let upper = state.known_end().map_or(limit, |end| limit.min(end));
         state.tracker.first_gap(&(from..upper))
     }
 
@@ -278,6 +338,7 @@ impl<D: DriverIo> ResourceExt for Resource<D> {
             let mut state = shared.state.lock();
             state.tracker = RangeTracker::new();
             state.tracker.insert(0..len);
+            state.expected_len = None;
             // A `fail` that landed meanwhile wins, as in `commit`.
             let failed = match &state.phase {
                 Phase::Failed(reason) => Some(reason.clone()),

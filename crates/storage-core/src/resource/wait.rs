@@ -3,13 +3,14 @@
 use std::{
     future::Future,
     ops::Range,
+    panic::{self, AssertUnwindSafe},
     pin::Pin,
     sync::{Arc, atomic::Ordering},
     task::{Context, Poll},
     time::Instant,
 };
 
-use parking_lot::Condvar;
+use parking_lot::{Condvar, MutexGuard};
 
 use super::{PHASE_FAILED, Phase, Resource, Shared, State};
 use crate::{DriverIo, StorageError, StorageResult, WaitOutcome, waiters::Wakeup};
@@ -50,18 +51,37 @@ impl<D: DriverIo> Shared<D> {
         if range.is_empty() || state.tracker.covers(range) {
             return Some(Ok(WaitOutcome::Ready));
         }
-        match state.phase {
-            Phase::Committed { final_len: Some(n) } => {
+        match (&state.phase, state.known_end()) {
+            // The end is known (committed, or expected): nothing will come
+            // past it, and a range crossing it needs only its part before.
+            (_, Some(n)) => {
                 let clipped = range.start..range.end.min(n);
-                if range.start < n && state.tracker.covers(&clipped) {
-                    Some(Ok(WaitOutcome::Ready))
-                } else {
+                if range.start >= n {
                     Some(Ok(WaitOutcome::Eof))
+                } else if state.tracker.covers(&clipped) {
+                    Some(Ok(WaitOutcome::Ready))
+                } else if matches!(state.phase, Phase::Committed { .. }) {
+                    Some(Ok(WaitOutcome::Eof))
+                } else {
+                    None
                 }
             }
-            Phase::Committed { final_len: None } => Some(Ok(WaitOutcome::Eof)),
-            Phase::Active | Phase::Failed(_) => None,
+            (Phase::Committed { .. }, None) => Some(Ok(WaitOutcome::Eof)),
+            (Phase::Active | Phase::Failed(_), None) => None,
         }
+    }
+}
+
+impl<D: DriverIo> Shared<D> {
+    /// What a waiter for `range` that has no outcome yet is missing: from
+    /// the first missing byte to the range's end, clipped to the known end.
+    fn missing(state: &State, range: &Range<u64>) -> Range<u64> {
+        let end = state.known_end().map_or(range.end, |n| range.end.min(n));
+        let clipped = range.start..end;
+        state
+            .tracker
+            .first_gap(&clipped)
+            .map_or(clipped, |gap| gap.start..end)
     }
 }
 
@@ -93,11 +113,31 @@ impl<D: DriverIo> Resource<D> {
                 }
                 return outcome;
             }
-            let (_, condvar) = registration.get_or_insert_with(|| {
+            let condvar = if let Some((_, condvar)) = &registration {
+                Arc::clone(condvar)
+            } else {
                 let condvar = Arc::new(Condvar::new());
                 let wakeup = Wakeup::Thread(Arc::clone(&condvar));
-                (state.waiters.register(range.clone(), wakeup), condvar)
-            });
+                let id = state.waiters.register(range.clone(), wakeup);
+                registration = Some((id, Arc::clone(&condvar)));
+                if let Some(observer) = &shared.observer {
+                    // The demand signal, outside the lock; then look again
+                    // before sleeping (registered, so no wake-up from now
+                    // on is lost).
+                    let missing = Shared::<D>::missing(&state, &range);
+                    let heard = MutexGuard::unlocked(&mut state, || {
+                        panic::catch_unwind(AssertUnwindSafe(|| observer.on_wait(missing)))
+                    });
+                    if let Err(payload) = heard {
+                        // A panicking observer leaves no waiter behind.
+                        state.waiters.deregister(id);
+                        drop(state);
+                        panic::resume_unwind(payload);
+                    }
+                    continue;
+                }
+                condvar
+            };
             match deadline {
                 Some(deadline) => {
                     condvar.wait_until(&mut state, deadline);
@@ -154,6 +194,13 @@ impl<D: DriverIo> Future for WaitFuture<'_, D> {
         } else {
             let wakeup = Wakeup::Task(cx.waker().clone());
             this.registered = Some(state.waiters.register(this.range.clone(), wakeup));
+            if let Some(observer) = &shared.observer {
+                // The demand signal, outside the lock. Registered first, so
+                // a write meanwhile wakes this task.
+                let missing = Shared::<D>::missing(&state, &this.range);
+                drop(state);
+                observer.on_wait(missing);
+            }
         }
         Poll::Pending
     }

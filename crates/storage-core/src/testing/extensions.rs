@@ -18,7 +18,8 @@ use std::{
 };
 
 use crate::{
-    CancellationToken, ResourceCursor, ResourceExt, ResourceStatus, StorageError, WaitOutcome,
+    CancellationToken, Interrupts, ResourceCursor, ResourceExt, ResourceStatus, StorageError,
+    WaitOutcome,
 };
 
 use super::{Harness, LIMIT, PendingWait, pattern, shuffled, wait_for_count, within};
@@ -270,7 +271,7 @@ pub fn cursor_read_returns_what_is_there_without_waiting_for_more<H: Harness>(h:
     assert_eq!(second, (3, b"ter".to_vec()));
 }
 
-pub fn cursor_ends_at_the_committed_end_and_seeks_like_a_file<H: Harness>(h: &H) {
+pub fn cursor_ends_at_the_committed_end_and_refuses_seeks_past_it<H: Harness>(h: &H) {
     let r = h.fresh();
     let mut cursor = ResourceCursor::new(r.clone());
     // Unknown length: SeekFrom::End fails at once, never waits.
@@ -282,19 +283,36 @@ pub fn cursor_ends_at_the_committed_end_and_seeks_like_a_file<H: Harness>(h: &H)
     cursor.read_to_end(&mut rest).unwrap();
     assert_eq!(rest, b"6789");
     assert_eq!(cursor.read(&mut [0; 8]).unwrap(), 0);
-    assert_eq!(cursor.seek(SeekFrom::Current(990)).unwrap(), 1000);
-    assert_eq!(cursor.read(&mut [0; 8]).unwrap(), 0);
-    assert_eq!(cursor.seek(SeekFrom::Current(-995)).unwrap(), 5);
+    // Past the end: refused, and the position stays.
+    for past in [
+        SeekFrom::Current(990),
+        SeekFrom::End(1),
+        SeekFrom::Start(11),
+    ] {
+        let err = cursor.seek(past).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{past:?}");
+        assert_eq!(cursor.position(), 10);
+    }
+    assert_eq!(cursor.seek(SeekFrom::Current(-5)).unwrap(), 5);
     assert_eq!(
         cursor.seek(SeekFrom::Current(-6)).unwrap_err().kind(),
         io::ErrorKind::InvalidInput
     );
     let none = h.fresh();
     none.commit(None).unwrap();
-    let err = ResourceCursor::new(none)
-        .seek(SeekFrom::End(0))
-        .unwrap_err();
+    let mut cursor = ResourceCursor::new(none);
+    let err = cursor.seek(SeekFrom::End(0)).unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::Unsupported);
+    // No known end: any position, and a read there is the end at once.
+    assert_eq!(cursor.seek(SeekFrom::Start(1 << 40)).unwrap(), 1 << 40);
+    assert_eq!(cursor.read(&mut [0; 8]).unwrap(), 0);
+    assert_eq!(cursor.seek(SeekFrom::Start(u64::MAX)).unwrap(), u64::MAX);
+    assert_eq!(cursor.read(&mut [0; 8]).unwrap(), 0);
+    assert_eq!(
+        cursor.seek(SeekFrom::Current(1)).unwrap_err().kind(),
+        io::ErrorKind::InvalidInput,
+        "past u64::MAX"
+    );
 }
 
 fn inner(error: &io::Error) -> &StorageError {
@@ -315,7 +333,11 @@ pub fn cursor_errors_carry_the_storage_error<H: Harness>(h: &H) {
 
     let blocked = {
         let r = r.clone();
-        thread::spawn(move || ResourceCursor::new(r).read(&mut [0; 4]))
+        thread::spawn(move || {
+            ResourceCursor::new(r)
+                .interrupts(Interrupts::Report)
+                .read(&mut [0; 4])
+        })
     };
     wait_for_count("cursor parked", 1, || h.waiters(&r));
     r.interrupt();

@@ -62,10 +62,14 @@ pub mod bench;
 #[doc(hidden)]
 pub mod cases;
 #[cfg(feature = "testing")]
+mod ends;
+#[cfg(feature = "testing")]
 mod extensions;
 #[cfg(feature = "testing")]
 mod model;
 mod reference;
+#[cfg(feature = "testing")]
+mod retries;
 #[cfg(feature = "testing")]
 mod waits;
 
@@ -168,6 +172,8 @@ pub enum Heard {
     Write(Range<u64>),
     /// `on_commit(final_len)`.
     Commit(u64),
+    /// `on_wait(range)`: a reader blocked on `range`.
+    Wait(Range<u64>),
 }
 
 /// Records every call; optionally calls back into a resource from inside the
@@ -203,6 +209,11 @@ impl AvailabilityObserver for RecordingObserver {
     fn on_write(&self, range: Range<u64>) {
         self.call_back();
         self.heard.lock().push(Heard::Write(range));
+    }
+
+    fn on_wait(&self, range: Range<u64>) {
+        self.call_back();
+        self.heard.lock().push(Heard::Wait(range));
     }
 }
 
@@ -292,8 +303,18 @@ macro_rules! behaviour_suite {
             dropping_a_pending_async_wait_deregisters_it,
             cursor_copies_a_resource_being_written,
             cursor_read_returns_what_is_there_without_waiting_for_more,
-            cursor_ends_at_the_committed_end_and_seeks_like_a_file,
+            cursor_ends_at_the_committed_end_and_refuses_seeks_past_it,
             cursor_errors_carry_the_storage_error,
+            cursor_retries_interrupts_unless_told_to_report_them,
+            cursor_timeout_holds_across_retried_interrupts,
+            expected_len_is_known_before_commit_while_len_stays_none,
+            expected_len_refuses_every_contradiction,
+            expected_len_wakes_waiters_past_it_with_eof,
+            expected_len_lasts_until_reactivate_or_replace,
+            cursor_ends_at_the_expected_length_before_commit,
+            on_wait_names_the_missing_range_of_a_blocked_reader,
+            on_wait_runs_outside_the_locks_so_it_can_fetch_the_range_itself,
+            a_panicking_on_wait_leaves_no_waiter_behind,
         );
     };
     (@tests $harness:expr; $($name:ident),* $(,)?) => {

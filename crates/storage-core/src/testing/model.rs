@@ -22,6 +22,7 @@ enum Op {
     Reactivate,
     Read(u64, usize),
     Wait(u64, u64),
+    Expect(u64),
 }
 
 const UNIVERSE: u64 = 48;
@@ -35,6 +36,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => Just(Op::Reactivate),
         3 => (0..UNIVERSE + 8, 0..24usize).prop_map(|(at, len)| Op::Read(at, len)),
         3 => (0..UNIVERSE + 8, 0..UNIVERSE + 8).prop_map(|(a, b)| Op::Wait(a, b)),
+        1 => (0..UNIVERSE + 8).prop_map(Op::Expect),
     ]
 }
 
@@ -48,6 +50,8 @@ struct Model {
     )]
     committed: Option<Option<u64>>,
     failed: bool,
+    /// The length given to `set_expected_len` (kept until reactivate).
+    expected: Option<u64>,
 }
 
 impl Model {
@@ -77,12 +81,105 @@ impl Model {
         range.into_iter().all(|at| self.byte(at).is_some())
     }
 
+    /// The end nothing passes: the final length, else the expected one.
+    /// A failed resource forgets its final length (as `len()` does) but
+    /// not the expected one.
+    fn known_end(&self) -> Option<u64> {
+        match self.committed {
+            Some(final_len) if !self.failed => final_len,
+            _ => self.expected,
+        }
+    }
+
     fn readable(&self) -> u64 {
         match self.committed {
             Some(Some(n)) => n,
             _ => self.extent(),
         }
     }
+}
+
+/// `set_expected_len(n)` against the model's rules.
+fn check_expect<R: ResourceExt>(r: &R, model: &mut Model, n: u64) -> Result<(), TestCaseError> {
+    let result = r.set_expected_len(n);
+    let current = match model.committed {
+        Some(final_len) => final_len,
+        None => model.expected,
+    };
+    if model.failed {
+        prop_assert!(matches!(result, Err(StorageError::Failed(_))));
+    } else if model.committed == Some(None) {
+        prop_assert!(matches!(result, Err(StorageError::Committed)));
+    } else if let Some(e) = current {
+        if e == n {
+            prop_assert!(result.is_ok(), "{:?}", result);
+        } else {
+            prop_assert!(
+                matches!(result, Err(StorageError::LengthMismatch { .. })),
+                "{:?}",
+                result
+            );
+        }
+    } else if model.extent() > n {
+        prop_assert!(
+            matches!(result, Err(StorageError::PastExpectedLen { .. })),
+            "{:?}",
+            result
+        );
+    } else {
+        prop_assert!(result.is_ok(), "{:?}", result);
+        model.expected = Some(n);
+    }
+    prop_assert_eq!(r.expected_len(), model.known_end());
+    Ok(())
+}
+
+/// `commit(len)` against the model's rules.
+fn check_commit<R: ResourceExt>(
+    r: &R,
+    model: &mut Model,
+    len: Option<u64>,
+) -> Result<(), TestCaseError> {
+    let result = r.commit(len);
+    let expected = model.expected.filter(|_| model.committed.is_none());
+    if model.failed {
+        prop_assert!(matches!(result, Err(StorageError::Failed(_))));
+    } else if let (Some(e), Some(n)) = (expected, len)
+        && n != e
+    {
+        prop_assert!(
+            matches!(result, Err(StorageError::LengthMismatch { .. })),
+            "{:?}",
+            result
+        );
+    } else if let (Some(e), None) = (expected, len)
+        && !model.covered(0..e)
+    {
+        prop_assert!(
+            matches!(result, Err(StorageError::Incomplete { .. })),
+            "{:?}",
+            result
+        );
+    } else {
+        // commit(None) with everything expected there: Some(e).
+        let len = len.or(expected);
+        prop_assert!(result.is_ok(), "{:?}", result);
+        if model.committed.is_none() {
+            if let Some(n) = len {
+                let end = model.bytes.len() as u64;
+                for at in n..end {
+                    model.set(at, None);
+                }
+                for at in 0..n {
+                    if model.byte(at).is_none() {
+                        model.set(at, Some(0));
+                    }
+                }
+            }
+            model.committed = Some(len);
+        }
+    }
+    Ok(())
 }
 
 fn check_step<R: ResourceExt>(r: &R, model: &mut Model, op: Op) -> Result<(), TestCaseError> {
@@ -93,6 +190,12 @@ fn check_step<R: ResourceExt>(r: &R, model: &mut Model, op: Op) -> Result<(), Te
                 prop_assert!(matches!(result, Err(StorageError::Failed(_))));
             } else if model.committed.is_some() {
                 prop_assert!(matches!(result, Err(StorageError::Committed)));
+            } else if model.expected.is_some_and(|e| at + data.len() as u64 > e) {
+                prop_assert!(
+                    matches!(result, Err(StorageError::PastExpectedLen { .. })),
+                    "{:?}",
+                    result
+                );
             } else {
                 prop_assert!(result.is_ok(), "{:?}", result);
                 for (i, byte) in data.into_iter().enumerate() {
@@ -100,37 +203,20 @@ fn check_step<R: ResourceExt>(r: &R, model: &mut Model, op: Op) -> Result<(), Te
                 }
             }
         }
-        Op::Commit(len) => {
-            let result = r.commit(len);
-            if model.failed {
-                prop_assert!(matches!(result, Err(StorageError::Failed(_))));
-            } else {
-                prop_assert!(result.is_ok(), "{:?}", result);
-                if model.committed.is_none() {
-                    if let Some(n) = len {
-                        let end = model.bytes.len() as u64;
-                        for at in n..end {
-                            model.set(at, None);
-                        }
-                        for at in 0..n {
-                            if model.byte(at).is_none() {
-                                model.set(at, Some(0));
-                            }
-                        }
-                    }
-                    model.committed = Some(len);
-                }
-            }
-        }
+        Op::Commit(len) => check_commit(r, model, len)?,
         Op::Fail => {
             r.fail("model".into());
             model.failed = true;
         }
         Op::Reactivate => {
             prop_assert!(r.reactivate().is_ok());
+            if model.failed || model.committed.is_some() {
+                model.expected = None;
+            }
             model.failed = false;
             model.committed = None;
         }
+        Op::Expect(n) => check_expect(r, model, n)?,
         Op::Read(at, len) => {
             let mut buf = vec![0xEE; len];
             let result = r.read_at(at, &mut buf);
@@ -150,15 +236,16 @@ fn check_step<R: ResourceExt>(r: &R, model: &mut Model, op: Op) -> Result<(), Te
             } else if range.is_empty() || model.covered(range.clone()) {
                 Some(WaitOutcome::Ready)
             } else {
-                match model.committed {
-                    Some(Some(n))
+                match (model.committed, model.known_end()) {
+                    (_, Some(n))
                         if range.start < n && model.covered(range.start..range.end.min(n)) =>
                     {
                         Some(WaitOutcome::Ready)
                     }
-                    Some(_) => Some(WaitOutcome::Eof),
+                    (_, Some(n)) if range.start >= n => Some(WaitOutcome::Eof),
+                    (Some(_), _) => Some(WaitOutcome::Eof),
                     // Would block: the state must say the bytes are missing.
-                    None => {
+                    (None, _) => {
                         prop_assert!(!r.contains_range(range));
                         return Ok(());
                     }

@@ -260,6 +260,16 @@ impl<R: ResourceExt> ResourceExt for AtomicChunked<R> {
         self.shared.served().next_gap(from, limit)
     }
 
+    /// As the resource's own (the download's; once published, the
+    /// committed file answers with its length).
+    fn set_expected_len(&self, len: u64) -> StorageResult<()> {
+        self.shared.served().set_expected_len(len)
+    }
+
+    fn expected_len(&self) -> Option<u64> {
+        self.shared.served().expected_len()
+    }
+
     fn read_into(&self, buf: &mut Vec<u8>) -> StorageResult<usize> {
         self.shared.served().read_into(buf)
     }
