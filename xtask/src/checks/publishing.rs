@@ -131,15 +131,39 @@ pub fn package_files(metadata: &Metadata) -> Vec<Finding> {
     findings
 }
 
+/// Removes what earlier dry runs unpacked of this workspace's packages.
+fn forget_unpacked(metadata: &Metadata) {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cargo")));
+    let Some(Ok(registries)) =
+        home.map(|home| std::fs::read_dir(home.join("registry").join("src")))
+    else {
+        return;
+    };
+    for registry in registries.flatten() {
+        if !registry.file_name().to_string_lossy().starts_with('-') {
+            continue;
+        }
+        for package in published(metadata) {
+            let unpacked = format!("{}-{}", package.name, package.version);
+            let _ = std::fs::remove_dir_all(registry.path().join(unpacked));
+        }
+    }
+}
+
 /// `cargo publish --workspace --dry-run`: packages every crate against a
 /// local registry and builds it; any warning fails.
 ///
-/// It builds in a target directory of its own, cleared of this
-/// workspace's packages first: cargo takes a registry package as
-/// immutable, so with the version unchanged it would verify the facade
-/// against the drivers built by an earlier dry run (a stale API, a false
-/// failure or a false pass).
+/// Cargo takes a registry package as immutable: with the version
+/// unchanged, a dry run would verify the facade against the drivers an
+/// earlier dry run unpacked (into its home's `registry/src/-HASH/`, one
+/// `-HASH` per local registry) and built (a stale API: a false failure or
+/// a false pass). So it builds in a target directory of its own, and both
+/// copies of this workspace's packages go first (only under local
+/// registries, whose directory names start with `-`; never crates.io's).
 fn publish_dry_run(root: &Path, metadata: &Metadata) -> Vec<Finding> {
+    forget_unpacked(metadata);
     let target = metadata.target_directory.join("publish-dry-run");
     let mut clean = vec!["clean", "--target-dir", target.as_str()];
     for package in published(metadata) {
