@@ -5,10 +5,12 @@
 //! live in chunks of [`MEM_CHUNK_BYTES`], each behind its own reader-writer
 //! lock, so a write copies under the lock of the chunks it touches only:
 //! readers of every other chunk go on, and concurrent `read_at` calls run
-//! in parallel. The chunk table itself is locked exclusively only while it
-//! grows or is replaced.
+//! in parallel. The chunks sit in a sparse two-level table (`table.rs`),
+//! locked exclusively only while a page of it is made or it is replaced.
 
 #![forbid(unsafe_code)]
+
+mod table;
 
 use std::{
     io,
@@ -20,6 +22,7 @@ use parking_lot::{RwLock, RwLockWriteGuard};
 use storage_core::{
     DefaultOpen, Driver, DriverIo, DriverState, RangeSet, Resource, StorageError, StorageResult,
 };
+use table::Table;
 
 /// Bytes per chunk of the memory store: a write copies under the lock of
 /// the chunks it touches, and a chunk is allocated when first written.
@@ -50,17 +53,19 @@ pub struct MemOptions {
     pub capacity: usize,
 }
 
-/// One chunk: `None` until first written (it reads as zeros).
-type Chunk = RwLock<Option<Box<[u8]>>>;
+/// One past the highest byte a memory resource can hold: 2^48 (256 TiB of
+/// address, far past any memory). A write, or a commit, past it is
+/// `StorageError::Io` with kind `OutOfMemory`.
+pub const MEM_MAX_LEN: u64 = 1 << 48;
 
 /// The in-memory driver behind [`MemResource`].
 #[derive(Debug, Default)]
 pub struct MemDriver {
-    /// Slot `i` holds bytes `i * MEM_CHUNK_BYTES..(i + 1) * MEM_CHUNK_BYTES`. Every
-    /// read and write holds the table's read lock and the lock of each
-    /// chunk it copies; the table's write lock is taken only to add slots
-    /// or swap in a replacement. Locked before any chunk.
-    table: RwLock<Vec<Chunk>>,
+    /// The chunks (see `table`). Every read and write holds the table's
+    /// read lock and the lock of each chunk it copies; the table's write
+    /// lock is taken only to make pages (once per 256 MiB of address
+    /// written) or swap in a replacement. Locked before any chunk.
+    table: RwLock<Table>,
     /// The end of the contents: the highest write, or the committed length.
     len: AtomicU64,
 }
@@ -75,20 +80,23 @@ fn out_of_memory(what: &str, bytes: u64) -> StorageError {
     ))
 }
 
-/// The chunks needed to hold `len` bytes.
-fn chunks_for(len: u64) -> StorageResult<usize> {
-    usize::try_from(len.div_ceil(MEM_CHUNK_BYTES as u64)).map_err(|_| out_of_memory("grow", len))
+/// The chunks holding `start..end` (non-empty, `end` at most
+/// [`MEM_MAX_LEN`], so the indices fit).
+fn chunks_of(start: u64, end: u64) -> std::ops::RangeInclusive<usize> {
+    let chunk = MEM_CHUNK_BYTES as u64;
+    let index = |at: u64| usize::try_from(at / chunk).unwrap_or(usize::MAX);
+    index(start)..=index(end - 1)
 }
 
-/// Adds empty slots so `table` holds `len` bytes, reporting allocation
-/// failure instead of aborting.
-fn grow_table(table: &mut Vec<Chunk>, len: u64) -> StorageResult<()> {
-    let wanted = chunks_for(len)?;
-    if wanted > table.len() {
-        table
-            .try_reserve(wanted - table.len())
-            .map_err(|_| out_of_memory("grow", len))?;
-        table.resize_with(wanted, Chunk::default);
+/// `Err` when `end` lies past what a memory resource can hold.
+fn within_limit(end: u64) -> StorageResult<()> {
+    if end > MEM_MAX_LEN {
+        return Err(StorageError::Io(io::Error::new(
+            io::ErrorKind::OutOfMemory,
+            format!(
+                "memory resource: {end} bytes lie past its limit of {MEM_MAX_LEN} (2^48) bytes"
+            ),
+        )));
     }
     Ok(())
 }
@@ -110,12 +118,18 @@ fn new_chunk(piece: &[u8], within: usize, end: u64) -> StorageResult<Box<[u8]>> 
 }
 
 /// `data` as a table of chunks.
-fn table_of(data: &[u8]) -> StorageResult<Vec<Chunk>> {
+fn table_of(data: &[u8]) -> StorageResult<Table> {
     let end = data.len() as u64;
-    let mut table = Vec::new();
-    grow_table(&mut table, end)?;
-    for (slot, piece) in table.iter_mut().zip(data.chunks(MEM_CHUNK_BYTES)) {
-        *slot.get_mut() = Some(new_chunk(piece, 0, end)?);
+    within_limit(end)?;
+    let mut table = Table::default();
+    if end == 0 {
+        return Ok(table);
+    }
+    table.add_pages(&chunks_of(0, end), end)?;
+    for (index, piece) in data.chunks(MEM_CHUNK_BYTES).enumerate() {
+        if let Some(slot) = table.chunk(index) {
+            *slot.write() = Some(new_chunk(piece, 0, end)?);
+        }
     }
     Ok(table)
 }
@@ -147,9 +161,9 @@ impl Driver for MemDriver {
 
     fn open(opts: MemOptions) -> StorageResult<(Self, DriverState)> {
         let Some(data) = opts.initial_data else {
-            let mut table = Vec::new();
-            grow_table(&mut table, opts.capacity as u64)?;
-            table.clear(); // room reserved, no slot yet
+            within_limit(opts.capacity as u64)?;
+            let mut table = Table::default();
+            table.reserve(opts.capacity as u64)?;
             return Ok((Self::with_table(table, 0), DriverState::default()));
         };
         let len = data.len() as u64;
@@ -175,29 +189,10 @@ impl DefaultOpen for MemDriver {
 }
 
 impl MemDriver {
-    fn with_table(table: Vec<Chunk>, len: u64) -> Self {
+    fn with_table(table: Table, len: u64) -> Self {
         Self {
             table: RwLock::new(table),
             len: AtomicU64::new(len),
-        }
-    }
-
-    /// Zeros every byte from `from` on, dropping the chunks past it.
-    fn cut(table: &mut [Chunk], from: u64) {
-        let Ok(first_dropped) = usize::try_from(from.div_ceil(MEM_CHUNK_BYTES as u64)) else {
-            return;
-        };
-        for slot in table.iter_mut().skip(first_dropped) {
-            *slot.get_mut() = None;
-        }
-        let within = offset_in_chunk(from);
-        if within > 0
-            && let Some(slot) = usize::try_from(from / MEM_CHUNK_BYTES as u64)
-                .ok()
-                .and_then(|index| table.get_mut(index))
-            && let Some(chunk) = slot.get_mut()
-        {
-            chunk[within..].fill(0);
         }
     }
 }
@@ -207,10 +202,10 @@ impl DriverIo for MemDriver {
         let Some(len) = final_len else {
             return Ok(());
         };
+        within_limit(len)?;
         let mut table = self.table.write();
-        grow_table(&mut table, len)?;
         if len < self.len.load(Ordering::Acquire) {
-            Self::cut(&mut table, len);
+            table.cut(len);
         }
         self.len.store(len, Ordering::Release);
         Ok(())
@@ -234,7 +229,7 @@ impl DriverIo for MemDriver {
         let mut filled = 0;
         for (index, within, n) in pieces(offset, count) {
             let out = &mut buf[filled..filled + n];
-            match table.get(index).map(|slot| slot.read()) {
+            match table.chunk(index).map(|slot| slot.read()) {
                 Some(guard) => match guard.as_deref() {
                     Some(chunk) => out.copy_from_slice(&chunk[within..within + n]),
                     None => out.fill(0),
@@ -263,7 +258,7 @@ impl DriverIo for MemDriver {
     }
 
     fn storage_len(&self) -> u64 {
-        self.table.read().len() as u64 * MEM_CHUNK_BYTES as u64
+        self.table.read().covered_bytes()
     }
 
     fn write_at(&self, offset: u64, data: &[u8], committed: bool) -> StorageResult<()> {
@@ -276,23 +271,24 @@ impl DriverIo for MemDriver {
         let end = offset
             .checked_add(data.len() as u64)
             .ok_or(StorageError::overflow(offset))?;
-        let needed = chunks_for(end)?;
+        within_limit(end)?;
+        let needed = chunks_of(offset, end);
         let table = {
             let table = self.table.read();
-            if table.len() >= needed {
+            if table.covers(&needed) {
                 table
             } else {
                 drop(table);
                 let mut table = self.table.write();
-                grow_table(&mut table, end)?;
+                table.add_pages(&needed, end)?;
                 RwLockWriteGuard::downgrade(table)
             }
         };
         let mut taken = 0;
         for (index, within, n) in pieces(offset, data.len()) {
             let piece = &data[taken..taken + n];
-            // The table holds `needed` slots while its lock is held.
-            let Some(slot) = table.get(index) else {
+            // The table holds `needed` pages while its lock is held.
+            let Some(slot) = table.chunk(index) else {
                 return Err(out_of_memory("grow", end));
             };
             let mut slot = slot.write();
@@ -380,7 +376,7 @@ mod tests {
             .unwrap();
         // A writer in the middle of its copy into chunk 1.
         let table = driver.table.read();
-        let copying = table[1].write();
+        let copying = table.chunk(1).unwrap().write();
         let reader = {
             let driver = std::sync::Arc::clone(&driver);
             std::thread::spawn(move || {
@@ -399,6 +395,44 @@ mod tests {
         drop(copying);
         drop(table);
         assert_eq!(reader.join().unwrap(), MEM_CHUNK_BYTES);
+    }
+
+    #[test]
+    fn a_byte_far_out_costs_a_page_not_a_table_of_everything_below() {
+        let driver = MemDriver::default();
+        driver.write_at(1 << 40, b"x", false).unwrap();
+        // One page of slots covers it; nothing below was made.
+        assert_eq!(
+            driver.storage_len(),
+            (table::PAGE_CHUNKS * MEM_CHUNK_BYTES) as u64
+        );
+        let mut buf = [7; 2];
+        assert_eq!(
+            driver.read_at((1 << 40) - 1, &mut buf, u64::MAX).unwrap(),
+            2
+        );
+        assert_eq!(buf, [0, b'x']);
+        let mut low = [7; 4];
+        assert_eq!(driver.read_at(5, &mut low, u64::MAX).unwrap(), 4);
+        assert_eq!(low, [0; 4]);
+        // A commit far out makes no page at all.
+        let committed = MemDriver::default();
+        committed.commit(Some(1 << 44)).unwrap();
+        assert_eq!(committed.storage_len(), 0);
+    }
+
+    #[test]
+    fn past_the_limit_is_an_error_not_an_allocation() {
+        let driver = MemDriver::default();
+        for offset in [MEM_MAX_LEN, 1 << 50, u64::MAX - 10] {
+            let err = driver.write_at(offset, b"x", false).unwrap_err();
+            assert!(
+                matches!(&err, StorageError::Io(e) if e.kind() == io::ErrorKind::OutOfMemory),
+                "{offset}: {err}"
+            );
+        }
+        assert!(driver.commit(Some(MEM_MAX_LEN + 1)).is_err());
+        assert_eq!(driver.storage_len(), 0);
     }
 
     #[test]

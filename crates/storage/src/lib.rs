@@ -75,7 +75,7 @@ pub use storage_core::{
     ResourceStatus, StorageError, StorageResult, WaitOutcome,
 };
 #[cfg(feature = "mem")]
-pub use storage_mem::{MEM_CHUNK_BYTES, MemDriver, MemOptions, MemResource};
+pub use storage_mem::{MEM_CHUNK_BYTES, MEM_MAX_LEN, MemDriver, MemOptions, MemResource};
 #[cfg(feature = "mmap")]
 pub use storage_mmap::{
     CHECKPOINT_BYTES, CHECKPOINT_INTERVAL, DEFAULT_INITIAL_LEN, MmapDriver, MmapOptions,
