@@ -54,7 +54,8 @@ pub(crate) struct Unfinished {
 }
 
 impl Finisher {
-    /// The file synced (data and length), the journal removed (if it is
+    /// The file synced (`fdatasync`: its data and the length needed to
+    /// read it, as a commit changed it), the journal removed (if it is
     /// this handle's), the directory synced, the lock released to a
     /// reader's. Stops at the first failure, leaving the journal.
     pub(crate) fn finish(&self) -> Result<(), Unfinished> {
@@ -63,7 +64,7 @@ impl Finisher {
             .file(&self.path)
             .and_then(|file| {
                 self.poison
-                    .sync(|| sys::sync_all(file))
+                    .sync(|| sys::sync_data(file))
                     .map_err(|e| io_error(&self.path, "cannot sync", e))
             })
             .map_err(|error| Unfinished {
