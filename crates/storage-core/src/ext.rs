@@ -27,6 +27,11 @@ pub enum ResourceStatus {
     /// Open for writing: bytes are still arriving.
     Active,
     /// All data is written; `final_len` is the length given to `commit`.
+    ///
+    /// Committed says what readers see, not what the disk holds: a file
+    /// driver makes the commit durable in the background, and an error of
+    /// that work does not change the status — it is reported by
+    /// [`ResourceExt::sync`], which is the call that waits for the disk.
     Committed {
         /// The committed length, `None` after `commit(None)`.
         final_len: Option<u64>,
@@ -162,7 +167,9 @@ pub trait ResourceExt: Send + Sync + 'static {
     /// bytes past `n` are cut off), `len()` becomes `Some(n)`, and the observer
     /// hears `on_commit(n)`. `None`: the length stays unknown and the data ends
     /// at the written extent; the observer is not called. Every waiter wakes.
-    /// Committing a committed resource is a no-op returning `Ok`.
+    /// Committing a committed resource is a no-op returning `Ok`. Readers
+    /// see the commit when this returns; making it durable may go on in the
+    /// background — [`sync`](Self::sync) waits for it and reports its errors.
     ///
     /// # Errors
     ///
@@ -271,9 +278,13 @@ pub trait ResourceExt: Send + Sync + 'static {
 
     /// Blocks until everything written or committed before the call is
     /// durable: after `commit` + `sync`, a power loss keeps the whole file;
-    /// on an active file, what was written so far is resumable. Reports an
-    /// error of an earlier durability step (a commit whose sync failed
-    /// still commits, and says so here). `Ok` at once in memory.
+    /// on an active file, what was written so far is resumable. `commit`
+    /// itself does not wait for the disk (a file driver makes the commit
+    /// durable in the background): this is the call that does, and that
+    /// reports an error of that background work — it is never lost
+    /// silently, and the status stays `Committed` (the commit happened;
+    /// only its durability failed, and a crash then reopens the file as a
+    /// resumable download). `Ok` at once in memory.
     ///
     /// The default returns `Ok` (for implementations with nothing to sync).
     ///
