@@ -395,7 +395,10 @@ fn random_sessions_resume_exactly_what_they_wrote() {
         let path = dir.path().join(format!("sessions-{case}.bin"));
         let mut model = vec![None::<u8>; usize::try_from(SPAN).unwrap()];
         for (n, writes) in sessions.into_iter().enumerate() {
-            let r = open(&path, OpenMode::Auto).unwrap();
+            // Another test of this binary may be spawning a child right
+            // now: until it execs, the child shares this process's open
+            // files, and with them the dropped handle's lock.
+            let r = support::retry_locked(|| open(&path, OpenMode::Auto)).unwrap();
             let expected: RangeSetModel = model.iter().map(Option::is_some).collect();
             prop_assert_eq!(available(&r, SPAN), expected.ranges(), "session {}", n);
             // Written bytes read back; holes read as zeros.
