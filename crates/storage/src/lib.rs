@@ -14,6 +14,9 @@
 //!   rename). Not on wasm32.
 //! - `mem` (default): the in-memory driver, `MemResource` and
 //!   `StorageResource::Mem`.
+//! - `cache` (default; enables `mmap`): [`Cache`], a bounded directory of
+//!   file-backed resources keyed by strings, with leases, pins and
+//!   least-recently-used eviction (crate `storage-cache`).
 //!
 //! At least one driver feature must be enabled.
 //!
@@ -51,6 +54,8 @@ mod unified;
 
 #[cfg(any(feature = "mmap", feature = "mem"))]
 pub use atomic::Atomic;
+#[cfg(feature = "cache")]
+pub use storage_cache::{Cache, CacheEntry, CacheOptions, CacheStats, CachedResource};
 pub use storage_core::{
     AvailabilityObserver, CancellationToken, DefaultOpen, Driver, DriverIo, DriverState, IoFailure,
     RangeSet, RangeTracker, Resource, ResourceCursor, ResourceExt, ResourceStatus, StorageError,

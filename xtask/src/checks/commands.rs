@@ -134,6 +134,8 @@ pub fn features(root: &Path) -> Outcome {
         failures.push(Finding::new("Cargo.toml", "no driver found"));
     }
     sets.push(sets.join(","));
+    // The cache alone (it enables `mmap` itself).
+    sets.push("cache".to_owned());
     for features in &sets {
         let features = features.as_str();
         let args = [
