@@ -252,6 +252,13 @@ impl Shared {
         let path = self.path(name.data());
         let resource = open_file(path.clone(), &self.options, cancel.clone())?;
         if !matches!(resource.status(), ResourceStatus::Committed { .. }) {
+            // The mmap driver opens an empty file as a new download; an entry
+            // committed empty (its marker says so) with nothing written since
+            // is committed empty again.
+            if committed_len == Some(0) && resource.next_gap(0, 1) == Some(0..1) {
+                resource.commit(Some(0))?;
+                return Ok((resource, true));
+            }
             return Ok((resource, false));
         }
         let len = resource.driver().storage_len();
@@ -662,6 +669,15 @@ impl Shared {
     /// See [`Cache::save_index`].
     pub(crate) fn save_index(&self) -> StorageResult<()> {
         let _index = self.index.lock();
+        // The mmap driver creates missing parent directories: a cache
+        // directory deleted from outside must not come back this way.
+        if !self.dir.is_dir() {
+            return Err(StorageError::io(
+                "the cache directory is gone",
+                &self.dir,
+                io::Error::from(io::ErrorKind::NotFound),
+            ));
+        }
         let state = self.state.lock();
         let records: Vec<IndexRecord> = state
             .iter()

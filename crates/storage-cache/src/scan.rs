@@ -78,7 +78,10 @@ fn take_ownership(dir: &Path) -> StorageResult<File> {
         .open(&lock_path)
         .map_err(|e| StorageError::io("cannot open the cache's lock file", &lock_path, e))?;
     match lock.try_lock() {
-        Ok(()) => Ok(lock),
+        Ok(()) => {
+            check_writable(dir)?;
+            Ok(lock)
+        }
         Err(TryLockError::WouldBlock) => Err(StorageError::Locked { path: lock_path }),
         Err(TryLockError::Error(error)) => Err(StorageError::io(
             "cannot lock the cache directory",
@@ -86,6 +89,16 @@ fn take_ownership(dir: &Path) -> StorageResult<File> {
             error,
         )),
     }
+}
+
+/// Creates and removes a probe file: a cache must create and delete files,
+/// and a directory that refuses it (read-only, immutable) is an error now
+/// rather than at the first download.
+fn check_writable(dir: &Path) -> StorageResult<()> {
+    let probe = dir.join(".cache-open-probe.tmp");
+    File::create(&probe)
+        .and_then(|_| fs::remove_file(&probe))
+        .map_err(|e| StorageError::io("the cache directory is not writable", dir, e))
 }
 
 /// The stamp of a file's modification time as a number, for ordering

@@ -2,6 +2,10 @@
 //! directory holds, and bounded waits.
 
 #![allow(
+    clippy::cast_possible_truncation,
+    reason = "test sizes are a few KiB: they fit in usize everywhere"
+)]
+#![allow(
     dead_code,
     reason = "each test binary uses a different part of the support code"
 )]
