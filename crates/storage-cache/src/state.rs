@@ -87,7 +87,7 @@ pub(crate) struct State {
     pub max_bytes: u64,
     /// Sum of `bytes` over all entries (detached ones included).
     pub bytes: u64,
-    /// The highest `bytes` seen since open.
+    /// The highest `bytes` after any change (and its eviction) since open.
     pub peak_bytes: u64,
     /// `resource()` calls served a whole committed entry.
     pub hits: u64,
@@ -164,7 +164,6 @@ impl State {
     pub fn insert(&mut self, entry: Entry) -> usize {
         self.names.insert(entry.name);
         self.bytes += entry.bytes;
-        self.peak_bytes = self.peak_bytes.max(self.bytes);
         let key = Arc::clone(&entry.key);
         let last_use = entry.last_use;
         let evictable = entry.evictable();
@@ -246,12 +245,12 @@ impl State {
         }
     }
 
-    /// Sets the bytes of `slot` to `bytes`.
+    /// Sets the bytes of `slot` to `bytes`; the caller then calls
+    /// [`Self::evict_over_budget`] before releasing the lock.
     pub fn resize(&mut self, slot: usize, bytes: u64) {
         if let Some(entry) = self.entries.get_mut(slot).and_then(Option::as_mut) {
             self.bytes = self.bytes - entry.bytes + bytes;
             entry.bytes = bytes;
-            self.peak_bytes = self.peak_bytes.max(self.bytes);
         }
     }
 
@@ -268,6 +267,10 @@ impl State {
                 doomed.push(victim);
             }
         }
+        // The peak is what the cache settles at after each change: the
+        // instant between a growth and its eviction, under the lock, is
+        // never seen by anyone.
+        self.peak_bytes = self.peak_bytes.max(self.bytes);
         doomed
     }
 
