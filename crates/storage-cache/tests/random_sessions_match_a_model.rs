@@ -90,16 +90,13 @@ impl Session {
     }
 
     fn open_cache(&mut self) {
-        self.cache = Some(
-            Cache::open(
-                self.dir.path(),
-                CacheOptions {
-                    max_bytes: MAX_BYTES,
-                    initial_len: Some(INITIAL_LEN),
-                },
-            )
-            .unwrap(),
-        );
+        self.cache = Some(support::open_with(
+            self.dir.path(),
+            &CacheOptions {
+                max_bytes: MAX_BYTES,
+                initial_len: Some(INITIAL_LEN),
+            },
+        ));
     }
 
     /// Checks what `handle` shows against the model of `key`.

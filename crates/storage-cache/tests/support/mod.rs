@@ -10,37 +10,57 @@
     reason = "each test binary uses a different part of the support code"
 )]
 
-use std::{fs, path::Path, sync::mpsc, thread, time::Duration};
+use std::{
+    fs,
+    path::Path,
+    sync::mpsc,
+    thread,
+    time::{Duration, Instant},
+};
 
 use storage_cache::{Cache, CacheOptions, CachedResource};
-use storage_core::{CancellationToken, ResourceExt};
+use storage_core::{CancellationToken, ResourceExt, StorageError};
 
 /// The longest any test waits for anything.
 pub const LIMIT: Duration = Duration::from_secs(60);
 
+/// Opens the cache at `dir` with `options`, retrying while `Locked` (for at
+/// most [`LIMIT`]): a child process that another test forks (`chattr`, a
+/// kill-test child) holds a copy of every open file until it execs, so a
+/// cache closed in that instant is still locked for a moment.
+pub fn open_with(dir: &Path, options: &CacheOptions) -> Cache {
+    let started = Instant::now();
+    loop {
+        match Cache::open(dir, options.clone()) {
+            Err(StorageError::Locked { .. }) if started.elapsed() < LIMIT => {
+                thread::sleep(Duration::from_millis(2));
+            }
+            other => return other.unwrap(),
+        }
+    }
+}
+
 /// Opens the cache at `dir` with a budget of `max_bytes`.
 pub fn open(dir: &Path, max_bytes: u64) -> Cache {
-    Cache::open(
+    open_with(
         dir,
-        CacheOptions {
+        &CacheOptions {
             max_bytes,
             ..CacheOptions::default()
         },
     )
-    .unwrap()
 }
 
 /// Opens the cache at `dir` with a budget of `max_bytes` and new files
 /// created `initial_len` long (so small entries reserve no more than that).
 pub fn open_sized(dir: &Path, max_bytes: u64, initial_len: u64) -> Cache {
-    Cache::open(
+    open_with(
         dir,
-        CacheOptions {
+        &CacheOptions {
             max_bytes,
             initial_len: Some(initial_len),
         },
     )
-    .unwrap()
 }
 
 /// Opens `key` with a fresh token.
