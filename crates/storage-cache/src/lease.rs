@@ -16,7 +16,7 @@ use std::{
 use storage_core::{ResourceExt, ResourceStatus, StorageResult, WaitOutcome};
 use storage_mmap::MmapResource;
 
-use crate::cache::Shared;
+use crate::shared::Shared;
 
 /// A handle of one cache entry's resource, and a *lease* on the entry:
 /// while any clone of it lives, the entry is never evicted. Every

@@ -49,6 +49,7 @@ mod lease;
 mod marker;
 mod names;
 mod scan;
+mod shared;
 mod state;
 
 pub use cache::Cache;

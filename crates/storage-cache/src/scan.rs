@@ -14,10 +14,11 @@ use storage_core::{StorageError, StorageResult};
 
 use crate::{
     CacheOptions,
-    cache::{Cache, Shared, remove_if_present},
+    cache::Cache,
     index::{self, IndexRecord, Stamp},
     marker::Marker,
     names::{EntryName, FileKind, INDEX_FILE, LOCK_FILE, classify},
+    shared::{Shared, remove_if_present},
     state::{Entry, LeaseState, State},
 };
 
