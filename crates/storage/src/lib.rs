@@ -24,6 +24,9 @@
 //!   resource.
 //! - `stream-download`: `ResourceStorageProvider`, a storage provider for
 //!   the stream-download crate (0.24) backed by a resource.
+//! - `cache` (default; enables `mmap`): [`Cache`], a bounded directory of
+//!   file-backed resources keyed by strings, with leases, pins and
+//!   least-recently-used eviction (crate `storage-cache`).
 //!
 //! At least one driver feature must be enabled.
 //!
@@ -69,6 +72,8 @@ pub use atomic::Atomic;
 pub use chunked::{AtomicChunked, OpenIntent};
 #[cfg(feature = "tokio")]
 pub use storage_core::AsyncResourceCursor;
+#[cfg(feature = "cache")]
+pub use storage_cache::{Cache, CacheEntry, CacheOptions, CacheStats, CachedResource};
 pub use storage_core::{
     AvailabilityObserver, CancellationToken, DefaultOpen, Driver, DriverIo, DriverState,
     Interrupts, IoFailure, RangeSet, RangeTracker, Resource, ResourceCursor, ResourceExt,

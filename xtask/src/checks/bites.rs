@@ -115,6 +115,43 @@ fn storage_core_depending_on_a_driver_is_caught() {
 }
 
 #[test]
+fn the_cache_depending_on_the_memory_driver_is_caught() {
+    let scratch = Scratch::new();
+    scratch.edit("crates/storage-cache/Cargo.toml", |text| {
+        text.replace(
+            "[dev-dependencies]\n",
+            "[dev-dependencies]\nstorage-mem.workspace = true\n",
+        )
+    });
+    let failures = layering::check(scratch.root()).failures;
+    assert!(
+        mentions(
+            &failures,
+            "crates/storage-cache/Cargo.toml",
+            "depends on `storage-mem`"
+        ),
+        "{failures:?}"
+    );
+}
+
+#[test]
+fn the_facade_depending_on_the_cache_unconditionally_is_caught() {
+    let scratch = Scratch::new();
+    scratch.edit("crates/storage/Cargo.toml", |text| {
+        text.replace(
+            "storage-cache = { workspace = true, optional = true }",
+            "storage-cache = { workspace = true }",
+        )
+        .replace("\"dep:storage-cache\", ", "")
+    });
+    let failures = layering::check(scratch.root()).failures;
+    assert!(
+        mentions(&failures, "crates/storage/Cargo.toml", "`storage-cache`"),
+        "{failures:?}"
+    );
+}
+
+#[test]
 fn a_driver_depending_on_another_driver_for_its_benches_is_caught() {
     let scratch = Scratch::new();
     scratch.edit("crates/storage-mmap/Cargo.toml", |text| {

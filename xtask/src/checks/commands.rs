@@ -143,6 +143,8 @@ pub fn features(root: &Path) -> Outcome {
     });
     sets.push(sets.join(","));
     sets.extend(clients);
+    // The cache alone (it enables `mmap` itself).
+    sets.push("cache".to_owned());
     for features in &sets {
         let features = features.as_str();
         let args = [

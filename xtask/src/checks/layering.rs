@@ -11,6 +11,12 @@ use super::{Finding, Outcome};
 
 const CORE: &str = "storage-core";
 const FACADE: &str = "stream-storage";
+/// The cache crate: above the mmap driver, below the facade.
+const CACHE: &str = "storage-cache";
+/// The workspace crates the cache may depend on (any kind of dependency).
+const CACHE_MAY_USE: [&str; 2] = [CORE, "storage-mmap"];
+/// The facade feature that must be the only way to the cache.
+const CACHE_FEATURE: &str = "cache";
 /// Crates the core must not pull in, even indirectly.
 const FORBIDDEN_IN_CORE: [&str; 2] = ["memmap2", "tempfile"];
 
@@ -107,6 +113,41 @@ pub fn findings(metadata: &Metadata) -> Vec<Finding> {
                 facade, driver, feature, root,
             ));
         }
+    }
+    findings.extend(cache_findings(&by_name, &member_names, root));
+    findings
+}
+
+/// The cache depends on the core and the mmap driver only, and the facade
+/// reaches it only through its `cache` feature. (No driver may depend on
+/// it: drivers depend on the core only, checked above.)
+fn cache_findings(
+    by_name: &HashMap<&str, &Package>,
+    member_names: &BTreeSet<&str>,
+    root: &Path,
+) -> Vec<Finding> {
+    let Some(cache) = by_name.get(CACHE) else {
+        return Vec::new();
+    };
+    let mut findings = Vec::new();
+    for dep in &cache.dependencies {
+        if member_names.contains(dep.name.as_str()) && !CACHE_MAY_USE.contains(&dep.name.as_str()) {
+            findings.push(Finding::new(
+                manifest(cache, root),
+                format!(
+                    "`{CACHE}` depends on `{}`; it may depend on {CACHE_MAY_USE:?} only",
+                    dep.name
+                ),
+            ));
+        }
+    }
+    if let Some(facade) = by_name.get(FACADE) {
+        findings.extend(facade_reaches_driver_by_feature(
+            facade,
+            CACHE,
+            CACHE_FEATURE,
+            root,
+        ));
     }
     findings
 }

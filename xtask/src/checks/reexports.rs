@@ -14,10 +14,11 @@ use crate::workspace::{self, relative};
 
 const FACADE_DIR: &str = "crates/storage";
 /// The crates whose public items the facade must re-export.
-const LOWER: [(&str, &str); 3] = [
+const LOWER: [(&str, &str); 4] = [
     ("storage_core", "crates/storage-core"),
     ("storage_mem", "crates/storage-mem"),
     ("storage_mmap", "crates/storage-mmap"),
+    ("storage_cache", "crates/storage-cache"),
 ];
 
 /// One public path of the facade and what it names.

@@ -1,0 +1,197 @@
+//! The cache's rows of the performance table, each beside its baseline in
+//! the same run: a hit `resource(key)` against `MmapResource::open` of the
+//! same file, and `Cache::open` of 25,000 / 50,000 / 100,000 entries (time
+//! per entry, to see it is linear, and the bytes it keeps per entry).
+//!
+//! `cargo bench -p storage-cache --bench cache` (`-- --quick`: fewer rounds).
+
+#![allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    reason = "timings and counts shown as floating-point figures"
+)]
+
+use std::{
+    alloc::System,
+    fs,
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+use storage_cache::{Cache, CacheOptions};
+use storage_core::{CancellationToken, ResourceExt};
+use storage_mmap::{MmapOptions, MmapResource, OpenMode};
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Nanoseconds per call of `op`, over `n` calls.
+fn per_op(n: u32, mut op: impl FnMut()) -> f64 {
+    let started = Instant::now();
+    for _ in 0..n {
+        op();
+    }
+    started.elapsed().as_nanos() as f64 / f64::from(n)
+}
+
+fn options(max_bytes: u64) -> CacheOptions {
+    CacheOptions {
+        max_bytes,
+        ..CacheOptions::default()
+    }
+}
+
+/// Hit `resource(key)` (no lease out: the file is opened each time) and a
+/// hit on a live lease, against `MmapResource::open` + drop of the same file.
+fn hits(rounds: usize, calls: u32) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cache = Cache::open(dir.path(), options(1 << 30)).expect("open cache");
+    let resource = cache
+        .resource("track", CancellationToken::new())
+        .expect("resource");
+    resource.write_all(&vec![7; 256 * 1024]).expect("write");
+    resource.sync().expect("sync");
+    let path = resource.path().expect("a file").to_path_buf();
+    drop(resource);
+    let (mut raw, mut hit, mut shared) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        raw.push(per_op(calls, || {
+            let opened = MmapResource::open(
+                CancellationToken::new(),
+                MmapOptions {
+                    path: path.clone(),
+                    initial_len: None,
+                    mode: OpenMode::Auto,
+                },
+            )
+            .expect("raw open");
+            drop(opened);
+        }));
+        hit.push(per_op(calls, || {
+            drop(
+                cache
+                    .resource("track", CancellationToken::new())
+                    .expect("hit"),
+            );
+        }));
+        let held = cache
+            .resource("track", CancellationToken::new())
+            .expect("hit");
+        shared.push(per_op(calls, || {
+            drop(
+                cache
+                    .resource("track", CancellationToken::new())
+                    .expect("hit"),
+            );
+        }));
+        drop(held);
+    }
+    let (raw, hit, shared) = (median(raw), median(hit), median(shared));
+    println!(
+        "| hit `resource(key)`, no lease out (opens the file) | {:.1} µs | `MmapResource::open` + drop: {:.1} µs | {:.2} × (target ≤ 2 ×) |",
+        hit / 1e3,
+        raw / 1e3,
+        hit / raw
+    );
+    println!(
+        "| hit `resource(key)` while a lease is out (shares it) | {:.2} µs | same | {:.3} × |",
+        shared / 1e3,
+        shared / raw
+    );
+}
+
+/// The 64-bit FNV-1a hash of the key: the entry names of `src/names.rs`.
+fn key_hash(key: &str) -> u64 {
+    key.as_bytes().iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// A marker as `src/marker.rs` documents it (committed at `len`).
+fn marker(key: &str, len: u64) -> Vec<u8> {
+    let mut bytes = b"SCKEY001".to_vec();
+    bytes.push(0);
+    bytes.extend_from_slice(&len.to_le_bytes());
+    bytes.extend_from_slice(&(key.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(key.as_bytes());
+    let crc = crc32fast::hash(&bytes);
+    bytes.extend_from_slice(&crc.to_le_bytes());
+    bytes
+}
+
+fn key(i: usize) -> String {
+    format!("https://cdn.example/album/{}/track-{i}.flac", i / 12)
+}
+
+/// Writes `n` committed entries of 64 bytes straight into a new cache
+/// directory (the way the cache lays them out).
+fn populate(dir: &Path, n: usize) {
+    Cache::open(dir, options(u64::MAX)).expect("create cache");
+    let data = [5_u8; 64];
+    for i in 0..n {
+        let key = key(i);
+        let name = format!("{:016x}-0", key_hash(&key));
+        fs::write(dir.join(&name), data).expect("data");
+        fs::write(dir.join(format!("{name}.key")), marker(&key, 64)).expect("marker");
+    }
+}
+
+/// `Cache::open` of `n` entries: without an index (every marker read) and
+/// with one; the bytes the open cache keeps per entry beyond its key.
+fn open_many(n: usize, rounds: usize) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    populate(dir.path(), n);
+    let (mut cold, mut warm) = (Vec::new(), Vec::new());
+    let mut kept = 0.0;
+    for _ in 0..rounds {
+        let _ = fs::remove_file(dir.path().join("cache.index"));
+        let started = Instant::now();
+        let cache = Cache::open(dir.path(), options(u64::MAX)).expect("open");
+        cold.push(started.elapsed());
+        assert_eq!(cache.stats().entries, n as u64, "every entry found");
+        drop(cache);
+        let region = Region::new(GLOBAL);
+        let started = Instant::now();
+        let cache = Cache::open(dir.path(), options(u64::MAX)).expect("open");
+        warm.push(started.elapsed());
+        let change = region.change();
+        assert_eq!(cache.stats().entries, n as u64, "every entry found");
+        // stats_alloc counts a realloc's growth in `bytes_allocated` (and its
+        // shrinking in `bytes_deallocated`) already.
+        kept = change.bytes_allocated as f64 - change.bytes_deallocated as f64;
+        drop(cache);
+    }
+    let seconds = |d: Vec<Duration>| median(d.iter().map(Duration::as_secs_f64).collect());
+    let (cold, warm) = (seconds(cold), seconds(warm));
+    let keys: usize = (0..n).map(|i| key(i).len()).sum();
+    println!(
+        "| `Cache::open`, {n} entries | with index {:.3} s ({:.2} µs/entry); without {:.3} s ({:.2} µs/entry) | — | kept: {:.0} B/entry beyond the key (target < 2 s, < 300 B) |",
+        warm,
+        warm * 1e6 / n as f64,
+        cold,
+        cold * 1e6 / n as f64,
+        (kept - keys as f64) / n as f64,
+    );
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let (rounds, calls) = if quick { (3, 500) } else { (9, 2000) };
+    println!("| workload | cache | baseline (same run) | ratio / figure |");
+    println!("| --- | --- | --- | --- |");
+    hits(rounds, calls);
+    let sizes: &[usize] = if std::env::args().any(|a| a == "--open-only-100k") {
+        &[100_000]
+    } else {
+        &[25_000, 50_000, 100_000]
+    };
+    for &n in sizes {
+        open_many(n, if quick { 1 } else { 3 });
+    }
+}

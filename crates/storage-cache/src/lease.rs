@@ -1,0 +1,208 @@
+//! `CachedResource`: a handle of a cache entry's resource, and the lease
+//! that keeps the entry from eviction while any handle lives.
+
+use std::{
+    future::Future,
+    ops::Range,
+    path::Path,
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use storage_core::{ResourceExt, ResourceStatus, StorageResult, WaitOutcome};
+use storage_mmap::MmapResource;
+
+use crate::shared::Shared;
+
+/// A handle of one cache entry's resource, and a *lease* on the entry:
+/// while any clone of it lives, the entry is never evicted. Every
+/// `Cache::resource` call for the same key while a lease lives returns a
+/// handle of the same resource (one writer), never `Locked`.
+///
+/// It implements [`ResourceExt`] by forwarding to the entry's
+/// [`MmapResource`]; writes, commits and replacements also report the
+/// entry's new size to the cache, which evicts other entries when the
+/// budget is passed.
+#[derive(Clone, Debug)]
+pub struct CachedResource {
+    pub(crate) lease: Arc<Lease>,
+}
+
+/// What all clones of one entry's handle share. Its fields drop in order:
+/// the resource first (which waits for its background sync and releases
+/// the file's lock), then the release, which tells the cache the lease is
+/// over — so the cache never opens the file again while this handle still
+/// holds it.
+#[derive(Debug)]
+pub(crate) struct Lease {
+    pub(crate) resource: MmapResource,
+    pub(crate) release: Release,
+}
+
+/// Returns the lease to the cache when dropped.
+#[derive(Debug)]
+pub(crate) struct Release {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) slot: usize,
+    /// The data file's length last reported to the cache.
+    pub(crate) reported_len: AtomicU64,
+}
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        self.shared.release(self.slot);
+    }
+}
+
+impl CachedResource {
+    /// The entry's key.
+    #[must_use]
+    pub fn key(&self) -> Arc<str> {
+        self.lease.release.shared.key_of(self.lease.release.slot)
+    }
+
+    /// Reports the file's length to the cache if it changed.
+    fn report_len(&self) {
+        let len = storage_core::DriverIo::storage_len(self.lease.resource.driver());
+        let release = &self.lease.release;
+        if release.reported_len.swap(len, Ordering::AcqRel) != len {
+            release.shared.resized(release.slot, &self.lease.resource);
+        }
+    }
+
+    /// Runs a commit-like `op` that leaves the file `final_len` long (when
+    /// known), with the cache's marker recording that length first.
+    fn committing(
+        &self,
+        final_len: Option<u64>,
+        op: impl FnOnce() -> StorageResult<()>,
+    ) -> StorageResult<()> {
+        let release = &self.lease.release;
+        let before = release.shared.expect_length(release.slot, final_len)?;
+        let result = op();
+        match &result {
+            Ok(()) if final_len.is_none() => {
+                let len = storage_core::DriverIo::storage_len(self.lease.resource.driver());
+                // The commit stands; a marker that cannot record its length
+                // only leaves the length check of a later open undone.
+                let _ = release.shared.expect_length(release.slot, Some(len));
+            }
+            Ok(()) => {}
+            Err(_) => {
+                let _ = release.shared.restore_length(release.slot, before);
+            }
+        }
+        self.report_len();
+        result
+    }
+}
+
+// Every method forwarded: a new one cannot be forgotten.
+#[deny(clippy::missing_trait_methods)]
+impl ResourceExt for CachedResource {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> StorageResult<usize> {
+        self.lease.resource.read_at(offset, buf)
+    }
+
+    fn write_at(&self, offset: u64, data: &[u8]) -> StorageResult<()> {
+        let result = self.lease.resource.write_at(offset, data);
+        self.report_len();
+        result
+    }
+
+    fn wait_range(&self, range: Range<u64>) -> StorageResult<WaitOutcome> {
+        self.lease.resource.wait_range(range)
+    }
+
+    fn wait_range_timeout(
+        &self,
+        range: Range<u64>,
+        timeout: Duration,
+    ) -> StorageResult<WaitOutcome> {
+        self.lease.resource.wait_range_timeout(range, timeout)
+    }
+
+    fn interrupt(&self) {
+        self.lease.resource.interrupt();
+    }
+
+    fn wait_range_async(
+        &self,
+        range: Range<u64>,
+    ) -> Pin<Box<dyn Future<Output = StorageResult<WaitOutcome>> + Send + '_>> {
+        self.lease.resource.wait_range_async(range)
+    }
+
+    fn commit(&self, final_len: Option<u64>) -> StorageResult<()> {
+        self.committing(final_len, || self.lease.resource.commit(final_len))
+    }
+
+    fn fail(&self, reason: String) {
+        self.lease.resource.fail(reason);
+    }
+
+    fn path(&self) -> Option<&Path> {
+        self.lease.resource.path()
+    }
+
+    fn len(&self) -> Option<u64> {
+        self.lease.resource.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.lease.resource.is_empty()
+    }
+
+    fn status(&self) -> ResourceStatus {
+        self.lease.resource.status()
+    }
+
+    fn reactivate(&self) -> StorageResult<()> {
+        let result = self.lease.resource.reactivate();
+        self.report_len();
+        result
+    }
+
+    fn contains_range(&self, range: Range<u64>) -> bool {
+        self.lease.resource.contains_range(range)
+    }
+
+    fn next_gap(&self, from: u64, limit: u64) -> Option<Range<u64>> {
+        self.lease.resource.next_gap(from, limit)
+    }
+
+    /// As the resource's own. It is not kept in the entry's marker: declare
+    /// it again after the cache reopens a partial entry.
+    fn set_expected_len(&self, len: u64) -> StorageResult<()> {
+        self.lease.resource.set_expected_len(len)
+    }
+
+    fn expected_len(&self) -> Option<u64> {
+        self.lease.resource.expected_len()
+    }
+
+    fn read_into(&self, buf: &mut Vec<u8>) -> StorageResult<usize> {
+        self.lease.resource.read_into(buf)
+    }
+
+    /// `write_at(0, data)` then `commit(Some(len))`, both through the cache
+    /// (so the budget and the marker see them).
+    fn write_all(&self, data: &[u8]) -> StorageResult<()> {
+        self.write_at(0, data)?;
+        self.commit(Some(data.len() as u64))
+    }
+
+    fn sync(&self) -> StorageResult<()> {
+        self.lease.resource.sync()
+    }
+
+    fn replace_all(&self, data: &[u8], durable: bool) -> StorageResult<()> {
+        self.committing(Some(data.len() as u64), || {
+            self.lease.resource.replace_all(data, durable)
+        })
+    }
+}

@@ -1,0 +1,247 @@
+//! `Cache::open`: taking ownership of the directory, and rebuilding the
+//! books from it (the index only a hint).
+
+use std::{
+    collections::{HashMap, HashSet},
+    fs::{self, File, TryLockError},
+    io,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use parking_lot::{Condvar, Mutex};
+use storage_core::{StorageError, StorageResult};
+
+use crate::{
+    CacheOptions,
+    cache::Cache,
+    index::{self, IndexRecord, Stamp},
+    marker::Marker,
+    names::{EntryName, FileKind, INDEX_FILE, LOCK_FILE, classify},
+    shared::{Shared, remove_if_present},
+    state::{Entry, LeaseState, State},
+};
+
+/// An entry as found on disk, before its last use is known.
+struct Found {
+    name: EntryName,
+    key: Box<str>,
+    pinned: bool,
+    committed_len: Option<u64>,
+    stamp: Stamp,
+    bytes: u64,
+    /// Where it goes in the LRU order: `(0, tick)` for entries the index
+    /// knows, `(1, data file's modification time)` for newer ones.
+    order: (u8, u64),
+}
+
+/// Creates `dir` if needed, checks it is a directory, and takes its owner
+/// lock.
+fn take_ownership(dir: &Path) -> StorageResult<File> {
+    match fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => {
+            return Err(StorageError::io(
+                "the cache directory is not a directory",
+                dir,
+                io::Error::from(io::ErrorKind::NotADirectory),
+            ));
+        }
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {
+            fs::create_dir_all(dir)
+                .map_err(|e| StorageError::io("cannot create the cache directory", dir, e))?;
+        }
+        Err(error) => {
+            return Err(StorageError::io(
+                "cannot open the cache directory",
+                dir,
+                error,
+            ));
+        }
+    }
+    let lock_path = dir.join(LOCK_FILE);
+    if !lock_path.exists() {
+        let mut names = fs::read_dir(dir)
+            .map_err(|e| StorageError::io("cannot read the cache directory", dir, e))?;
+        if names.next().is_some() {
+            return Err(StorageError::io(
+                "not a cache directory: it is not empty and has no cache.lock (its files would be removed as orphans)",
+                dir,
+                io::Error::from(io::ErrorKind::InvalidInput),
+            ));
+        }
+    }
+    let lock = File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .map_err(|e| StorageError::io("cannot open the cache's lock file", &lock_path, e))?;
+    match lock.try_lock() {
+        Ok(()) => {
+            check_writable(dir)?;
+            Ok(lock)
+        }
+        Err(TryLockError::WouldBlock) => Err(StorageError::Locked { path: lock_path }),
+        Err(TryLockError::Error(error)) => Err(StorageError::io(
+            "cannot lock the cache directory",
+            &lock_path,
+            error,
+        )),
+    }
+}
+
+/// Creates and removes a probe file: a cache must create and delete files,
+/// and a directory that refuses it (read-only, immutable) is an error now
+/// rather than at the first download.
+fn check_writable(dir: &Path) -> StorageResult<()> {
+    let probe = dir.join(".cache-open-probe.tmp");
+    File::create(&probe)
+        .and_then(|_| fs::remove_file(&probe))
+        .map_err(|e| StorageError::io("the cache directory is not writable", dir, e))
+}
+
+/// The stamp of a file's modification time as a number, for ordering
+/// entries the index does not know.
+fn mtime(meta: &fs::Metadata) -> u64 {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// The files of a cache directory, sorted by kind.
+#[derive(Default)]
+struct Listing {
+    data: HashMap<EntryName, fs::Metadata>,
+    markers: Vec<(EntryName, fs::Metadata)>,
+    journals: HashSet<EntryName>,
+    orphans: Vec<PathBuf>,
+}
+
+/// Lists `dir` once (one `stat` per file).
+fn list(dir: &Path) -> StorageResult<Listing> {
+    let mut listing = Listing::default();
+    let items = fs::read_dir(dir)
+        .map_err(|e| StorageError::io("cannot read the cache directory", dir, e))?;
+    for item in items {
+        let item = item.map_err(|e| StorageError::io("cannot read the cache directory", dir, e))?;
+        let file_name = item.file_name();
+        let Some(name) = file_name.to_str() else {
+            listing.orphans.push(item.path());
+            continue;
+        };
+        let meta = item
+            .metadata()
+            .map_err(|e| StorageError::io("cannot stat a cache file", item.path(), e))?;
+        if meta.is_dir() {
+            // Never deleted: see the README ("Orphans").
+            continue;
+        }
+        match classify(name) {
+            FileKind::Lock | FileKind::Index if meta.is_file() => {}
+            FileKind::Data(entry) if meta.is_file() => {
+                listing.data.insert(entry, meta);
+            }
+            FileKind::Marker(entry) if meta.is_file() => listing.markers.push((entry, meta)),
+            FileKind::Journal(entry) => {
+                listing.journals.insert(entry);
+            }
+            _ => listing.orphans.push(item.path()),
+        }
+    }
+    Ok(listing)
+}
+
+/// See [`Cache::open`].
+pub(crate) fn open(dir: &Path, options: CacheOptions) -> StorageResult<Cache> {
+    let owner = take_ownership(dir)?;
+    let known: HashMap<EntryName, IndexRecord> = index::read(&dir.join(INDEX_FILE))
+        .unwrap_or_default()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| (r.name, r))
+        .collect();
+
+    let Listing {
+        mut data,
+        mut markers,
+        mut journals,
+        mut orphans,
+    } = list(dir)?;
+    markers.sort_unstable_by_key(|(name, _)| *name);
+    let mut keys: HashSet<Box<str>> = HashSet::new();
+    let mut found = Vec::new();
+    for (name, marker_meta) in markers {
+        let stamp = index::stamp(&marker_meta);
+        let Some(data_meta) = data.remove(&name) else {
+            orphans.push(dir.join(name.marker()));
+            continue;
+        };
+        let described = match known.get(&name) {
+            Some(record) if record.stamp == stamp => Some((
+                record.key.clone(),
+                record.pinned,
+                record.committed_len,
+                (0, record.last_use),
+            )),
+            _ => Marker::read(&dir.join(name.marker()))?
+                .map(|m| (m.key, m.pinned, m.committed_len, (1, mtime(&data_meta)))),
+        };
+        // A torn marker, or a second entry of one key (a kill while an
+        // evicted entry's files were being deleted): orphans.
+        let Some((key, pinned, committed_len, order)) =
+            described.filter(|(key, ..)| keys.insert(key.clone()))
+        else {
+            orphans.extend([name.marker(), name.data()].map(|f| dir.join(f)));
+            continue;
+        };
+        journals.remove(&name);
+        found.push(Found {
+            name,
+            key,
+            pinned,
+            committed_len,
+            stamp,
+            bytes: data_meta.len(),
+            order,
+        });
+    }
+    orphans.extend(data.into_keys().map(|name| dir.join(name.data())));
+    orphans.extend(journals.into_iter().map(|name| dir.join(name.journal())));
+    for orphan in &orphans {
+        remove_if_present(orphan)?;
+    }
+
+    found.sort_unstable_by_key(|f| f.order);
+    let mut state = State::new(options.max_bytes);
+    for (tick, f) in (1..).zip(found) {
+        state.insert(Entry {
+            key: Arc::from(f.key),
+            name: f.name,
+            bytes: f.bytes,
+            last_use: tick,
+            pinned: f.pinned,
+            committed_len: f.committed_len,
+            stamp: f.stamp,
+            lease: LeaseState::Idle,
+            detached: false,
+        });
+    }
+    let doomed = state.evict_over_budget();
+    state.peak_bytes = state.bytes;
+    let cache = Cache {
+        shared: Arc::new(Shared {
+            dir: dir.to_path_buf(),
+            options,
+            state: Mutex::new(state),
+            changed: Condvar::new(),
+            markers: Mutex::new(()),
+            index: Mutex::new(()),
+            _owner: owner,
+        }),
+    };
+    cache.shared.bury(doomed);
+    Ok(cache)
+}

@@ -1,0 +1,328 @@
+//! `Shared`: what the clones of a `Cache` and its leases share, and the
+//! operations on the books and files that leases call back into.
+
+use std::{
+    fs::{self, File},
+    io,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use parking_lot::{Condvar, Mutex};
+use storage_core::{
+    CancellationToken, DriverIo, ResourceExt, ResourceStatus, StorageError, StorageResult,
+};
+use storage_mmap::{MmapOptions, MmapResource, OpenMode};
+
+use crate::{
+    CacheOptions,
+    index::{self, IndexRecord},
+    marker::Marker,
+    names::{EntryName, INDEX_FILE},
+    state::{Doomed, LeaseState, State},
+};
+
+/// What the clones of a [`Cache`] and its leases share.
+///
+/// Lock order: `markers` before `state`, and `state` before a resource's
+/// own locks. `state` is never held across I/O; under it the cache only
+/// reads a leased resource's `storage_len` or `status` (the driver's and the
+/// resource's leaf locks, which never call back into the cache).
+#[derive(Debug)]
+pub(crate) struct Shared {
+    /// The cache directory.
+    pub(crate) dir: PathBuf,
+    /// Options of new entries.
+    pub(crate) options: CacheOptions,
+    /// Guards the books: entries, LRU order, totals, counters.
+    pub(crate) state: Mutex<State>,
+    /// Signalled when an entry leaves `Opening` or `Releasing`, so a
+    /// `resource()` call waiting for it looks again.
+    pub(crate) changed: Condvar,
+    /// Serialises marker writes (held across the marker's I/O), so the last
+    /// marker written reflects the latest pin and length of its entry.
+    pub(crate) markers: Mutex<()>,
+    /// Serialises index saves (held across the index's I/O).
+    pub(crate) index: Mutex<()>,
+    /// The open lock file: its advisory lock makes this process the
+    /// directory's owner until this is dropped.
+    pub(crate) _owner: File,
+}
+
+/// Opens `path` for a cache entry: `Auto` (a missing file is created, a
+/// journal resumes, a whole file opens committed).
+fn open_file(
+    path: PathBuf,
+    options: &CacheOptions,
+    cancel: CancellationToken,
+) -> StorageResult<MmapResource> {
+    MmapResource::open(
+        cancel,
+        MmapOptions {
+            path,
+            initial_len: options.initial_len,
+            mode: OpenMode::Auto,
+        },
+    )
+}
+
+/// Removes `path`; a missing file is not an error.
+pub(crate) fn remove_if_present(path: &Path) -> StorageResult<()> {
+    match fs::remove_file(path) {
+        Err(error) if error.kind() != io::ErrorKind::NotFound => {
+            Err(StorageError::io("cannot remove a cache file", path, error))
+        }
+        _ => Ok(()),
+    }
+}
+
+impl Shared {
+    /// An existing entry whose marker was deleted from outside gets it
+    /// back (its file is then treated as it is found).
+    pub(crate) fn check_marker(&self, slot: usize, name: EntryName) -> StorageResult<()> {
+        let path = self.path(name.marker());
+        match fs::symlink_metadata(&path) {
+            Ok(meta) if meta.is_file() => Ok(()),
+            Err(error) if error.kind() != io::ErrorKind::NotFound => Err(StorageError::io(
+                "cannot stat the cache marker",
+                &path,
+                error,
+            )),
+            _ => {
+                let forget = |state: &mut State| {
+                    if let Some(entry) = state.get_mut(slot) {
+                        entry.committed_len = None;
+                    }
+                };
+                remove_if_present(&path)?;
+                self.write_marker(slot, forget, |_| {})
+            }
+        }
+    }
+
+    pub(crate) fn path(&self, file: String) -> PathBuf {
+        self.dir.join(file)
+    }
+
+    /// Deletes an entry's files: the marker first (after which the entry is
+    /// gone for a later open), then the data and the journal (orphans
+    /// otherwise, removed by the next open).
+    pub(crate) fn delete_files(&self, name: EntryName) -> StorageResult<()> {
+        remove_if_present(&self.path(name.marker()))?;
+        remove_if_present(&self.path(name.data()))?;
+        remove_if_present(&self.path(name.journal()))
+    }
+
+    /// Deletes the files of `doomed` entries, then frees their names. A name
+    /// whose files could not be deleted stays reserved (no new key takes
+    /// it) until the next open, which removes them.
+    pub(crate) fn bury(&self, doomed: Vec<Doomed>) {
+        if doomed.is_empty() {
+            return;
+        }
+        let buried: Vec<EntryName> = doomed
+            .into_iter()
+            .filter(|d| self.delete_files(d.name).is_ok())
+            .map(|d| d.name)
+            .collect();
+        let mut state = self.state.lock();
+        for name in buried {
+            state.forget_name(name);
+        }
+    }
+
+    /// The key of `slot`.
+    pub(crate) fn key_of(&self, slot: usize) -> Arc<str> {
+        self.state
+            .lock()
+            .get(slot)
+            .map_or_else(|| Arc::from(""), |e| Arc::clone(&e.key))
+    }
+
+    /// The last lease of `slot` is gone (its file closed): the entry becomes
+    /// evictable, or goes if it was removed meanwhile.
+    pub(crate) fn release(&self, slot: usize) {
+        let mut state = self.state.lock();
+        let mut doomed = Vec::new();
+        if state.get(slot).is_some_and(|e| e.detached) {
+            doomed.extend(state.take_out(slot));
+        } else {
+            state.set_lease(slot, LeaseState::Idle);
+        }
+        doomed.extend(state.evict_over_budget());
+        self.changed.notify_all();
+        drop(state);
+        self.bury(doomed);
+    }
+
+    /// A leased resource's file changed length: update the books and evict
+    /// what the budget needs.
+    pub(crate) fn resized(&self, slot: usize, resource: &MmapResource) {
+        let mut state = self.state.lock();
+        state.resize(slot, resource.driver().storage_len());
+        let doomed = state.evict_over_budget();
+        drop(state);
+        self.bury(doomed);
+    }
+
+    /// Rewrites the marker of `slot` after `change` updated the books;
+    /// `undo` restores them when the marker cannot be written. Detached
+    /// entries have no marker and get none.
+    pub(crate) fn write_marker(
+        &self,
+        slot: usize,
+        change: impl FnOnce(&mut State),
+        undo: impl FnOnce(&mut State),
+    ) -> StorageResult<()> {
+        let _markers = self.markers.lock();
+        let mut state = self.state.lock();
+        change(&mut state);
+        let Some(entry) = state.get(slot).filter(|e| !e.detached) else {
+            return Ok(());
+        };
+        let marker = Marker {
+            key: entry.key.as_ref().into(),
+            pinned: entry.pinned,
+            committed_len: entry.committed_len,
+        };
+        let path = self.path(entry.name.marker());
+        drop(state);
+        let written = marker.write(&path).and_then(|()| {
+            fs::symlink_metadata(&path)
+                .map_err(|e| StorageError::io("cannot stat the cache marker", &path, e))
+        });
+        let mut state = self.state.lock();
+        match written {
+            Ok(meta) => {
+                if let Some(entry) = state.get_mut(slot) {
+                    entry.stamp = index::stamp(&meta);
+                }
+                Ok(())
+            }
+            Err(error) => {
+                undo(&mut state);
+                Err(error)
+            }
+        }
+    }
+
+    /// Records in the marker of `slot` that its file is about to be
+    /// committed at `len`; returns the length recorded before.
+    pub(crate) fn expect_length(
+        &self,
+        slot: usize,
+        len: Option<u64>,
+    ) -> StorageResult<Option<u64>> {
+        let before = self.state.lock().get(slot).and_then(|e| e.committed_len);
+        if before == len {
+            return Ok(before);
+        }
+        let set = move |state: &mut State| {
+            if let Some(entry) = state.get_mut(slot) {
+                entry.committed_len = len;
+            }
+        };
+        let reset = move |state: &mut State| {
+            if let Some(entry) = state.get_mut(slot) {
+                entry.committed_len = before;
+            }
+        };
+        self.write_marker(slot, set, reset).map(|()| before)
+    }
+
+    /// Puts back the length recorded before a commit that failed.
+    pub(crate) fn restore_length(&self, slot: usize, before: Option<u64>) -> StorageResult<()> {
+        self.expect_length(slot, before).map(|_| ())
+    }
+
+    /// Opens the file of an existing entry and checks it against its marker:
+    /// `(resource, whole)`, where `whole` means a committed file of the
+    /// recorded length (a hit). A committed file shorter than recorded was cut
+    /// from outside: it resumes as a partial download of what remains. Any
+    /// other mismatch starts the entry afresh.
+    pub(crate) fn open_existing(
+        &self,
+        name: EntryName,
+        committed_len: Option<u64>,
+        cancel: CancellationToken,
+    ) -> StorageResult<(MmapResource, bool)> {
+        let path = self.path(name.data());
+        let resource = open_file(path.clone(), &self.options, cancel.clone())?;
+        if !matches!(resource.status(), ResourceStatus::Committed { .. }) {
+            // The mmap driver opens an empty file as a new download; an entry
+            // committed empty (its marker says so) with nothing written since
+            // is committed empty again.
+            if committed_len == Some(0) && resource.next_gap(0, 1) == Some(0..1) {
+                resource.commit(Some(0))?;
+                return Ok((resource, true));
+            }
+            return Ok((resource, false));
+        }
+        let len = resource.driver().storage_len();
+        match committed_len {
+            None => return Ok((resource, true)),
+            Some(expected) if expected == len => return Ok((resource, true)),
+            Some(expected) if len < expected && resource.reactivate().is_ok() => {
+                return Ok((resource, false));
+            }
+            Some(_) => {}
+        }
+        drop(resource);
+        remove_if_present(&self.path(name.journal()))?;
+        remove_if_present(&path)?;
+        Ok((open_file(path, &self.options, cancel)?, false))
+    }
+
+    /// Creates the files of a new entry: stale files at its name (there
+    /// should be none) removed, the marker written, the file created.
+    pub(crate) fn open_new(
+        &self,
+        slot: usize,
+        name: EntryName,
+        cancel: CancellationToken,
+    ) -> StorageResult<MmapResource> {
+        let path = self.path(name.data());
+        remove_if_present(&self.path(name.journal()))?;
+        remove_if_present(&path)?;
+        self.write_marker(slot, |_| {}, |_| {})?;
+        open_file(path, &self.options, cancel)
+    }
+}
+
+impl Shared {
+    /// See [`Cache::save_index`].
+    pub(crate) fn save_index(&self) -> StorageResult<()> {
+        let _index = self.index.lock();
+        // The mmap driver creates missing parent directories: a cache
+        // directory deleted from outside must not come back this way.
+        if !self.dir.is_dir() {
+            return Err(StorageError::io(
+                "the cache directory is gone",
+                &self.dir,
+                io::Error::from(io::ErrorKind::NotFound),
+            ));
+        }
+        let state = self.state.lock();
+        let records: Vec<IndexRecord> = state
+            .iter()
+            .filter(|e| !e.detached && e.stamp != (0, 0))
+            .map(|e| IndexRecord {
+                name: e.name,
+                stamp: e.stamp,
+                last_use: e.last_use,
+                pinned: e.pinned,
+                committed_len: e.committed_len,
+                key: e.key.as_ref().into(),
+            })
+            .collect();
+        drop(state);
+        index::write(&self.path(INDEX_FILE.to_owned()), &records)
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // A hint only: a failure costs the next open some time, no entry.
+        let _ = self.save_index();
+    }
+}
