@@ -70,10 +70,10 @@ mod unified;
 pub use atomic::Atomic;
 #[cfg(any(feature = "mmap", feature = "mem"))]
 pub use chunked::{AtomicChunked, OpenIntent};
-#[cfg(feature = "tokio")]
-pub use storage_core::AsyncResourceCursor;
 #[cfg(feature = "cache")]
 pub use storage_cache::{Cache, CacheEntry, CacheOptions, CacheStats, CachedResource};
+#[cfg(feature = "tokio")]
+pub use storage_core::AsyncResourceCursor;
 pub use storage_core::{
     AvailabilityObserver, CancellationToken, DefaultOpen, Driver, DriverIo, DriverState,
     Interrupts, IoFailure, RangeSet, RangeTracker, Resource, ResourceCursor, ResourceExt,

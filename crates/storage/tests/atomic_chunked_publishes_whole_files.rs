@@ -253,21 +253,49 @@ fn a_committing_mark_with_the_journal_still_there_resumes() {
 }
 
 #[test]
-fn what_nobody_vouched_for_at_the_temporary_path_is_discarded_not_published() {
+fn what_nobody_vouched_for_at_the_temporary_path_is_never_published() {
     let dir = tempfile::tempdir().unwrap();
     for (name, leftover) in [
         // The seed's leftover after a kill: a partial file, no journal.
         ("seed.bin", &b"half a download"[..]),
         // The seed's claim, created empty before its factory ran.
         ("empty.bin", b""),
+        // Another program's file that happens to have the name.
+        ("report", b"someone's report"),
     ] {
+        // No claim beside it: not ours. Refused, and left as it was.
         let canonical = dir.path().join(name);
         fs::write(temp_of(&canonical), leftover).unwrap();
+        let err = open(&canonical).unwrap_err();
+        assert_eq!(
+            err.io_kind(),
+            Some(ErrorKind::AlreadyExists),
+            "{name}: {err}"
+        );
+        assert_eq!(fs::read(temp_of(&canonical)).unwrap(), leftover, "{name}");
+        assert!(!claim_of(&canonical).exists(), "{name}");
+        assert!(!canonical.exists(), "{name}");
+        // Once its owner removes it, the path downloads.
+        fs::remove_file(temp_of(&canonical)).unwrap();
         let chunked = open(&canonical).unwrap();
         assert_eq!(chunked.status(), ResourceStatus::Active, "{name}");
-        assert_eq!(chunked.next_gap(0, 100), Some(0..100), "{name}");
-        assert!(!canonical.exists(), "{name}");
     }
+    // A committed download whose claim says it was still being written
+    // (a crash while a published file restarted): discarded.
+    let canonical = dir.path().join("restarted.bin");
+    drop({
+        let download = plain(&temp_of(&canonical));
+        download
+            .write_at(0, b"nobody said this was complete")
+            .unwrap();
+        download.commit(Some(29)).unwrap();
+        download
+    });
+    fs::write(claim_of(&canonical), b"W").unwrap();
+    let chunked = open(&canonical).unwrap();
+    assert_eq!(chunked.next_gap(0, 100), Some(0..100));
+    assert!(!canonical.exists());
+    drop(chunked);
     // A journaled download whose claim says it failed: discarded too.
     let canonical = dir.path().join("failed.bin");
     drop({
@@ -674,4 +702,78 @@ fn every_step_leaves_exactly_the_files_it_says() {
     drop(chunked);
     assert_eq!(names_in(dir.path()), ["f.bin"]);
     assert!(!suffixed(&canonical, ".storage-journal").exists());
+}
+
+#[test]
+fn write_all_after_the_publication_publishes_a_new_file_and_never_writes_the_old_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let canonical = dir.path().join("rewritten.bin");
+    let chunked = open(&canonical).unwrap();
+    chunked.write_at(0, b"old contents").unwrap();
+    chunked.commit(Some(12)).unwrap();
+    assert_eq!(fs::read(&canonical).unwrap(), b"old contents");
+    // Shorter than the old contents: no old tail may survive.
+    chunked.write_all(b"new").unwrap();
+    assert_eq!(fs::read(&canonical).unwrap(), b"new");
+    assert_eq!(contents(&chunked), b"new");
+    assert_eq!(
+        chunked.status(),
+        ResourceStatus::Committed { final_len: Some(3) }
+    );
+    // Through a factory that reopens read-write: still a new file.
+    let canonical = dir.path().join("rewritten-rw.bin");
+    let factory = factory(
+        CancellationToken::new(),
+        OpenMode::ReadWrite,
+        Arc::new(Opens::default()),
+        None,
+    );
+    let chunked = AtomicChunked::open(canonical.clone(), factory).unwrap();
+    chunked.write_at(0, b"old contents").unwrap();
+    chunked.commit(Some(12)).unwrap();
+    chunked.write_all(b"new").unwrap();
+    assert_eq!(fs::read(&canonical).unwrap(), b"new");
+}
+
+#[test]
+fn a_factory_that_panics_on_the_reopen_leaves_a_publication_that_commit_finishes() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let dir = tempfile::tempdir().unwrap();
+    let canonical = dir.path().join("panicky.bin");
+    let armed = Arc::new(AtomicBool::new(true));
+    let inner = factory(
+        CancellationToken::new(),
+        OpenMode::Auto,
+        Arc::new(Opens::default()),
+        None,
+    );
+    let trigger = Arc::clone(&armed);
+    let chunked = AtomicChunked::open(canonical.clone(), move |path: &Path, intent| {
+        assert!(
+            !(intent == OpenIntent::Reopen && trigger.load(Ordering::SeqCst)),
+            "the factory fails on the reopen"
+        );
+        inner(path, intent)
+    })
+    .unwrap();
+    chunked.write_at(0, b"published").unwrap();
+    let panicked =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| chunked.commit(Some(9))));
+    assert!(panicked.is_err());
+    // Renamed before the panic: whole at the canonical path.
+    assert_eq!(fs::read(&canonical).unwrap(), b"published");
+    armed.store(false, Ordering::SeqCst);
+    chunked.commit(Some(9)).unwrap();
+    assert_eq!(
+        chunked.status(),
+        ResourceStatus::Committed { final_len: Some(9) }
+    );
+    assert_eq!(contents(&chunked), b"published");
+    drop(chunked);
+    assert_eq!(
+        names_in(dir.path()),
+        vec!["panicky.bin".to_owned()],
+        "nothing but the published file is left"
+    );
 }

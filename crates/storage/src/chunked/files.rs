@@ -31,6 +31,24 @@ pub(super) fn temp_path(canonical: &Path) -> StorageResult<PathBuf> {
 }
 
 /// `<temp>.claim`: the file whose lock is the claim on a download.
+/// `Err` when something is at `temp` with no claim file beside it. This
+/// library makes the claim before the temporary file and removes it after,
+/// so such a file is not one of its downloads (another program's file, or
+/// a leftover of the seed crate, which claimed by the file's existence):
+/// it is left alone, never taken over or deleted.
+pub(super) fn check_ours_or_absent(temp: &Path) -> StorageResult<()> {
+    let exists = |path: &Path| fs::symlink_metadata(path).is_ok();
+    if exists(temp) && !exists(&claim_path(temp)) {
+        let why = io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "exists without a claim beside it, so it is not a download of this library: \
+             it is left alone (remove it, or download to another path)",
+        );
+        return Err(StorageError::io("cannot download to", temp, why));
+    }
+    Ok(())
+}
+
 pub(super) fn claim_path(temp: &Path) -> PathBuf {
     suffixed(temp, ".claim")
 }

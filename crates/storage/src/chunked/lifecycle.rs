@@ -73,6 +73,8 @@ impl<R: ResourceExt> Shared<R> {
     pub(super) fn open(canonical: PathBuf, factory: Box<Factory<R>>) -> StorageResult<Self> {
         let temp = files::temp_path(&canonical)?;
         files::create_parent(&temp)?;
+        files::check_regular_or_absent(&temp, "cannot open")?;
+        files::check_ours_or_absent(&temp)?;
         let mut claim = Claim::take(&temp)?;
         files::check_regular_or_absent(&temp, "cannot open")?;
         let was = claim.mark();
@@ -143,6 +145,11 @@ impl<R: ResourceExt> Shared<R> {
         mem::replace(&mut *self.served.write(), resource)
     }
 
+    /// Whether the download was published (renamed to the canonical path).
+    pub(super) fn published(&self) -> bool {
+        self.is_published()
+    }
+
     fn is_published(&self) -> bool {
         let guard = self.lifecycle.lock();
         guard
@@ -192,7 +199,7 @@ impl<R: ResourceExt> Shared<R> {
         };
         self.rename_into_place(claim, download, complete)?;
         // The point of no return: the file is whole at the canonical path.
-        let mut pending = Pending {
+        let pending = Pending {
             sync_dir: true,
             reopen: match download.status() {
                 // An empty file would reopen as a new download, and one
@@ -207,11 +214,17 @@ impl<R: ResourceExt> Shared<R> {
         if !Arc::ptr_eq(download, &self.served.read()) {
             drop(self.install(Arc::clone(download)));
         }
-        let finished = self.finish(&mut pending);
+        // Published before the steps after the rename run (the factory's
+        // reopen among them): if one panics, the next `commit` or `sync`
+        // takes them up again instead of finding a download whose file is
+        // gone.
         if let Lifecycle::Writing(claim) = mem::replace(lifecycle, Lifecycle::Published(pending)) {
             claim.release();
         }
-        finished
+        match lifecycle {
+            Lifecycle::Published(pending) => self.finish(pending),
+            _ => Ok(()),
+        }
     }
 
     /// The steps of a publication up to the rename.
