@@ -288,8 +288,8 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn a_fast_writer_gets_at_most_one_checkpoint_per_interval() {
+    /// Checkpoints of an empty data file, with their directory.
+    fn fresh() -> (tempfile::TempDir, Checkpoints) {
         let dir = tempfile::tempdir().unwrap();
         let data = File::create(dir.path().join("data")).unwrap();
         let journal = Journal::create(
@@ -297,7 +297,12 @@ mod tests {
             std::iter::empty::<&Range<u64>>(),
         )
         .unwrap();
-        let mut checkpoints = Checkpoints::new(data, journal, Poison::default());
+        (dir, Checkpoints::new(data, journal, Poison::default()))
+    }
+
+    #[test]
+    fn a_fast_writer_gets_at_most_one_checkpoint_per_interval() {
+        let (dir, mut checkpoints) = fresh();
         // 8 MiB "written" every millisecond: 8 GB/s, for three intervals.
         let started = Instant::now();
         let mut offset = 0;
@@ -328,14 +333,7 @@ mod tests {
 
     #[test]
     fn a_slow_writer_is_checkpointed_once_enough_is_pending() {
-        let dir = tempfile::tempdir().unwrap();
-        let data = File::create(dir.path().join("data")).unwrap();
-        let journal = Journal::create(
-            &dir.path().join("journal"),
-            std::iter::empty::<&Range<u64>>(),
-        )
-        .unwrap();
-        let mut checkpoints = Checkpoints::new(data, journal, Poison::default());
+        let (_dir, mut checkpoints) = fresh();
         let step = CHECKPOINT_BYTES / 4;
         for i in 0..3 {
             checkpoints.record(i * step..(i + 1) * step);

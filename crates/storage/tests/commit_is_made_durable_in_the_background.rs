@@ -5,11 +5,7 @@
 
 mod support;
 
-use std::{
-    fs,
-    path::{Path, PathBuf},
-    time::Duration,
-};
+use std::{fs, path::Path, time::Duration};
 
 use storage::{
     CHECKPOINT_BYTES, MmapResource, OpenMode, ResourceExt, ResourceStatus, StorageError,
@@ -21,11 +17,7 @@ fn open(path: &Path, mode: OpenMode) -> Result<MmapResource, StorageError> {
     support::open_mmap(path, None, mode)
 }
 
-fn journal_of(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap().to_os_string();
-    name.push(".storage-journal");
-    path.with_file_name(name)
-}
+use support::journal_of;
 
 #[allow(
     clippy::cast_possible_truncation,

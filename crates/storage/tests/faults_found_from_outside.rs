@@ -7,7 +7,7 @@ mod support;
 
 use std::{
     fs,
-    path::{Path, PathBuf},
+    path::Path,
     process::Command,
     sync::{Arc, Barrier},
     thread,
@@ -24,11 +24,7 @@ fn open(path: &Path, mode: OpenMode) -> Result<MmapResource, StorageError> {
     support::open_mmap(path, None, mode)
 }
 
-fn journal_of(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap().to_os_string();
-    name.push(".storage-journal");
-    path.with_file_name(name)
-}
+use support::journal_of;
 
 /// Names in `dir`, sorted.
 fn names_in(dir: &Path) -> Vec<String> {

@@ -15,11 +15,7 @@ fn open(path: &Path, mode: OpenMode) -> Result<MmapResource, StorageError> {
     support::open_mmap(path, None, mode)
 }
 
-fn journal_of(path: &Path) -> std::path::PathBuf {
-    let mut name = path.file_name().unwrap().to_os_string();
-    name.push(".storage-journal");
-    path.with_file_name(name)
-}
+use support::journal_of;
 
 const CHILD_ENV: &str = "STORAGE_SYNC_CHILD";
 

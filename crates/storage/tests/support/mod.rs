@@ -20,6 +20,13 @@ use std::{
 use parking_lot::Mutex;
 use storage::{AvailabilityObserver, CancellationToken, ResourceExt, StorageResult, WaitOutcome};
 
+/// The mmap driver's journal beside `path` (`NAME.storage-journal`).
+pub fn journal_of(path: &std::path::Path) -> std::path::PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".storage-journal");
+    path.with_file_name(name)
+}
+
 /// Starts this test binary again as a child that runs only `test`, with
 /// the environment variable `key=value`, and waits (at most [`LIMIT`])
 /// until the child prints a line ending in "ready". The child's test reads
@@ -220,10 +227,7 @@ pub mod chunked {
         suffixed(&temp_of(canonical), ".claim")
     }
 
-    /// The mmap driver's journal beside `path`.
-    pub fn journal_of(path: &Path) -> PathBuf {
-        suffixed(path, ".storage-journal")
-    }
+    pub use super::journal_of;
 
     /// How many times the factory was called, by intent.
     #[derive(Debug, Default)]
