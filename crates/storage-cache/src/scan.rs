@@ -154,6 +154,39 @@ fn list(dir: &Path) -> StorageResult<Listing> {
     Ok(listing)
 }
 
+/// Reads the markers at `which` (indices into `markers`, in order), split
+/// over the machine's cores; their contents in the same order.
+fn read_markers(
+    dir: &Path,
+    markers: &[(EntryName, fs::Metadata)],
+    which: &[usize],
+) -> StorageResult<Vec<Option<Marker>>> {
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let per_thread = which.len().div_ceil(threads).max(1);
+    let read_some = |part: &[usize]| -> StorageResult<Vec<Option<Marker>>> {
+        part.iter()
+            .map(|&at| Marker::read(&dir.join(markers[at].0.marker())))
+            .collect()
+    };
+    if threads == 1 || which.len() < 1024 {
+        return read_some(which);
+    }
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = which
+            .chunks(per_thread)
+            .map(|part| scope.spawn(move || read_some(part)))
+            .collect();
+        let mut all = Vec::with_capacity(which.len());
+        for worker in workers {
+            let part = worker.join().map_err(|_| {
+                StorageError::Failed("a thread reading cache markers panicked".into())
+            })??;
+            all.extend(part);
+        }
+        Ok(all)
+    })
+}
+
 /// See [`Cache::open`].
 pub(crate) fn open(dir: &Path, options: CacheOptions) -> StorageResult<Cache> {
     let owner = take_ownership(dir)?;
@@ -171,10 +204,30 @@ pub(crate) fn open(dir: &Path, options: CacheOptions) -> StorageResult<Cache> {
         mut orphans,
     } = list(dir)?;
     markers.sort_unstable_by_key(|(name, _)| *name);
+    // The markers the index does not vouch for are read, on as many
+    // threads as the machine has cores (the file reads are most of an open
+    // without an index).
+    let unknown: Vec<usize> = markers
+        .iter()
+        .enumerate()
+        .filter(|(_, (name, meta))| {
+            known
+                .get(name)
+                .is_none_or(|record| record.stamp != index::stamp(meta))
+        })
+        .map(|(at, _)| at)
+        .collect();
+    let mut read = read_markers(dir, &markers, &unknown)?.into_iter();
     let mut keys: HashSet<Box<str>> = HashSet::new();
     let mut found = Vec::new();
-    for (name, marker_meta) in markers {
+    let mut next_unknown = unknown.iter().peekable();
+    for (at, (name, marker_meta)) in markers.into_iter().enumerate() {
         let stamp = index::stamp(&marker_meta);
+        let marker = if next_unknown.next_if(|&&unknown| unknown == at).is_some() {
+            read.next().flatten()
+        } else {
+            None
+        };
         let Some(data_meta) = data.remove(&name) else {
             orphans.push(dir.join(name.marker()));
             continue;
@@ -186,8 +239,7 @@ pub(crate) fn open(dir: &Path, options: CacheOptions) -> StorageResult<Cache> {
                 record.committed_len,
                 (0, record.last_use),
             )),
-            _ => Marker::read(&dir.join(name.marker()))?
-                .map(|m| (m.key, m.pinned, m.committed_len, (1, mtime(&data_meta)))),
+            _ => marker.map(|m| (m.key, m.pinned, m.committed_len, (1, mtime(&data_meta)))),
         };
         // A torn marker, or a second entry of one key (a kill while an
         // evicted entry's files were being deleted): orphans.
