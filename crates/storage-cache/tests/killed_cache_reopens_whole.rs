@@ -16,8 +16,7 @@ use std::{
     fs,
     io::Write,
     path::Path,
-    process::{Child, Command, Stdio},
-    sync::mpsc,
+    process::Child,
     thread,
     time::{Duration, Instant},
 };
@@ -59,45 +58,16 @@ impl Rng {
 }
 
 /// Starts this test binary again as a child that runs only `test` with
-/// `CHILD_ENV=value`, and waits (at most [`LIMIT`]) for it to print "ready".
+/// `CHILD_ENV=value`, and waits for it to print "ready".
 fn spawn_ready_child(test: &str, value: &str) -> Child {
-    use std::io::{BufRead, BufReader};
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, value)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let ready = stdout
-            .lines()
-            .map_while(Result::ok)
-            .any(|line| line.ends_with("ready"));
-        let _ = tx.send(ready);
-    });
-    if rx.recv_timeout(LIMIT) != Ok(true) {
-        let _ = child.kill();
-        panic!("the child `{test}` never got ready");
-    }
-    child
+    storage_core::testing::spawn_ready_child(test, CHILD_ENV, value)
 }
 
 /// Opens the cache, retrying while `Locked` (for at most [`LIMIT`]): a child
 /// that another test forks in the instant after a handle closes keeps its
 /// lock until it execs.
 fn reopen(dir: &Path) -> Cache {
-    let started = Instant::now();
-    loop {
-        match Cache::open(dir, options()) {
-            Err(StorageError::Locked { .. }) if started.elapsed() < LIMIT => {
-                thread::sleep(Duration::from_millis(5));
-            }
-            other => return other.unwrap(),
-        }
-    }
+    storage_core::testing::retry_locked(|| Cache::open(dir, options())).unwrap()
 }
 
 /// The child: downloads, commits, pins and re-reads entries for ever,

@@ -15,7 +15,7 @@ use std::{
 
 use storage::{
     AtomicChunked, AvailabilityObserver, CancellationToken, OpenMode, ResourceExt, ResourceStatus,
-    StorageError, WaitOutcome,
+    StorageError,
 };
 use support::{
     LIMIT, available,
@@ -137,21 +137,11 @@ fn resume_and_finish(dir: &Path, file: u64, round: u64) -> u64 {
         assert!(fs::read(&canonical).unwrap() == expected);
         return FILE_LEN as u64;
     }
-    let ranges = available(&chunked, FILE_LEN as u64);
-    let mut buf = Vec::new();
-    for range in &ranges {
-        assert_eq!(
-            chunked.wait_range(range.clone()).unwrap(),
-            WaitOutcome::Ready
-        );
-        buf.resize(usize::try_from(range.end - range.start).unwrap(), 0);
-        chunked.read_at(range.start, &mut buf).unwrap();
-        let at = usize::try_from(range.start).unwrap();
-        assert!(
-            buf == expected[at..at + buf.len()],
-            "round {round}, file {file}: wrong bytes resumed in {range:?}"
-        );
-    }
+    let held = support::assert_available_bytes_are(
+        &chunked,
+        &expected,
+        &format!("round {round}, file {file}: resumed"),
+    );
     while let Some(gap) = chunked.next_gap(0, FILE_LEN as u64) {
         let (start, end) = (
             usize::try_from(gap.start).unwrap(),
@@ -164,7 +154,7 @@ fn resume_and_finish(dir: &Path, file: u64, round: u64) -> u64 {
         fs::read(&canonical).unwrap() == expected,
         "round {round}, file {file}: the published file differs"
     );
-    ranges.iter().map(|r| r.end - r.start).sum()
+    held
 }
 
 #[test]

@@ -9,9 +9,8 @@ use std::{fs, path::Path, time::Duration};
 
 use storage::{
     CHECKPOINT_BYTES, MmapResource, OpenMode, ResourceExt, ResourceStatus, StorageError,
-    WaitOutcome,
 };
-use support::{LIMIT, available, pattern, shuffled};
+use support::{LIMIT, pattern, shuffled};
 
 fn open(path: &Path, mode: OpenMode) -> Result<MmapResource, StorageError> {
     support::open_mmap(path, None, mode)
@@ -102,17 +101,7 @@ fn a_process_killed_after_commit_or_during_its_background_sync_reopens_whole_or_
             }
             ResourceStatus::Active => {
                 resumable += 1;
-                let mut buf = Vec::new();
-                for range in available(&r, LEN as u64) {
-                    buf.resize(usize::try_from(range.end - range.start).unwrap(), 0);
-                    assert_eq!(r.wait_range(range.clone()).unwrap(), WaitOutcome::Ready);
-                    r.read_at(range.start, &mut buf).unwrap();
-                    let at = usize::try_from(range.start).unwrap();
-                    assert!(
-                        buf == expected[at..at + buf.len()],
-                        "round {round}: wrong bytes in {range:?}"
-                    );
-                }
+                support::assert_available_bytes_are(&r, &expected, &format!("round {round}"));
             }
             other => panic!("round {round}: reopened as {other:?}"),
         }

@@ -8,7 +8,6 @@ use std::{fs, path::Path, process::Command, time::Duration};
 
 use storage::{
     CHECKPOINT_BYTES, MmapResource, OpenMode, ResourceExt, ResourceStatus, StorageError,
-    WaitOutcome,
 };
 use support::{LIMIT, available, pattern, shuffled};
 
@@ -300,19 +299,8 @@ fn a_download_killed_at_random_moments_resumes_with_only_real_bytes() {
 
         let r = open(&path, OpenMode::Auto).unwrap();
         assert_eq!(r.status(), ResourceStatus::Active, "round {round}");
-        let ranges = available(&r, KILL_LEN as u64);
-        let mut buf = Vec::new();
-        for range in &ranges {
-            buf.resize(usize::try_from(range.end - range.start).unwrap(), 0);
-            assert_eq!(r.wait_range(range.clone()).unwrap(), WaitOutcome::Ready);
-            r.read_at(range.start, &mut buf).unwrap();
-            let at = usize::try_from(range.start).unwrap();
-            assert!(
-                buf == expected[at..at + buf.len()],
-                "round {round}: wrong bytes in {range:?}"
-            );
-        }
-        resumed_bytes.push(ranges.iter().map(|r| r.end - r.start).sum::<u64>());
+        let held = support::assert_available_bytes_are(&r, &expected, &format!("round {round}"));
+        resumed_bytes.push(held);
         finish_and_check(&r, &path, &expected);
     }
     println!("bytes resumed per round: {resumed_bytes:?}");

@@ -16,7 +16,7 @@ use std::{
 
 use storage::{
     Atomic, CancellationToken, MemResource, MmapResource, OpenMode, ResourceExt, ResourceStatus,
-    StorageError, StorageResource, WaitOutcome,
+    StorageError, StorageResource,
 };
 use support::{available, pattern, within};
 
@@ -27,6 +27,8 @@ fn open(path: &Path, mode: OpenMode) -> Result<MmapResource, StorageError> {
 use support::journal_of;
 
 /// Names in `dir`, sorted.
+use support::assert_available_bytes_are;
+
 fn names_in(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(dir)
         .unwrap()
@@ -34,25 +36,6 @@ fn names_in(dir: &Path) -> Vec<String> {
         .collect();
     names.sort();
     names
-}
-
-/// Checks that every byte `resource` reports available is `expected`'s.
-fn assert_available_bytes_are(resource: &impl ResourceExt, expected: &[u8], what: &str) {
-    for range in available(resource, expected.len() as u64) {
-        assert_eq!(
-            resource.wait_range(range.clone()).unwrap(),
-            WaitOutcome::Ready,
-            "{what}: {range:?}"
-        );
-        let start = usize::try_from(range.start).unwrap();
-        let end = usize::try_from(range.end).unwrap();
-        let mut buf = vec![0; end - start];
-        assert_eq!(resource.read_at(range.start, &mut buf).unwrap(), buf.len());
-        assert!(
-            buf == expected[start..end],
-            "{what}: bytes in {range:?} reported available are not the written ones"
-        );
-    }
 }
 
 // Fault 1: holes reported present after commit(None) -> reactivate -> reopen.

@@ -10,16 +10,10 @@
     reason = "each test binary uses a different part of the support code"
 )]
 
-use std::{
-    fs,
-    path::Path,
-    sync::mpsc,
-    thread,
-    time::{Duration, Instant},
-};
+use std::{fs, path::Path, sync::mpsc, thread, time::Duration};
 
 use storage_cache::{Cache, CacheOptions, CachedResource};
-use storage_core::{CancellationToken, ResourceExt, StorageError};
+use storage_core::{CancellationToken, ResourceExt};
 
 /// The longest any test waits for anything.
 pub const LIMIT: Duration = Duration::from_secs(60);
@@ -29,15 +23,7 @@ pub const LIMIT: Duration = Duration::from_secs(60);
 /// kill-test child) holds a copy of every open file until it execs, so a
 /// cache closed in that instant is still locked for a moment.
 pub fn open_with(dir: &Path, options: &CacheOptions) -> Cache {
-    let started = Instant::now();
-    loop {
-        match Cache::open(dir, options.clone()) {
-            Err(StorageError::Locked { .. }) if started.elapsed() < LIMIT => {
-                thread::sleep(Duration::from_millis(2));
-            }
-            other => return other.unwrap(),
-        }
-    }
+    storage_core::testing::retry_locked(|| Cache::open(dir, options.clone())).unwrap()
 }
 
 /// Opens the cache at `dir` with a budget of `max_bytes`.

@@ -67,6 +67,8 @@ mod ends;
 mod extensions;
 #[cfg(feature = "testing")]
 mod model;
+#[cfg(feature = "testing")]
+mod process;
 mod reference;
 #[cfg(feature = "testing")]
 mod retries;
@@ -82,6 +84,8 @@ use std::{
 
 use parking_lot::Mutex;
 
+#[cfg(feature = "testing")]
+pub use process::{retry_locked, spawn_ready_child};
 pub use reference::{ReferenceDriver, ReferenceResource};
 
 use crate::{AvailabilityObserver, CancellationToken, ResourceExt, StorageResult, WaitOutcome};

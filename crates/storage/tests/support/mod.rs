@@ -27,36 +27,6 @@ pub fn journal_of(path: &std::path::Path) -> std::path::PathBuf {
     path.with_file_name(name)
 }
 
-/// Starts this test binary again as a child that runs only `test`, with
-/// the environment variable `key=value`, and waits (at most [`LIMIT`])
-/// until the child prints a line ending in "ready". The child's test reads
-/// the variable and does nothing when it is absent.
-pub fn spawn_ready_child(test: &str, key: &str, value: &str) -> std::process::Child {
-    use std::io::{BufRead, BufReader};
-
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env(key, value)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let ready = stdout
-            .lines()
-            .map_while(Result::ok)
-            .any(|line| line.ends_with("ready"));
-        let _ = tx.send(ready);
-    });
-    if rx.recv_timeout(LIMIT) != Ok(true) {
-        let _ = child.kill();
-        panic!("the child `{test}` never got ready");
-    }
-    child
-}
-
 /// Sleeps until `delay` has passed since now, in 1 ms steps.
 pub fn sleep_for(delay: Duration) {
     let started = Instant::now();
@@ -82,22 +52,27 @@ pub fn open_mmap(
     )
 }
 
-/// Runs `op` until it is not refused with `Locked`, for at most [`LIMIT`].
-/// For a step that follows the drop of every other handle of a file: a
-/// child process that a test running beside it forked in that instant
-/// holds a copy of every open file (and its lock) until it execs.
-pub fn retry_locked<T>(
-    mut op: impl FnMut() -> storage::StorageResult<T>,
-) -> storage::StorageResult<T> {
-    let deadline = Instant::now() + LIMIT;
-    loop {
-        match op() {
-            Err(storage::StorageError::Locked { .. }) if Instant::now() < deadline => {
-                thread::sleep(Duration::from_millis(5));
-            }
-            other => return other,
-        }
+/// Checks that every byte `resource` reports available within
+/// `0..expected.len()` is `expected`'s; returns how many bytes that is.
+pub fn assert_available_bytes_are(resource: &impl ResourceExt, expected: &[u8], what: &str) -> u64 {
+    let mut held = 0;
+    for range in available(resource, expected.len() as u64) {
+        assert_eq!(
+            resource.wait_range(range.clone()).unwrap(),
+            WaitOutcome::Ready,
+            "{what}: {range:?}"
+        );
+        let start = usize::try_from(range.start).unwrap();
+        let end = usize::try_from(range.end).unwrap();
+        let mut buf = vec![0; end - start];
+        assert_eq!(resource.read_at(range.start, &mut buf).unwrap(), buf.len());
+        assert!(
+            buf == expected[start..end],
+            "{what}: bytes in {range:?} reported available are not the written ones"
+        );
+        held += range.end - range.start;
     }
+    held
 }
 
 /// The available ranges of `resource` within `0..len`, in order.
