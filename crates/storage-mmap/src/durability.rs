@@ -473,4 +473,34 @@ mod tests {
         drop(reopened);
         drop(failing);
     }
+
+    #[test]
+    fn a_durable_replacement_syncs_the_directory_after_its_rename() {
+        use std::sync::Arc;
+
+        use parking_lot::Mutex;
+
+        use crate::sys::Synced;
+
+        let _exclusive = probe::EXCLUSIVE.lock();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("replaced.bin");
+        let r = open(&path);
+        r.write_all(b"old contents").unwrap();
+        r.sync().unwrap();
+        assert!(!journal::path_for(&path).exists());
+        // Syncs of this directory only (other tests run beside this one).
+        let synced_dir = Arc::new(Mutex::new(0));
+        let (seen, ours) = (Arc::clone(&synced_dir), dir.path().to_path_buf());
+        probe::set(Some(Arc::new(move |event: &Synced<'_>| {
+            if matches!(event, Synced::Dir(d) if *d == ours.as_path()) {
+                *seen.lock() += 1;
+            }
+        })));
+        r.replace_all(b"new", true).unwrap();
+        probe::set(None);
+        // The rename is a change of the directory: durable only once the
+        // directory is synced (no journal was there to remove).
+        assert!(*synced_dir.lock() >= 1, "the rename was never made durable");
+    }
 }
