@@ -155,7 +155,9 @@ enum Phase {
 /// for the store.
 #[derive(Debug, Default)]
 pub(crate) struct Durability {
-    /// Guards the phase.
+    /// Guards the phase. Held across a retry's I/O in `settle` and
+    /// `finish_on_drop`: only `sync`, the drop and the driver's
+    /// writer-side calls take it, and all of them wait for that work anyway.
     phase: Mutex<Phase>,
 }
 
