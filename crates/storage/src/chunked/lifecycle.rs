@@ -145,9 +145,20 @@ impl<R: ResourceExt> Shared<R> {
         mem::replace(&mut *self.served.write(), resource)
     }
 
-    /// Whether the download was published (renamed to the canonical path).
-    pub(super) fn published(&self) -> bool {
-        self.is_published()
+    /// `write_all`: see `AtomicChunked`'s. The lifecycle stays locked from
+    /// the look at the phase to the end, so no clone publishes in between
+    /// (its commit waits; this thread's own calls re-enter the lock).
+    pub(super) fn write_all(&self, data: &[u8]) -> StorageResult<()> {
+        let guard = self.lifecycle.lock();
+        let published = match guard.try_borrow() {
+            Ok(lifecycle) => matches!(*lifecycle, Lifecycle::Published(_)),
+            Err(_) => return Err(self.reentered("cannot write")),
+        };
+        if published {
+            return self.replace_all(data, false);
+        }
+        self.served().write_at(0, data)?;
+        self.commit(Some(data.len() as u64))
     }
 
     fn is_published(&self) -> bool {

@@ -277,14 +277,9 @@ impl<R: ResourceExt> ResourceExt for AtomicChunked<R> {
     /// Before the publication, `write_at(0, data)` then `commit` (which
     /// publishes). After it, as [`replace_all`](Self::replace_all): a new
     /// download holding `data` is published over the file — never a write
-    /// into the published file. A clone publishing at the same instant can
-    /// make it `Err(Committed)` (it wrote nothing then); call it again.
+    /// into the published file.
     fn write_all(&self, data: &[u8]) -> StorageResult<()> {
-        if self.shared.published() {
-            return self.shared.replace_all(data, false);
-        }
-        self.write_at(0, data)?;
-        self.commit(Some(data.len() as u64))
+        self.shared.write_all(data)
     }
 
     fn sync(&self) -> StorageResult<()> {
