@@ -12,8 +12,11 @@ use crate::StorageResult;
 /// available, the lifecycle, waking waiters, cancellation. A driver only moves
 /// bytes and finalises storage. `Resource` guarantees that:
 ///
-/// - `write_at`, `write_fresh`, `commit` and `reactivate` are never called
-///   concurrently with each other on one driver;
+/// - `write_at`, `write_fresh`, `commit`, `reactivate` and `replace_all`
+///   are never called concurrently with each other on one driver;
+/// - `sync` may be called concurrently with anything (so that a slow disk
+///   sync does not stop writers): a driver serialises it with whatever it
+///   must not overlap;
 /// - `read_at` may run concurrently with anything, from any number of
 ///   threads, but is only ever asked for bytes that are *available* (written,
 ///   or committed): holes are zero-filled by `Resource` without asking the
@@ -41,8 +44,9 @@ pub trait DriverIo: Send + Sync + 'static {
 
     /// Blocks until everything written or committed before the call is
     /// durable, and reports an error of an earlier step that was to make it
-    /// so (a commit's sync). The default, for stores with nothing to make
-    /// durable, returns `Ok` at once.
+    /// so (a commit's sync). Runs concurrently with writes and lifecycle
+    /// calls (see the trait's guarantees). The default, for stores with
+    /// nothing to make durable, returns `Ok` at once.
     ///
     /// # Errors
     ///
@@ -142,11 +146,24 @@ pub trait DriverIo: Send + Sync + 'static {
     /// driver may run it concurrently with readers of other bytes. The
     /// default calls [`write_at`](Self::write_at) with `committed = false`.
     ///
+    /// `Resource` calls it only for a driver whose
+    /// [`wants_write_fresh`](Self::wants_write_fresh) is `true`.
+    ///
     /// # Errors
     ///
     /// As `write_at`.
     fn write_fresh(&self, offset: u64, data: &[u8]) -> StorageResult<()> {
         self.write_at(offset, data, false)
+    }
+
+    /// Whether `Resource` should tell fresh writes apart and hand them to
+    /// [`write_fresh`](Self::write_fresh). Telling costs a look-up in the
+    /// range tracker, under the resource's state lock, on every write, so a
+    /// driver that does nothing different for fresh bytes keeps the
+    /// default, `false`, and gets every write through `write_at`. Asked on
+    /// every write: answer a constant.
+    fn wants_write_fresh(&self) -> bool {
+        false
     }
 
     /// Stores `data` at `offset`. `committed` says whether the resource is

@@ -66,6 +66,9 @@ struct Shared<D: DriverIo> {
     state: Mutex<State>,
     /// Mirrors of `state`, written under its lock, read without it.
     phase_code: AtomicU8,
+    /// The expected length, `u64::MAX` for none (it changes only under
+    /// both locks, so a writer holding `writer` reads a settled value).
+    expected_end: AtomicU64,
     readable_len: AtomicU64,
     prefix_end: AtomicU64,
     /// Sequence lock over `readable_len` and `prefix_end`: odd while
@@ -194,6 +197,7 @@ impl<D: DriverIo> Resource<D> {
             writer: Mutex::new(()),
             state: Mutex::new(state),
             phase_code: AtomicU8::new(PHASE_ACTIVE),
+            expected_end: AtomicU64::new(u64::MAX),
             readable_len: AtomicU64::new(0),
             prefix_end: AtomicU64::new(0),
             snapshot_seq: AtomicU64::new(0),
@@ -261,6 +265,8 @@ impl<D: DriverIo> Shared<D> {
             .store(state.tracker.prefix_end(), Ordering::Release);
         self.snapshot_seq.store(seq + 2, Ordering::Release);
         self.phase_code.store(code, Ordering::Release);
+        self.expected_end
+            .store(state.expected_len.unwrap_or(u64::MAX), Ordering::Release);
     }
 
     fn is_cancelled(&self) -> bool {

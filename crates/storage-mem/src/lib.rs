@@ -299,7 +299,12 @@ impl DriverIo for MemDriver {
             taken += n;
         }
         drop(table);
-        self.len.fetch_max(end, Ordering::AcqRel);
+        // Writes never run concurrently (`Resource` serialises them), and
+        // most writes of a download land below the end: no atomic
+        // read-modify-write for those.
+        if end > self.len.load(Ordering::Acquire) {
+            self.len.store(end, Ordering::Release);
+        }
         Ok(())
     }
 }

@@ -329,6 +329,11 @@ impl DriverIo for MmapDriver {
     fn write_fresh(&self, offset: u64, data: &[u8]) -> StorageResult<()> {
         self.write_bytes(offset, data, false, Exclusion::Shared)
     }
+
+    fn wants_write_fresh(&self) -> bool {
+        // A fresh write copies beside readers (a shared lock of the map).
+        true
+    }
 }
 
 /// Which lock a write of the file holds while the kernel copies its bytes.

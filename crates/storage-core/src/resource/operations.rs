@@ -48,21 +48,24 @@ impl<D: DriverIo> ResourceExt for Resource<D> {
         let range = checked_range(offset, data.len())?;
         let shared = &*self.shared;
         let writer = shared.writer.lock();
-        let (committed, fresh) = {
-            let state = shared.state.lock();
-            shared.check_usable(&state)?;
-            let committed = matches!(state.phase, Phase::Committed { .. });
-            if let (false, Some(expected)) = (committed, state.expected_len)
-                && range.end > expected
-            {
-                return Err(StorageError::PastExpectedLen {
-                    expected,
-                    end: range.end,
-                });
-            }
-            let fresh = !committed && !range.is_empty() && !state.tracker.overlaps(&range);
-            (committed, fresh)
-        };
+        // The phase and the expected length leave or enter `Committed` and
+        // change only under the writer lock, held here: their mirrors are
+        // settled. (A `fail` may land any time, as it may during the write.)
+        shared.check_usable_fast()?;
+        let committed = shared.phase_code.load(Ordering::Acquire) == super::PHASE_COMMITTED;
+        let expected = shared.expected_end.load(Ordering::Acquire);
+        if !committed && range.end > expected {
+            return Err(StorageError::PastExpectedLen {
+                expected,
+                end: range.end,
+            });
+        }
+        // One look-up under the state lock, for drivers that copy fresh
+        // bytes differently only.
+        let fresh = !committed
+            && !range.is_empty()
+            && shared.driver.wants_write_fresh()
+            && !shared.state.lock().tracker.overlaps(&range);
         // No reader reads unavailable bytes (see `read_available`), and the
         // writer lock keeps them unavailable until this write is recorded.
         if fresh {
@@ -221,6 +224,7 @@ impl<D: DriverIo> ResourceExt for Resource<D> {
                 return Err(StorageError::PastExpectedLen { expected: len, end });
             }
             state.expected_len = Some(len);
+            shared.publish(&state);
             // Waiters at or past the new end have their outcome: Eof.
             state.waiters.wake_all()
         };
