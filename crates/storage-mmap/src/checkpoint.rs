@@ -36,9 +36,16 @@ struct Pending {
     stop: bool,
 }
 
-/// Shared between the writer and the checkpoint thread.
+/// Shared between the writer, the checkpoint thread and `sync`.
 #[derive(Debug, Default)]
 struct Shared {
+    /// The journal. Whoever checkpoints (the thread, or `sync` through
+    /// [`Checkpoints::flush`]) holds it from taking the pending ranges until
+    /// they are journaled, so a checkpoint never returns while ranges taken
+    /// before it are still on their way to the journal. Writers never take
+    /// it: a checkpoint's `fdatasync` does not stop them. Locked before
+    /// `pending`.
+    journal: Mutex<Option<Journal>>,
     /// Guards the pending ranges and the stop flag.
     pending: Mutex<Pending>,
     due: Condvar,
@@ -60,10 +67,18 @@ pub(crate) struct Checkpoints {
     shared: Arc<Shared>,
     /// The data file (a second handle), to sync.
     data: Arc<File>,
-    /// The journal, here until the thread takes it.
-    journal: Option<Journal>,
-    worker: Option<JoinHandle<Journal>>,
+    worker: Option<JoinHandle<()>>,
     /// The handle's failed data sync, if any: then nothing is journaled.
+    poison: Poison,
+}
+
+/// A handle for checkpointing on the caller's thread (`sync`) without
+/// holding the driver's lock of its checkpoints: writers go on recording
+/// meanwhile.
+#[derive(Debug)]
+pub(crate) struct Flusher {
+    shared: Arc<Shared>,
+    data: Arc<File>,
     poison: Poison,
 }
 
@@ -84,6 +99,26 @@ fn checkpoint(
     journal.append(merged.iter())
 }
 
+impl Shared {
+    /// Everything pending, taken (the caller holds the journal).
+    fn take_pending(&self) -> Vec<Range<u64>> {
+        let mut pending = self.pending.lock();
+        pending.bytes = 0;
+        mem::take(&mut pending.ranges)
+    }
+
+    /// A checkpoint of what is pending now; says whether there was any.
+    fn checkpoint_pending(&self, data: &File, poison: &Poison) -> io::Result<bool> {
+        let mut journal = self.journal.lock();
+        let Some(journal) = journal.as_mut() else {
+            return Err(io::Error::other("the journal was taken"));
+        };
+        let ranges = self.take_pending();
+        let any = !ranges.is_empty();
+        checkpoint(data, journal, ranges, poison).map(|()| any)
+    }
+}
+
 impl Checkpoints {
     pub(crate) fn new(data: File, journal: Journal, poison: Poison) -> Self {
         Self::resume(Arc::new(data), journal, Vec::new(), poison)
@@ -99,6 +134,7 @@ impl Checkpoints {
     ) -> Self {
         let bytes = pending.iter().map(|range| range.end - range.start).sum();
         let shared = Shared {
+            journal: Mutex::new(Some(journal)),
             pending: Mutex::new(Pending {
                 ranges: pending,
                 bytes,
@@ -110,16 +146,14 @@ impl Checkpoints {
         Self {
             shared: Arc::new(shared),
             data,
-            journal: Some(journal),
             worker: None,
             poison,
         }
     }
 
-    /// The identity of the journal, while no thread has taken it (right
-    /// after it was made).
+    /// The identity of the journal.
     pub(crate) fn journal_id(&self) -> Option<(u64, u64)> {
-        self.journal.as_ref().and_then(Journal::id)
+        self.shared.journal.lock().as_ref().and_then(Journal::id)
     }
 
     /// Notes that `range` was written; wakes (or starts) the checkpoint
@@ -139,51 +173,34 @@ impl Checkpoints {
         if !due {
             return;
         }
-        if self.worker.is_none()
-            && let Some(journal) = self.journal.take()
-        {
-            match self.spawn(journal) {
-                Ok(worker) => self.worker = Some(worker),
+        if self.worker.is_none() {
+            let Ok(worker) = self.spawn() else {
                 // No thread to be had: checkpoint on the writer's thread.
-                Err(mut journal) => {
-                    let ranges = {
-                        let mut pending = self.shared.pending.lock();
-                        pending.bytes = 0;
-                        mem::take(&mut pending.ranges)
-                    };
-                    let _ = checkpoint(&self.data, &mut journal, ranges, &self.poison);
-                    self.journal = Some(journal);
-                    return;
-                }
-            }
+                let _ = self.shared.checkpoint_pending(&self.data, &self.poison);
+                return;
+            };
+            self.worker = Some(worker);
         }
         self.shared.due.notify_one();
     }
 
-    /// Starts the checkpoint thread, or gives the journal back if no thread
-    /// can be started.
-    fn spawn(&self, journal: Journal) -> Result<JoinHandle<Journal>, Journal> {
+    /// Starts the checkpoint thread.
+    fn spawn(&self) -> io::Result<JoinHandle<()>> {
         let (shared, data) = (Arc::clone(&self.shared), Arc::clone(&self.data));
         let poison = self.poison.clone();
-        // The journal travels to the thread through this slot, so it can be
-        // taken back when the thread does not start.
-        let slot = Arc::new(Mutex::new(Some(journal)));
-        let thread_slot = Arc::clone(&slot);
-        let spawned = thread::Builder::new()
+        thread::Builder::new()
             .name("storage-checkpoint".into())
             .spawn(move || {
-                let Some(mut journal) = thread_slot.lock().take() else {
-                    unreachable!("the journal is put in the slot before the thread starts")
-                };
                 // When the previous checkpoint began (none yet: the first
                 // is due as soon as enough is pending).
                 let mut previous: Option<Instant> = None;
                 loop {
-                    let (ranges, stop) = {
+                    {
                         let mut pending = shared.pending.lock();
                         loop {
                             if pending.stop {
-                                break;
+                                // The remainder is the finisher's.
+                                return;
                             }
                             if pending.bytes < CHECKPOINT_BYTES {
                                 shared.due.wait(&mut pending);
@@ -198,28 +215,18 @@ impl Checkpoints {
                                 _ => break,
                             }
                         }
-                        pending.bytes = 0;
-                        (mem::take(&mut pending.ranges), pending.stop)
-                    };
-                    if stop {
-                        // The remainder is the finisher's: hand it back.
-                        shared.pending.lock().ranges.extend(ranges);
-                        return journal;
                     }
                     previous = Some(Instant::now());
                     // A failure poisons the handle: `sync` and the commit
-                    // report it; nothing is journaled any more.
-                    let _ = checkpoint(&data, &mut journal, ranges, &poison);
-                    shared
-                        .taken
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    // report it; nothing is journaled any more. What a
+                    // `sync` took meanwhile is its to journal.
+                    if let Ok(true) | Err(_) = shared.checkpoint_pending(&data, &poison) {
+                        shared
+                            .taken
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
                 }
-            });
-        spawned.map_err(|_| {
-            slot.lock()
-                .take()
-                .unwrap_or_else(|| unreachable!("the slot is full until the thread runs"))
-        })
+            })
     }
 
     /// Stops the thread and returns the journal (`None` only if the thread
@@ -228,11 +235,13 @@ impl Checkpoints {
     pub(crate) fn stop(mut self) -> (Option<Journal>, Vec<Range<u64>>, Arc<File>) {
         self.shared.pending.lock().stop = true;
         self.shared.due.notify_one();
-        let journal = match self.worker.take() {
-            Some(worker) => worker.join().ok(),
-            None => self.journal.take(),
-        };
-        let pending = mem::take(&mut self.shared.pending.lock().ranges);
+        let died = self
+            .worker
+            .take()
+            .is_some_and(|worker| worker.join().is_err());
+        // A thread that died may have left the journal half appended to.
+        let journal = self.shared.journal.lock().take().filter(|_| !died);
+        let pending = self.shared.take_pending();
         (journal, pending, self.data)
     }
 
@@ -245,40 +254,54 @@ impl Checkpoints {
         journal.sync()
     }
 
-    /// A checkpoint now, on the caller's thread (`sync`): everything
-    /// written so far becomes durable and journaled. After a failed data
-    /// sync (this one or an earlier one) nothing is journaled any more.
-    pub(crate) fn flush(self) -> (Self, io::Result<()>) {
-        let poison = self.poison.clone();
-        let (journal, pending, data) = self.stop();
-        let Some(mut journal) = journal else {
-            let error = io::Error::other("the checkpoint thread died");
-            // Nothing to journal with: the ranges are fetched again after a crash.
-            return (Self::dead(data, poison), Err(error));
-        };
-        let result = poison.sync(|| sys::sync_data(&data)).and_then(|()| {
-            let merged: RangeSet<u64> = pending.iter().cloned().collect();
-            journal.append(merged.iter())?;
-            journal.sync()
-        });
-        let pending = if result.is_ok() { Vec::new() } else { pending };
-        (Self::resume(data, journal, pending, poison), result)
+    /// A handle to checkpoint with from `sync`, on its own thread, while
+    /// writers go on recording (see [`Flusher::flush`]).
+    pub(crate) fn flusher(&self) -> Flusher {
+        Flusher {
+            shared: Arc::clone(&self.shared),
+            data: Arc::clone(&self.data),
+            poison: self.poison.clone(),
+        }
     }
 
     /// The handle's record of a failed data sync.
     pub(crate) fn poison(&self) -> Poison {
         self.poison.clone()
     }
+}
 
-    /// Checkpoints that have lost their journal: records are dropped.
-    fn dead(data: Arc<File>, poison: Poison) -> Self {
-        Self {
-            shared: Arc::default(),
-            data,
-            journal: None,
-            worker: None,
-            poison,
+impl Flusher {
+    /// A checkpoint now, on the caller's thread (`sync`): everything
+    /// recorded before the call becomes durable and journaled. It waits
+    /// for a checkpoint of the thread that is under way (which journals
+    /// what it took first), never for writers, and writers never wait for
+    /// it. After a failed data sync (this one or an earlier one) nothing is
+    /// journaled any more. The caller keeps the checkpoints from being
+    /// stopped meanwhile (the driver's lifecycle lock).
+    pub(crate) fn flush(&self) -> io::Result<()> {
+        let mut journal = self.shared.journal.lock();
+        let Some(journal) = journal.as_mut() else {
+            return Err(io::Error::other("the checkpoint thread died"));
+        };
+        let ranges = self.shared.take_pending();
+        let result = self
+            .poison
+            .sync(|| sys::sync_data(&self.data))
+            .and_then(|()| {
+                let merged: RangeSet<u64> = ranges.iter().cloned().collect();
+                journal.append(merged.iter())?;
+                journal.sync()
+            });
+        if result.is_err() {
+            // Still pending, ahead of what was written since.
+            let mut pending = self.shared.pending.lock();
+            pending.bytes += ranges
+                .iter()
+                .map(|range| range.end - range.start)
+                .sum::<u64>();
+            pending.ranges.splice(0..0, ranges);
         }
+        result
     }
 }
 

@@ -57,8 +57,17 @@ pub struct MmapDriver {
     /// under the shared lock, set by commit under the exclusive one).
     pub(crate) extent: AtomicU64,
     /// The journal of an active file, `None` once committed (and for
-    /// read-only resources). Locked after `store` when both are.
+    /// read-only resources). Locked after `store` when both are; held only
+    /// for moments (a writer's record, taking or putting the checkpoints),
+    /// never across a sync.
     pub(crate) checkpoints: Mutex<Option<Checkpoints>>,
+    /// Serialises `sync` with the calls that change the lifecycle
+    /// (`commit`, `reactivate`, a replacement, a rewrite in place), which
+    /// `Resource` serialises with its writes but not with `sync`: a sync
+    /// never sees a commit's hand-over or a new journal half done. Writes
+    /// into an active file never take it, so a sync's `fdatasync` does not
+    /// stop them. Locked before everything else here.
+    pub(crate) lifecycle: Mutex<()>,
     /// The durability still owed by the last commit (its final sync, the
     /// journal's removal and the directory sync, run in the background):
     /// `sync` and the drop wait for it and report or retry its failure.
@@ -144,6 +153,7 @@ impl DriverIo for MmapDriver {
         if self.mode == OpenMode::ReadOnly {
             return Err(StorageError::ReadOnly);
         }
+        let _lifecycle = self.lifecycle.lock();
         // A commit owes nothing from an earlier one here (`reactivate`
         // settles it), but a driver used directly may commit twice.
         self.durability.wait();
@@ -222,6 +232,7 @@ impl DriverIo for MmapDriver {
         if self.mode == OpenMode::ReadOnly {
             return Err(StorageError::ReadOnly);
         }
+        let _lifecycle = self.lifecycle.lock();
         // The last commit's durability work first: it must not remove the
         // journal made below, nor release the lock taken below.
         self.durability.wait();
@@ -303,9 +314,12 @@ impl DriverIo for MmapDriver {
     }
 
     fn sync(&self) -> StorageResult<()> {
+        let _lifecycle = self.lifecycle.lock();
         self.finish_commit()?;
-        let mut slot = self.checkpoints.lock();
-        let Some(checkpoints) = slot.take() else {
+        // Taken out under the lock for a moment only: writers record into
+        // the checkpoints while this one syncs.
+        let flusher = self.checkpoints.lock().as_ref().map(Checkpoints::flusher);
+        let Some(flusher) = flusher else {
             // Committed and durable: what a rewrite in place (`ReadWrite`)
             // wrote since is synced too. Nothing to do when read-only.
             let store = self.read();
@@ -317,9 +331,9 @@ impl DriverIo for MmapDriver {
             }
             return Ok(());
         };
-        let (checkpoints, flushed) = checkpoints.flush();
-        *slot = Some(checkpoints);
-        flushed.map_err(|e| io_error(&self.path, "cannot sync", e))
+        flusher
+            .flush()
+            .map_err(|e| io_error(&self.path, "cannot sync", e))
     }
 
     fn write_at(&self, offset: u64, data: &[u8], committed: bool) -> StorageResult<()> {

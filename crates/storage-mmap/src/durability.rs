@@ -505,4 +505,168 @@ mod tests {
         // directory is synced (no journal was there to remove).
         assert!(*synced_dir.lock() >= 1, "the rename was never made durable");
     }
+
+    #[test]
+    fn a_sync_under_way_does_not_stop_writers() {
+        use std::{
+            sync::{Arc, mpsc},
+            time::{Duration, Instant},
+        };
+
+        use parking_lot::Mutex;
+
+        use crate::sys::{self, Synced};
+
+        let _exclusive = probe::EXCLUSIVE.lock();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("slow-disk.bin");
+        let r = open(&path);
+        r.write_at(0, &[1; 4096]).unwrap();
+        let data_id = sys::entry_id(&path).unwrap();
+        // A slow disk: a sync of the data file lasts until the test ends it.
+        let (entered, syncing) = mpsc::channel();
+        let (release, released) = mpsc::channel::<()>();
+        let released = Mutex::new(released);
+        probe::set(Some(Arc::new(move |event: &Synced<'_>| {
+            if let Synced::File(file) = event
+                && file.metadata().ok().and_then(|m| sys::file_id(&m)) == Some(data_id)
+            {
+                let _ = entered.send(());
+                let _ = released.lock().recv_timeout(Duration::from_secs(30));
+            }
+        })));
+        let syncer = {
+            let r = r.clone();
+            std::thread::spawn(move || r.sync())
+        };
+        syncing
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the sync reached the disk");
+        let writer = {
+            let r = r.clone();
+            std::thread::spawn(move || r.write_at(4096, &[2; 4096]))
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut stalled = false;
+        while !writer.is_finished() {
+            if Instant::now() > deadline {
+                stalled = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // Let the sync finish either way, so a failure does not hang.
+        release.send(()).unwrap();
+        assert!(!stalled, "a write waited for a sync of the disk");
+        writer.join().unwrap().unwrap();
+        syncer.join().unwrap().unwrap();
+        probe::set(None);
+        let mut back = [0; 8192];
+        assert_eq!(r.read_at(0, &mut back).unwrap(), 8192);
+        assert!(back[..4096].iter().all(|&b| b == 1) && back[4096..].iter().all(|&b| b == 2));
+    }
+
+    #[test]
+    fn every_sync_journals_what_was_written_before_it_while_writes_and_checkpoints_go_on() {
+        use std::sync::{
+            Arc,
+            atomic::{AtomicBool, Ordering},
+        };
+
+        use parking_lot::Mutex;
+        use storage_core::{RangeSet, testing::shuffled};
+
+        const BLOCK: usize = 16 * 1024;
+        // 64 MiB, with a sync every few milliseconds: the checkpoint
+        // thread takes its ranges between them, a few times a second.
+        const BLOCKS: usize = 4096;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("synced-while-written.bin");
+        let r = open(&path);
+        let written = Arc::new(Mutex::new(RangeSet::new()));
+        let done = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let (r, written, done) = (r.clone(), Arc::clone(&written), Arc::clone(&done));
+            std::thread::spawn(move || {
+                let block = [0x5a; BLOCK];
+                for i in shuffled(BLOCKS, 7) {
+                    let at = (i * BLOCK) as u64;
+                    r.write_at(at, &block).unwrap();
+                    written.lock().insert(at..at + BLOCK as u64);
+                }
+                done.store(true, Ordering::Release);
+            })
+        };
+        let journal_path = journal::path_for(&path);
+        let mut syncs = 0;
+        while !done.load(Ordering::Acquire) || syncs < 3 {
+            std::thread::sleep(std::time::Duration::from_millis(3));
+            let before = written.lock().clone();
+            r.sync().unwrap();
+            syncs += 1;
+            let journaled = journal::read(&journal_path).unwrap().unwrap().ranges;
+            for range in before.iter() {
+                assert!(
+                    journaled.gaps(range).next().is_none(),
+                    "sync {syncs} returned with {range:?}, written before it, not journaled"
+                );
+            }
+        }
+        writer.join().unwrap();
+        let len = (BLOCK * BLOCKS) as u64;
+        r.commit(Some(len)).unwrap();
+        r.sync().unwrap();
+        assert!(!journal_path.exists(), "the commit's sync left the journal");
+        let mut back = vec![0; usize::try_from(len).unwrap()];
+        assert_eq!(r.read_at(0, &mut back).unwrap(), back.len());
+        assert!(back.iter().all(|&b| b == 0x5a));
+    }
+
+    #[test]
+    fn syncs_racing_commits_and_reactivations_each_return_ok_and_leave_a_whole_file() {
+        use std::sync::{
+            Arc,
+            atomic::{AtomicBool, Ordering},
+        };
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("committed-while-synced.bin");
+        let r = open(&path);
+        let done = Arc::new(AtomicBool::new(false));
+        let syncer = {
+            let (r, done) = (r.clone(), Arc::clone(&done));
+            std::thread::spawn(move || {
+                let mut syncs = 0u32;
+                while !done.load(Ordering::Acquire) {
+                    r.sync().unwrap();
+                    syncs += 1;
+                }
+                syncs
+            })
+        };
+        let data = pattern(3, 64 * 1024);
+        for round in 0..40 {
+            let at = round * 1024;
+            r.write_at(at as u64, &data[at..at + 1024]).unwrap();
+            r.commit(Some(at as u64 + 1024)).unwrap();
+            if round < 39 {
+                r.reactivate().unwrap();
+            }
+        }
+        done.store(true, Ordering::Release);
+        assert!(syncer.join().unwrap() > 0);
+        r.sync().unwrap();
+        assert!(!journal::path_for(&path).exists());
+        drop(r);
+        let reopened = open(&path);
+        assert_eq!(
+            reopened.status(),
+            ResourceStatus::Committed {
+                final_len: Some(40 * 1024)
+            }
+        );
+        let mut back = vec![0; 40 * 1024];
+        assert_eq!(reopened.read_at(0, &mut back).unwrap(), back.len());
+        assert!(back[..] == data[..40 * 1024]);
+    }
 }

@@ -228,6 +228,7 @@ impl MmapDriver {
             store: std::sync::Arc::new(store.into()),
             extent: extent.into(),
             checkpoints: Mutex::new(checkpoints),
+            lifecycle: Mutex::new(()),
             durability: crate::durability::Durability::default(),
             poison,
             journal_id: Mutex::new(journal_id),

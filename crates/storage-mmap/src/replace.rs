@@ -47,6 +47,7 @@ impl MmapDriver {
         durable: bool,
         publish: &mut dyn FnMut(),
     ) -> StorageResult<()> {
+        let _lifecycle = self.lifecycle.lock();
         replace(self, data, durable, publish)
     }
 }

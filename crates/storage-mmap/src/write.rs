@@ -67,6 +67,7 @@ impl MmapDriver {
     /// A write into a committed `ReadWrite` file, within its length: under
     /// the exclusive lock, so no other handle maps the file meanwhile.
     fn rewrite_in_place(&self, offset: u64, data: &[u8]) -> StorageResult<()> {
+        let _lifecycle = self.lifecycle.lock();
         // After the commit's background work, which may release the lock.
         self.durability.wait();
         let mut store = self.write();
