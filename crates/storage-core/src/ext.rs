@@ -223,9 +223,11 @@ pub trait ResourceExt: Send + Sync + 'static {
 
     /// The length the resource has or will have: the final length once
     /// committed with one, else the length given to
-    /// [`set_expected_len`](Self::set_expected_len), else `None`. This is
-    /// what a decoder's `byte_len` and `SeekFrom::End` use. The default
-    /// returns [`len`](Self::len).
+    /// [`set_expected_len`](Self::set_expected_len), else `None`. A
+    /// failure keeps it: a resource failed after a commit with a length
+    /// still answers that length (until `reactivate`). This is what a
+    /// decoder's `byte_len` and `SeekFrom::End` use. The default returns
+    /// [`len`](Self::len).
     fn expected_len(&self) -> Option<u64> {
         self.len()
     }

@@ -178,6 +178,11 @@ impl<D: DriverIo> ResourceExt for Resource<D> {
         let shared = &*self.shared;
         let mut state = shared.state.lock();
         if !matches!(state.phase, Phase::Failed(_)) {
+            // The length a commit fixed stays known (a reopened committed
+            // file has no expected length of its own to fall back on).
+            if let Phase::Committed { final_len: Some(n) } = state.phase {
+                state.expected_len.get_or_insert(n);
+            }
             state.phase = Phase::Failed(reason);
             shared.publish(&state);
         }

@@ -196,6 +196,23 @@ pub fn expected_len_lasts_until_reactivate_or_replace<H: Harness>(h: &H) {
     failed.set_expected_len(9).unwrap();
 }
 
+/// Found by the model over `AtomicChunked`, whose commit reopens the
+/// published file: the reopened resource forgot the length on a failure.
+pub fn a_failure_after_a_commit_keeps_its_length<H: Harness>(h: &H) {
+    let expected = h.fresh();
+    expected.set_expected_len(42).unwrap();
+    expected.commit(Some(42)).unwrap();
+    expected.fail("after the commit".into());
+    assert_eq!(expected.expected_len(), Some(42));
+    let plain = h.fresh();
+    plain.write_at(0, b"0123456789").unwrap();
+    plain.commit(Some(10)).unwrap();
+    plain.fail("after the commit".into());
+    assert_eq!(plain.expected_len(), Some(10));
+    plain.reactivate().unwrap();
+    assert_eq!(plain.expected_len(), None, "reactivate clears it");
+}
+
 pub fn cursor_ends_at_the_expected_length_before_commit<H: Harness>(h: &H) {
     let r = h.fresh();
     r.set_expected_len(10).unwrap();

@@ -315,6 +315,7 @@ macro_rules! behaviour_suite {
             expected_len_refuses_every_contradiction,
             expected_len_wakes_waiters_past_it_with_eof,
             expected_len_lasts_until_reactivate_or_replace,
+            a_failure_after_a_commit_keeps_its_length,
             cursor_ends_at_the_expected_length_before_commit,
             on_wait_names_the_missing_range_of_a_blocked_reader,
             on_wait_runs_outside_the_locks_so_it_can_fetch_the_range_itself,

@@ -87,6 +87,8 @@ impl Model {
     fn known_end(&self) -> Option<u64> {
         match self.committed {
             Some(final_len) if !self.failed => final_len,
+            // A failure keeps the length a commit fixed.
+            Some(Some(n)) => self.expected.or(Some(n)),
             _ => self.expected,
         }
     }
