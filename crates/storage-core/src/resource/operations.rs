@@ -26,22 +26,37 @@ fn checked_range(offset: u64, len: usize) -> StorageResult<Range<u64>> {
         .ok_or(StorageError::overflow(offset))
 }
 
+/// Zeros `buf[count..filled]` (bytes a discarded read left there).
+fn zero_past(buf: &mut [u8], count: usize, filled: usize) {
+    if let Some(stale) = buf.get_mut(count..filled) {
+        stale.fill(0);
+    }
+}
+
 impl<D: DriverIo> ResourceExt for Resource<D> {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> StorageResult<usize> {
         let shared = &*self.shared;
         shared.check_usable_fast()?;
+        // How far a discarded attempt filled `buf`: what the kept one does
+        // not overwrite is zeroed, so no byte of the old contents is left
+        // past the count returned.
+        let mut discarded = 0;
         for _ in 0..REREADS {
             let rewrites = shared.rewrites.load(Ordering::Acquire);
             let count = shared.read_once(offset, buf)?;
             // A replacement or a shrinking commit published meanwhile: the
             // bytes may pair the old length with the new contents.
             if shared.rewrites.load(Ordering::Acquire) == rewrites {
+                zero_past(buf, count, discarded);
                 return Ok(count);
             }
+            discarded = discarded.max(count);
         }
         // Rewritten again and again: read with rewrites held off.
         let _writer = shared.writer.lock();
-        shared.read_once(offset, buf)
+        let count = shared.read_once(offset, buf)?;
+        zero_past(buf, count, discarded);
+        Ok(count)
     }
 
     fn write_at(&self, offset: u64, data: &[u8]) -> StorageResult<()> {

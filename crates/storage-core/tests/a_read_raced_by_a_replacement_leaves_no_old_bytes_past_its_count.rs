@@ -1,0 +1,107 @@
+//! A read that a replacement overtakes reads again; bytes its first attempt
+//! copied past the count it finally returns must not be left in the buffer
+//! (they are the old contents, which the caller was told are gone).
+
+use std::{
+    path::Path,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+        mpsc,
+    },
+    time::Duration,
+};
+
+use parking_lot::Mutex;
+use storage_core::{
+    CancellationToken, DriverIo, DriverState, Resource, ResourceExt, StorageResult,
+    testing::ReferenceDriver,
+};
+
+/// The reference driver, whose first read stops after its copy until the
+/// test lets it go.
+#[derive(Default)]
+struct Gated {
+    inner: ReferenceDriver,
+    armed: AtomicBool,
+    entered: Mutex<Option<mpsc::Sender<()>>>,
+    go: Mutex<Option<mpsc::Receiver<()>>>,
+}
+
+impl DriverIo for Gated {
+    fn commit(&self, final_len: Option<u64>) -> StorageResult<()> {
+        self.inner.commit(final_len)
+    }
+
+    fn path(&self) -> Option<&Path> {
+        None
+    }
+
+    fn reactivate(&self) -> StorageResult<()> {
+        self.inner.reactivate()
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8], effective_len: u64) -> StorageResult<usize> {
+        let count = self.inner.read_at(offset, buf, effective_len)?;
+        if self.armed.swap(false, Ordering::AcqRel) {
+            if let Some(entered) = self.entered.lock().take() {
+                let _ = entered.send(());
+            }
+            if let Some(go) = self.go.lock().take() {
+                go.recv_timeout(Duration::from_secs(10))
+                    .expect("the test lets the read go on");
+            }
+        }
+        Ok(count)
+    }
+
+    fn storage_len(&self) -> u64 {
+        self.inner.storage_len()
+    }
+
+    fn write_at(&self, offset: u64, data: &[u8], committed: bool) -> StorageResult<()> {
+        self.inner.write_at(offset, data, committed)
+    }
+}
+
+#[test]
+fn a_read_raced_by_a_replacement_leaves_no_old_bytes_past_its_count() {
+    let (entered_tx, entered) = mpsc::channel();
+    let (go, go_rx) = mpsc::channel();
+    let driver = Gated {
+        entered: Mutex::new(Some(entered_tx)),
+        go: Mutex::new(Some(go_rx)),
+        ..Gated::default()
+    };
+    let resource = Arc::new(Resource::from_driver(
+        CancellationToken::new(),
+        driver,
+        DriverState::default(),
+        None,
+    ));
+    resource.write_all(b"old secret").unwrap();
+    resource.driver().armed.store(true, Ordering::Release);
+    let reader = {
+        let resource = Arc::clone(&resource);
+        std::thread::spawn(move || {
+            let mut buf = [0xEE; 10];
+            let count = resource.read_at(0, &mut buf).unwrap();
+            (count, buf)
+        })
+    };
+    entered
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the read reached the driver");
+    // The first attempt has copied all ten old bytes; the file is replaced
+    // by a shorter one before the read returns.
+    resource.replace_all(b"new", false).unwrap();
+    go.send(()).unwrap();
+    let (count, buf) = reader.join().unwrap();
+    assert_eq!(count, 3);
+    assert_eq!(&buf[..3], b"new");
+    assert_eq!(
+        &buf[3..],
+        &[0; 7],
+        "bytes of the old contents were left past the count"
+    );
+}
