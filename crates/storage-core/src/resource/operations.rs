@@ -63,11 +63,18 @@ impl<D: DriverIo> ResourceExt for Resource<D> {
         let range = checked_range(offset, data.len())?;
         let shared = &*self.shared;
         let writer = shared.writer.lock();
-        // The phase and the expected length leave or enter `Committed` and
-        // change only under the writer lock, held here: their mirrors are
-        // settled. (A `fail` may land any time, as it may during the write.)
-        shared.check_usable_fast()?;
-        let committed = shared.phase_code.load(Ordering::Acquire) == super::PHASE_COMMITTED;
+        // The phase leaves or enters `Committed`, and the expected length
+        // changes, only under the writer lock, held here: their mirrors are
+        // settled. Only `fail` can land meanwhile (Committed or Active →
+        // Failed), so the phase is read once and both answers come from
+        // that one read: read twice, a `fail` between the reads let a write
+        // into a committed resource through as if it were active.
+        let code = shared.phase_code.load(Ordering::Acquire);
+        if code == super::PHASE_FAILED || shared.is_cancelled() {
+            // The reason, and failure before cancellation, from the state.
+            shared.check_usable(&shared.state.lock())?;
+        }
+        let committed = code == super::PHASE_COMMITTED;
         let expected = shared.expected_end.load(Ordering::Acquire);
         if !committed && range.end > expected {
             return Err(StorageError::PastExpectedLen {
