@@ -1,4 +1,4 @@
-//! The `ResourceExt` operations of `Resource<D>`: reads, writes, waits and the lifecycle.
+//! The `ResourceExt` operations of `Resource<D>`: writes, waits and the lifecycle (reads are in `read.rs`).
 
 use std::{
     future::Future,
@@ -14,10 +14,6 @@ use crate::{
     DriverIo, RangeTracker, ResourceExt, ResourceStatus, StorageError, StorageResult, WaitOutcome,
 };
 
-/// Reads that may run again when a rewrite lands meanwhile, before one
-/// holds rewrites off (so a reader is never starved by a busy replacer).
-const REREADS: usize = 4;
-
 fn checked_range(offset: u64, len: usize) -> StorageResult<Range<u64>> {
     u64::try_from(len)
         .ok()
@@ -26,37 +22,9 @@ fn checked_range(offset: u64, len: usize) -> StorageResult<Range<u64>> {
         .ok_or(StorageError::overflow(offset))
 }
 
-/// Zeros `buf[count..filled]` (bytes a discarded read left there).
-fn zero_past(buf: &mut [u8], count: usize, filled: usize) {
-    if let Some(stale) = buf.get_mut(count..filled) {
-        stale.fill(0);
-    }
-}
-
 impl<D: DriverIo> ResourceExt for Resource<D> {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> StorageResult<usize> {
-        let shared = &*self.shared;
-        shared.check_usable_fast()?;
-        // How far a discarded attempt filled `buf`: what the kept one does
-        // not overwrite is zeroed, so no byte of the old contents is left
-        // past the count returned.
-        let mut discarded = 0;
-        for _ in 0..REREADS {
-            let rewrites = shared.rewrites.load(Ordering::Acquire);
-            let count = shared.read_once(offset, buf)?;
-            // A replacement or a shrinking commit published meanwhile: the
-            // bytes may pair the old length with the new contents.
-            if shared.rewrites.load(Ordering::Acquire) == rewrites {
-                zero_past(buf, count, discarded);
-                return Ok(count);
-            }
-            discarded = discarded.max(count);
-        }
-        // Rewritten again and again: read with rewrites held off.
-        let _writer = shared.writer.lock();
-        let count = shared.read_once(offset, buf)?;
-        zero_past(buf, count, discarded);
-        Ok(count)
+        self.shared.read_at(offset, buf)
     }
 
     fn write_at(&self, offset: u64, data: &[u8]) -> StorageResult<()> {
@@ -315,42 +283,7 @@ impl<D: DriverIo> ResourceExt for Resource<D> {
     }
 
     fn read_into(&self, buf: &mut Vec<u8>) -> StorageResult<usize> {
-        let shared = &*self.shared;
-        shared.check_usable_fast()?;
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            // Rewritten again and again: read with rewrites held off.
-            let _writer = (attempts > REREADS).then(|| shared.writer.lock());
-            // Before the length: a replacement after this point is seen
-            // below, and the whole of it is read again, so the buffer never
-            // holds parts of two contents.
-            let rewrites = shared.rewrites.load(Ordering::Acquire);
-            let (readable, _) = shared.snapshot();
-            let out_of_memory = || {
-                StorageError::Io(std::io::Error::new(
-                    std::io::ErrorKind::OutOfMemory,
-                    format!("read_into: {readable} bytes do not fit in memory"),
-                ))
-            };
-            let len = usize::try_from(readable).map_err(|_| out_of_memory())?;
-            buf.clear();
-            buf.try_reserve_exact(len).map_err(|_| out_of_memory())?;
-            buf.resize(len, 0);
-            // Through the `read_at` path, so holes read as zeros here too.
-            let mut filled = 0;
-            while filled < len {
-                let n = shared.read_once(filled as u64, &mut buf[filled..])?;
-                if n == 0 {
-                    break;
-                }
-                filled += n;
-            }
-            if shared.rewrites.load(Ordering::Acquire) == rewrites {
-                buf.truncate(filled);
-                return Ok(filled);
-            }
-        }
+        self.shared.read_into(buf)
     }
 
     fn sync(&self) -> StorageResult<()> {

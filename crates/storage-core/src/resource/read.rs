@@ -1,12 +1,91 @@
-//! The read path of `Resource<D>`: one consistent snapshot, the lock-free
-//! prefix, and holes filled with zeros.
+//! The read path of `Resource<D>`: `read_at` and `read_into`, one
+//! consistent snapshot, the lock-free prefix, and holes filled with zeros.
 
 use std::sync::atomic::{Ordering, fence};
 
 use super::{Shared, readable_in};
-use crate::{DriverIo, StorageResult};
+use crate::{DriverIo, StorageError, StorageResult};
+
+/// Reads that may run again when a rewrite lands meanwhile, before one
+/// holds rewrites off (so a reader is never starved by a busy replacer).
+const REREADS: usize = 4;
+
+/// Zeros `buf[count..filled]` (bytes a discarded read left there).
+fn zero_past(buf: &mut [u8], count: usize, filled: usize) {
+    if let Some(stale) = buf.get_mut(count..filled) {
+        stale.fill(0);
+    }
+}
 
 impl<D: DriverIo> Shared<D> {
+    /// `ResourceExt::read_at`: a read from one snapshot, again when a
+    /// rewrite was published while it ran.
+    pub(super) fn read_at(&self, offset: u64, buf: &mut [u8]) -> StorageResult<usize> {
+        let shared = self;
+        shared.check_usable_fast()?;
+        // How far a discarded attempt filled `buf`: what the kept one does
+        // not overwrite is zeroed, so no byte of the old contents is left
+        // past the count returned.
+        let mut discarded = 0;
+        for _ in 0..REREADS {
+            let rewrites = shared.rewrites.load(Ordering::Acquire);
+            let count = shared.read_once(offset, buf)?;
+            // A replacement or a shrinking commit published meanwhile: the
+            // bytes may pair the old length with the new contents.
+            if shared.rewrites.load(Ordering::Acquire) == rewrites {
+                zero_past(buf, count, discarded);
+                return Ok(count);
+            }
+            discarded = discarded.max(count);
+        }
+        // Rewritten again and again: read with rewrites held off.
+        let _writer = shared.writer.lock();
+        let count = shared.read_once(offset, buf)?;
+        zero_past(buf, count, discarded);
+        Ok(count)
+    }
+
+    /// `ResourceExt::read_into`: the whole readable contents, all of one
+    /// version (read again when a rewrite lands meanwhile).
+    pub(super) fn read_into(&self, buf: &mut Vec<u8>) -> StorageResult<usize> {
+        let shared = self;
+        shared.check_usable_fast()?;
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            // Rewritten again and again: read with rewrites held off.
+            let _writer = (attempts > REREADS).then(|| shared.writer.lock());
+            // Before the length: a replacement after this point is seen
+            // below, and the whole of it is read again, so the buffer never
+            // holds parts of two contents.
+            let rewrites = shared.rewrites.load(Ordering::Acquire);
+            let (readable, _) = shared.snapshot();
+            let out_of_memory = || {
+                StorageError::Io(std::io::Error::new(
+                    std::io::ErrorKind::OutOfMemory,
+                    format!("read_into: {readable} bytes do not fit in memory"),
+                ))
+            };
+            let len = usize::try_from(readable).map_err(|_| out_of_memory())?;
+            buf.clear();
+            buf.try_reserve_exact(len).map_err(|_| out_of_memory())?;
+            buf.resize(len, 0);
+            // Through the `read_at` path, so holes read as zeros here too.
+            let mut filled = 0;
+            while filled < len {
+                let n = shared.read_once(filled as u64, &mut buf[filled..])?;
+                if n == 0 {
+                    break;
+                }
+                filled += n;
+            }
+            if shared.rewrites.load(Ordering::Acquire) == rewrites {
+                buf.truncate(filled);
+                return Ok(filled);
+            }
+        }
+    }
+
     /// The readable length and the available prefix, taken together (a
     /// shrinking commit changes both): a sequence-lock read, which falls
     /// back to the state lock if a `publish` keeps it busy.
