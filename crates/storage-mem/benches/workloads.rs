@@ -4,7 +4,9 @@
 //! `cargo bench -p storage-mem --bench workloads` (or `cargo xtask bench`,
 //! which runs the mmap driver's too); `-- --quick` runs fewer rounds. The
 //! workloads are shared with the mmap driver's bench, in
-//! `storage_core::testing::bench`.
+//! `storage_core::testing::bench`. The rows that allocate (9/1, 9/5, 9/8)
+//! take each sample in a fresh process of this binary (`--sample KIND`),
+//! so neither side measures the other's allocation history.
 
 #![allow(
     clippy::cast_precision_loss,
@@ -25,35 +27,94 @@ use storage_mem::{MemOptions, MemResource};
 
 fn main() {
     let config = Config::from_args();
+    if let Some(kind) = sample_asked() {
+        // One sample, in a process of its own (see `sampled`).
+        println!("{}", sample(&config, &kind));
+        return;
+    }
     let data = Arc::new(pattern(config.file_len));
     let mut table = Table::new(config.file_len);
     run(&config, &data, &mut table);
     table.print();
 }
 
-fn run(config: &Config, data: &Arc<Vec<u8>>, table: &mut Table) {
-    let (mut ours, mut raw_times, mut pipes) = (vec![], vec![], vec![]);
-    for _ in 0..config.rounds {
-        let resource = MemResource::new(CancellationToken::new());
-        let started = Instant::now();
-        write_sequential(&resource, data);
-        ours.push(started.elapsed().as_secs_f64());
-        drop(resource);
-        raw_times.push(vec_write(data, CHUNK));
-        pipes.push(pipe(&MemResource::new(CancellationToken::new()), data));
+/// The kind after `--sample`, when this process is to take one sample.
+fn sample_asked() -> Option<String> {
+    let mut args = std::env::args().skip_while(|arg| arg != "--sample");
+    args.next()?;
+    args.next()
+}
+
+/// One measurement of `kind`: seconds, or ns per write for `ooo-*`.
+fn sample(config: &Config, kind: &str) -> f64 {
+    match kind {
+        "ooo-ours" => {
+            let mem = MemResource::open(
+                CancellationToken::new(),
+                MemOptions {
+                    initial_data: None,
+                    capacity: 64 * MIB,
+                },
+            )
+            .expect("mem");
+            out_of_order(&mem, 65_536).0
+        }
+        "ooo-raw" => vec_scattered(&shuffled(65_536, 99)),
+        kind => {
+            let data = Arc::new(pattern(config.file_len));
+            match kind {
+                "write-ours" => {
+                    let resource = MemResource::new(CancellationToken::new());
+                    let started = Instant::now();
+                    write_sequential(&resource, &data);
+                    started.elapsed().as_secs_f64()
+                }
+                "write-raw" => vec_write(&data, CHUNK),
+                "pipe-ours" => pipe(&MemResource::new(CancellationToken::new()), &data),
+                other => panic!("no sample kind {other}"),
+            }
+        }
     }
-    let raw_write = median(&mut raw_times);
+}
+
+/// Medians of `kinds`, each sample taken in a fresh process, the kinds in
+/// turn round by round. The rows that allocate are measured this way: in
+/// one process, what one side freed decided whether the other got
+/// recycled memory or fresh pages to fault in (a raw baseline ran 7×
+/// faster after our chunks had been freed a certain way), so each side
+/// would have measured the other's allocation history.
+fn sampled<const N: usize>(config: &Config, kinds: [&str; N]) -> [f64; N] {
+    let exe = std::env::current_exe().expect("the bench's own path");
+    let mut samples: [Vec<f64>; N] = std::array::from_fn(|_| Vec::new());
+    for _ in 0..config.rounds {
+        for (kind, samples) in kinds.iter().zip(samples.iter_mut()) {
+            let mut command = std::process::Command::new(&exe);
+            command.args(["--sample", kind]);
+            if std::env::args().any(|a| a == "--quick") {
+                command.arg("--quick");
+            }
+            let output = command.output().expect("a sample process");
+            assert!(output.status.success(), "sample {kind} failed");
+            let text = String::from_utf8_lossy(&output.stdout);
+            samples.push(text.trim().parse().expect("a sample's number"));
+        }
+    }
+    samples.map(|mut samples| median(&mut samples))
+}
+
+fn run(config: &Config, data: &Arc<Vec<u8>>, table: &mut Table) {
+    let [ours, raw_write, pipe] = sampled(config, ["write-ours", "write-raw", "pipe-ours"]);
     table.throughput(
         "9/1. mem: sequential write 64 KiB + commit",
         "raw Vec extend_from_slice",
-        median(&mut ours),
+        ours,
         raw_write,
         0.9,
     );
     table.throughput(
         "9/5. mem: writer → reader pipe",
         "raw Vec write (9/1.)",
-        median(&mut pipes),
+        pipe,
         raw_write,
         0.9,
     );
@@ -122,30 +183,19 @@ fn random_read_rounds(
 }
 
 /// 9/8: 64k out-of-order 1 KiB writes into a fresh resource against raw
-/// copies into a zeroed `Vec`.
+/// copies into a zeroed `Vec`, each in a fresh process. (The cost of a
+/// `wait_range` hit is taken in this one.)
 fn out_of_order_rounds(config: &Config, table: &mut Table) {
-    let order = shuffled(65_536, 99);
-    let (mut writes, mut hits, mut raw_writes) = (vec![], vec![], vec![]);
-    for _ in 0..config.rounds {
-        let mem = MemResource::open(
-            CancellationToken::new(),
-            MemOptions {
-                initial_data: None,
-                capacity: 64 * MIB,
-            },
-        )
-        .expect("mem");
-        let (write_ns, hit_ns) = out_of_order(&mem, 65_536);
-        drop(mem);
-        writes.push(write_ns);
-        hits.push(hit_ns);
-        raw_writes.push(vec_scattered(&order));
-    }
-    let (write_ns, hit_ns, raw_ns) = (
-        median(&mut writes),
-        median(&mut hits),
-        median(&mut raw_writes),
-    );
+    let [write_ns, raw_ns] = sampled(config, ["ooo-ours", "ooo-raw"]);
+    let mem = MemResource::open(
+        CancellationToken::new(),
+        MemOptions {
+            initial_data: None,
+            capacity: 64 * MIB,
+        },
+    )
+    .expect("mem");
+    let (_, hit_ns) = out_of_order(&mem, 65_536);
     table.cost(
         "9/8. mem: 64k out-of-order 1 KiB writes",
         write_ns,
