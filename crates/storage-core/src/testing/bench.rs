@@ -216,15 +216,8 @@ pub fn xorshift(seed: u64) -> impl FnMut() -> u64 {
     }
 }
 
-/// A deterministic shuffle of `0..n`.
-pub fn shuffled(n: usize, seed: u64) -> Vec<usize> {
-    let mut next = xorshift(seed);
-    let mut order: Vec<usize> = (0..n).collect();
-    for i in (1..n).rev() {
-        order.swap(i, (next() % (i as u64 + 1)) as usize);
-    }
-    order
-}
+/// The suite's deterministic shuffle, for the benches too (one of it).
+pub use super::shuffled;
 
 /// `len` bytes of pseudo-random data.
 pub fn pattern(len: usize) -> Vec<u8> {
