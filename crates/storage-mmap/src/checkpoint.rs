@@ -40,7 +40,7 @@ struct Pending {
 #[derive(Debug, Default)]
 struct Shared {
     /// The journal. Whoever checkpoints (the thread, or `sync` through
-    /// [`Checkpoints::flush`]) holds it from taking the pending ranges until
+    /// [`Flusher::flush`]) holds it from taking the pending ranges until
     /// they are journaled, so a checkpoint never returns while ranges taken
     /// before it are still on their way to the journal. Writers never take
     /// it: a checkpoint's `fdatasync` does not stop them. Locked before

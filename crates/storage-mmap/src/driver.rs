@@ -139,7 +139,7 @@ impl MmapDriver {
     }
 
     /// Removes the journal at the path, durably, when its identity passes
-    /// `is_ours` (see [`durability::remove_journal_if`]).
+    /// `is_ours` (see [`crate::durability::remove_journal_if`]).
     pub(crate) fn remove_journal_if(
         &self,
         is_ours: impl Fn(Option<(u64, u64)>) -> bool,

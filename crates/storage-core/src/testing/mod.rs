@@ -252,7 +252,7 @@ pub fn shuffled(n: usize, seed: u64) -> Vec<usize> {
 
 /// Expands to one `#[test]` per behaviour of the contract, each run on
 /// `$harness` (an expression of a type that implements
-/// [`Harness`](crate::testing::Harness)).
+/// [`Harness`]).
 ///
 /// Call it once at the top level of a test file (or in a module) of the
 /// crate that holds the driver; it needs `proptest` nowhere but here.
