@@ -48,17 +48,7 @@ fn sample_asked() -> Option<String> {
 /// One measurement of `kind`: seconds, or ns per write for `ooo-*`.
 fn sample(config: &Config, kind: &str) -> f64 {
     match kind {
-        "ooo-ours" => {
-            let mem = MemResource::open(
-                CancellationToken::new(),
-                MemOptions {
-                    initial_data: None,
-                    capacity: 64 * MIB,
-                },
-            )
-            .expect("mem");
-            out_of_order(&mem, 65_536).0
-        }
+        "ooo-ours" => out_of_order(&out_of_order_target(), 65_536).0,
         "ooo-raw" => vec_scattered(&shuffled(65_536, 99)),
         kind => {
             let data = Arc::new(pattern(config.file_len));
@@ -182,20 +172,24 @@ fn random_read_rounds(
     );
 }
 
-/// 9/8: 64k out-of-order 1 KiB writes into a fresh resource against raw
-/// copies into a zeroed `Vec`, each in a fresh process. (The cost of a
-/// `wait_range` hit is taken in this one.)
-fn out_of_order_rounds(config: &Config, table: &mut Table) {
-    let [write_ns, raw_ns] = sampled(config, ["ooo-ours", "ooo-raw"]);
-    let mem = MemResource::open(
+/// The resource 9/8 writes into: empty, room made for 64 MiB.
+fn out_of_order_target() -> MemResource {
+    MemResource::open(
         CancellationToken::new(),
         MemOptions {
             initial_data: None,
             capacity: 64 * MIB,
         },
     )
-    .expect("mem");
-    let (_, hit_ns) = out_of_order(&mem, 65_536);
+    .expect("mem")
+}
+
+/// 9/8: 64k out-of-order 1 KiB writes into a fresh resource against raw
+/// copies into a zeroed `Vec`, each in a fresh process. (The cost of a
+/// `wait_range` hit is taken in this one.)
+fn out_of_order_rounds(config: &Config, table: &mut Table) {
+    let [write_ns, raw_ns] = sampled(config, ["ooo-ours", "ooo-raw"]);
+    let (_, hit_ns) = out_of_order(&out_of_order_target(), 65_536);
     table.cost(
         "9/8. mem: 64k out-of-order 1 KiB writes",
         write_ns,

@@ -314,25 +314,30 @@ impl DriverIo for MmapDriver {
     }
 
     fn sync(&self) -> StorageResult<()> {
-        let _lifecycle = self.lifecycle.lock();
-        self.finish_commit()?;
-        // Taken out under the lock for a moment only: writers record into
-        // the checkpoints while this one syncs.
-        let flusher = self.checkpoints.lock().as_ref().map(Checkpoints::flusher);
-        let Some(flusher) = flusher else {
-            // Committed and durable: what a rewrite in place (`ReadWrite`)
-            // wrote since is synced too. Nothing to do when read-only.
-            let store = self.read();
-            if store.file_writable {
-                let file = store.file(&self.path)?;
-                self.poison
-                    .sync(|| sys::sync_data(file))
-                    .map_err(|e| io_error(&self.path, "cannot sync", e))?;
+        let committed_file = {
+            let _lifecycle = self.lifecycle.lock();
+            self.finish_commit()?;
+            // Taken out under the lock for a moment only: writers record
+            // into the checkpoints while this one syncs. The flush runs
+            // under the lifecycle lock: no commit takes the checkpoints
+            // from under it.
+            let flusher = self.checkpoints.lock().as_ref().map(Checkpoints::flusher);
+            if let Some(flusher) = flusher {
+                return flusher
+                    .flush()
+                    .map_err(|e| io_error(&self.path, "cannot sync", e));
             }
-            return Ok(());
+            let store = self.read();
+            if !store.file_writable {
+                return Ok(()); // read-only: nothing written to sync
+            }
+            second_handle(store.file(&self.path)?, &self.path)?
         };
-        flusher
-            .flush()
+        // Committed and durable: what a rewrite in place (`ReadWrite`)
+        // wrote since is synced too — on a handle of its own, without the
+        // lifecycle lock or the store's, so a rewrite does not wait for it.
+        self.poison
+            .sync(|| sys::sync_data(&committed_file))
             .map_err(|e| io_error(&self.path, "cannot sync", e))
     }
 

@@ -506,24 +506,22 @@ mod tests {
         assert!(*synced_dir.lock() >= 1, "the rename was never made durable");
     }
 
-    #[test]
-    fn a_sync_under_way_does_not_stop_writers() {
+    /// A slow disk for `path`: each sync of its data lasts until the test
+    /// sends on the returned sender; the receiver hears when one begins.
+    /// (Hold [`probe::EXCLUSIVE`]; `probe::set(None)` when done.)
+    fn hold_syncs_of(
+        path: &std::path::Path,
+    ) -> (std::sync::mpsc::Receiver<()>, std::sync::mpsc::Sender<()>) {
         use std::{
             sync::{Arc, mpsc},
-            time::{Duration, Instant},
+            time::Duration,
         };
 
         use parking_lot::Mutex;
 
         use crate::sys::{self, Synced};
 
-        let _exclusive = probe::EXCLUSIVE.lock();
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("slow-disk.bin");
-        let r = open(&path);
-        r.write_at(0, &[1; 4096]).unwrap();
-        let data_id = sys::entry_id(&path).unwrap();
-        // A slow disk: a sync of the data file lasts until the test ends it.
+        let data_id = sys::entry_id(path).unwrap();
         let (entered, syncing) = mpsc::channel();
         let (release, released) = mpsc::channel::<()>();
         let released = Mutex::new(released);
@@ -535,6 +533,19 @@ mod tests {
                 let _ = released.lock().recv_timeout(Duration::from_secs(30));
             }
         })));
+        (syncing, release)
+    }
+
+    /// Runs `write` while a sync of `r` is held on the disk: `Err` when
+    /// the write did not finish within 10 s.
+    fn write_during_a_held_sync(
+        r: &MmapResource,
+        path: &std::path::Path,
+        write: impl FnOnce(MmapResource) -> storage_core::StorageResult<()> + Send + 'static,
+    ) -> Result<(), &'static str> {
+        use std::time::{Duration, Instant};
+
+        let (syncing, release) = hold_syncs_of(path);
         let syncer = {
             let r = r.clone();
             std::thread::spawn(move || r.sync())
@@ -544,7 +555,7 @@ mod tests {
             .expect("the sync reached the disk");
         let writer = {
             let r = r.clone();
-            std::thread::spawn(move || r.write_at(4096, &[2; 4096]))
+            std::thread::spawn(move || write(r))
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut stalled = false;
@@ -557,13 +568,50 @@ mod tests {
         }
         // Let the sync finish either way, so a failure does not hang.
         release.send(()).unwrap();
-        assert!(!stalled, "a write waited for a sync of the disk");
         writer.join().unwrap().unwrap();
         syncer.join().unwrap().unwrap();
         probe::set(None);
+        if stalled {
+            Err("a write waited for a sync of the disk")
+        } else {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_sync_under_way_does_not_stop_writers() {
+        let _exclusive = probe::EXCLUSIVE.lock();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("slow-disk.bin");
+        let r = open(&path);
+        r.write_at(0, &[1; 4096]).unwrap();
+        write_during_a_held_sync(&r, &path, |r| r.write_at(4096, &[2; 4096])).unwrap();
         let mut back = [0; 8192];
         assert_eq!(r.read_at(0, &mut back).unwrap(), 8192);
         assert!(back[..4096].iter().all(|&b| b == 1) && back[4096..].iter().all(|&b| b == 2));
+    }
+
+    #[test]
+    fn a_sync_under_way_does_not_stop_a_rewrite_in_place() {
+        let _exclusive = probe::EXCLUSIVE.lock();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("slow-disk-rw.bin");
+        let r = MmapResource::open(
+            CancellationToken::new(),
+            MmapOptions {
+                path: path.clone(),
+                initial_len: None,
+                mode: OpenMode::ReadWrite,
+            },
+        )
+        .unwrap();
+        r.write_all(&[1; 8192]).unwrap();
+        r.sync().unwrap();
+        write_during_a_held_sync(&r, &path, |r| r.write_at(100, &[3; 16])).unwrap();
+        let mut back = [0; 8192];
+        assert_eq!(r.read_at(0, &mut back).unwrap(), 8192);
+        assert!(back[100..116].iter().all(|&b| b == 3));
+        assert!(back[..100].iter().chain(&back[116..]).all(|&b| b == 1));
     }
 
     #[test]
