@@ -79,6 +79,10 @@ pub struct MmapDriver {
     /// resumes one): only that journal is ever removed by it, never one
     /// that another download put at the path since.
     pub(crate) journal_id: Mutex<Option<(u64, u64)>>,
+    /// A replacement that was not made durable renamed a file over the
+    /// path: the next `sync` syncs the directory too (after the file), so
+    /// that the rename survives a power loss as `sync` promises.
+    pub(crate) rename_owed: std::sync::atomic::AtomicBool,
 }
 
 /// An offset already checked to lie within a mapping (whose length is a `usize`).
@@ -328,17 +332,37 @@ impl DriverIo for MmapDriver {
                     .map_err(|e| io_error(&self.path, "cannot sync", e));
             }
             let store = self.read();
-            if !store.file_writable {
+            let rename_owed = self.rename_owed.swap(false, Ordering::AcqRel);
+            if !store.file_writable && !rename_owed {
                 return Ok(()); // read-only: nothing written to sync
             }
-            second_handle(store.file(&self.path)?, &self.path)?
+            (
+                second_handle(store.file(&self.path)?, &self.path),
+                rename_owed,
+            )
         };
+        let (file, rename_owed) = committed_file;
         // Committed and durable: what a rewrite in place (`ReadWrite`)
         // wrote since is synced too — on a handle of its own, without the
         // lifecycle lock or the store's, so a rewrite does not wait for it.
-        self.poison
-            .sync(|| sys::sync_data(&committed_file))
-            .map_err(|e| io_error(&self.path, "cannot sync", e))
+        // Then the name a replacement renamed in, if it was not made durable.
+        let synced = file.and_then(|file| {
+            self.poison
+                .sync(|| sys::sync_data(&file))
+                .map_err(|e| io_error(&self.path, "cannot sync", e))
+        });
+        let synced = synced.and_then(|()| {
+            if rename_owed {
+                sys::sync_dir(&self.path)
+                    .map_err(|e| io_error(&self.path, "cannot sync the directory of", e))
+            } else {
+                Ok(())
+            }
+        });
+        if synced.is_err() && rename_owed {
+            self.rename_owed.store(true, Ordering::Release);
+        }
+        synced
     }
 
     fn write_at(&self, offset: u64, data: &[u8], committed: bool) -> StorageResult<()> {

@@ -476,14 +476,29 @@ mod tests {
         drop(failing);
     }
 
-    #[test]
-    fn a_durable_replacement_syncs_the_directory_after_its_rename() {
+    /// Counts the syncs of `dir` (other tests run beside this one) while
+    /// `during` runs. (Hold [`probe::EXCLUSIVE`].)
+    fn directory_syncs_during(dir: &std::path::Path, during: impl FnOnce()) -> usize {
         use std::sync::Arc;
 
         use parking_lot::Mutex;
 
         use crate::sys::Synced;
 
+        let synced_dir = Arc::new(Mutex::new(0));
+        let (seen, ours) = (Arc::clone(&synced_dir), dir.to_path_buf());
+        probe::set(Some(Arc::new(move |event: &Synced<'_>| {
+            if matches!(event, Synced::Dir(d) if *d == ours.as_path()) {
+                *seen.lock() += 1;
+            }
+        })));
+        during();
+        probe::set(None);
+        *synced_dir.lock()
+    }
+
+    #[test]
+    fn a_durable_replacement_syncs_the_directory_after_its_rename() {
         let _exclusive = probe::EXCLUSIVE.lock();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("replaced.bin");
@@ -491,19 +506,31 @@ mod tests {
         r.write_all(b"old contents").unwrap();
         r.sync().unwrap();
         assert!(!journal::path_for(&path).exists());
-        // Syncs of this directory only (other tests run beside this one).
-        let synced_dir = Arc::new(Mutex::new(0));
-        let (seen, ours) = (Arc::clone(&synced_dir), dir.path().to_path_buf());
-        probe::set(Some(Arc::new(move |event: &Synced<'_>| {
-            if matches!(event, Synced::Dir(d) if *d == ours.as_path()) {
-                *seen.lock() += 1;
-            }
-        })));
-        r.replace_all(b"new", true).unwrap();
-        probe::set(None);
         // The rename is a change of the directory: durable only once the
         // directory is synced (no journal was there to remove).
-        assert!(*synced_dir.lock() >= 1, "the rename was never made durable");
+        let synced = directory_syncs_during(dir.path(), || {
+            r.replace_all(b"new", true).unwrap();
+        });
+        assert!(synced >= 1, "the rename was never made durable");
+    }
+
+    #[test]
+    fn a_sync_after_a_replacement_that_was_not_durable_makes_its_rename_durable() {
+        let _exclusive = probe::EXCLUSIVE.lock();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("replaced-later.bin");
+        let r = open(&path);
+        r.write_all(b"old contents").unwrap();
+        r.sync().unwrap();
+        let replaced = directory_syncs_during(dir.path(), || {
+            r.replace_all(b"new", false).unwrap();
+        });
+        assert_eq!(replaced, 0, "a replacement not asked to be durable synced");
+        // `sync` promises what was written before it: the rename too.
+        let synced = directory_syncs_during(dir.path(), || r.sync().unwrap());
+        assert!(synced >= 1, "sync returned with the rename not durable");
+        let again = directory_syncs_during(dir.path(), || r.sync().unwrap());
+        assert_eq!(again, 0, "owed once, synced once");
     }
 
     /// A slow disk for `path`: each sync of its data lasts until the test

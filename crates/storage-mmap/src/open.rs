@@ -232,6 +232,7 @@ impl MmapDriver {
             durability: crate::durability::Durability::default(),
             poison,
             journal_id: Mutex::new(journal_id),
+            rename_owed: std::sync::atomic::AtomicBool::new(false),
         };
         (driver, state)
     }

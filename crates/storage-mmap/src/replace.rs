@@ -216,7 +216,10 @@ fn retire_journals(driver: &MmapDriver, marked: Option<(u64, u64)>, durable: boo
     match removed {
         Err(e) => driver.durability.set_retry(Some(e)),
         Ok(()) if durable => driver.durability.finish_now(&driver.finisher()),
-        Ok(()) => {}
+        // Not durable now; durable at the next `sync`.
+        Ok(()) => driver
+            .rename_owed
+            .store(true, std::sync::atomic::Ordering::Release),
     }
 }
 
