@@ -81,7 +81,10 @@ pub struct MmapDriver {
     pub(crate) journal_id: Mutex<Option<(u64, u64)>>,
     /// A replacement that was not made durable renamed a file over the
     /// path: the next `sync` syncs the directory too (after the file), so
-    /// that the rename survives a power loss as `sync` promises.
+    /// that the rename survives a power loss as `sync` promises. Not the
+    /// `durability` phase: that work is also finished by the drop, which
+    /// would make every non-durable replacement durable (and slow) at the
+    /// last handle's drop.
     pub(crate) rename_owed: std::sync::atomic::AtomicBool,
 }
 
@@ -318,7 +321,7 @@ impl DriverIo for MmapDriver {
     }
 
     fn sync(&self) -> StorageResult<()> {
-        let committed_file = {
+        let (file, rename_owed) = {
             let _lifecycle = self.lifecycle.lock();
             self.finish_commit()?;
             // Taken out under the lock for a moment only: writers record
@@ -341,7 +344,6 @@ impl DriverIo for MmapDriver {
                 rename_owed,
             )
         };
-        let (file, rename_owed) = committed_file;
         // Committed and durable: what a rewrite in place (`ReadWrite`)
         // wrote since is synced too — on a handle of its own, without the
         // lifecycle lock or the store's, so a rewrite does not wait for it.
