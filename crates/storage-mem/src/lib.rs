@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+mod chunk;
 mod table;
 
 use std::{
@@ -25,7 +26,8 @@ use storage_core::{
 use table::Table;
 
 /// Bytes per chunk of the memory store: a write copies under the lock of
-/// the chunks it touches, and a chunk is allocated when first written.
+/// the chunks it touches; chunks are made 16 at a time (a slab, see
+/// the crate README) when a write first lands in their range.
 pub const MEM_CHUNK_BYTES: usize = 64 * 1024;
 
 /// Options for opening a [`MemResource`].
@@ -101,22 +103,6 @@ fn within_limit(end: u64) -> StorageResult<()> {
     Ok(())
 }
 
-/// A new chunk holding `piece` at `within`, zeros elsewhere (a whole
-/// chunk's bytes are copied once, never zeroed first).
-fn new_chunk(piece: &[u8], within: usize, end: u64) -> StorageResult<Box<[u8]>> {
-    let mut bytes = Vec::new();
-    bytes
-        .try_reserve_exact(MEM_CHUNK_BYTES)
-        .map_err(|_| out_of_memory("grow", end))?;
-    if within == 0 && piece.len() == MEM_CHUNK_BYTES {
-        bytes.extend_from_slice(piece);
-    } else {
-        bytes.resize(MEM_CHUNK_BYTES, 0);
-        bytes[within..within + piece.len()].copy_from_slice(piece);
-    }
-    Ok(bytes.into_boxed_slice())
-}
-
 /// `data` as a table of chunks.
 fn table_of(data: &[u8]) -> StorageResult<Table> {
     let end = data.len() as u64;
@@ -127,9 +113,7 @@ fn table_of(data: &[u8]) -> StorageResult<Table> {
     }
     table.add_pages(&chunks_of(0, end), end)?;
     for (index, piece) in data.chunks(MEM_CHUNK_BYTES).enumerate() {
-        if let Some(slot) = table.chunk(index) {
-            *slot.write() = Some(new_chunk(piece, 0, end)?);
-        }
+        table.write_into(index, 0, piece, end)?;
     }
     Ok(table)
 }
@@ -286,16 +270,8 @@ impl DriverIo for MemDriver {
         };
         let mut taken = 0;
         for (index, within, n) in pieces(offset, data.len()) {
-            let piece = &data[taken..taken + n];
             // The table holds `needed` pages while its lock is held.
-            let Some(slot) = table.chunk(index) else {
-                return Err(out_of_memory("grow", end));
-            };
-            let mut slot = slot.write();
-            match slot.as_deref_mut() {
-                Some(chunk) => chunk[within..within + n].copy_from_slice(piece),
-                None => *slot = Some(new_chunk(piece, within, end)?),
-            }
+            table.write_into(index, within, &data[taken..taken + n], end)?;
             taken += n;
         }
         drop(table);
@@ -371,6 +347,28 @@ mod tests {
         assert_eq!(driver.read_at(0, &mut back, u64::MAX).unwrap(), back.len());
         assert!(back[..MEM_CHUNK_BYTES + 5].iter().all(|&b| b == 9));
         assert!(back[MEM_CHUNK_BYTES + 5..].iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn a_chunk_cut_from_its_slab_comes_back_as_zeros_beside_kept_neighbours() {
+        let driver = MemDriver::default();
+        driver
+            .write_at(0, &vec![9; 3 * MEM_CHUNK_BYTES], false)
+            .unwrap();
+        // Cuts chunk 1 to 5 bytes and drops chunk 2; chunk 0 and the
+        // slab they came from live on.
+        driver.commit(Some(MEM_CHUNK_BYTES as u64 + 5)).unwrap();
+        let far = 2 * MEM_CHUNK_BYTES as u64 + 10;
+        driver.write_at(far, b"new", false).unwrap();
+        let mut back = vec![1; 3 * MEM_CHUNK_BYTES];
+        assert_eq!(
+            driver.read_at(0, &mut back, u64::MAX).unwrap(),
+            2 * MEM_CHUNK_BYTES + 13
+        );
+        let chunk = MEM_CHUNK_BYTES;
+        assert!(back[..chunk + 5].iter().all(|&b| b == 9));
+        assert!(back[chunk + 5..2 * chunk + 10].iter().all(|&b| b == 0));
+        assert_eq!(&back[2 * chunk + 10..2 * chunk + 13], b"new");
     }
 
     #[test]

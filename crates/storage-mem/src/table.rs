@@ -4,7 +4,7 @@
 //! A chunk's slot sits in a *page* of [`PAGE_CHUNKS`] slots (256 MiB of
 //! address), made when a chunk of its range is first written; the top
 //! level holds one pointer per page. A write at 1 TiB costs one page
-//! (96 KiB) and a 64 KiB chunk, plus 16 bytes of top level per 256 MiB
+//! (160 KiB) and a slab of chunks, plus 16 bytes of top level per 256 MiB
 //! below it; nothing past [`MEM_MAX_LEN`](crate::MEM_MAX_LEN) is
 //! addressable, so the top level never exceeds 16 MiB.
 
@@ -13,13 +13,20 @@ use std::ops::RangeInclusive;
 use parking_lot::RwLock;
 use storage_core::StorageResult;
 
-use crate::{MEM_CHUNK_BYTES, out_of_memory};
+use crate::{
+    MEM_CHUNK_BYTES,
+    chunk::{ChunkBytes, SLAB_CHUNKS},
+    out_of_memory,
+};
 
 /// Chunk slots per page: 4096 × 64 KiB = 256 MiB of address.
 pub(crate) const PAGE_CHUNKS: usize = 4096;
 
-/// One chunk: `None` until first written (it reads as zeros).
-pub(crate) type Chunk = RwLock<Option<Box<[u8]>>>;
+// A slab's chunks share a page of the table.
+const _: () = assert!(PAGE_CHUNKS.is_multiple_of(SLAB_CHUNKS));
+
+/// One chunk: `None` until a write into its slab (it reads as zeros).
+pub(crate) type Chunk = RwLock<Option<ChunkBytes>>;
 
 /// The pages; a missing page reads as zeros.
 #[derive(Debug, Default)]
@@ -41,6 +48,50 @@ impl Table {
     pub(crate) fn chunk(&self, index: usize) -> Option<&Chunk> {
         let page = self.pages.get(index / PAGE_CHUNKS)?.as_ref()?;
         page.get(index % PAGE_CHUNKS)
+    }
+
+    /// Copies `piece` into chunk `index` at `within`, first making the
+    /// chunks of its slab that do not exist (its page must exist; `end`:
+    /// the write's byte end, for errors). Locks one chunk at a time.
+    pub(crate) fn write_into(
+        &self,
+        index: usize,
+        within: usize,
+        piece: &[u8],
+        end: u64,
+    ) -> StorageResult<()> {
+        let slot = self
+            .chunk(index)
+            .ok_or_else(|| out_of_memory("grow", end))?;
+        let mut chunk = slot.write();
+        if chunk.is_none() {
+            drop(chunk);
+            self.fill_slab(index, end)?;
+            chunk = slot.write();
+        }
+        // Filled above, and only a cut (under the table's write lock,
+        // which excludes `&self`) empties a slot.
+        let bytes = chunk
+            .as_deref_mut()
+            .ok_or_else(|| out_of_memory("grow", end))?;
+        bytes[within..within + piece.len()].copy_from_slice(piece);
+        Ok(())
+    }
+
+    /// Gives every empty slot of `index`'s slab a chunk of one new slab
+    /// (chunks left over, where a slot had one, are dropped).
+    fn fill_slab(&self, index: usize, end: u64) -> StorageResult<()> {
+        let first = index - index % SLAB_CHUNKS;
+        let mut fresh = ChunkBytes::slab(end)?.into_iter();
+        for number in first..first + SLAB_CHUNKS {
+            if let Some(slot) = self.chunk(number) {
+                let mut chunk = slot.write();
+                if chunk.is_none() {
+                    *chunk = fresh.next();
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Whether every page holding `chunks` exists.
@@ -143,8 +194,9 @@ mod tests {
         let mut table = Table::default();
         table.add_pages(&(0..=PAGE_CHUNKS + 1), 0).unwrap();
         for index in [0, 1, PAGE_CHUNKS + 1] {
-            *table.chunk(index).unwrap().write() =
-                Some(vec![9; MEM_CHUNK_BYTES].into_boxed_slice());
+            table
+                .write_into(index, 0, &vec![9; MEM_CHUNK_BYTES], 0)
+                .unwrap();
         }
         table.cut(MEM_CHUNK_BYTES as u64 + 5);
         let chunk = table.chunk(1).unwrap().read();
