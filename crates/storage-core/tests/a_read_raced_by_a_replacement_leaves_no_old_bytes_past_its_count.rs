@@ -6,7 +6,7 @@ use std::{
     path::Path,
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicUsize, Ordering},
         mpsc,
     },
     time::Duration,
@@ -18,12 +18,12 @@ use storage_core::{
     testing::ReferenceDriver,
 };
 
-/// The reference driver, whose first read stops after its copy until the
-/// test lets it go.
+/// The reference driver, whose next `armed` reads each stop after their
+/// copy until the test lets them go.
 #[derive(Default)]
 struct Gated {
     inner: ReferenceDriver,
-    armed: AtomicBool,
+    armed: AtomicUsize,
     entered: Mutex<Option<mpsc::Sender<()>>>,
     go: Mutex<Option<mpsc::Receiver<()>>>,
 }
@@ -43,11 +43,17 @@ impl DriverIo for Gated {
 
     fn read_at(&self, offset: u64, buf: &mut [u8], effective_len: u64) -> StorageResult<usize> {
         let count = self.inner.read_at(offset, buf, effective_len)?;
-        if self.armed.swap(false, Ordering::AcqRel) {
-            if let Some(entered) = self.entered.lock().take() {
+        let gated = self
+            .armed
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| {
+                left.checked_sub(1)
+            })
+            .is_ok();
+        if gated {
+            if let Some(entered) = self.entered.lock().as_ref() {
                 let _ = entered.send(());
             }
-            if let Some(go) = self.go.lock().take() {
+            if let Some(go) = self.go.lock().as_ref() {
                 go.recv_timeout(Duration::from_secs(10))
                     .expect("the test lets the read go on");
             }
@@ -64,8 +70,9 @@ impl DriverIo for Gated {
     }
 }
 
-#[test]
-fn a_read_raced_by_a_replacement_leaves_no_old_bytes_past_its_count() {
+/// A resource over a gated driver, with the channels that see a gated read
+/// arrive and let it go.
+fn gated() -> (Arc<Resource<Gated>>, mpsc::Receiver<()>, mpsc::Sender<()>) {
     let (entered_tx, entered) = mpsc::channel();
     let (go, go_rx) = mpsc::channel();
     let driver = Gated {
@@ -79,8 +86,14 @@ fn a_read_raced_by_a_replacement_leaves_no_old_bytes_past_its_count() {
         DriverState::default(),
         None,
     ));
+    (resource, entered, go)
+}
+
+#[test]
+fn a_read_raced_by_a_replacement_leaves_no_old_bytes_past_its_count() {
+    let (resource, entered, go) = gated();
     resource.write_all(b"old secret").unwrap();
-    resource.driver().armed.store(true, Ordering::Release);
+    resource.driver().armed.store(1, Ordering::Release);
     let reader = {
         let resource = Arc::clone(&resource);
         std::thread::spawn(move || {
@@ -103,5 +116,48 @@ fn a_read_raced_by_a_replacement_leaves_no_old_bytes_past_its_count() {
         &buf[3..],
         &[0; 7],
         "bytes of the old contents were left past the count"
+    );
+}
+
+/// Overtaken again and again, a read ends with rewrites held off (the
+/// writer lock); what the discarded attempts left past its count is zeroed
+/// on that path too.
+#[test]
+fn a_read_overtaken_until_it_holds_rewrites_off_leaves_no_old_bytes_either() {
+    let (resource, entered, go) = gated();
+    resource.write_all(b"old secret").unwrap();
+    // Every attempt before the one under the writer lock is overtaken.
+    let overtaken = ["0123456789", "abcdefghi", "ABCDEFGH", "new"];
+    resource
+        .driver()
+        .armed
+        .store(overtaken.len(), Ordering::Release);
+    let reader = {
+        let resource = Arc::clone(&resource);
+        std::thread::spawn(move || {
+            let mut buf = [0xEE; 10];
+            let count = resource.read_at(0, &mut buf).unwrap();
+            (count, buf)
+        })
+    };
+    for contents in overtaken {
+        entered
+            .recv_timeout(Duration::from_secs(10))
+            .expect("an attempt reached the driver");
+        resource.replace_all(contents.as_bytes(), false).unwrap();
+        go.send(()).unwrap();
+    }
+    let (count, buf) = reader.join().unwrap();
+    assert_eq!(count, 3);
+    assert_eq!(&buf[..3], b"new");
+    assert_eq!(
+        &buf[3..],
+        &[0; 7],
+        "bytes of a discarded attempt were left past the count"
+    );
+    assert_eq!(
+        resource.driver().armed.load(Ordering::Acquire),
+        0,
+        "every gated attempt ran"
     );
 }
