@@ -533,6 +533,38 @@ mod tests {
         assert_eq!(again, 0, "owed once, synced once");
     }
 
+    #[test]
+    fn a_rename_owed_to_a_sync_that_failed_is_synced_by_the_next_one() {
+        let _exclusive = probe::EXCLUSIVE.lock();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("owed.bin");
+        let r = open(&path);
+        r.write_all(b"old contents").unwrap();
+        r.sync().unwrap();
+        r.replace_all(b"new", false).unwrap();
+        // The directory's sync fails once: the rename is still owed.
+        {
+            let failing = probe::fail_syncs_of(dir.path(), Some(1));
+            assert!(r.sync().is_err(), "a failed directory sync reported Ok");
+            assert_eq!(failing.remaining(), Some(0), "the directory sync was tried");
+        }
+        let retried = directory_syncs_during(dir.path(), || r.sync().unwrap());
+        assert!(
+            retried >= 1,
+            "the rename owed to the failed sync was dropped"
+        );
+        assert_eq!(directory_syncs_during(dir.path(), || r.sync().unwrap()), 0);
+        // The new file's sync fails: the directory is not synced after it,
+        // and, the file poisoned, no later sync calls anything durable.
+        r.replace_all(b"newer", false).unwrap();
+        {
+            let _failing = probe::fail_syncs_of(&path, Some(1));
+            let skipped = directory_syncs_during(dir.path(), || assert!(r.sync().is_err()));
+            assert_eq!(skipped, 0, "the directory was synced after its file failed");
+        }
+        assert!(r.sync().is_err(), "a sync after a failed one reported Ok");
+    }
+
     /// A slow disk for `path`: each sync of its data lasts until the test
     /// sends on the returned sender; the receiver hears when one begins.
     /// (Hold [`probe::EXCLUSIVE`]; `probe::set(None)` when done.)

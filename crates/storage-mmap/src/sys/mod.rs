@@ -56,6 +56,7 @@ pub(crate) fn sync_dir(path: &Path) -> io::Result<()> {
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or_else(|| Path::new("."));
+    probe::may_fail_dir(dir)?;
     os::sync_dir(dir)?;
     probe::synced(&Synced::Dir(dir));
     Ok(())
@@ -119,6 +120,15 @@ mod probe {
         reason = "the test build's probe can fail; this one never does"
     )]
     pub(crate) fn may_fail(_file: &std::fs::File) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    #[inline]
+    #[allow(
+        clippy::unnecessary_wraps,
+        reason = "the test build's probe can fail; this one never does"
+    )]
+    pub(crate) fn may_fail_dir(_dir: &std::path::Path) -> std::io::Result<()> {
         Ok(())
     }
 }
@@ -187,7 +197,17 @@ pub(crate) mod probe {
     }
 
     pub(crate) fn may_fail(file: &std::fs::File) -> std::io::Result<()> {
-        let Some(id) = file.metadata().ok().and_then(|meta| super::file_id(&meta)) else {
+        may_fail_id(file.metadata().ok().and_then(|meta| super::file_id(&meta)))
+    }
+
+    /// As `may_fail`, for the sync of directory `dir` (set up with
+    /// `fail_syncs_of(dir, ..)`).
+    pub(crate) fn may_fail_dir(dir: &std::path::Path) -> std::io::Result<()> {
+        may_fail_id(super::entry_id(dir))
+    }
+
+    fn may_fail_id(id: Option<FileId>) -> std::io::Result<()> {
+        let Some(id) = id else {
             return Ok(());
         };
         let mut failing = FAILING.lock();
