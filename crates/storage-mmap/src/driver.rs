@@ -321,7 +321,7 @@ impl DriverIo for MmapDriver {
     }
 
     fn sync(&self) -> StorageResult<()> {
-        let (file, rename_owed) = {
+        let (file, poison_file, rename_owed) = {
             let _lifecycle = self.lifecycle.lock();
             self.finish_commit()?;
             // Taken out under the lock for a moment only: writers record
@@ -341,6 +341,9 @@ impl DriverIo for MmapDriver {
             }
             (
                 second_handle(store.file(&self.path)?, &self.path),
+                // A replacement may land while this file syncs: a failure
+                // then poisons the file gone, not the new one.
+                self.poison.file(),
                 rename_owed,
             )
         };
@@ -350,7 +353,7 @@ impl DriverIo for MmapDriver {
         // Then the name a replacement renamed in, if it was not made durable.
         let synced = file.and_then(|file| {
             self.poison
-                .sync(|| sys::sync_data(&file))
+                .sync_of(poison_file, || sys::sync_data(&file))
                 .map_err(|e| io_error(&self.path, "cannot sync", e))
         });
         let synced = synced.and_then(|()| {

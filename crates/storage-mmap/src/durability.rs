@@ -565,6 +565,68 @@ mod tests {
         assert!(r.sync().is_err(), "a sync after a failed one reported Ok");
     }
 
+    #[test]
+    fn a_failed_sync_of_a_file_replaced_meanwhile_does_not_poison_the_new_file() {
+        use std::{
+            sync::{Arc, mpsc},
+            time::Duration,
+        };
+
+        use parking_lot::Mutex;
+
+        use crate::sys::{self, Synced};
+
+        let _exclusive = probe::EXCLUSIVE.lock();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("replaced-while-synced.bin");
+        let r = MmapResource::open(
+            CancellationToken::new(),
+            MmapOptions {
+                path: path.clone(),
+                initial_len: None,
+                mode: OpenMode::ReadWrite,
+            },
+        )
+        .unwrap();
+        r.write_all(&[1; 4096]).unwrap();
+        r.sync().unwrap();
+        // The committed file's next sync begins, then waits while the file
+        // is replaced, then fails (a dying disk under the old file).
+        let old_id = sys::entry_id(&path).unwrap();
+        let (entered, syncing) = mpsc::channel();
+        let (release, released) = mpsc::channel::<()>();
+        let released = Mutex::new(released);
+        probe::set_before(Some(Arc::new(move |event: &Synced<'_>| {
+            if let Synced::File(file) = event
+                && file.metadata().ok().and_then(|m| sys::file_id(&m)) == Some(old_id)
+            {
+                let _ = entered.send(());
+                let _ = released.lock().recv_timeout(Duration::from_secs(30));
+            }
+        })));
+        let failing = probe::fail_syncs_of(&path, Some(1));
+        r.write_at(0, &[2; 16]).unwrap();
+        let syncer = {
+            let r = r.clone();
+            std::thread::spawn(move || r.sync())
+        };
+        let began = syncing.recv_timeout(Duration::from_secs(10));
+        let replaced = r.replace_all(b"new contents", false);
+        drop(release);
+        let old_sync = syncer.join().unwrap();
+        probe::set_before(None);
+        began.expect("the old file's sync began");
+        replaced.unwrap();
+        assert!(old_sync.is_err(), "the old file's failed sync is reported");
+        assert_eq!(failing.remaining(), Some(0));
+        drop(failing);
+        r.sync()
+            .expect("the new file's syncs were poisoned by the old file's failure");
+        let mut back = vec![0; 64];
+        let n = r.read_at(0, &mut back).unwrap();
+        assert_eq!(&back[..n], b"new contents");
+    }
+
     /// A slow disk for `path`: each sync of its data lasts until the test
     /// sends on the returned sender; the receiver hears when one begins.
     /// (Hold [`probe::EXCLUSIVE`]; `probe::set(None)` when done.)

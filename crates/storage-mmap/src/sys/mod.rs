@@ -151,6 +151,14 @@ pub(crate) mod probe {
         *HOOK.lock() = hook;
     }
 
+    /// A hook called as a file's data sync begins, before it may fail
+    /// (same rules as [`set`]'s).
+    static BEFORE: Mutex<Option<Hook>> = Mutex::new(None);
+
+    pub(crate) fn set_before(hook: Option<Hook>) {
+        *BEFORE.lock() = hook;
+    }
+
     pub(crate) fn synced(event: &super::Synced<'_>) {
         let hook = HOOK.lock().clone();
         if let Some(hook) = hook {
@@ -197,6 +205,10 @@ pub(crate) mod probe {
     }
 
     pub(crate) fn may_fail(file: &std::fs::File) -> std::io::Result<()> {
+        let before = BEFORE.lock().clone();
+        if let Some(before) = before {
+            before(&super::Synced::File(file));
+        }
         may_fail_id(file.metadata().ok().and_then(|meta| super::file_id(&meta)))
     }
 
