@@ -1,5 +1,5 @@
 //! `ChunkBytes`: one chunk's [`MEM_CHUNK_BYTES`] bytes, starting at a page
-//! boundary, made [`SLAB_CHUNKS`] at a time from one zeroed allocation.
+//! boundary, made [`SLAB_CHUNKS`] at a time from one allocation.
 //!
 //! A heap allocation starts wherever the allocator puts it: chunks
 //! allocated one by one start at a different offset within a page each, and
@@ -13,16 +13,15 @@
 //! a *slab* of [`SLAB_CHUNKS`] chunks is allocated at once, one page larger
 //! than they are, and cut at page boundaries into chunks that are owned,
 //! locked and dropped each on its own. The cutting is `bytes::BytesMut`'s
-//! (`split_to`: disjoint views of one buffer, each freely mutable, the
+//! (`split_off`: disjoint views of one buffer, each freely mutable, the
 //! buffer freed with the last), so this crate holds no `unsafe`.
 //!
-//! The slab comes zeroed from the allocator (`calloc`, through `bytemuck`,
-//! fallible): a slab of this size is mapped fresh from the kernel, whose
-//! pages are zero already and are neither written twice nor touched at all
-//! until a write lands in them, like the raw `Vec` a download would
-//! otherwise fill. (Memory the allocator recycles it zeroes itself.)
-
-use std::ops::{Deref, DerefMut};
+//! A chunk is zeroed when first written (its bytes written once each,
+//! zeros or the piece written), not when its slab is made: a lone write
+//! makes one chunk resident, not its slab, whether the allocator maps the
+//! slab fresh or hands back memory it recycles. Until then the chunk reads
+//! as zeros, and a cut empties a chunk again the same way, keeping its
+//! place in the slab for the next write rather than making a new slab.
 
 use bytes::{Bytes, BytesMut};
 use storage_core::StorageResult;
@@ -37,7 +36,8 @@ const PAGE: usize = 4096;
 /// Chunks made by one allocation: 16 × 64 KiB = 1 MiB, and a page.
 pub(crate) const SLAB_CHUNKS: usize = 16;
 
-/// One chunk: [`MEM_CHUNK_BYTES`] bytes of a slab, zero until written.
+/// One chunk: room for [`MEM_CHUNK_BYTES`] bytes in a slab, empty (all
+/// zeros) until first written.
 #[derive(Debug)]
 pub(crate) struct ChunkBytes(BytesMut);
 
@@ -46,41 +46,74 @@ fn to_page_boundary(at: *const u8) -> usize {
     at.addr().wrapping_neg() % PAGE
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Slabs made by this thread, for the tests.
+    pub(crate) static SLABS_MADE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// Slabs this thread may still make before allocation fails (`None`:
+    /// no limit), for the tests.
+    pub(crate) static SLABS_LEFT: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
 impl ChunkBytes {
-    /// [`SLAB_CHUNKS`] zeroed chunks from one allocation, each starting at
-    /// a page boundary (`end`: the write's byte end, for the error).
+    /// [`SLAB_CHUNKS`] empty chunks from one allocation, each starting at a
+    /// page boundary (`end`: the write's byte end, for the error).
     pub(crate) fn slab(end: u64) -> StorageResult<Vec<Self>> {
-        let zeroed =
-            bytemuck::allocation::try_zeroed_vec::<u8>(SLAB_CHUNKS * MEM_CHUNK_BYTES + PAGE)
-                .map_err(|()| out_of_memory("grow", end))?;
-        let start = to_page_boundary(zeroed.as_ptr());
-        // Unique (just made), so this is the same buffer, not a copy.
-        let Ok(mut rest) = Bytes::from(zeroed).try_into_mut() else {
+        #[cfg(test)]
+        {
+            if SLABS_LEFT.get() == Some(0) {
+                return Err(out_of_memory("grow", end));
+            }
+            SLABS_LEFT.set(SLABS_LEFT.get().map(|left| left - 1));
+            SLABS_MADE.set(SLABS_MADE.get() + 1);
+        }
+        let mut room: Vec<u8> = Vec::new();
+        room.try_reserve_exact(SLAB_CHUNKS * MEM_CHUNK_BYTES + PAGE)
+            .map_err(|_| out_of_memory("grow", end))?;
+        let start = to_page_boundary(room.as_ptr());
+        // Unique and empty (just made): the same buffer and capacity come
+        // back, not a copy.
+        let Ok(mut whole) = Bytes::from(room).try_into_mut() else {
             return Err(out_of_memory("grow", end));
         };
-        drop(rest.split_to(start));
+        let mut rest = whole.split_off(start);
+        drop(whole);
         let mut chunks = Vec::new();
         chunks
             .try_reserve_exact(SLAB_CHUNKS)
             .map_err(|_| out_of_memory("grow", end))?;
         for _ in 0..SLAB_CHUNKS {
-            chunks.push(Self(rest.split_to(MEM_CHUNK_BYTES)));
+            let next = rest.split_off(MEM_CHUNK_BYTES);
+            chunks.push(Self(std::mem::replace(&mut rest, next)));
         }
         Ok(chunks)
     }
-}
 
-impl Deref for ChunkBytes {
-    type Target = [u8];
-
-    fn deref(&self) -> &[u8] {
-        &self.0
+    /// The chunk's bytes; `None` while it was never written (all zeros).
+    pub(crate) fn bytes(&self) -> Option<&[u8]> {
+        (self.0.len() == MEM_CHUNK_BYTES).then_some(&self.0[..])
     }
-}
 
-impl DerefMut for ChunkBytes {
-    fn deref_mut(&mut self) -> &mut [u8] {
-        &mut self.0
+    /// Copies `piece` in at `within` (the first write of the chunk writes
+    /// zeros around it, in its own room: nothing reallocates).
+    pub(crate) fn write(&mut self, within: usize, piece: &[u8]) {
+        if self.0.len() == MEM_CHUNK_BYTES {
+            self.0[within..within + piece.len()].copy_from_slice(piece);
+        } else {
+            self.0.resize(within, 0);
+            self.0.extend_from_slice(piece);
+            self.0.resize(MEM_CHUNK_BYTES, 0);
+        }
+    }
+
+    /// Zeros the bytes from `within` on (all of them: the chunk is empty
+    /// again, and keeps its room).
+    pub(crate) fn zero_from(&mut self, within: usize) {
+        if within == 0 {
+            self.0.clear();
+        } else if let Some(tail) = self.0.get_mut(within..) {
+            tail.fill(0);
+        }
     }
 }
 
@@ -89,20 +122,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_slab_is_chunks_at_page_boundaries_zeroed_and_written_apart() {
+    fn a_slab_is_empty_chunks_at_page_boundaries_written_apart() {
         let mut chunks = ChunkBytes::slab(0).unwrap();
         assert_eq!(chunks.len(), SLAB_CHUNKS);
         for (number, chunk) in chunks.iter_mut().enumerate() {
-            assert_eq!(chunk.as_ptr().addr() % PAGE, 0);
-            assert_eq!(chunk.len(), MEM_CHUNK_BYTES);
-            assert!(chunk.iter().all(|&b| b == 0));
-            chunk.fill(u8::try_from(number).unwrap());
+            assert!(chunk.bytes().is_none(), "a new chunk is empty");
+            chunk.write(7, &[u8::try_from(number).unwrap(); 3]);
+            let bytes = chunk.bytes().unwrap();
+            assert_eq!(bytes.as_ptr().addr() % PAGE, 0);
+            assert_eq!(bytes.len(), MEM_CHUNK_BYTES);
         }
         // Each wrote its own bytes only; one dropped leaves the others.
         drop(chunks.remove(3));
         for (number, chunk) in chunks.iter().enumerate() {
             let expected = u8::try_from(if number < 3 { number } else { number + 1 }).unwrap();
-            assert!(chunk.iter().all(|&b| b == expected));
+            let bytes = chunk.bytes().unwrap();
+            assert!(bytes[..7].iter().chain(&bytes[10..]).all(|&b| b == 0));
+            assert_eq!(bytes[7..10], [expected; 3]);
         }
+        // Emptied, a chunk reads as never written and is zeroed again.
+        let chunk = &mut chunks[0];
+        let at = chunk.bytes().unwrap().as_ptr();
+        chunk.zero_from(0);
+        assert!(chunk.bytes().is_none());
+        chunk.write(1, &[5]);
+        assert_eq!(chunk.bytes().unwrap().as_ptr(), at, "same room");
+        assert_eq!(chunk.bytes().unwrap()[..3], [0, 5, 0]);
     }
 }

@@ -19,6 +19,7 @@ use std::{
     sync::atomic::{AtomicU64, Ordering},
 };
 
+use chunk::ChunkBytes;
 use parking_lot::{RwLock, RwLockWriteGuard};
 use storage_core::{
     DefaultOpen, Driver, DriverIo, DriverState, RangeSet, Resource, StorageError, StorageResult,
@@ -112,6 +113,7 @@ fn table_of(data: &[u8]) -> StorageResult<Table> {
         return Ok(table);
     }
     table.add_pages(&chunks_of(0, end), end)?;
+    table.prepare(&chunks_of(0, end), end)?;
     for (index, piece) in data.chunks(MEM_CHUNK_BYTES).enumerate() {
         table.write_into(index, 0, piece, end)?;
     }
@@ -144,14 +146,17 @@ impl Driver for MemDriver {
     type Options = MemOptions;
 
     fn open(opts: MemOptions) -> StorageResult<(Self, DriverState)> {
+        // Checked with initial data too: a capacity past the limit is an
+        // error either way.
+        within_limit(opts.capacity as u64)?;
         let Some(data) = opts.initial_data else {
-            within_limit(opts.capacity as u64)?;
             let mut table = Table::default();
             table.reserve(opts.capacity as u64)?;
             return Ok((Self::with_table(table, 0), DriverState::default()));
         };
         let len = data.len() as u64;
-        let table = table_of(&data)?;
+        let mut table = table_of(&data)?;
+        table.reserve(opts.capacity as u64)?;
         drop(data);
         let mut available = RangeSet::new();
         if len > 0 {
@@ -214,7 +219,7 @@ impl DriverIo for MemDriver {
         for (index, within, n) in pieces(offset, count) {
             let out = &mut buf[filled..filled + n];
             match table.chunk(index).map(|slot| slot.read()) {
-                Some(guard) => match guard.as_deref() {
+                Some(guard) => match guard.as_ref().and_then(ChunkBytes::bytes) {
                     Some(chunk) => out.copy_from_slice(&chunk[within..within + n]),
                     None => out.fill(0),
                 },
@@ -268,6 +273,10 @@ impl DriverIo for MemDriver {
                 RwLockWriteGuard::downgrade(table)
             }
         };
+        // Every chunk first: a write that fails for memory copies nothing
+        // (bytes of it left behind would show through a later commit that
+        // zero-extends over them).
+        table.prepare(&needed, end)?;
         let mut taken = 0;
         for (index, within, n) in pieces(offset, data.len()) {
             // The table holds `needed` pages while its lock is held.
@@ -369,6 +378,75 @@ mod tests {
         assert!(back[..chunk + 5].iter().all(|&b| b == 9));
         assert!(back[chunk + 5..2 * chunk + 10].iter().all(|&b| b == 0));
         assert_eq!(&back[2 * chunk + 10..2 * chunk + 13], b"new");
+    }
+
+    /// Bytes of one slab.
+    const SLAB_BYTES: usize = chunk::SLAB_CHUNKS * MEM_CHUNK_BYTES;
+
+    #[test]
+    fn a_write_that_fails_for_memory_leaves_no_byte_for_a_commit_to_show() {
+        let driver = MemDriver::default();
+        driver.write_at(0, b"start", false).unwrap();
+        // The last 10 bytes of slab 2 and the first 10 of slab 3: slab 2
+        // can be made, slab 3 cannot.
+        let at = (3 * SLAB_BYTES - 10) as u64;
+        chunk::SLABS_LEFT.set(Some(1));
+        let failed = driver.write_at(at, &[0x77; 20], false);
+        chunk::SLABS_LEFT.set(None);
+        assert!(
+            matches!(&failed, Err(StorageError::Io(e)) if e.kind() == io::ErrorKind::OutOfMemory),
+            "{failed:?}"
+        );
+        // Zero-extended over where the write went: zeros, not half of it.
+        driver.commit(Some(at + 20)).unwrap();
+        let mut back = [1; 20];
+        assert_eq!(driver.read_at(at, &mut back, u64::MAX).unwrap(), 20);
+        assert_eq!(back, [0; 20], "a failed write left bytes behind");
+    }
+
+    #[test]
+    fn cuts_and_rewrites_inside_a_slab_reuse_it() {
+        let driver = MemDriver::default();
+        chunk::SLABS_MADE.set(0);
+        driver.write_at(0, &vec![5; SLAB_BYTES], false).unwrap();
+        for kept in 1..chunk::SLAB_CHUNKS {
+            let cut = kept * MEM_CHUNK_BYTES;
+            driver.commit(Some(cut as u64)).unwrap();
+            driver.reactivate().unwrap();
+            driver
+                .write_at(cut as u64, &vec![6; SLAB_BYTES - cut], false)
+                .unwrap();
+        }
+        assert_eq!(
+            chunk::SLABS_MADE.get(),
+            1,
+            "a cut and a rewrite made a new slab beside the live one"
+        );
+        let mut back = vec![0; SLAB_BYTES];
+        assert_eq!(driver.read_at(0, &mut back, u64::MAX).unwrap(), SLAB_BYTES);
+        assert!(back[..MEM_CHUNK_BYTES].iter().all(|&b| b == 5));
+        assert!(back[MEM_CHUNK_BYTES..].iter().all(|&b| b == 6));
+        // A cut before the slab lets it go; the next write makes one.
+        driver.commit(Some(0)).unwrap();
+        driver.reactivate().unwrap();
+        driver.write_at(10, b"x", false).unwrap();
+        assert_eq!(chunk::SLABS_MADE.get(), 2);
+        let mut head = [7; 12];
+        assert_eq!(driver.read_at(0, &mut head, u64::MAX).unwrap(), 11);
+        assert_eq!(head[..11], *b"\0\0\0\0\0\0\0\0\0\0x");
+    }
+
+    #[test]
+    fn a_capacity_past_the_limit_is_refused_with_initial_data_too() {
+        let err = MemDriver::open(MemOptions {
+            initial_data: Some(Vec::new()),
+            capacity: usize::MAX,
+        })
+        .unwrap_err();
+        assert!(
+            matches!(&err, StorageError::Io(e) if e.kind() == io::ErrorKind::OutOfMemory),
+            "{err}"
+        );
     }
 
     #[test]

@@ -50,9 +50,23 @@ impl Table {
         page.get(index % PAGE_CHUNKS)
     }
 
-    /// Copies `piece` into chunk `index` at `within`, first making the
-    /// chunks of its slab that do not exist (its page must exist; `end`:
-    /// the write's byte end, for errors). Locks one chunk at a time.
+    /// Makes the chunks of `chunks` that do not exist, a slab at a time
+    /// (their pages must exist; `end`: the write's byte end, for errors).
+    /// A write first makes every chunk it needs, so one that fails for
+    /// memory has copied nothing. Locks one chunk at a time.
+    pub(crate) fn prepare(&self, chunks: &RangeInclusive<usize>, end: u64) -> StorageResult<()> {
+        for index in chunks.clone() {
+            let slot = self
+                .chunk(index)
+                .ok_or_else(|| out_of_memory("grow", end))?;
+            if slot.read().is_none() {
+                self.fill_slab(index, end)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies `piece` into chunk `index` at `within` (made by `prepare`).
     pub(crate) fn write_into(
         &self,
         index: usize,
@@ -64,22 +78,16 @@ impl Table {
             .chunk(index)
             .ok_or_else(|| out_of_memory("grow", end))?;
         let mut chunk = slot.write();
-        if chunk.is_none() {
-            drop(chunk);
-            self.fill_slab(index, end)?;
-            chunk = slot.write();
-        }
-        // Filled above, and only a cut (under the table's write lock,
+        // Made by `prepare`, and only a cut (under the table's write lock,
         // which excludes `&self`) empties a slot.
-        let bytes = chunk
-            .as_deref_mut()
-            .ok_or_else(|| out_of_memory("grow", end))?;
-        bytes[within..within + piece.len()].copy_from_slice(piece);
+        let chunk = chunk.as_mut().ok_or_else(|| out_of_memory("grow", end))?;
+        chunk.write(within, piece);
         Ok(())
     }
 
-    /// Gives every empty slot of `index`'s slab a chunk of one new slab
-    /// (chunks left over, where a slot had one, are dropped).
+    /// Gives every empty slot of `index`'s slab a chunk of one new slab.
+    /// (Slots empty and fill by whole slabs — see `cut` — so no chunk of
+    /// the new slab is left over but when writers race here.)
     fn fill_slab(&self, index: usize, end: u64) -> StorageResult<()> {
         let first = index - index % SLAB_CHUNKS;
         let mut fresh = ChunkBytes::slab(end)?.into_iter();
@@ -136,8 +144,10 @@ impl Table {
         pages as u64 * (PAGE_CHUNKS * MEM_CHUNK_BYTES) as u64
     }
 
-    /// Zeros every byte from `from` on: the chunks past it go, and so do
-    /// pages left with none.
+    /// Zeros every byte from `from` on: the chunks past it are emptied, and
+    /// the slabs and pages wholly past it go. (A slab partly before the cut
+    /// lives on anyway, so its chunks past the cut keep their room for the
+    /// next write instead of a new slab being made beside it.)
     pub(crate) fn cut(&mut self, from: u64) {
         let chunk_bytes = MEM_CHUNK_BYTES as u64;
         let Ok(first_dropped) = usize::try_from(from.div_ceil(chunk_bytes)) else {
@@ -150,8 +160,18 @@ impl Table {
                 *page = None;
                 continue;
             }
-            for slot in slots.iter_mut().skip(first_dropped - first) {
-                *slot.get_mut() = None;
+            for (index, slot) in slots
+                .iter_mut()
+                .enumerate()
+                .skip(first_dropped - first)
+                .map(|(at, slot)| (first + at, slot))
+            {
+                let chunk = slot.get_mut();
+                if index - index % SLAB_CHUNKS >= first_dropped {
+                    *chunk = None;
+                } else if let Some(chunk) = chunk {
+                    chunk.zero_from(0);
+                }
             }
         }
         let within = usize::try_from(from % chunk_bytes).unwrap_or(0);
@@ -161,7 +181,7 @@ impl Table {
             && let Some(Some(page)) = self.pages.get_mut(index / PAGE_CHUNKS)
             && let Some(chunk) = page[index % PAGE_CHUNKS].get_mut()
         {
-            chunk[within..].fill(0);
+            chunk.zero_from(within);
         }
     }
 }
@@ -193,14 +213,15 @@ mod tests {
     fn a_cut_drops_chunks_and_pages_past_it_and_zeros_the_partial_chunk() {
         let mut table = Table::default();
         table.add_pages(&(0..=PAGE_CHUNKS + 1), 0).unwrap();
-        for index in [0, 1, PAGE_CHUNKS + 1] {
+        for index in [0, 1, 2, PAGE_CHUNKS + 1] {
+            table.prepare(&(index..=index), 0).unwrap();
             table
                 .write_into(index, 0, &vec![9; MEM_CHUNK_BYTES], 0)
                 .unwrap();
         }
         table.cut(MEM_CHUNK_BYTES as u64 + 5);
         let chunk = table.chunk(1).unwrap().read();
-        let bytes = chunk.as_deref().unwrap();
+        let bytes = chunk.as_ref().and_then(ChunkBytes::bytes).unwrap();
         assert!(bytes[..5].iter().all(|&b| b == 9));
         assert!(bytes[5..].iter().all(|&b| b == 0));
         drop(chunk);
@@ -209,5 +230,12 @@ mod tests {
             "the page past the cut went"
         );
         assert!(table.chunk(0).unwrap().read().is_some());
+        // Chunk 2 shares a slab with the kept ones: emptied, its room kept.
+        let emptied = table.chunk(2).unwrap().read();
+        assert!(
+            emptied
+                .as_ref()
+                .is_some_and(|chunk| chunk.bytes().is_none())
+        );
     }
 }
