@@ -89,11 +89,16 @@ fn gated() -> (Arc<Resource<Gated>>, mpsc::Receiver<()>, mpsc::Sender<()>) {
     (resource, entered, go)
 }
 
-#[test]
-fn a_read_raced_by_a_replacement_leaves_no_old_bytes_past_its_count() {
+/// Writes "old secret", then reads ten bytes at 0 while each of
+/// `replacements` in turn overtakes an attempt of the read (replaced while
+/// the attempt is in the driver, its copy done); returns what the read gave.
+fn read_overtaken_by(replacements: &[&str]) -> (usize, [u8; 10]) {
     let (resource, entered, go) = gated();
     resource.write_all(b"old secret").unwrap();
-    resource.driver().armed.store(1, Ordering::Release);
+    resource
+        .driver()
+        .armed
+        .store(replacements.len(), Ordering::Release);
     let reader = {
         let resource = Arc::clone(&resource);
         std::thread::spawn(move || {
@@ -102,14 +107,27 @@ fn a_read_raced_by_a_replacement_leaves_no_old_bytes_past_its_count() {
             (count, buf)
         })
     };
-    entered
-        .recv_timeout(Duration::from_secs(10))
-        .expect("the read reached the driver");
-    // The first attempt has copied all ten old bytes; the file is replaced
-    // by a shorter one before the read returns.
-    resource.replace_all(b"new", false).unwrap();
-    go.send(()).unwrap();
-    let (count, buf) = reader.join().unwrap();
+    for contents in replacements {
+        entered
+            .recv_timeout(Duration::from_secs(10))
+            .expect("an attempt reached the driver");
+        resource.replace_all(contents.as_bytes(), false).unwrap();
+        go.send(()).unwrap();
+    }
+    let read = reader.join().unwrap();
+    assert_eq!(
+        resource.driver().armed.load(Ordering::Acquire),
+        0,
+        "every gated attempt ran"
+    );
+    read
+}
+
+#[test]
+fn a_read_raced_by_a_replacement_leaves_no_old_bytes_past_its_count() {
+    // The first attempt copied all ten old bytes; the file was replaced by
+    // a shorter one before the read returned.
+    let (count, buf) = read_overtaken_by(&["new"]);
     assert_eq!(count, 3);
     assert_eq!(&buf[..3], b"new");
     assert_eq!(
@@ -124,40 +142,13 @@ fn a_read_raced_by_a_replacement_leaves_no_old_bytes_past_its_count() {
 /// on that path too.
 #[test]
 fn a_read_overtaken_until_it_holds_rewrites_off_leaves_no_old_bytes_either() {
-    let (resource, entered, go) = gated();
-    resource.write_all(b"old secret").unwrap();
     // Every attempt before the one under the writer lock is overtaken.
-    let overtaken = ["0123456789", "abcdefghi", "ABCDEFGH", "new"];
-    resource
-        .driver()
-        .armed
-        .store(overtaken.len(), Ordering::Release);
-    let reader = {
-        let resource = Arc::clone(&resource);
-        std::thread::spawn(move || {
-            let mut buf = [0xEE; 10];
-            let count = resource.read_at(0, &mut buf).unwrap();
-            (count, buf)
-        })
-    };
-    for contents in overtaken {
-        entered
-            .recv_timeout(Duration::from_secs(10))
-            .expect("an attempt reached the driver");
-        resource.replace_all(contents.as_bytes(), false).unwrap();
-        go.send(()).unwrap();
-    }
-    let (count, buf) = reader.join().unwrap();
+    let (count, buf) = read_overtaken_by(&["0123456789", "abcdefghi", "ABCDEFGH", "new"]);
     assert_eq!(count, 3);
     assert_eq!(&buf[..3], b"new");
     assert_eq!(
         &buf[3..],
         &[0; 7],
         "bytes of a discarded attempt were left past the count"
-    );
-    assert_eq!(
-        resource.driver().armed.load(Ordering::Acquire),
-        0,
-        "every gated attempt ran"
     );
 }

@@ -364,7 +364,7 @@ mod tests {
         driver
             .write_at(0, &vec![9; 3 * MEM_CHUNK_BYTES], false)
             .unwrap();
-        // Cuts chunk 1 to 5 bytes and drops chunk 2; chunk 0 and the
+        // Cuts chunk 1 to 5 bytes and empties chunk 2; chunk 0 and the
         // slab they came from live on.
         driver.commit(Some(MEM_CHUNK_BYTES as u64 + 5)).unwrap();
         let far = 2 * MEM_CHUNK_BYTES as u64 + 10;

@@ -311,12 +311,16 @@ mod tests {
     use crate::{MmapOptions, MmapResource, OpenMode, journal, sys::probe};
 
     fn open(path: &std::path::Path) -> MmapResource {
+        open_in(path, OpenMode::Auto)
+    }
+
+    fn open_in(path: &std::path::Path, mode: OpenMode) -> MmapResource {
         MmapResource::open(
             CancellationToken::new(),
             MmapOptions {
                 path: path.to_path_buf(),
                 initial_len: None,
-                mode: OpenMode::Auto,
+                mode,
             },
         )
         .unwrap()
@@ -567,43 +571,18 @@ mod tests {
 
     #[test]
     fn a_failed_sync_of_a_file_replaced_meanwhile_does_not_poison_the_new_file() {
-        use std::{
-            sync::{Arc, mpsc},
-            time::Duration,
-        };
-
-        use parking_lot::Mutex;
-
-        use crate::sys::{self, Synced};
+        use std::time::Duration;
 
         let _exclusive = probe::EXCLUSIVE.lock();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("replaced-while-synced.bin");
-        let r = MmapResource::open(
-            CancellationToken::new(),
-            MmapOptions {
-                path: path.clone(),
-                initial_len: None,
-                mode: OpenMode::ReadWrite,
-            },
-        )
-        .unwrap();
+        let r = open_in(&path, OpenMode::ReadWrite);
         r.write_all(&[1; 4096]).unwrap();
         r.sync().unwrap();
         // The committed file's next sync begins, then waits while the file
         // is replaced, then fails (a dying disk under the old file).
-        let old_id = sys::entry_id(&path).unwrap();
-        let (entered, syncing) = mpsc::channel();
-        let (release, released) = mpsc::channel::<()>();
-        let released = Mutex::new(released);
-        probe::set_before(Some(Arc::new(move |event: &Synced<'_>| {
-            if let Synced::File(file) = event
-                && file.metadata().ok().and_then(|m| sys::file_id(&m)) == Some(old_id)
-            {
-                let _ = entered.send(());
-                let _ = released.lock().recv_timeout(Duration::from_secs(30));
-            }
-        })));
+        let (hook, syncing, release) = sync_holder(&path);
+        probe::set_before(Some(hook));
         let failing = probe::fail_syncs_of(&path, Some(1));
         r.write_at(0, &[2; 16]).unwrap();
         let syncer = {
@@ -633,6 +612,21 @@ mod tests {
     fn hold_syncs_of(
         path: &std::path::Path,
     ) -> (std::sync::mpsc::Receiver<()>, std::sync::mpsc::Sender<()>) {
+        let (hook, syncing, release) = sync_holder(path);
+        probe::set(Some(hook));
+        (syncing, release)
+    }
+
+    /// A probe hook that holds each sync of `path`'s file (as it is now)
+    /// until the test sends on the returned sender; the receiver hears
+    /// when one is held.
+    fn sync_holder(
+        path: &std::path::Path,
+    ) -> (
+        probe::Hook,
+        std::sync::mpsc::Receiver<()>,
+        std::sync::mpsc::Sender<()>,
+    ) {
         use std::{
             sync::{Arc, mpsc},
             time::Duration,
@@ -646,15 +640,15 @@ mod tests {
         let (entered, syncing) = mpsc::channel();
         let (release, released) = mpsc::channel::<()>();
         let released = Mutex::new(released);
-        probe::set(Some(Arc::new(move |event: &Synced<'_>| {
+        let hook: probe::Hook = Arc::new(move |event: &Synced<'_>| {
             if let Synced::File(file) = event
                 && file.metadata().ok().and_then(|m| sys::file_id(&m)) == Some(data_id)
             {
                 let _ = entered.send(());
                 let _ = released.lock().recv_timeout(Duration::from_secs(30));
             }
-        })));
-        (syncing, release)
+        });
+        (hook, syncing, release)
     }
 
     /// Runs `write` while a sync of `r` is held on the disk: `Err` when
@@ -717,15 +711,7 @@ mod tests {
         let _exclusive = probe::EXCLUSIVE.lock();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("slow-disk-rw.bin");
-        let r = MmapResource::open(
-            CancellationToken::new(),
-            MmapOptions {
-                path: path.clone(),
-                initial_len: None,
-                mode: OpenMode::ReadWrite,
-            },
-        )
-        .unwrap();
+        let r = open_in(&path, OpenMode::ReadWrite);
         r.write_all(&[1; 8192]).unwrap();
         r.sync().unwrap();
         write_during_a_held_sync(&r, &path, |r| r.write_at(100, &[3; 16])).unwrap();

@@ -139,7 +139,7 @@ pub(crate) mod probe {
 
     use parking_lot::Mutex;
 
-    type Hook = Arc<dyn Fn(&super::Synced<'_>) + Send + Sync>;
+    pub(crate) type Hook = Arc<dyn Fn(&super::Synced<'_>) + Send + Sync>;
 
     /// The hook of the running power-loss test (one at a time: the tests
     /// that set it hold [`EXCLUSIVE`]).
