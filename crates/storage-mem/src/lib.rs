@@ -112,8 +112,8 @@ fn table_of(data: &[u8]) -> StorageResult<Table> {
     if end == 0 {
         return Ok(table);
     }
+    // On an error the table, half made, is dropped: no `prepare`.
     table.add_pages(&chunks_of(0, end), end)?;
-    table.prepare(&chunks_of(0, end), end)?;
     for (index, piece) in data.chunks(MEM_CHUNK_BYTES).enumerate() {
         table.write_into(index, 0, piece, end)?;
     }
@@ -273,10 +273,13 @@ impl DriverIo for MemDriver {
                 RwLockWriteGuard::downgrade(table)
             }
         };
-        // Every chunk first: a write that fails for memory copies nothing
-        // (bytes of it left behind would show through a later commit that
-        // zero-extends over them).
-        table.prepare(&needed, end)?;
+        // Across chunks, every chunk first: a write that fails for memory
+        // copies nothing (bytes of it left behind would show through a
+        // later commit that zero-extends over them). Within one chunk, the
+        // copy makes it, with no look-up beforehand.
+        if needed.start() != needed.end() {
+            table.prepare(&needed, end)?;
+        }
         let mut taken = 0;
         for (index, within, n) in pieces(offset, data.len()) {
             // The table holds `needed` pages while its lock is held.

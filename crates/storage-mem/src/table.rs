@@ -66,7 +66,10 @@ impl Table {
         Ok(())
     }
 
-    /// Copies `piece` into chunk `index` at `within` (made by `prepare`).
+    /// Copies `piece` into chunk `index` at `within`, first making the
+    /// chunks of its slab if it does not exist (its page must exist). A
+    /// write of more than one chunk calls `prepare` first, so that it
+    /// copies nothing unless every chunk is there.
     pub(crate) fn write_into(
         &self,
         index: usize,
@@ -78,7 +81,12 @@ impl Table {
             .chunk(index)
             .ok_or_else(|| out_of_memory("grow", end))?;
         let mut chunk = slot.write();
-        // Made by `prepare`, and only a cut (under the table's write lock,
+        if chunk.is_none() {
+            drop(chunk);
+            self.fill_slab(index, end)?;
+            chunk = slot.write();
+        }
+        // Filled above, and only a cut (under the table's write lock,
         // which excludes `&self`) empties a slot.
         let chunk = chunk.as_mut().ok_or_else(|| out_of_memory("grow", end))?;
         chunk.write(within, piece);
@@ -214,7 +222,6 @@ mod tests {
         let mut table = Table::default();
         table.add_pages(&(0..=PAGE_CHUNKS + 1), 0).unwrap();
         for index in [0, 1, 2, PAGE_CHUNKS + 1] {
-            table.prepare(&(index..=index), 0).unwrap();
             table
                 .write_into(index, 0, &vec![9; MEM_CHUNK_BYTES], 0)
                 .unwrap();
