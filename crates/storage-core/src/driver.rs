@@ -35,6 +35,22 @@ pub trait DriverIo: Send + Sync + 'static {
     /// `Io` when the backing store cannot be truncated or remapped.
     fn commit(&self, final_len: Option<u64>) -> StorageResult<()>;
 
+    /// Makes `range`, where no byte is available, read as zeros. A write
+    /// that failed partway may have left bytes there, and so may one that a
+    /// crash cut off before a journal recorded it; `Resource` calls this at
+    /// commit for every hole below the committed end (before
+    /// [`commit`](Self::commit), which makes holes readable), so a
+    /// committed hole never shows bytes that no write stored. `range` may
+    /// reach past the stored data, which needs nothing. The default, for a
+    /// store whose holes are zeros by construction, does nothing.
+    ///
+    /// # Errors
+    ///
+    /// `Io` when the bytes cannot be zeroed; the commit is then refused.
+    fn zero_hole(&self, _range: Range<u64>) -> StorageResult<()> {
+        Ok(())
+    }
+
     /// Called after `range` was recorded as available, before the writer
     /// returns (a driver may keep its own index). The default does nothing.
     fn notify_write(&self, _range: &Range<u64>) {}

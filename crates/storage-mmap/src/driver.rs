@@ -2,6 +2,7 @@
 
 use std::{
     fs::File,
+    ops::Range,
     path::{Path, PathBuf},
     sync::{
         Arc, PoisonError,
@@ -220,6 +221,19 @@ impl DriverIo for MmapDriver {
         let checkpoints = self.checkpoints.lock().take();
         self.durability.start(checkpoints, self.finisher());
         Ok(())
+    }
+
+    fn zero_hole(&self, range: Range<u64>) -> StorageResult<()> {
+        let store = self.read();
+        if self.mode == OpenMode::ReadOnly || !store.file_writable {
+            // Nothing is written through this handle; the commit refuses.
+            return Ok(());
+        }
+        // Readers never read a hole (`Resource` zero-fills them), so the
+        // shared lock is enough. Punching frees the blocks growth reserved:
+        // a later rewrite there may find the disk full, and says so.
+        sys::zero_range(store.file(&self.path)?, range)
+            .map_err(|e| io_error(&self.path, "cannot zero a hole of", e))
     }
 
     fn path(&self) -> Option<&Path> {

@@ -85,3 +85,75 @@ impl MmapDriver {
         written
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use storage_core::{CancellationToken, ResourceExt, StorageError, testing::pattern};
+
+    use crate::{MmapOptions, MmapResource, OpenMode, sys::probe};
+
+    fn open(path: &std::path::Path) -> MmapResource {
+        MmapResource::open(
+            CancellationToken::new(),
+            MmapOptions {
+                path: path.to_path_buf(),
+                initial_len: None,
+                mode: OpenMode::Auto,
+            },
+        )
+        .unwrap()
+    }
+
+    fn read(r: &MmapResource, range: std::ops::Range<usize>) -> Vec<u8> {
+        let mut buf = vec![0xAA; range.len()];
+        assert_eq!(r.read_at(range.start as u64, &mut buf).unwrap(), buf.len());
+        buf
+    }
+
+    #[test]
+    fn a_write_that_fails_partway_leaves_no_byte_for_a_commit_to_show() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dying.bin");
+        let data = pattern(9, 200_000);
+        let r = open(&path);
+        r.write_at(0, &data[..10_000]).unwrap();
+        r.write_at(50_000, &data[50_000..60_000]).unwrap();
+
+        // A fresh write (into a hole) and one across written bytes and
+        // holes each store their first bytes, then the disk fails them.
+        probe::cut_next_write_of(&path, 30_000);
+        let err = r.write_at(100_000, &data[100_000..150_000]).unwrap_err();
+        assert!(matches!(err, StorageError::Io(_)), "{err}");
+        probe::cut_next_write_of(&path, 45_000);
+        let err = r.write_at(5_000, &data[5_000..65_000]).unwrap_err();
+        assert!(matches!(err, StorageError::Io(_)), "{err}");
+        assert!(!r.contains_range(100_000..100_001));
+        assert!(!r.contains_range(10_000..10_001));
+
+        // Committed with its holes: they read as zeros, the written bytes
+        // as written (a failed overwrite of available bytes may leave them
+        // old or new, as `pwrite` does; these were the same).
+        r.commit(Some(200_000)).unwrap();
+        assert!(read(&r, 10_000..50_000).iter().all(|&b| b == 0));
+        assert!(read(&r, 60_000..200_000).iter().all(|&b| b == 0));
+        assert_eq!(read(&r, 0..10_000), data[..10_000]);
+        assert_eq!(read(&r, 50_000..60_000), data[50_000..60_000]);
+        r.sync().unwrap();
+        drop(r);
+        let on_disk = std::fs::read(&path).unwrap();
+        assert!(on_disk[100_000..150_000].iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn a_write_retried_after_a_failure_partway_lands_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("retried.bin");
+        let data = pattern(3, 100_000);
+        let r = open(&path);
+        probe::cut_next_write_of(&path, 1_000);
+        r.write_at(0, &data).unwrap_err();
+        r.write_at(0, &data).unwrap();
+        r.commit(None).unwrap();
+        assert_eq!(read(&r, 0..100_000), data);
+    }
+}

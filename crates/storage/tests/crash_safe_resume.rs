@@ -306,6 +306,69 @@ fn a_download_killed_at_random_moments_resumes_with_only_real_bytes() {
     println!("bytes resumed per round: {resumed_bytes:?}");
 }
 
+/// A killed download leaves bytes it wrote after its last checkpoint in
+/// the file, outside every journaled range. Committed as it stands (its
+/// holes zero-filled), the resumed file must read zeros in every hole, not
+/// those bytes: they were never recorded as written.
+#[test]
+fn a_killed_download_committed_with_its_holes_reads_zeros_in_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected = content(KILL_LEN);
+    let mut stray_rounds = 0;
+    for round in 0..8u64 {
+        let path = dir.path().join(format!("holes-{round}.bin"));
+        let arg = format!("{}|{round}", path.display());
+        let mut child = support::spawn_ready_child("child_streaming_writes", CHILD_ENV, &arg);
+        support::sleep_for(Duration::from_millis(u64::from(pattern(round + 40, 1)[0])));
+        child.kill().unwrap();
+        child.wait().unwrap();
+
+        let before = fs::read(&path).unwrap();
+        let r = open(&path, OpenMode::Auto).unwrap();
+        let held = available(&r, KILL_LEN as u64);
+        let mut holes = Vec::new();
+        let mut at = 0;
+        while let Some(hole) = r.next_gap(at, KILL_LEN as u64) {
+            at = hole.end;
+            holes.push(hole);
+        }
+        let stray = holes.iter().any(|hole| {
+            let (start, end) = (
+                usize::try_from(hole.start).unwrap(),
+                usize::try_from(hole.end).unwrap(),
+            );
+            before
+                .get(start..end.min(before.len()))
+                .is_some_and(|bytes| bytes.iter().any(|&b| b != 0))
+        });
+        stray_rounds += usize::from(stray);
+        r.commit(Some(KILL_LEN as u64)).unwrap();
+        let after = fs::read(&path).unwrap();
+        assert_eq!(after.len(), KILL_LEN, "round {round}");
+        for hole in &holes {
+            let (start, end) = (
+                usize::try_from(hole.start).unwrap(),
+                usize::try_from(hole.end).unwrap(),
+            );
+            assert!(
+                after[start..end].iter().all(|&b| b == 0),
+                "round {round}: hole {hole:?} shows bytes"
+            );
+        }
+        for range in &held {
+            let (start, end) = (
+                usize::try_from(range.start).unwrap(),
+                usize::try_from(range.end).unwrap(),
+            );
+            assert!(
+                after[start..end] == expected[start..end],
+                "round {round}: {range:?}"
+            );
+        }
+    }
+    println!("rounds whose holes held unjournaled bytes: {stray_rounds} of 8");
+}
+
 /// In the child (under `ulimit -f`): writes past the limit.
 #[test]
 fn child_with_a_file_size_limit() {

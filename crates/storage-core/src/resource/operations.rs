@@ -132,6 +132,15 @@ impl<D: DriverIo> ResourceExt for Resource<D> {
                 _ => final_len,
             }
         };
+        // Every hole this commit makes readable reads as zeros (see
+        // `DriverIo::zero_hole`); on an error the resource stays active, its
+        // holes as unavailable as they were.
+        let end = final_len.unwrap_or_else(|| shared.state.lock().tracker.extent());
+        let mut from = 0;
+        while let Some(hole) = shared.state.lock().tracker.first_gap(&(from..end)) {
+            from = hole.end;
+            shared.driver.zero_hole(hole)?;
+        }
         shared.driver.commit(final_len)?;
         let (failed, tasks) = {
             let mut state = shared.state.lock();

@@ -12,7 +12,7 @@ use std::{fs::File, io, path::Path};
 #[cfg_attr(windows, path = "windows.rs")]
 mod os;
 
-pub(crate) use os::{no_follow_no_block, reserve, try_lock, write_all_at};
+pub(crate) use os::{no_follow_no_block, reserve, try_lock};
 
 /// A lock to hold on a whole file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,6 +80,35 @@ pub(crate) fn dir_lock(path: &Path) -> DirLock {
     DirLock(os::lock_dir(dir))
 }
 
+/// Writes all of `data` at `offset` (`pwrite` until done). An error may
+/// come after some of the bytes are in the file; the test build's probe
+/// makes such errors on demand.
+pub(crate) fn write_all_at(file: &File, data: &[u8], offset: u64) -> io::Result<()> {
+    if let Some(stored) = probe::cut_write(file, data.len()) {
+        os::write_all_at(file, &data[..stored], offset)?;
+        return Err(io::Error::other("injected: the disk failed mid-write"));
+    }
+    os::write_all_at(file, data, offset)
+}
+
+/// Makes `range` of `file` read as zeros without growing the file: the
+/// blocks are freed (`fallocate` `PUNCH_HOLE` where there is one), or
+/// zeros are written over the part below the file's length.
+pub(crate) fn zero_range(file: &File, range: std::ops::Range<u64>) -> io::Result<()> {
+    let end = range.end.min(file.metadata()?.len());
+    if range.start >= end || (!probe::no_punch() && os::punch_hole(file, range.start..end)?) {
+        return Ok(());
+    }
+    let zeros = [0u8; 16 * 1024];
+    let mut at = range.start;
+    while at < end {
+        let n = usize::try_from(end - at).map_or(zeros.len(), |left| left.min(zeros.len()));
+        write_all_at(file, &zeros[..n], at)?;
+        at += n as u64;
+    }
+    Ok(())
+}
+
 /// Makes `file`'s data (and the length needed to read it) durable.
 pub(crate) fn sync_data(file: &File) -> io::Result<()> {
     probe::may_fail(file)?;
@@ -130,6 +159,16 @@ mod probe {
     )]
     pub(crate) fn may_fail_dir(_dir: &std::path::Path) -> std::io::Result<()> {
         Ok(())
+    }
+
+    #[inline]
+    pub(crate) fn cut_write(_file: &std::fs::File, _len: usize) -> Option<usize> {
+        None
+    }
+
+    #[inline]
+    pub(crate) fn no_punch() -> bool {
+        false
     }
 }
 
@@ -218,6 +257,41 @@ pub(crate) mod probe {
         may_fail_id(super::entry_id(dir))
     }
 
+    thread_local! {
+        /// Set by a test: this thread's file system cannot punch holes.
+        pub(crate) static NO_PUNCH: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
+    pub(crate) fn no_punch() -> bool {
+        NO_PUNCH.get()
+    }
+
+    /// Files whose next write stores only its first bytes and then fails.
+    static CUT_WRITES: Mutex<Vec<(FileId, usize)>> = Mutex::new(Vec::new());
+
+    /// Makes the next write of the file at `path` store its first `stored`
+    /// bytes (at most) and then fail, as a disk that dies mid-write.
+    pub(crate) fn cut_next_write_of(path: &std::path::Path, stored: usize) {
+        if let Some(id) = super::entry_id(path) {
+            CUT_WRITES.lock().push((id, stored));
+        }
+    }
+
+    /// How many of `len` bytes the write about to run stores before it
+    /// fails (`None`: it does not fail).
+    pub(crate) fn cut_write(file: &std::fs::File, len: usize) -> Option<usize> {
+        let mut cuts = CUT_WRITES.lock();
+        if cuts.is_empty() {
+            return None;
+        }
+        let id = file
+            .metadata()
+            .ok()
+            .and_then(|meta| super::file_id(&meta))?;
+        let at = cuts.iter().position(|(cut, _)| *cut == id)?;
+        Some(cuts.swap_remove(at).1.min(len))
+    }
+
     fn may_fail_id(id: Option<FileId>) -> std::io::Result<()> {
         let Some(id) = id else {
             return Ok(());
@@ -240,7 +314,10 @@ pub(crate) mod probe {
 
 #[cfg(test)]
 mod tests {
-    use std::fs::File;
+    use std::{
+        fs::File,
+        io::{Read, Seek, Write},
+    };
 
     use super::*;
 
@@ -280,5 +357,26 @@ mod tests {
         os::try_lock(&c, Kind::Shared).unwrap();
         drop(a);
         os::try_lock(&c, Kind::Exclusive).unwrap();
+    }
+
+    #[test]
+    fn zero_range_zeros_within_the_file_and_never_grows_it() {
+        for no_punch in [false, true] {
+            probe::NO_PUNCH.set(no_punch);
+            let mut file = tempfile::tempfile().unwrap();
+            file.write_all(&vec![7u8; 100_000]).unwrap();
+            zero_range(&file, 10_000..90_000).unwrap();
+            zero_range(&file, 99_000..200_000).unwrap();
+            zero_range(&file, 150_000..160_000).unwrap();
+            let mut bytes = Vec::new();
+            file.seek(std::io::SeekFrom::Start(0)).unwrap();
+            file.read_to_end(&mut bytes).unwrap();
+            assert_eq!(bytes.len(), 100_000, "no_punch {no_punch}");
+            assert!(bytes[..10_000].iter().all(|&b| b == 7));
+            assert!(bytes[10_000..90_000].iter().all(|&b| b == 0));
+            assert!(bytes[90_000..99_000].iter().all(|&b| b == 7));
+            assert!(bytes[99_000..].iter().all(|&b| b == 0));
+        }
+        probe::NO_PUNCH.set(false);
     }
 }

@@ -15,8 +15,31 @@ use std::{fs::File, io, os::unix::fs::MetadataExt, path::Path};
 
 use super::{Kind, Refused};
 
-pub(crate) fn write_all_at(file: &File, data: &[u8], offset: u64) -> io::Result<()> {
+pub(super) fn write_all_at(file: &File, data: &[u8], offset: u64) -> io::Result<()> {
     std::os::unix::fs::FileExt::write_all_at(file, data, offset)
+}
+
+/// Frees the blocks of `range` (within the file's length) so it reads as
+/// zeros: `Ok(false)` where the file system cannot punch holes.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(super) fn punch_hole(file: &File, range: std::ops::Range<u64>) -> io::Result<bool> {
+    use rustix::fs::{FallocateFlags, fallocate};
+
+    let flags = FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE;
+    match fallocate(file, flags, range.start, range.end - range.start) {
+        Ok(()) => Ok(true),
+        Err(rustix::io::Errno::OPNOTSUPP | rustix::io::Errno::NOSYS) => Ok(false),
+        Err(errno) => Err(errno.into()),
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+#[allow(
+    clippy::unnecessary_wraps,
+    reason = "the signature all platforms share; Linux can fail"
+)]
+pub(super) fn punch_hole(_file: &File, _range: std::ops::Range<u64>) -> io::Result<bool> {
+    Ok(false)
 }
 
 /// Device and inode: a file's identity for as long as it exists.

@@ -6,7 +6,7 @@ use std::{fs::File, fs::TryLockError, io, path::Path};
 
 use super::{Kind, Refused};
 
-pub(crate) fn write_all_at(file: &File, mut data: &[u8], mut offset: u64) -> io::Result<()> {
+pub(super) fn write_all_at(file: &File, mut data: &[u8], mut offset: u64) -> io::Result<()> {
     while !data.is_empty() {
         let n = std::os::windows::fs::FileExt::seek_write(file, data, offset)?;
         if n == 0 {
@@ -19,6 +19,15 @@ pub(crate) fn write_all_at(file: &File, mut data: &[u8], mut offset: u64) -> io:
 }
 
 /// No stable file identity in std here: callers assume the same file.
+/// No hole punching here: zeros are written instead.
+#[allow(
+    clippy::unnecessary_wraps,
+    reason = "the signature all platforms share"
+)]
+pub(super) fn punch_hole(_file: &File, _range: std::ops::Range<u64>) -> io::Result<bool> {
+    Ok(false)
+}
+
 pub(super) fn file_id(_meta: &std::fs::Metadata) -> Option<(u64, u64)> {
     None
 }
