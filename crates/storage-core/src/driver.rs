@@ -227,4 +227,10 @@ pub struct DriverState {
     pub available: RangeSet<u64>,
     /// Whether the store opens committed (complete) rather than active.
     pub is_committed: bool,
+    /// Whether bytes outside `available` may hold data no write recorded:
+    /// a store reopened after a crash keeps what was written after its last
+    /// checkpoint. The first commit then zeroes every hole
+    /// ([`DriverIo::zero_hole`]); a store opened clean skips that until a
+    /// write fails.
+    pub unclean_holes: bool,
 }

@@ -41,6 +41,9 @@ struct State {
     /// The length declared with `set_expected_len` while not committed
     /// (cleared by `reactivate` and `replace_all`).
     expected_len: Option<u64>,
+    /// Whether a hole may hold bytes no write recorded (a write failed, or
+    /// the driver opened such a store): the next commit zeroes the holes.
+    holes_unclean: bool,
 }
 
 impl State {
@@ -189,6 +192,7 @@ impl<D: DriverIo> Resource<D> {
             tracker: RangeTracker::from(initial.available),
             waiters: Waiters::default(),
             expected_len: None,
+            holes_unclean: initial.unclean_holes,
         };
         let shared = Arc::new(Shared {
             driver,
@@ -267,6 +271,17 @@ impl<D: DriverIo> Shared<D> {
         self.phase_code.store(code, Ordering::Release);
         self.expected_end
             .store(state.expected_len.unwrap_or(u64::MAX), Ordering::Release);
+    }
+
+    /// Has the driver zero every hole of `range` (`DriverIo::zero_hole`).
+    /// Called under the writer lock, so no hole fills meanwhile.
+    fn zero_holes(&self, range: &Range<u64>) -> StorageResult<()> {
+        let mut from = range.start;
+        while let Some(hole) = self.state.lock().tracker.first_gap(&(from..range.end)) {
+            from = hole.end;
+            self.driver.zero_hole(hole)?;
+        }
+        Ok(())
     }
 
     fn is_cancelled(&self) -> bool {

@@ -166,6 +166,7 @@ impl Driver for MemDriver {
             final_len: Some(len),
             available,
             is_committed: true,
+            unclean_holes: false,
         };
         Ok((Self::with_table(table, len), state))
     }

@@ -21,7 +21,7 @@ use crate::{
     journal::Journal,
     map::Mapping,
     poison::Poison,
-    store::{Store, io_error},
+    store::{Store, io_error, refused},
     sys,
 };
 
@@ -166,7 +166,25 @@ impl DriverIo for MmapDriver {
         // settles it), but a driver used directly may commit twice.
         self.durability.wait();
         let mut store = self.write();
-        let target = final_len.unwrap_or_else(|| self.extent.load(Ordering::Acquire));
+        let extent = self.extent.load(Ordering::Acquire);
+        let target = final_len.unwrap_or(extent);
+        // A file cut from outside lost written bytes: committing it would
+        // publish zeros where the resource says data is (refused, as
+        // `reactivate` refuses it).
+        let on_disk = store
+            .file(&self.path)?
+            .metadata()
+            .map_err(|e| io_error(&self.path, "cannot inspect", e))?
+            .len();
+        if on_disk < extent.min(target) {
+            let why = format!("truncated from outside: {on_disk} bytes on disk, {extent} written");
+            return Err(refused(
+                &self.path,
+                std::io::ErrorKind::InvalidData,
+                why,
+                "cannot commit",
+            ));
+        }
         // Unmap before the file can shrink: with the exclusive lock held and
         // no mapping left, nothing can touch a page past the new end. The
         // data is not synced first: until the background sync below is

@@ -24,6 +24,7 @@ fn committed(len: u64) -> DriverState {
         final_len: Some(len),
         available,
         is_committed: true,
+        unclean_holes: false,
     }
 }
 
@@ -165,6 +166,8 @@ fn open_existing(path: &Path, journal_path: &Path, mode: OpenMode) -> StorageRes
         final_len: None,
         available,
         is_committed: false,
+        // What was written after the last checkpoint is still in the file.
+        unclean_holes: true,
     };
     Ok(Opened::Ready(store, state, checkpoints))
 }

@@ -145,6 +145,73 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_rewrite_into_a_hole_of_a_committed_file_leaves_it_zeros() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("holes.bin");
+        let options = || MmapOptions {
+            path: path.clone(),
+            initial_len: None,
+            mode: OpenMode::ReadWrite,
+        };
+        let r = MmapResource::open(CancellationToken::new(), options()).unwrap();
+        r.write_at(0, &[1; 1000]).unwrap();
+        r.write_at(500_000, &[1; 1000]).unwrap();
+        r.commit(None).unwrap(); // holes stay holes
+        probe::cut_next_write_of(&path, 50_000);
+        r.write_at(100_000, &vec![9; 100_000]).unwrap_err();
+        r.sync().unwrap();
+        drop(r);
+        let on_disk = std::fs::read(&path).unwrap();
+        assert!(on_disk[1000..500_000].iter().all(|&b| b == 0));
+        let r = MmapResource::open(CancellationToken::new(), options()).unwrap();
+        assert!(read(&r, 1000..500_000).iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn a_commit_of_a_file_cut_from_outside_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cut.bin");
+        let r = open(&path);
+        r.write_at(0, &vec![7; 20_000]).unwrap();
+        r.write_at(40_000, &vec![7; 20_000]).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(30_000)
+            .unwrap();
+        let err = r.commit(Some(65_536)).unwrap_err();
+        assert!(
+            matches!(&err, StorageError::Io(e) if e.kind() == std::io::ErrorKind::InvalidData),
+            "{err}"
+        );
+        assert!(err.to_string().contains("truncated from outside"), "{err}");
+        assert_eq!(r.status(), storage_core::ResourceStatus::Active);
+        // Cut below what a commit keeps: that commit loses nothing.
+        r.commit(Some(10_000)).unwrap();
+        assert_eq!(read(&r, 0..10_000), vec![7; 10_000]);
+    }
+
+    /// A fresh download's holes hold nothing but zeros: its commit zeroes
+    /// none of them (punching each would cost a syscall, and free the blocks
+    /// growth reserved).
+    #[test]
+    fn a_clean_sparse_commit_zeroes_no_hole() {
+        use std::os::unix::fs::MetadataExt;
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sparse.bin");
+        let r = open(&path);
+        for at in (0..64u64).map(|i| i * 65_536) {
+            r.write_at(at, &[1]).unwrap();
+        }
+        let blocks = std::fs::metadata(&path).unwrap().blocks();
+        r.commit(Some(64 * 65_536)).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().blocks(), blocks);
+        assert!(read(&r, 1..65_536).iter().all(|&b| b == 0));
+    }
+
+    #[test]
     fn a_write_retried_after_a_failure_partway_lands_whole() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("retried.bin");

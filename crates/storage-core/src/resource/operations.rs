@@ -58,10 +58,21 @@ impl<D: DriverIo> ResourceExt for Resource<D> {
             && !shared.state.lock().tracker.overlaps(&range);
         // No reader reads unavailable bytes (see `read_available`), and the
         // writer lock keeps them unavailable until this write is recorded.
-        if fresh {
-            shared.driver.write_fresh(offset, data)?;
+        let written = if fresh {
+            shared.driver.write_fresh(offset, data)
         } else {
-            shared.driver.write_at(offset, data, committed)?;
+            shared.driver.write_at(offset, data, committed)
+        };
+        if let Err(e) = written {
+            shared.state.lock().holes_unclean = true;
+            if committed && !range.is_empty() {
+                // A failed rewrite may have stored part of itself in a hole
+                // of a file committed with holes; no later commit zeroes it
+                // (an active resource's does), so zero it now, as well as
+                // the disk lets us: the write's own error is the one to report.
+                let _ = shared.zero_holes(&range);
+            }
+            return Err(e);
         }
         if range.is_empty() {
             return Ok(());
@@ -133,13 +144,16 @@ impl<D: DriverIo> ResourceExt for Resource<D> {
             }
         };
         // Every hole this commit makes readable reads as zeros (see
-        // `DriverIo::zero_hole`); on an error the resource stays active, its
-        // holes as unavailable as they were.
-        let end = final_len.unwrap_or_else(|| shared.state.lock().tracker.extent());
-        let mut from = 0;
-        while let Some(hole) = shared.state.lock().tracker.first_gap(&(from..end)) {
-            from = hole.end;
-            shared.driver.zero_hole(hole)?;
+        // `DriverIo::zero_hole`): zeroed first when one may hold bytes no
+        // write recorded. On an error the resource stays active, its holes
+        // as unavailable as they were.
+        let (unclean, extent) = {
+            let state = shared.state.lock();
+            (state.holes_unclean, state.tracker.extent())
+        };
+        if unclean {
+            shared.zero_holes(&(0..final_len.unwrap_or(extent)))?;
+            shared.state.lock().holes_unclean = false;
         }
         shared.driver.commit(final_len)?;
         let (failed, tasks) = {
