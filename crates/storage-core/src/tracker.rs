@@ -1,25 +1,54 @@
 //! `RangeTracker`: which bytes of a resource have landed.
 
 mod spans;
+mod units;
 
 use std::ops::Range;
 
 use rangemap::RangeSet;
 use spans::Spans;
+use units::Units;
+
+/// The tracker's unit: 1 KiB (as a shift).
+const UNIT_SHIFT: u32 = 10;
 
 /// The set of byte ranges of a resource that hold written data.
 ///
-/// Touching ranges are merged, so every query is a binary search in the
-/// number of disjoint fragments. The store is this crate's own (`Spans`:
-/// blocks of at most 128 sorted ranges): an out-of-order download inserts
-/// one range per write into thousands of fragments, about five times
-/// faster than into `rangemap`'s B-tree, which stays the type of the public
-/// API ([`RangeSet`], in `DriverState`) and the model the tests check the
-/// store against.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// Two stores, and a byte is available when either holds it. A write of
+/// whole, aligned 1 KiB *units* — how downloads write — sets bits of a
+/// sparse bitmap (`Units`), at a few nanoseconds whatever the number of
+/// fragments; any other write is a byte-exact range in `Spans` (blocks of
+/// sorted ranges, merged as they touch). The stores may overlap; every
+/// query walks them together, so answers are the union's, merged.
+/// [`RangeSet`] (`rangemap`) stays the type of the public API
+/// (`DriverState`) and the model the tests check the tracker against.
+#[derive(Clone, Debug)]
 pub struct RangeTracker {
-    spans: Spans,
+    /// log2 of the unit (tests use smaller units, to cross them often).
+    shift: u32,
+    /// Whole units written as such.
+    units: Units,
+    /// Every other write, byte-exact.
+    edges: Spans,
+    /// Where the available run from byte 0 ends, and one past the highest
+    /// available byte (kept: both are asked on every write).
+    prefix: u64,
+    extent: u64,
 }
+
+impl Default for RangeTracker {
+    fn default() -> Self {
+        Self::with_shift(UNIT_SHIFT)
+    }
+}
+
+impl PartialEq for RangeTracker {
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for RangeTracker {}
 
 impl RangeTracker {
     /// An empty tracker: no byte available.
@@ -28,18 +57,168 @@ impl RangeTracker {
         Self::default()
     }
 
+    fn with_shift(shift: u32) -> Self {
+        Self {
+            shift,
+            units: Units::default(),
+            edges: Spans::default(),
+            prefix: 0,
+            extent: 0,
+        }
+    }
+
+    /// The last unit (holding byte `u64::MAX - 1`).
+    fn max_unit(&self) -> u64 {
+        u64::MAX >> self.shift
+    }
+
+    fn unit_start(&self, unit: u64) -> u64 {
+        unit << self.shift
+    }
+
+    /// One past the unit's last byte (`u64::MAX` for the last unit: no
+    /// range reaches past it).
+    fn unit_end(&self, unit: u64) -> u64 {
+        if unit >= self.max_unit() {
+            u64::MAX
+        } else {
+            (unit + 1) << self.shift
+        }
+    }
+
+    /// The units wholly inside `range` (non-empty), as `first..=last`.
+    fn whole_units(&self, range: &Range<u64>) -> Option<(u64, u64)> {
+        let first = range.start >> self.shift;
+        let last = (range.end - 1) >> self.shift;
+        let from = if range.start == self.unit_start(first) {
+            first
+        } else {
+            first + 1
+        };
+        let to = if range.end == self.unit_end(last) {
+            Some(last)
+        } else {
+            last.checked_sub(1)
+        };
+        to.filter(|&to| to >= from).map(|to| (from, to))
+    }
+
+    /// The parts of `range` (non-empty) in units it does not wholly hold:
+    /// at most two, each with its unit.
+    fn unit_ends(&self, range: &Range<u64>) -> [Option<(u64, Range<u64>)>; 2] {
+        let first = range.start >> self.shift;
+        let last = (range.end - 1) >> self.shift;
+        let whole = self.whole_units(range);
+        let holds = |unit: u64| whole.is_some_and(|(from, to)| from <= unit && unit <= to);
+        let head =
+            (!holds(first)).then(|| (first, range.start..range.end.min(self.unit_end(first))));
+        let tail = (last != first && !holds(last))
+            .then(|| (last, range.start.max(self.unit_start(last))..range.end));
+        [head, tail]
+    }
+
     /// Marks `range` available. An empty range changes nothing.
     pub fn insert(&mut self, range: Range<u64>) {
-        if range.start < range.end {
-            self.spans.insert(range);
+        if range.start >= range.end {
+            return;
         }
+        match self.whole_units(&range) {
+            // Exactly whole units: bits, whatever the ranges hold.
+            Some((from, to))
+                if self.unit_start(from) == range.start && self.unit_end(to) == range.end =>
+            {
+                self.units.change(from, to, true);
+            }
+            _ => self.edges.insert(range.clone()),
+        }
+        if range.start <= self.prefix {
+            // All of `..prefix` and `range` is there: look on from their end.
+            let from = self.prefix.max(range.end);
+            self.prefix = self.next_missing(from, u64::MAX);
+        }
+        self.extent = self.extent.max(range.end);
     }
 
     /// Marks `range` unavailable again (bytes cut off by a truncation).
     pub fn remove(&mut self, range: Range<u64>) {
-        if range.start < range.end {
-            self.spans.remove(&range);
+        if range.start >= range.end {
+            return;
         }
+        for (unit, _) in self.unit_ends(&range).into_iter().flatten() {
+            if self.units.contains(unit) {
+                // Partly cut: the rest of the unit goes to ranges.
+                self.units.change(unit, unit, false);
+                self.edges
+                    .insert(self.unit_start(unit)..self.unit_end(unit));
+            }
+        }
+        if let Some((from, to)) = self.whole_units(&range) {
+            self.units.change(from, to, false);
+        }
+        self.edges.remove(&range);
+        self.prefix = self.prefix.min(range.start);
+        if range.end >= self.extent {
+            self.extent = self.find_extent();
+        }
+    }
+
+    /// The first unavailable byte at or after `from`, looking no further
+    /// than `limit` (a result at or past `limit`: none before it;
+    /// `u64::MAX`: none at all).
+    fn next_missing(&self, from: u64, limit: u64) -> u64 {
+        let mut at = from;
+        while at < limit {
+            let unit = at >> self.shift;
+            match self.units.next_out(unit) {
+                Some(out) if out == unit => {}
+                Some(out) if out <= self.max_unit() => {
+                    at = self.unit_start(out);
+                    continue;
+                }
+                _ => return u64::MAX,
+            }
+            match self.edges.get(at) {
+                Some(held) => at = held.end,
+                None => return at,
+            }
+        }
+        at
+    }
+
+    /// The first available byte at or after `from`.
+    fn next_held(&self, from: u64) -> Option<u64> {
+        let by_units = self
+            .units
+            .next_in(from >> self.shift)
+            .filter(|&unit| unit <= self.max_unit())
+            .map(|unit| self.unit_start(unit).max(from));
+        let by_edges = self.edges.next_after(from).map(|held| held.start.max(from));
+        by_units
+            .into_iter()
+            .chain(by_edges)
+            .min()
+            .filter(|&at| at < u64::MAX)
+    }
+
+    /// Where the available run holding byte `at` starts.
+    fn run_start(&self, at: u64) -> u64 {
+        let mut start = at;
+        while start > 0 {
+            let before = start - 1;
+            let unit = before >> self.shift;
+            if self.units.contains(unit) {
+                start = self
+                    .units
+                    .last_out(unit)
+                    .map_or(0, |out| (out + 1) << self.shift);
+                continue;
+            }
+            match self.edges.get(before) {
+                Some(held) => start = held.start,
+                None => break,
+            }
+        }
+        start
     }
 
     /// Whether every byte of `range` is available. An empty range is covered;
@@ -49,11 +228,7 @@ impl RangeTracker {
         if range.start >= range.end {
             return range.start == range.end;
         }
-        // Touching ranges are merged, so one stored range holds all of it or
-        // the range has a gap.
-        self.spans
-            .get(range.start)
-            .is_some_and(|stored| stored.end >= range.end)
+        range.end <= self.prefix || self.next_missing(range.start, range.end) >= range.end
     }
 
     /// The first unavailable sub-range of `range`, if any.
@@ -62,55 +237,83 @@ impl RangeTracker {
         if range.start >= range.end {
             return None;
         }
-        let mut from = range.start;
-        for held in self.spans.overlapping(range.clone()) {
-            if held.start > from {
-                return Some(from..held.start.min(range.end));
-            }
-            from = from.max(held.end);
-            if from >= range.end {
-                return None;
-            }
+        let start = self.next_missing(range.start, range.end);
+        if start >= range.end {
+            return None;
         }
-        Some(from..range.end)
+        let end = self.next_held(start).unwrap_or(u64::MAX).min(range.end);
+        Some(start..end)
     }
 
     /// Whether any byte of `range` is available.
     #[must_use]
     pub fn overlaps(&self, range: &Range<u64>) -> bool {
-        range.start < range.end && self.spans.overlapping(range.clone()).next().is_some()
+        range.start < range.end && self.next_held(range.start).is_some_and(|at| at < range.end)
     }
 
     /// The available ranges that overlap `range`, in order (not clipped).
     pub fn overlapping(&self, range: Range<u64>) -> impl Iterator<Item = Range<u64>> + '_ {
-        self.spans.overlapping(range).cloned()
+        let mut from = range.start;
+        let mut first = true;
+        std::iter::from_fn(move || {
+            if from >= range.end {
+                return None;
+            }
+            let Some(start) = self.next_held(from).filter(|&at| at < range.end) else {
+                from = range.end;
+                return None;
+            };
+            let run_start = if first && start == from {
+                self.run_start(start)
+            } else {
+                start
+            };
+            first = false;
+            let end = self.next_missing(start, u64::MAX);
+            from = end;
+            Some(run_start..end)
+        })
     }
 
     /// One past the highest available byte (0 when nothing is available).
     #[must_use]
     pub fn extent(&self) -> u64 {
-        self.spans.last().map_or(0, |last| last.end)
+        self.extent
+    }
+
+    /// The extent, from the tiers.
+    fn find_extent(&self) -> u64 {
+        let by_units = self
+            .units
+            .last()
+            .filter(|&unit| unit <= self.max_unit())
+            .map(|unit| self.unit_end(unit));
+        let by_edges = self.edges.last().map(|held| held.end);
+        by_units.max(by_edges).unwrap_or(0)
     }
 
     /// Length of the available run that starts at byte 0 (0 when byte 0 is
     /// missing): every range ending at or below it is covered.
     #[must_use]
     pub fn prefix_end(&self) -> u64 {
-        self.spans
-            .first()
-            .filter(|first| first.start == 0)
-            .map_or(0, |first| first.end)
+        self.prefix
     }
 
-    /// Number of disjoint available fragments.
+    /// Number of disjoint available fragments (counted: one pass).
     #[must_use]
     pub fn fragments(&self) -> usize {
-        self.spans.len()
+        self.iter().count()
     }
 
     /// The available ranges, in order.
     pub fn iter(&self) -> impl Iterator<Item = Range<u64>> + '_ {
-        self.spans.iter().cloned()
+        let mut from = 0;
+        std::iter::from_fn(move || {
+            let start = self.next_held(from)?;
+            let end = self.next_missing(start, u64::MAX);
+            from = end;
+            Some(start..end)
+        })
     }
 
     /// The available ranges as a [`RangeSet`] (a copy).
@@ -122,11 +325,11 @@ impl RangeTracker {
 
 impl From<RangeSet<u64>> for RangeTracker {
     fn from(ranges: RangeSet<u64>) -> Self {
-        // A `RangeSet` is sorted, disjoint and merges touching ranges.
-        let ranges: Vec<Range<u64>> = ranges.iter().cloned().collect();
-        Self {
-            spans: Spans::from_sorted(&ranges),
+        let mut tracker = Self::new();
+        for range in ranges.iter() {
+            tracker.insert(range.clone());
         }
+        tracker
     }
 }
 
@@ -193,11 +396,74 @@ mod tests {
 
     #[test]
     fn ranges_at_the_top_of_u64_work() {
+        for shift in [0, 3, UNIT_SHIFT] {
+            let mut tracker = RangeTracker::with_shift(shift);
+            tracker.insert(u64::MAX - 10..u64::MAX);
+            assert!(tracker.covers(&(u64::MAX - 5..u64::MAX)));
+            assert_eq!(tracker.extent(), u64::MAX);
+            assert_eq!(tracker.prefix_end(), 0);
+            tracker.insert(u64::MAX - 5000..u64::MAX - 20);
+            assert_eq!(tracker.first_gap(&(0..u64::MAX)), Some(0..u64::MAX - 5000));
+            assert_eq!(
+                tracker.first_gap(&(u64::MAX - 5000..u64::MAX)),
+                Some(u64::MAX - 20..u64::MAX - 10)
+            );
+            tracker.insert(0..u64::MAX);
+            assert_eq!(tracker.prefix_end(), u64::MAX);
+            assert_eq!(tracker.fragments(), 1);
+            assert!(tracker.iter().eq(std::iter::once(0..u64::MAX)));
+            tracker.remove(7..u64::MAX - 3);
+            assert!(tracker.iter().eq([0..7, u64::MAX - 3..u64::MAX]));
+            assert!(
+                tracker
+                    .overlapping(u64::MAX - 2..u64::MAX)
+                    .eq(std::iter::once(u64::MAX - 3..u64::MAX))
+            );
+            assert_eq!(tracker.prefix_end(), 7);
+            assert_eq!(tracker.extent(), u64::MAX);
+        }
+    }
+
+    #[test]
+    fn aligned_writes_are_bits_and_the_rest_stays_exact() {
         let mut tracker = RangeTracker::new();
-        tracker.insert(u64::MAX - 10..u64::MAX);
-        assert!(tracker.covers(&(u64::MAX - 5..u64::MAX)));
-        assert_eq!(tracker.extent(), u64::MAX);
-        assert_eq!(tracker.prefix_end(), 0);
+        let unit = 1u64 << UNIT_SHIFT;
+        // Aligned units out of order: bits only.
+        for i in [5u64, 1, 3, 0, 2, 4] {
+            tracker.insert(i * unit..(i + 1) * unit);
+        }
+        assert!(tracker.edges.iter().next().is_none());
+        assert!(tracker.iter().eq(std::iter::once(0..6 * unit)));
+        assert_eq!(tracker.prefix_end(), 6 * unit);
+        // Other writes are exact ranges, merged with the bits in answers.
+        tracker.insert(6 * unit + 10..7 * unit + 5);
+        assert!(
+            tracker
+                .iter()
+                .eq([0..6 * unit, 6 * unit + 10..7 * unit + 5])
+        );
+        tracker.insert(6 * unit..6 * unit + 10);
+        assert!(tracker.iter().eq(std::iter::once(0..7 * unit + 5)));
+        assert!(
+            tracker
+                .edges
+                .iter()
+                .cloned()
+                .eq(std::iter::once(6 * unit..7 * unit + 5))
+        );
+        // A unit written again whole overlaps the ranges: still one run.
+        tracker.insert(6 * unit..7 * unit);
+        assert!(tracker.iter().eq(std::iter::once(0..7 * unit + 5)));
+        assert_eq!(tracker.prefix_end(), 7 * unit + 5);
+        // Cutting inside a unit puts its rest back into edges.
+        tracker.remove(2 * unit + 1..2 * unit + 2);
+        assert!(
+            tracker
+                .iter()
+                .eq([0..2 * unit + 1, 2 * unit + 2..7 * unit + 5])
+        );
+        assert_eq!(tracker.prefix_end(), 2 * unit + 1);
+        assert_eq!(tracker.fragments(), 2);
     }
 
     /// A bitmap over a small universe: the model the tracker is checked against.
@@ -230,17 +496,29 @@ mod tests {
     /// Inserts and removes that make thousands of fragments (many blocks,
     /// splits, merges across blocks), checked against `rangemap`.
     fn many_fragments() -> impl Strategy<Value = Vec<(bool, u64, u64)>> {
-        proptest::collection::vec(
-            (proptest::bool::weighted(0.97), 0..200_000u64, 1..300u64),
-            1..3000,
+        // Half of the writes aligned to 1 KiB and whole KiBs long, as a
+        // download writes (the tracker's bits at its own unit), half not.
+        let write = (
+            proptest::bool::weighted(0.97),
+            0..200_000u64,
+            1..300u64,
+            any::<bool>(),
         )
+            .prop_map(|(insert, start, len, aligned)| {
+                if aligned {
+                    (insert, start / 1024 * 1024, len % 4 * 1024 + 1024)
+                } else {
+                    (insert, start, len)
+                }
+            });
+        proptest::collection::vec(write, 1..3000)
     }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
         #[test]
-        fn tracker_agrees_with_rangemap_over_thousands_of_fragments(ops in many_fragments()) {
-            let mut tracker = RangeTracker::new();
+        fn tracker_agrees_with_rangemap_over_thousands_of_fragments(ops in many_fragments(), shift in prop_oneof![Just(0u32), Just(3), Just(6), Just(UNIT_SHIFT)]) {
+            let mut tracker = RangeTracker::with_shift(shift);
             let mut model = RangeSet::new();
             for (insert, start, len) in ops {
                 if insert {
@@ -252,6 +530,9 @@ mod tests {
                 }
             }
             prop_assert!(tracker.iter().eq(model.iter().cloned()));
+            prop_assert_eq!(tracker.extent(), model.iter().next_back().map_or(0, |last| last.end));
+            let prefix = model.iter().next().filter(|first| first.start == 0).map_or(0, |first| first.end);
+            prop_assert_eq!(tracker.prefix_end(), prefix);
             prop_assert_eq!(tracker.fragments(), model.len());
             prop_assert_eq!(tracker.to_set(), model.clone());
             for at in (0..200_500u64).step_by(997) {
@@ -271,8 +552,9 @@ mod tests {
         fn tracker_agrees_with_a_bitmap(
             ops in proptest::collection::vec(op(), 0..40),
             queries in proptest::collection::vec((0..=UNIVERSE, 0..=UNIVERSE), 1..20),
+            shift in 0u32..5,
         ) {
-            let mut tracker = RangeTracker::new();
+            let mut tracker = RangeTracker::with_shift(shift);
             let mut bits = vec![false; usize::try_from(UNIVERSE).unwrap()];
             for op in ops {
                 match op {
@@ -291,6 +573,15 @@ mod tests {
                 let covered = (a..b).all(|i| bits[usize::try_from(i).unwrap()]);
                 prop_assert_eq!(tracker.covers(&(a..b)), covered, "covers {}..{}", a, b);
                 prop_assert_eq!(tracker.first_gap(&(a..b)), model_gap(&bits, a..b));
+                let overlaps = (a..b).any(|i| bits[usize::try_from(i).unwrap()]);
+                prop_assert_eq!(tracker.overlaps(&(a..b)), overlaps, "overlaps {}..{}", a, b);
+                // Each overlapping run is maximal: held throughout, missing at both ends.
+                for run in tracker.overlapping(a..b) {
+                    prop_assert!(run.start < b && run.end > a && run.start < run.end);
+                    prop_assert!(run.clone().all(|i| bits[usize::try_from(i).unwrap()]));
+                    prop_assert!(run.start == 0 || !bits[usize::try_from(run.start - 1).unwrap()]);
+                    prop_assert!(run.end == UNIVERSE || !bits[usize::try_from(run.end).unwrap()]);
+                }
             }
             let extent = bits.iter().rposition(|&b| b).map_or(0, |i| i as u64 + 1);
             prop_assert_eq!(tracker.extent(), extent);
