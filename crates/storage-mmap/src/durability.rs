@@ -305,7 +305,7 @@ impl Durability {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use storage_core::{CancellationToken, ResourceExt, ResourceStatus, testing::pattern};
 
     use crate::{MmapOptions, MmapResource, OpenMode, journal, sys::probe};
@@ -314,7 +314,8 @@ mod tests {
         open_in(path, OpenMode::Auto)
     }
 
-    fn open_in(path: &std::path::Path, mode: OpenMode) -> MmapResource {
+    /// Opens `path` in `mode` (for this crate's tests).
+    pub(crate) fn open_in(path: &std::path::Path, mode: OpenMode) -> MmapResource {
         MmapResource::open(
             CancellationToken::new(),
             MmapOptions {

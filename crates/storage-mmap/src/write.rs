@@ -88,20 +88,12 @@ impl MmapDriver {
 
 #[cfg(test)]
 mod tests {
-    use storage_core::{CancellationToken, ResourceExt, StorageError, testing::pattern};
+    use storage_core::{ResourceExt, StorageError, testing::pattern};
 
-    use crate::{MmapOptions, MmapResource, OpenMode, sys::probe};
+    use crate::{MmapResource, OpenMode, durability::tests::open_in, sys::probe};
 
     fn open(path: &std::path::Path) -> MmapResource {
-        MmapResource::open(
-            CancellationToken::new(),
-            MmapOptions {
-                path: path.to_path_buf(),
-                initial_len: None,
-                mode: OpenMode::Auto,
-            },
-        )
-        .unwrap()
+        open_in(path, OpenMode::Auto)
     }
 
     fn read(r: &MmapResource, range: std::ops::Range<usize>) -> Vec<u8> {
@@ -148,12 +140,7 @@ mod tests {
     fn a_failed_rewrite_into_a_hole_of_a_committed_file_leaves_it_zeros() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("holes.bin");
-        let options = || MmapOptions {
-            path: path.clone(),
-            initial_len: None,
-            mode: OpenMode::ReadWrite,
-        };
-        let r = MmapResource::open(CancellationToken::new(), options()).unwrap();
+        let r = open_in(&path, OpenMode::ReadWrite);
         r.write_at(0, &[1; 1000]).unwrap();
         r.write_at(500_000, &[1; 1000]).unwrap();
         r.commit(None).unwrap(); // holes stay holes
@@ -163,7 +150,7 @@ mod tests {
         drop(r);
         let on_disk = std::fs::read(&path).unwrap();
         assert!(on_disk[1000..500_000].iter().all(|&b| b == 0));
-        let r = MmapResource::open(CancellationToken::new(), options()).unwrap();
+        let r = open_in(&path, OpenMode::ReadWrite);
         assert!(read(&r, 1000..500_000).iter().all(|&b| b == 0));
     }
 
