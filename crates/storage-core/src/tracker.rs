@@ -14,19 +14,20 @@ const UNIT_SHIFT: u32 = 10;
 
 /// The set of byte ranges of a resource that hold written data.
 ///
-/// Two stores, and a byte is available when either holds it. A write of
-/// whole, aligned 1 KiB *units* — how downloads write — sets bits of a
-/// sparse bitmap (`Units`), at a few nanoseconds whatever the number of
+/// Two stores. A write of whole, aligned 1 KiB *units* — how downloads
+/// write — that touches no range of the other store sets bits of a sparse
+/// bitmap (`Units`), at a few nanoseconds whatever the number of
 /// fragments; any other write is a byte-exact range in `Spans` (blocks of
-/// sorted ranges, merged as they touch). The stores may overlap; every
-/// query walks them together, so answers are the union's, merged.
-/// [`RangeSet`] (`rangemap`) stays the type of the public API
-/// (`DriverState`) and the model the tests check the tracker against.
+/// sorted ranges, merged as they touch), and takes in the runs of units it
+/// touches. So the stores never touch: every available run lies in one of
+/// them, and a query walks one step per run. [`RangeSet`] (`rangemap`)
+/// stays the type of the public API (`DriverState`) and the model the
+/// tests check the tracker against.
 #[derive(Clone, Debug)]
 pub struct RangeTracker {
     /// log2 of the unit (tests use smaller units, to cross them often).
     shift: u32,
-    /// Whole units written as such.
+    /// Whole units written as such, touching no range of `edges`.
     units: Units,
     /// Every other write, byte-exact.
     edges: Spans,
@@ -123,13 +124,18 @@ impl RangeTracker {
             return;
         }
         match self.whole_units(&range) {
-            // Exactly whole units: bits, whatever the ranges hold.
+            // Exactly whole units, touching no range: bits.
             Some((from, to))
-                if self.unit_start(from) == range.start && self.unit_end(to) == range.end =>
+                if self.unit_start(from) == range.start
+                    && self.unit_end(to) == range.end
+                    && !self.edges_touch(&range) =>
             {
                 self.units.change(from, to, true);
             }
-            _ => self.edges.insert(range.clone()),
+            _ => {
+                self.edges.insert(range.clone());
+                self.absorb_touching_units(range.start);
+            }
         }
         if range.start <= self.prefix {
             // All of `..prefix` and `range` is there: look on from their end.
@@ -139,6 +145,46 @@ impl RangeTracker {
         self.extent = self.extent.max(range.end);
     }
 
+    /// Whether a range in `edges` overlaps or touches `range` (non-empty).
+    fn edges_touch(&self, range: &Range<u64>) -> bool {
+        self.edges
+            .next_after(range.start.saturating_sub(1))
+            .is_some_and(|held| held.start <= range.end)
+    }
+
+    /// Keeps the stores apart: no range in `edges` overlaps or touches a
+    /// unit in `units`, so every available run lies wholly in one store
+    /// and a walk crosses one run per step. Moves into `edges` every run of
+    /// units that touches the range holding byte `at` (just inserted
+    /// there). A unit moved never goes back; each moves once.
+    fn absorb_touching_units(&mut self, at: u64) {
+        if self.units.is_empty() {
+            return;
+        }
+        while let Some(held) = self.edges.get(at) {
+            // Units holding the byte before the range through the byte after.
+            let low = held.start.saturating_sub(1) >> self.shift;
+            let high = held.end.min(u64::MAX - 1) >> self.shift;
+            let Some(unit) = self.units.next_in(low).filter(|&unit| unit <= high) else {
+                return;
+            };
+            self.absorb_run(unit);
+        }
+    }
+
+    /// Moves the run of units holding `unit` (in `units`) into `edges`.
+    fn absorb_run(&mut self, unit: u64) {
+        let first = self.units.last_out(unit).map_or(0, |out| out + 1);
+        let last = self
+            .units
+            .next_out(unit)
+            .map_or(self.max_unit(), |out| out - 1)
+            .min(self.max_unit());
+        self.units.change(first, last, false);
+        self.edges
+            .insert(self.unit_start(first)..self.unit_end(last));
+    }
+
     /// Marks `range` unavailable again (bytes cut off by a truncation).
     pub fn remove(&mut self, range: Range<u64>) {
         if range.start >= range.end {
@@ -146,10 +192,8 @@ impl RangeTracker {
         }
         for (unit, _) in self.unit_ends(&range).into_iter().flatten() {
             if self.units.contains(unit) {
-                // Partly cut: the rest of the unit goes to ranges.
-                self.units.change(unit, unit, false);
-                self.edges
-                    .insert(self.unit_start(unit)..self.unit_end(unit));
+                // Partly cut: its run becomes ranges, cut below.
+                self.absorb_run(unit);
             }
         }
         if let Some((from, to)) = self.whole_units(&range) {
@@ -167,9 +211,14 @@ impl RangeTracker {
     /// `u64::MAX`: none at all).
     fn next_missing(&self, from: u64, limit: u64) -> u64 {
         let mut at = from;
+        let no_units = self.units.is_empty();
         while at < limit {
             let unit = at >> self.shift;
-            match self.units.next_out(unit) {
+            match if no_units {
+                Some(unit)
+            } else {
+                self.units.next_out(unit)
+            } {
                 Some(out) if out == unit => {}
                 Some(out) if out <= self.max_unit() => {
                     at = self.unit_start(out);
@@ -187,6 +236,9 @@ impl RangeTracker {
 
     /// The first available byte at or after `from`.
     fn next_held(&self, from: u64) -> Option<u64> {
+        if self.units.is_empty() {
+            return self.edges.next_after(from).map(|held| held.start.max(from));
+        }
         let by_units = self
             .units
             .next_in(from >> self.shift)
@@ -272,6 +324,16 @@ impl RangeTracker {
             let end = self.next_missing(start, u64::MAX);
             from = end;
             Some(run_start..end)
+        })
+    }
+
+    /// Whether no range of `edges` overlaps or touches a unit in `units`.
+    #[cfg(test)]
+    fn stores_apart(&self) -> bool {
+        self.edges.iter().all(|held| {
+            let low = held.start.saturating_sub(1) >> self.shift;
+            let high = held.end.min(u64::MAX - 1) >> self.shift;
+            self.units.next_in(low).is_none_or(|unit| unit > high)
         })
     }
 
@@ -435,7 +497,8 @@ mod tests {
         assert!(tracker.edges.iter().next().is_none());
         assert!(tracker.iter().eq(std::iter::once(0..6 * unit)));
         assert_eq!(tracker.prefix_end(), 6 * unit);
-        // Other writes are exact ranges, merged with the bits in answers.
+        // Another write is an exact range, and takes in the units it
+        // touches: the stores never touch, so a run lies in one of them.
         tracker.insert(6 * unit + 10..7 * unit + 5);
         assert!(
             tracker
@@ -449,20 +512,41 @@ mod tests {
                 .edges
                 .iter()
                 .cloned()
-                .eq(std::iter::once(6 * unit..7 * unit + 5))
+                .eq(std::iter::once(0..7 * unit + 5))
         );
-        // A unit written again whole overlaps the ranges: still one run.
-        tracker.insert(6 * unit..7 * unit);
-        assert!(tracker.iter().eq(std::iter::once(0..7 * unit + 5)));
-        assert_eq!(tracker.prefix_end(), 7 * unit + 5);
-        // Cutting inside a unit puts its rest back into edges.
+        assert_eq!(tracker.units.next_in(0), None);
+        // A unit written again whole, touching the range, joins it.
+        tracker.insert(7 * unit..8 * unit);
+        assert!(tracker.iter().eq(std::iter::once(0..8 * unit)));
+        assert_eq!(tracker.units.next_in(0), None);
+        assert_eq!(tracker.prefix_end(), 8 * unit);
+        // Cutting inside a range splits it.
         tracker.remove(2 * unit + 1..2 * unit + 2);
-        assert!(
-            tracker
-                .iter()
-                .eq([0..2 * unit + 1, 2 * unit + 2..7 * unit + 5])
-        );
+        assert!(tracker.iter().eq([0..2 * unit + 1, 2 * unit + 2..8 * unit]));
         assert_eq!(tracker.prefix_end(), 2 * unit + 1);
+        assert_eq!(tracker.fragments(), 2);
+    }
+
+    /// Whole units, then a unit written in two unaligned pieces, over and
+    /// over: one run, which must lie in one store (found from outside: with
+    /// the stores free to touch, every query walked every alternation).
+    #[test]
+    fn a_run_written_aligned_and_unaligned_in_turn_lies_in_one_store() {
+        let mut tracker = RangeTracker::new();
+        let unit = 1u64 << UNIT_SHIFT;
+        for i in 0..2000u64 {
+            let at = i * 2 * unit;
+            tracker.insert(at..at + unit);
+            tracker.insert(at + unit..at + 2 * unit - 1);
+            tracker.insert(at + 2 * unit - 1..at + 2 * unit);
+        }
+        assert!(tracker.stores_apart());
+        assert_eq!(tracker.edges.len(), 1);
+        assert_eq!(tracker.units.next_in(0), None);
+        assert!(tracker.covers(&(unit..4000 * unit)));
+        // Cutting one byte inside splits it in two, still apart.
+        tracker.remove(3 * unit..3 * unit + 1);
+        assert!(tracker.stores_apart());
         assert_eq!(tracker.fragments(), 2);
     }
 
@@ -530,6 +614,7 @@ mod tests {
                 }
             }
             prop_assert!(tracker.iter().eq(model.iter().cloned()));
+            prop_assert!(tracker.stores_apart());
             prop_assert_eq!(tracker.extent(), model.iter().next_back().map_or(0, |last| last.end));
             let prefix = model.iter().next().filter(|first| first.start == 0).map_or(0, |first| first.end);
             prop_assert_eq!(tracker.prefix_end(), prefix);
@@ -568,6 +653,7 @@ mod tests {
                     }
                 }
             }
+            prop_assert!(tracker.stores_apart());
             for (a, b) in queries {
                 let (a, b) = (a.min(b), a.max(b));
                 let covered = (a..b).all(|i| bits[usize::try_from(i).unwrap()]);

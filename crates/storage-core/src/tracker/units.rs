@@ -7,7 +7,10 @@
 //! its bits in `partial`. A leaf is in at most one of the two, and a leaf in
 //! neither has no unit in the set.
 
-use std::ops::Range;
+use std::{
+    collections::{BTreeMap, btree_map::Entry},
+    ops::Range,
+};
 
 use super::spans::Spans;
 
@@ -111,75 +114,59 @@ impl Leaf {
     }
 }
 
-/// The partial leaves by number: sorted numbers beside their bits. A
-/// download has few (one per 4 MiB being filled), searched on every
-/// write; a sorted array is a few cache lines where a `BTreeMap` is a
-/// walk through nodes.
+/// The partial leaves by number, each boxed: the map's nodes stay small
+/// (a search reads keys, not bits), and a leaf is never moved. A sorted
+/// array searched faster, but a new leaf among thousands shifted all those
+/// after it: quadratic for a sparse download of a large file.
 #[derive(Clone, Debug, Default)]
-struct Leaves {
-    numbers: Vec<u64>,
-    bits: Vec<Leaf>,
-}
+struct Leaves(BTreeMap<u64, Box<Leaf>>);
 
 impl Leaves {
-    fn find(&self, number: u64) -> Result<usize, usize> {
-        self.numbers.binary_search(&number)
-    }
-
     fn get(&self, number: u64) -> Option<&Leaf> {
-        self.find(number).ok().map(|index| &self.bits[index])
+        self.0.get(&number).map(|leaf| &**leaf)
     }
 
     fn get_mut(&mut self, number: u64) -> Option<&mut Leaf> {
-        self.find(number).ok().map(|index| &mut self.bits[index])
+        self.0.get_mut(&number).map(|leaf| &mut **leaf)
     }
 
     fn insert(&mut self, number: u64, leaf: Leaf) -> &mut Leaf {
-        let index = match self.find(number) {
-            Ok(index) => {
-                self.bits[index] = leaf;
-                index
-            }
-            Err(index) => {
-                self.numbers.insert(index, number);
-                self.bits.insert(index, leaf);
-                index
-            }
-        };
-        &mut self.bits[index]
+        let slot = self
+            .0
+            .entry(number)
+            .or_insert_with(|| Box::new(Leaf::empty()));
+        **slot = leaf;
+        slot
     }
 
     fn remove(&mut self, number: u64) {
-        if let Ok(index) = self.find(number) {
-            self.numbers.remove(index);
-            self.bits.remove(index);
-        }
+        self.0.remove(&number);
     }
 
     /// Drops every leaf numbered within `numbers`.
     fn remove_range(&mut self, numbers: Range<u64>) {
-        let from = self.numbers.partition_point(|&n| n < numbers.start);
-        let to = self.numbers.partition_point(|&n| n < numbers.end);
-        self.numbers.drain(from..to);
-        self.bits.drain(from..to);
+        let doomed: Vec<u64> = self.0.range(numbers).map(|(&number, _)| number).collect();
+        for number in doomed {
+            self.0.remove(&number);
+        }
     }
 
     /// The leaves numbered `from` or more, in order.
     fn from(&self, from: u64) -> impl Iterator<Item = (u64, &Leaf)> + '_ {
-        let start = self.numbers.partition_point(|&n| n < from);
-        self.numbers[start..]
-            .iter()
-            .zip(&self.bits[start..])
-            .map(|(&number, bits)| (number, bits))
+        self.0
+            .range(from..)
+            .map(|(&number, leaf)| (number, &**leaf))
     }
 
     fn last(&self) -> Option<(u64, &Leaf)> {
-        Some((*self.numbers.last()?, self.bits.last()?))
+        self.0
+            .last_key_value()
+            .map(|(&number, leaf)| (number, &**leaf))
     }
 
     #[cfg(test)]
     fn is_empty(&self) -> bool {
-        self.numbers.is_empty()
+        self.0.is_empty()
     }
 }
 
@@ -192,6 +179,12 @@ pub(crate) struct Units {
 }
 
 impl Units {
+    /// Whether no unit is in the set (a download that never wrote a
+    /// whole aligned unit: its tracker is its ranges alone).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.partial.0.is_empty() && self.full.last().is_none()
+    }
+
     pub(crate) fn contains(&self, unit: u64) -> bool {
         let leaf = unit >> LEAF_SHIFT;
         match self.partial.get(leaf) {
@@ -258,10 +251,10 @@ impl Units {
             self.full.remove(&(leaf..leaf + 1));
             self.partial.insert(leaf, Leaf::full());
         }
-        let bits = match self.partial.find(leaf) {
-            Ok(index) => &mut self.partial.bits[index],
-            Err(_) if !on => return,
-            Err(_) => self.partial.insert(leaf, Leaf::empty()),
+        let bits = match self.partial.0.entry(leaf) {
+            Entry::Occupied(entry) => &mut **entry.into_mut(),
+            Entry::Vacant(_) if !on => return,
+            Entry::Vacant(entry) => &mut **entry.insert(Box::new(Leaf::empty())),
         };
         bits.change(lo, hi, on);
         self.settle(leaf);
