@@ -21,7 +21,7 @@ use crate::{
     journal::Journal,
     map::Mapping,
     poison::Poison,
-    store::{Store, io_error, refused},
+    store::{Store, io_error},
     sys,
 };
 
@@ -166,25 +166,7 @@ impl DriverIo for MmapDriver {
         // settles it), but a driver used directly may commit twice.
         self.durability.wait();
         let mut store = self.write();
-        let extent = self.extent.load(Ordering::Acquire);
-        let target = final_len.unwrap_or(extent);
-        // A file cut from outside lost written bytes: committing it would
-        // publish zeros where the resource says data is (refused, as
-        // `reactivate` refuses it).
-        let on_disk = store
-            .file(&self.path)?
-            .metadata()
-            .map_err(|e| io_error(&self.path, "cannot inspect", e))?
-            .len();
-        if on_disk < extent.min(target) {
-            let why = format!("truncated from outside: {on_disk} bytes on disk, {extent} written");
-            return Err(refused(
-                &self.path,
-                std::io::ErrorKind::InvalidData,
-                why,
-                "cannot commit",
-            ));
-        }
+        let target = self.commit_target(&store, final_len)?;
         // Unmap before the file can shrink: with the exclusive lock held and
         // no mapping left, nothing can touch a page past the new end. The
         // data is not synced first: until the background sync below is
@@ -242,16 +224,7 @@ impl DriverIo for MmapDriver {
     }
 
     fn zero_hole(&self, range: Range<u64>) -> StorageResult<()> {
-        let store = self.read();
-        if self.mode == OpenMode::ReadOnly || !store.file_writable {
-            // Nothing is written through this handle; the commit refuses.
-            return Ok(());
-        }
-        // Readers never read a hole (`Resource` zero-fills them), so the
-        // shared lock is enough. Punching frees the blocks growth reserved:
-        // a later rewrite there may find the disk full, and says so.
-        sys::zero_range(store.file(&self.path)?, range)
-            .map_err(|e| io_error(&self.path, "cannot zero a hole of", e))
+        self.zero_bytes(range)
     }
 
     fn path(&self) -> Option<&Path> {

@@ -175,12 +175,7 @@ pub(crate) fn is_at_path(file: &File, path: &Path) -> StorageResult<bool> {
         .map_err(|e| io_error(path, "cannot inspect", e))?;
     Ok(sys::same_file(&held, &at_path).unwrap_or(true))
 }
-pub(crate) fn refused(
-    path: &Path,
-    kind: io::ErrorKind,
-    why: String,
-    what: &'static str,
-) -> StorageError {
+fn refused(path: &Path, kind: io::ErrorKind, why: String, what: &'static str) -> StorageError {
     io_error(path, what, io::Error::new(kind, why))
 }
 

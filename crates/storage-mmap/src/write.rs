@@ -1,15 +1,15 @@
 //! Writes of the file: fresh bytes beside readers, overwrites, growth, and
 //! rewrites in place of a committed `ReadWrite` file.
 
-use std::sync::atomic::Ordering;
+use std::{ops::Range, sync::atomic::Ordering};
 
 use storage_core::{StorageError, StorageResult};
 
 use crate::{
     MmapDriver, OpenMode,
     driver::Exclusion,
-    store::{Held, io_error},
-    sys::write_all_at,
+    store::{Held, Store, io_error},
+    sys::{self, write_all_at},
 };
 
 impl MmapDriver {
@@ -62,6 +62,46 @@ impl MmapDriver {
             checkpoints.record(offset..end);
         }
         Ok(())
+    }
+
+    /// The length a commit with `final_len` gives the file (the written
+    /// extent for `None`). Refuses a file cut from outside below the
+    /// written bytes that length keeps: committing it would publish zeros
+    /// where the resource says data is (as `reactivate` refuses it).
+    pub(crate) fn commit_target(
+        &self,
+        store: &Store,
+        final_len: Option<u64>,
+    ) -> StorageResult<u64> {
+        let extent = self.extent.load(Ordering::Acquire);
+        let target = final_len.unwrap_or(extent);
+        let kept = extent.min(target);
+        let on_disk = store
+            .file(&self.path)?
+            .metadata()
+            .map_err(|e| io_error(&self.path, "cannot inspect", e))?
+            .len();
+        if on_disk < kept {
+            let why = format!("truncated from outside: {on_disk} bytes on disk, {kept} written");
+            let error = std::io::Error::new(std::io::ErrorKind::InvalidData, why);
+            return Err(io_error(&self.path, "cannot commit", error));
+        }
+        Ok(target)
+    }
+
+    /// Makes `range` (a hole: no reader reads it) read as zeros — what
+    /// `DriverIo::zero_hole` asks of this driver.
+    pub(crate) fn zero_bytes(&self, range: Range<u64>) -> StorageResult<()> {
+        let store = self.read();
+        if self.mode == OpenMode::ReadOnly || !store.file_writable {
+            // Nothing is written through this handle; the commit refuses.
+            return Ok(());
+        }
+        // Readers never read a hole (`Resource` zero-fills them), so the
+        // shared lock is enough. Punching frees the blocks growth reserved:
+        // a later rewrite there may find the disk full, and says so.
+        sys::zero_range(store.file(&self.path)?, range)
+            .map_err(|e| io_error(&self.path, "cannot zero a hole of", e))
     }
 
     /// A write into a committed `ReadWrite` file, within its length: under
