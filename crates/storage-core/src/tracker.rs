@@ -104,18 +104,17 @@ impl RangeTracker {
         to.filter(|&to| to >= from).map(|to| (from, to))
     }
 
-    /// The parts of `range` (non-empty) in units it does not wholly hold:
-    /// at most two, each with its unit.
-    fn unit_ends(&self, range: &Range<u64>) -> [Option<(u64, Range<u64>)>; 2] {
+    /// The units `range` (non-empty) reaches without holding them whole:
+    /// at most two, the first and the last.
+    fn partial_units(&self, range: &Range<u64>) -> [Option<u64>; 2] {
         let first = range.start >> self.shift;
         let last = (range.end - 1) >> self.shift;
         let whole = self.whole_units(range);
         let holds = |unit: u64| whole.is_some_and(|(from, to)| from <= unit && unit <= to);
-        let head =
-            (!holds(first)).then(|| (first, range.start..range.end.min(self.unit_end(first))));
-        let tail = (last != first && !holds(last))
-            .then(|| (last, range.start.max(self.unit_start(last))..range.end));
-        [head, tail]
+        [
+            (!holds(first)).then_some(first),
+            (last != first && !holds(last)).then_some(last),
+        ]
     }
 
     /// Marks `range` available. An empty range changes nothing.
@@ -190,7 +189,7 @@ impl RangeTracker {
         if range.start >= range.end {
             return;
         }
-        for (unit, _) in self.unit_ends(&range).into_iter().flatten() {
+        for unit in self.partial_units(&range).into_iter().flatten() {
             if self.units.contains(unit) {
                 // Partly cut: its run becomes ranges, cut below.
                 self.absorb_run(unit);

@@ -132,8 +132,12 @@ mod tests {
 
     use crate::{MmapResource, OpenMode, durability::tests::open_in, sys::probe};
 
-    fn open(path: &std::path::Path) -> MmapResource {
-        open_in(path, OpenMode::Auto)
+    /// A new file `name` in a directory of its own, opened `Auto`.
+    fn fresh(name: &str) -> (tempfile::TempDir, std::path::PathBuf, MmapResource) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        let r = open_in(&path, OpenMode::Auto);
+        (dir, path, r)
     }
 
     fn read(r: &MmapResource, range: std::ops::Range<usize>) -> Vec<u8> {
@@ -144,10 +148,8 @@ mod tests {
 
     #[test]
     fn a_write_that_fails_partway_leaves_no_byte_for_a_commit_to_show() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("dying.bin");
         let data = pattern(9, 200_000);
-        let r = open(&path);
+        let (_dir, path, r) = fresh("dying.bin");
         r.write_at(0, &data[..10_000]).unwrap();
         r.write_at(50_000, &data[50_000..60_000]).unwrap();
 
@@ -196,9 +198,7 @@ mod tests {
 
     #[test]
     fn a_commit_of_a_file_cut_from_outside_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("cut.bin");
-        let r = open(&path);
+        let (_dir, path, r) = fresh("cut.bin");
         r.write_at(0, &vec![7; 20_000]).unwrap();
         r.write_at(40_000, &vec![7; 20_000]).unwrap();
         std::fs::OpenOptions::new()
@@ -226,9 +226,7 @@ mod tests {
     fn a_clean_sparse_commit_zeroes_no_hole() {
         use std::os::unix::fs::MetadataExt;
 
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("sparse.bin");
-        let r = open(&path);
+        let (_dir, path, r) = fresh("sparse.bin");
         for at in (0..64u64).map(|i| i * 65_536) {
             r.write_at(at, &[1]).unwrap();
         }
@@ -240,10 +238,8 @@ mod tests {
 
     #[test]
     fn a_write_retried_after_a_failure_partway_lands_whole() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("retried.bin");
         let data = pattern(3, 100_000);
-        let r = open(&path);
+        let (_dir, path, r) = fresh("retried.bin");
         probe::cut_next_write_of(&path, 1_000);
         r.write_at(0, &data).unwrap_err();
         r.write_at(0, &data).unwrap();

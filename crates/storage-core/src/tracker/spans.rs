@@ -136,6 +136,7 @@ impl Spans {
     }
 
     /// Every range, in order.
+    #[cfg(test)]
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Range<u64>> + '_ {
         self.blocks.iter().flatten()
     }
@@ -190,11 +191,3 @@ impl Spans {
         }
     }
 }
-
-impl PartialEq for Spans {
-    fn eq(&self, other: &Self) -> bool {
-        self.len == other.len && self.iter().eq(other.iter())
-    }
-}
-
-impl Eq for Spans {}

@@ -7,10 +7,7 @@
 //! its bits in `partial`. A leaf is in at most one of the two, and a leaf in
 //! neither has no unit in the set.
 
-use std::{
-    collections::{BTreeMap, btree_map::Entry},
-    ops::Range,
-};
+use std::{collections::BTreeMap, ops::Range};
 
 use super::spans::Spans;
 
@@ -130,13 +127,8 @@ impl Leaves {
         self.0.get_mut(&number).map(|leaf| &mut **leaf)
     }
 
-    fn insert(&mut self, number: u64, leaf: Leaf) -> &mut Leaf {
-        let slot = self
-            .0
-            .entry(number)
-            .or_insert_with(|| Box::new(Leaf::empty()));
-        **slot = leaf;
-        slot
+    fn insert(&mut self, number: u64, leaf: Leaf) {
+        self.0.insert(number, Box::new(leaf));
     }
 
     fn remove(&mut self, number: u64) {
@@ -164,7 +156,6 @@ impl Leaves {
             .map(|(&number, leaf)| (number, &**leaf))
     }
 
-    #[cfg(test)]
     fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -182,7 +173,7 @@ impl Units {
     /// Whether no unit is in the set (a download that never wrote a
     /// whole aligned unit: its tracker is its ranges alone).
     pub(crate) fn is_empty(&self) -> bool {
-        self.partial.0.is_empty() && self.full.last().is_none()
+        self.partial.is_empty() && self.full.last().is_none()
     }
 
     pub(crate) fn contains(&self, unit: u64) -> bool {
@@ -244,19 +235,17 @@ impl Units {
             }
             return;
         }
-        if self.full.get(leaf).is_some() {
-            if on {
-                return;
+        // Not partial: the leaf is full or empty, and becomes partial.
+        let mut bits = match (self.full.get(leaf).is_some(), on) {
+            (true, true) | (false, false) => return,
+            (true, false) => {
+                self.full.remove(&(leaf..leaf + 1));
+                Leaf::full()
             }
-            self.full.remove(&(leaf..leaf + 1));
-            self.partial.insert(leaf, Leaf::full());
-        }
-        let bits = match self.partial.0.entry(leaf) {
-            Entry::Occupied(entry) => &mut **entry.into_mut(),
-            Entry::Vacant(_) if !on => return,
-            Entry::Vacant(entry) => &mut **entry.insert(Box::new(Leaf::empty())),
+            (false, true) => Leaf::empty(),
         };
         bits.change(lo, hi, on);
+        self.partial.insert(leaf, bits);
         self.settle(leaf);
     }
 
