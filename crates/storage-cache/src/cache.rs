@@ -6,6 +6,7 @@ use std::{
     sync::{Arc, atomic::AtomicU64},
 };
 
+use parking_lot::Mutex;
 use storage_core::{
     CancellationToken, DriverIo, ResourceExt, ResourceStatus, StorageError, StorageResult,
 };
@@ -138,13 +139,13 @@ impl Cache {
         };
         let shared = &self.shared;
         let opened = if fresh {
-            shared.open_new(slot, name, cancel).map(|r| (r, false))
+            shared.open_new(slot, key, name, cancel).map(|r| (r, false))
         } else {
             shared
-                .check_marker(slot, name)
+                .check_marker(slot, key, name)
                 .and_then(|()| shared.open_existing(name, committed_len, cancel))
         };
-        self.install(slot, fresh, opened)
+        self.install(slot, key, fresh, opened)
     }
 
     /// Finds `key`'s entry and either shares its live lease or marks it
@@ -211,6 +212,7 @@ impl Cache {
     fn install(
         &self,
         slot: usize,
+        key: &str,
         fresh: bool,
         opened: StorageResult<(MmapResource, bool)>,
     ) -> StorageResult<CachedResource> {
@@ -237,6 +239,8 @@ impl Cache {
             release: Release {
                 shared: Arc::clone(shared),
                 slot,
+                key: Arc::from(key),
+                commits: Mutex::new(()),
                 reported_len: AtomicU64::new(len),
             },
         });
@@ -278,22 +282,26 @@ impl Cache {
 
     fn set_pinned(&self, key: &str, pinned: bool) -> StorageResult<()> {
         let shared = &self.shared;
-        let Some(slot) = shared.state.lock().find(key) else {
-            return if pinned {
-                Err(StorageError::io(
-                    "no cache entry to pin (open it with `resource` first)",
-                    shared.dir.join(key_hash(key).to_string()),
-                    io::Error::from(io::ErrorKind::NotFound),
-                ))
-            } else {
-                Ok(())
-            };
+        let found = shared.state.lock().find(key);
+        // The slot is looked up again, with its key, under the lock the
+        // marker is written with: removed or evicted meanwhile, it may
+        // hold another key by then.
+        let written = match found {
+            Some(slot) => shared.write_marker(
+                slot,
+                key,
+                |state| state.set_pinned(slot, pinned),
+                |state| state.set_pinned(slot, !pinned),
+            )?,
+            None => false,
         };
-        shared.write_marker(
-            slot,
-            |state| state.set_pinned(slot, pinned),
-            |state| state.set_pinned(slot, !pinned),
-        )?;
+        if !written && pinned {
+            return Err(StorageError::io(
+                "no cache entry to pin (open it with `resource` first)",
+                shared.dir.join(key_hash(key).to_string()),
+                io::Error::from(io::ErrorKind::NotFound),
+            ));
+        }
         let doomed = shared.state.lock().evict_over_budget();
         shared.bury(doomed);
         Ok(())

@@ -13,6 +13,7 @@ use std::{
     time::Duration,
 };
 
+use parking_lot::Mutex;
 use storage_core::{ResourceExt, ResourceStatus, StorageResult, WaitOutcome};
 use storage_mmap::MmapResource;
 
@@ -48,6 +49,11 @@ pub(crate) struct Lease {
 pub(crate) struct Release {
     pub(crate) shared: Arc<Shared>,
     pub(crate) slot: usize,
+    /// The entry's key (the slot holds it while this lease lives).
+    pub(crate) key: Arc<str>,
+    /// Held across a commit or replacement and its marker writes, so the
+    /// marker's length is the one the last of them left.
+    pub(crate) commits: Mutex<()>,
     /// The data file's length last reported to the cache.
     pub(crate) reported_len: AtomicU64,
 }
@@ -62,7 +68,7 @@ impl CachedResource {
     /// The entry's key.
     #[must_use]
     pub fn key(&self) -> Arc<str> {
-        self.lease.release.shared.key_of(self.lease.release.slot)
+        Arc::clone(&self.lease.release.key)
     }
 
     /// Reports the file's length to the cache if it changed.
@@ -74,28 +80,42 @@ impl CachedResource {
         }
     }
 
-    /// Runs a commit-like `op` that leaves the file `final_len` long (when
-    /// known), with the cache's marker recording that length first.
+    /// Runs a commit-like `op` with the entry's marker kept true to what
+    /// the file becomes.
+    ///
+    /// When `op` will change the file (`changes`: a replacement, or a
+    /// commit of an active resource), the marker records `final_len` first,
+    /// so a kill between the commit and the marker never leaves a committed
+    /// file whose length the marker does not vouch for; after `op`, the
+    /// marker is set to the length the file actually has (a `commit(None)`,
+    /// or a commit the resource refused or made a no-op), or put back when
+    /// `op` failed. A commit of a resource already committed is a no-op
+    /// (the core's contract) and leaves the marker alone.
     fn committing(
         &self,
         final_len: Option<u64>,
+        replaces: bool,
         op: impl FnOnce() -> StorageResult<()>,
     ) -> StorageResult<()> {
         let release = &self.lease.release;
-        let before = release.shared.expect_length(release.slot, final_len)?;
-        let result = op();
-        match &result {
-            Ok(()) if final_len.is_none() => {
-                let len = storage_core::DriverIo::storage_len(self.lease.resource.driver());
-                // The commit stands; a marker that cannot record its length
-                // only leaves the length check of a later open undone.
-                let _ = release.shared.expect_length(release.slot, Some(len));
-            }
-            Ok(()) => {}
-            Err(_) => {
-                let _ = release.shared.restore_length(release.slot, before);
-            }
+        let resource = &self.lease.resource;
+        let _one = release.commits.lock();
+        let committed = |status| matches!(status, ResourceStatus::Committed { .. });
+        if !replaces && committed(resource.status()) {
+            return op();
         }
+        let (shared, slot, key) = (&release.shared, release.slot, &*release.key);
+        let before = shared.record_length(slot, key, final_len)?;
+        let result = op();
+        let after = if result.is_ok() && committed(resource.status()) {
+            Some(storage_core::DriverIo::storage_len(resource.driver()))
+        } else {
+            before
+        };
+        // The commit (or its failure) stands either way; a marker that
+        // cannot record it only leaves the next open's length check undone
+        // (a longer file is then fetched afresh, a shorter one resumed).
+        let _ = shared.record_length(slot, key, after);
         self.report_len();
         result
     }
@@ -138,7 +158,7 @@ impl ResourceExt for CachedResource {
     }
 
     fn commit(&self, final_len: Option<u64>) -> StorageResult<()> {
-        self.committing(final_len, || self.lease.resource.commit(final_len))
+        self.committing(final_len, false, || self.lease.resource.commit(final_len))
     }
 
     fn fail(&self, reason: String) {
@@ -201,7 +221,7 @@ impl ResourceExt for CachedResource {
     }
 
     fn replace_all(&self, data: &[u8], durable: bool) -> StorageResult<()> {
-        self.committing(Some(data.len() as u64), || {
+        self.committing(Some(data.len() as u64), true, || {
             self.lease.resource.replace_all(data, durable)
         })
     }

@@ -95,10 +95,14 @@ fn take_ownership(dir: &Path) -> StorageResult<File> {
 /// Creates and removes a probe file: a cache must create and delete files,
 /// and a directory that refuses it (read-only, immutable) is an error now
 /// rather than at the first download.
+/// The probe is closed before it is removed: a FUSE file system (libfuse)
+/// renames a file removed while open to a hidden `.fuse_hidden…` name
+/// instead, which the scan would then meet.
 fn check_writable(dir: &Path) -> StorageResult<()> {
     let probe = dir.join(".cache-open-probe.tmp");
     File::create(&probe)
-        .and_then(|_| fs::remove_file(&probe))
+        .map(drop)
+        .and_then(|()| fs::remove_file(&probe))
         .map_err(|e| StorageError::io("the cache directory is not writable", dir, e))
 }
 
@@ -132,9 +136,20 @@ fn list(dir: &Path) -> StorageResult<Listing> {
             listing.orphans.push(item.path());
             continue;
         };
-        let meta = item
-            .metadata()
-            .map_err(|e| StorageError::io("cannot stat a cache file", item.path(), e))?;
+        let meta = match item.metadata() {
+            Ok(meta) => meta,
+            // Gone since it was listed (a FUSE file system's hidden file
+            // of a file closed meanwhile, another program's temporary
+            // file): not a file of this cache any more.
+            Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
+            Err(error) => {
+                return Err(StorageError::io(
+                    "cannot stat a cache file",
+                    item.path(),
+                    error,
+                ));
+            }
+        };
         if meta.is_dir() {
             // Never deleted: see the README ("Orphans").
             continue;
@@ -296,4 +311,45 @@ pub(crate) fn open(dir: &Path, options: CacheOptions) -> StorageResult<Cache> {
     };
     cache.shared.bury(doomed);
     Ok(cache)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        sync::{
+            Arc,
+            atomic::{AtomicBool, Ordering},
+        },
+        thread,
+        time::{Duration, Instant},
+    };
+
+    use super::*;
+
+    #[test]
+    fn files_vanishing_during_the_scan_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let churn = {
+            let (dir, stop) = (dir.path().to_path_buf(), Arc::clone(&stop));
+            thread::spawn(move || {
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let path = dir.join(format!(".fuse_hidden{:016x}", i % 64));
+                    let _ = fs::write(&path, b"x");
+                    let _ = fs::remove_file(&path);
+                    i += 1;
+                }
+            })
+        };
+        let started = Instant::now();
+        let mut scans = 0;
+        while scans < 2_000 && started.elapsed() < Duration::from_secs(10) {
+            list(dir.path()).unwrap();
+            scans += 1;
+        }
+        stop.store(true, Ordering::Relaxed);
+        churn.join().unwrap();
+        assert!(scans > 0);
+    }
 }

@@ -5,7 +5,6 @@ use std::{
     fs::{self, File},
     io,
     path::{Path, PathBuf},
-    sync::Arc,
 };
 
 use parking_lot::{Condvar, Mutex};
@@ -79,7 +78,12 @@ pub(crate) fn remove_if_present(path: &Path) -> StorageResult<()> {
 impl Shared {
     /// An existing entry whose marker was deleted from outside gets it
     /// back (its file is then treated as it is found).
-    pub(crate) fn check_marker(&self, slot: usize, name: EntryName) -> StorageResult<()> {
+    pub(crate) fn check_marker(
+        &self,
+        slot: usize,
+        key: &str,
+        name: EntryName,
+    ) -> StorageResult<()> {
         let path = self.path(name.marker());
         match fs::symlink_metadata(&path) {
             Ok(meta) if meta.is_file() => Ok(()),
@@ -95,7 +99,7 @@ impl Shared {
                     }
                 };
                 remove_if_present(&path)?;
-                self.write_marker(slot, forget, |_| {})
+                self.write_marker(slot, key, forget, |_| {}).map(|_| ())
             }
         }
     }
@@ -120,23 +124,20 @@ impl Shared {
         if doomed.is_empty() {
             return;
         }
+        // Under `markers`: a marker write under way for one of them (a pin
+        // of an idle entry evicted meanwhile) lands before its files go,
+        // never after, where it would name another key's files.
+        let markers = self.markers.lock();
         let buried: Vec<EntryName> = doomed
             .into_iter()
             .filter(|d| self.delete_files(d.name).is_ok())
             .map(|d| d.name)
             .collect();
+        drop(markers);
         let mut state = self.state.lock();
         for name in buried {
             state.forget_name(name);
         }
-    }
-
-    /// The key of `slot`.
-    pub(crate) fn key_of(&self, slot: usize) -> Arc<str> {
-        self.state
-            .lock()
-            .get(slot)
-            .map_or_else(|| Arc::from(""), |e| Arc::clone(&e.key))
     }
 
     /// The last lease of `slot` is gone (its file closed): the entry becomes
@@ -166,19 +167,26 @@ impl Shared {
     }
 
     /// Rewrites the marker of `slot` after `change` updated the books;
-    /// `undo` restores them when the marker cannot be written. Detached
-    /// entries have no marker and get none.
+    /// `undo` restores them when the marker cannot be written. `Ok(false)`
+    /// (nothing changed, nothing written) when `slot` no longer holds `key`
+    /// — it was removed or evicted since the caller looked it up, and the
+    /// slot may hold another key now — or holds it detached (removed while
+    /// leased: it has no marker and gets none).
     pub(crate) fn write_marker(
         &self,
         slot: usize,
+        key: &str,
         change: impl FnOnce(&mut State),
         undo: impl FnOnce(&mut State),
-    ) -> StorageResult<()> {
+    ) -> StorageResult<bool> {
         let _markers = self.markers.lock();
         let mut state = self.state.lock();
+        if !state.holds(slot, key) {
+            return Ok(false);
+        }
         change(&mut state);
-        let Some(entry) = state.get(slot).filter(|e| !e.detached) else {
-            return Ok(());
+        let Some(entry) = state.get(slot) else {
+            return Ok(false);
         };
         let marker = Marker {
             key: entry.key.as_ref().into(),
@@ -191,26 +199,32 @@ impl Shared {
             fs::symlink_metadata(&path)
                 .map_err(|e| StorageError::io("cannot stat the cache marker", &path, e))
         });
+        // An idle entry being pinned may have been evicted meanwhile (its
+        // files are deleted only once `markers` is free: see `bury`).
         let mut state = self.state.lock();
+        let still = state.holds(slot, key);
         match written {
             Ok(meta) => {
-                if let Some(entry) = state.get_mut(slot) {
+                if let Some(entry) = state.get_mut(slot).filter(|_| still) {
                     entry.stamp = index::stamp(&meta);
                 }
-                Ok(())
+                Ok(true)
             }
             Err(error) => {
-                undo(&mut state);
+                if still {
+                    undo(&mut state);
+                }
                 Err(error)
             }
         }
     }
 
-    /// Records in the marker of `slot` that its file is about to be
-    /// committed at `len`; returns the length recorded before.
-    pub(crate) fn expect_length(
+    /// Records in the marker of `slot` (holding `key`) the length its file
+    /// is committed at; returns the length recorded before.
+    pub(crate) fn record_length(
         &self,
         slot: usize,
+        key: &str,
         len: Option<u64>,
     ) -> StorageResult<Option<u64>> {
         let before = self.state.lock().get(slot).and_then(|e| e.committed_len);
@@ -227,12 +241,7 @@ impl Shared {
                 entry.committed_len = before;
             }
         };
-        self.write_marker(slot, set, reset).map(|()| before)
-    }
-
-    /// Puts back the length recorded before a commit that failed.
-    pub(crate) fn restore_length(&self, slot: usize, before: Option<u64>) -> StorageResult<()> {
-        self.expect_length(slot, before).map(|_| ())
+        self.write_marker(slot, key, set, reset).map(|_| before)
     }
 
     /// Opens the file of an existing entry and checks it against its marker:
@@ -278,13 +287,14 @@ impl Shared {
     pub(crate) fn open_new(
         &self,
         slot: usize,
+        key: &str,
         name: EntryName,
         cancel: CancellationToken,
     ) -> StorageResult<MmapResource> {
         let path = self.path(name.data());
         remove_if_present(&self.path(name.journal()))?;
         remove_if_present(&path)?;
-        self.write_marker(slot, |_| {}, |_| {})?;
+        self.write_marker(slot, key, |_| {}, |_| {})?;
         open_file(path, &self.options, cancel)
     }
 }

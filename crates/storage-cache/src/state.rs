@@ -127,6 +127,12 @@ impl State {
         self.entries.get(slot).and_then(Option::as_ref)
     }
 
+    /// Whether `slot` holds `key`'s entry, reachable by key (not detached).
+    pub fn holds(&self, slot: usize, key: &str) -> bool {
+        self.get(slot)
+            .is_some_and(|e| !e.detached && *e.key == *key)
+    }
+
     /// As [`Self::get`], mutable.
     pub fn get_mut(&mut self, slot: usize) -> Option<&mut Entry> {
         self.entries.get_mut(slot).and_then(Option::as_mut)
