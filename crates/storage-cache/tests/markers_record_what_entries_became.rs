@@ -117,11 +117,14 @@ fn a_pin_racing_removals_never_pins_another_key() {
     // The markers agree: after a restart, no `b` key is pinned either.
     drop(cache);
     let cache = open(dir.path(), 1 << 30);
-    let pinned: Vec<String> = cache
+    let pinned_on_disk: Vec<String> = cache
         .entries()
         .into_iter()
         .filter(|e| e.pinned && e.key.starts_with('b'))
         .map(|e| e.key)
         .collect();
-    assert!(pinned.is_empty(), "pinned on disk: {pinned:?}");
+    assert!(
+        pinned_on_disk.is_empty(),
+        "pinned on disk: {pinned_on_disk:?}"
+    );
 }
