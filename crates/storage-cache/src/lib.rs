@@ -31,7 +31,7 @@
 //! let dir = tempfile::tempdir()?;
 //! // Files are created at 40 bytes (the default reserves 64 KiB up front,
 //! // which counts against the budget).
-//! let cache = Cache::open(dir.path(), CacheOptions { max_bytes: 100, initial_len: Some(40) })?;
+//! let cache = Cache::open(dir.path(), CacheOptions { max_bytes: 100, initial_len: Some(40), ..CacheOptions::default() })?;
 //! for track in ["a", "b", "c"] {
 //!     cache.resource(track, CancellationToken::new())?.write_all(&[7; 40])?;
 //! }
@@ -54,6 +54,7 @@ mod state;
 
 pub use cache::Cache;
 pub use lease::CachedResource;
+use storage_mmap::CheckpointPolicy;
 
 /// How a [`Cache`] is run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,6 +66,11 @@ pub struct CacheOptions {
     /// The size a new entry's file is created with (`None`: the mmap
     /// driver's 64 KiB). Counts against the budget from the start.
     pub initial_len: Option<u64>,
+    /// When an entry's written bytes are made durable and journaled: what
+    /// a kill or a power loss can make a partial entry fetch again, against
+    /// how often it syncs. Default: the mmap driver's (8 MiB, or 1 s after
+    /// a write, whichever comes first).
+    pub checkpoints: CheckpointPolicy,
 }
 
 impl Default for CacheOptions {
@@ -72,6 +78,7 @@ impl Default for CacheOptions {
         Self {
             max_bytes: 1 << 30,
             initial_len: None,
+            checkpoints: CheckpointPolicy::default(),
         }
     }
 }

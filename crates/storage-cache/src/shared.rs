@@ -61,7 +61,8 @@ fn open_file(
             path,
             initial_len: options.initial_len,
             mode: OpenMode::Auto,
-        },
+        }
+        .checkpoints(options.checkpoints),
     )
 }
 

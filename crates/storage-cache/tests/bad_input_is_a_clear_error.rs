@@ -224,6 +224,7 @@ fn a_zero_budget_and_a_huge_one_are_both_fine() {
         &CacheOptions {
             max_bytes: 0,
             initial_len: Some(0),
+            ..CacheOptions::default()
         },
     );
     let r = get(&cache, "a");
@@ -238,6 +239,7 @@ fn a_zero_budget_and_a_huge_one_are_both_fine() {
         &CacheOptions {
             max_bytes: u64::MAX,
             initial_len: None,
+            ..CacheOptions::default()
         },
     );
     get(&cache, "b").write_all(b"abc").unwrap();

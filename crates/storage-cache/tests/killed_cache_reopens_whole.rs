@@ -34,6 +34,7 @@ fn options() -> CacheOptions {
     CacheOptions {
         max_bytes: 160 * 1024,
         initial_len: Some(4096),
+        ..CacheOptions::default()
     }
 }
 

@@ -95,6 +95,7 @@ impl Session {
             &CacheOptions {
                 max_bytes: MAX_BYTES,
                 initial_len: Some(INITIAL_LEN),
+                ..CacheOptions::default()
             },
         ));
     }

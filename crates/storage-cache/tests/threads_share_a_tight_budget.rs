@@ -37,6 +37,7 @@ fn eight_threads_on_overlapping_keys_keep_the_budget_and_the_bytes() {
         CacheOptions {
             max_bytes: MAX_BYTES,
             initial_len: Some(ENTRY as u64),
+            ..CacheOptions::default()
         },
     )
     .unwrap();

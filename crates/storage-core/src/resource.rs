@@ -142,7 +142,7 @@ impl<D: Driver> Resource<D> {
     /// # Errors
     ///
     /// Whatever the driver's `open` returns.
-    pub fn open(cancel: CancellationToken, opts: D::Options) -> StorageResult<Self> {
+    pub fn open(cancel: CancellationToken, opts: impl Into<D::Options>) -> StorageResult<Self> {
         Self::open_with_observer(cancel, opts, None)
     }
 
@@ -154,10 +154,10 @@ impl<D: Driver> Resource<D> {
     /// Whatever the driver's `open` returns.
     pub fn open_with_observer(
         cancel: CancellationToken,
-        opts: D::Options,
+        opts: impl Into<D::Options>,
         observer: Option<Arc<dyn AvailabilityObserver>>,
     ) -> StorageResult<Self> {
-        let (driver, initial) = D::open(opts)?;
+        let (driver, initial) = D::open(opts.into())?;
         Ok(Self::from_driver(cancel, driver, initial, observer))
     }
 }

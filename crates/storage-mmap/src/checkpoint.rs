@@ -1,31 +1,89 @@
 //! Checkpoints: syncing written data and journaling its ranges, in the
-//! background, once [`CHECKPOINT_BYTES`] are pending and at most once per
-//! [`CHECKPOINT_INTERVAL`].
+//! background, on the process's shared workers (`pool`), when a
+//! [`CheckpointPolicy`] says they are due: once enough bytes are pending,
+//! or once the oldest pending write has waited long enough.
 
 use std::{
     fs::File,
     io, mem,
     ops::Range,
-    sync::Arc,
-    thread::{self, JoinHandle},
+    sync::{Arc, Weak},
     time::{Duration, Instant},
 };
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 use storage_core::RangeSet;
 
-use crate::{journal::Journal, poison::Poison, sys};
+use crate::{journal::Journal, poison::Poison, pool, sys};
 
 /// Bytes that must be pending before a checkpoint (fdatasync + journal
-/// record) is taken: a slow download syncs once per this many bytes, and
-/// a crash refetches at most about this much past the last checkpoint.
+/// record) is taken at once (the default of [`CheckpointPolicy::bytes`]).
 pub const CHECKPOINT_BYTES: u64 = 8 << 20;
 
-/// The shortest time between the starts of two checkpoints: a fast
-/// download (hundreds of MB/s) syncs a few times a second, not once per
-/// [`CHECKPOINT_BYTES`]; what it wrote in the last interval is what a
-/// crash can make it fetch again.
+/// The shortest time between the starts of two checkpoints taken for the
+/// bytes pending (the default of [`CheckpointPolicy::min_interval`]): a
+/// fast download (hundreds of MB/s) syncs a few times a second, not once
+/// per [`CHECKPOINT_BYTES`].
 pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
+
+/// The longest a write waits for its checkpoint (the default of
+/// [`CheckpointPolicy::max_delay`]).
+pub const CHECKPOINT_MAX_DELAY: Duration = Duration::from_secs(1);
+
+/// When an active file's written bytes are made durable and journaled (a
+/// *checkpoint*: `fdatasync`, then a journal record), which bounds what a
+/// kill or a power loss makes a resumed download fetch again.
+///
+/// A checkpoint falls due when either bound is reached:
+///
+/// - **bytes**: [`bytes`](Self::bytes) are pending — but no sooner than
+///   [`min_interval`](Self::min_interval) after the previous checkpoint
+///   began, so a fast download syncs a few times a second, not once per
+///   `bytes`;
+/// - **time**: the oldest pending write is [`max_delay`](Self::max_delay)
+///   old, whatever the rate — so a slow download (a music track at
+///   200 KB/s) loses at most about `max_delay` of writing to a kill, at
+///   the cost of about one `fdatasync` per `max_delay`.
+///
+/// A file written and committed within `max_delay` (a small download)
+/// takes no checkpoint at all: its commit makes it durable. Nothing is
+/// waited for by writers: checkpoints run on the process's background
+/// workers, at most four threads for all resources.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// use storage_mmap::CheckpointPolicy;
+///
+/// // A download manager on a slow flash card: fewer syncs, more to refetch.
+/// let relaxed = CheckpointPolicy { max_delay: Some(Duration::from_secs(5)), ..CheckpointPolicy::default() };
+/// assert_eq!(relaxed.bytes, 8 << 20);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CheckpointPolicy {
+    /// Pending bytes that make a checkpoint due. Default:
+    /// [`CHECKPOINT_BYTES`] (8 MiB).
+    pub bytes: u64,
+    /// The shortest time between the starts of two checkpoints made due by
+    /// [`bytes`](Self::bytes). Default: [`CHECKPOINT_INTERVAL`] (250 ms).
+    pub min_interval: Duration,
+    /// The longest a write waits for its checkpoint; `None`: checkpoints by
+    /// bytes only (and on `sync` and drop). Default:
+    /// `Some(`[`CHECKPOINT_MAX_DELAY`]`)` (1 s).
+    pub max_delay: Option<Duration>,
+}
+
+impl Default for CheckpointPolicy {
+    fn default() -> Self {
+        Self {
+            bytes: CHECKPOINT_BYTES,
+            min_interval: CHECKPOINT_INTERVAL,
+            max_delay: Some(CHECKPOINT_MAX_DELAY),
+        }
+    }
+}
 
 /// Ranges written since the last checkpoint, in write order (merged only at
 /// the checkpoint, off the writer's path).
@@ -33,43 +91,46 @@ pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
 struct Pending {
     ranges: Vec<Range<u64>>,
     bytes: u64,
+    /// Stopped: the remainder is the caller of `stop`'s.
     stop: bool,
+    /// When this file's next checkpoint is scheduled, if it is.
+    due: Option<Instant>,
+    /// When the previous checkpoint began.
+    previous: Option<Instant>,
 }
 
-/// Shared between the writer, the checkpoint thread and `sync`.
-#[derive(Debug, Default)]
+/// Shared between the writer, the pool's workers and `sync`.
+#[derive(Debug)]
 struct Shared {
-    /// The journal. Whoever checkpoints (the thread, or `sync` through
+    /// The journal. Whoever checkpoints (a worker, or `sync` through
     /// [`Flusher::flush`]) holds it from taking the pending ranges until
     /// they are journaled, so a checkpoint never returns while ranges taken
     /// before it are still on their way to the journal. Writers never take
     /// it: a checkpoint's `fdatasync` does not stop them. Locked before
     /// `pending`.
     journal: Mutex<Option<Journal>>,
-    /// Guards the pending ranges and the stop flag.
+    /// Guards the pending ranges, the schedule and the stop flag.
     pending: Mutex<Pending>,
-    due: Condvar,
-    /// Checkpoints the thread has taken (diagnostics and tests).
+    /// The data file (a second handle), to sync.
+    data: Arc<File>,
+    /// The handle's failed data sync, if any: then nothing is journaled.
+    poison: Poison,
+    policy: CheckpointPolicy,
+    /// Checkpoints the workers have taken (diagnostics and tests).
     taken: std::sync::atomic::AtomicU64,
 }
 
-/// The journal of an active file and the thread that keeps it.
+/// The journal of an active file and its checkpoints.
 ///
-/// The writer calls [`record`](Self::record) after each write. Once
-/// [`CHECKPOINT_BYTES`] are pending, a background thread (started then, so
-/// small files never get one) takes them — no sooner than
-/// [`CHECKPOINT_INTERVAL`] after its previous checkpoint began — syncs the
-/// file's data (`fdatasync`), and only then appends their ranges to the
-/// journal. The writer wakes the thread only when the pending bytes cross
-/// the threshold, so a fast writer pays no wake-up per write.
+/// The writer calls [`record`](Self::record) after each write; when the
+/// [`CheckpointPolicy`] makes a checkpoint due, it is scheduled on the
+/// process's background workers (`pool`), which sync the file's data
+/// (`fdatasync`) and only then append the ranges to the journal. The
+/// writer looks at the clock only when its write makes the pending ranges
+/// non-empty or crosses the byte bound: no wake-up, no clock per write.
 #[derive(Debug)]
 pub(crate) struct Checkpoints {
     shared: Arc<Shared>,
-    /// The data file (a second handle), to sync.
-    data: Arc<File>,
-    worker: Option<JoinHandle<()>>,
-    /// The handle's failed data sync, if any: then nothing is journaled.
-    poison: Poison,
 }
 
 /// A handle for checkpointing on the caller's thread (`sync`) without
@@ -78,8 +139,6 @@ pub(crate) struct Checkpoints {
 #[derive(Debug)]
 pub(crate) struct Flusher {
     shared: Arc<Shared>,
-    data: Arc<File>,
-    poison: Poison,
 }
 
 /// Syncs `data`, then journals `ranges` (merged). On a sync error nothing
@@ -100,28 +159,69 @@ fn checkpoint(
 }
 
 impl Shared {
-    /// Everything pending, taken (the caller holds the journal).
+    /// Everything pending, taken (the caller holds the journal); a
+    /// checkpoint begins now.
     fn take_pending(&self) -> Vec<Range<u64>> {
         let mut pending = self.pending.lock();
         pending.bytes = 0;
+        pending.due = None;
+        pending.previous = Some(Instant::now());
         mem::take(&mut pending.ranges)
     }
 
-    /// A checkpoint of what is pending now; says whether there was any.
-    fn checkpoint_pending(&self, data: &File, poison: &Poison) -> io::Result<bool> {
+    /// A checkpoint of what is pending now; says whether there was any
+    /// (none once stopped: the journal is the stopper's).
+    fn checkpoint_pending(&self) -> io::Result<bool> {
         let mut journal = self.journal.lock();
         let Some(journal) = journal.as_mut() else {
-            return Err(io::Error::other("the journal was taken"));
+            return Ok(false);
         };
         let ranges = self.take_pending();
         let any = !ranges.is_empty();
-        checkpoint(data, journal, ranges, poison).map(|()| any)
+        checkpoint(&self.data, journal, ranges, &self.poison).map(|()| any)
+    }
+}
+
+impl Shared {
+    /// Has the pool run this file's checkpoint at `at` (the caller set
+    /// `due`); with no thread to be had, checkpoints on the caller's
+    /// thread now.
+    fn schedule(self: &Arc<Self>, at: Instant) {
+        let task = Arc::downgrade(self) as Weak<dyn pool::Task>;
+        if pool::schedule(task, at).is_err() {
+            let _ = self.checkpoint_pending();
+        }
+    }
+}
+
+impl pool::Task for Shared {
+    /// A scheduled checkpoint: taken if it is (still) due — a checkpoint
+    /// that `sync` took meanwhile, or a schedule moved earlier, leaves a
+    /// stale entry in the pool that finds nothing to do.
+    fn run(&self) {
+        {
+            let pending = self.pending.lock();
+            if pending.stop || pending.due.is_none_or(|at| at > Instant::now()) {
+                return;
+            }
+        }
+        // A failure poisons the handle: `sync` and the commit report it;
+        // nothing is journaled any more.
+        if let Ok(true) | Err(_) = self.checkpoint_pending() {
+            self.taken
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 }
 
 impl Checkpoints {
-    pub(crate) fn new(data: File, journal: Journal, poison: Poison) -> Self {
-        Self::resume(Arc::new(data), journal, Vec::new(), poison)
+    pub(crate) fn new(
+        data: File,
+        journal: Journal,
+        poison: Poison,
+        policy: CheckpointPolicy,
+    ) -> Self {
+        Self::resume(Arc::new(data), journal, Vec::new(), poison, policy)
     }
 
     /// Checkpoints again after [`stop`](Self::stop), with `pending` (the
@@ -131,24 +231,22 @@ impl Checkpoints {
         journal: Journal,
         pending: Vec<Range<u64>>,
         poison: Poison,
+        policy: CheckpointPolicy,
     ) -> Self {
-        let bytes = pending.iter().map(|range| range.end - range.start).sum();
-        let shared = Shared {
-            journal: Mutex::new(Some(journal)),
-            pending: Mutex::new(Pending {
-                ranges: pending,
-                bytes,
-                stop: false,
+        let checkpoints = Self {
+            shared: Arc::new(Shared {
+                journal: Mutex::new(Some(journal)),
+                pending: Mutex::new(Pending::default()),
+                data,
+                poison,
+                policy,
+                taken: 0.into(),
             }),
-            due: Condvar::new(),
-            taken: 0.into(),
         };
-        Self {
-            shared: Arc::new(shared),
-            data,
-            worker: None,
-            poison,
+        for range in pending {
+            checkpoints.record(range);
         }
+        checkpoints
     }
 
     /// The identity of the journal.
@@ -156,100 +254,58 @@ impl Checkpoints {
         self.shared.journal.lock().as_ref().and_then(Journal::id)
     }
 
-    /// Notes that `range` was written; wakes (or starts) the checkpoint
-    /// thread when enough is pending.
-    pub(crate) fn record(&mut self, range: Range<u64>) {
+    /// Notes that `range` was written; schedules a checkpoint when this
+    /// write makes one due sooner than scheduled (see [`CheckpointPolicy`]).
+    pub(crate) fn record(&self, range: Range<u64>) {
+        let policy = &self.shared.policy;
         let due = {
             let mut pending = self.shared.pending.lock();
             let before = pending.bytes;
             pending.bytes += range.end - range.start;
             pending.ranges.push(range);
-            // Only the crossing wakes the thread (it then waits out the
-            // interval by itself); past it, writes just add — unless there
-            // is no thread yet (ranges left pending by a failed `sync`).
-            pending.bytes >= CHECKPOINT_BYTES
-                && (before < CHECKPOINT_BYTES || self.worker.is_none())
-        };
-        if !due {
-            return;
-        }
-        if self.worker.is_none() {
-            let Ok(worker) = self.spawn() else {
-                // No thread to be had: checkpoint on the writer's thread.
-                let _ = self.shared.checkpoint_pending(&self.data, &self.poison);
+            let first = pending.ranges.len() == 1;
+            let crossed = pending.bytes >= policy.bytes && before < policy.bytes;
+            if !first && !crossed {
+                return;
+            }
+            let now = Instant::now();
+            let by_time = policy
+                .max_delay
+                .filter(|_| first)
+                .and_then(|delay| now.checked_add(delay));
+            let by_bytes = crossed.then(|| {
+                pending
+                    .previous
+                    .and_then(|at| at.checked_add(policy.min_interval))
+                    .map_or(now, |at| at.max(now))
+            });
+            let Some(at) = by_time.into_iter().chain(by_bytes).min() else {
                 return;
             };
-            self.worker = Some(worker);
-        }
-        self.shared.due.notify_one();
+            if pending.due.is_some_and(|due| due <= at) {
+                return;
+            }
+            pending.due = Some(at);
+            at
+        };
+        self.shared.schedule(due);
     }
 
-    /// Starts the checkpoint thread.
-    fn spawn(&self) -> io::Result<JoinHandle<()>> {
-        let (shared, data) = (Arc::clone(&self.shared), Arc::clone(&self.data));
-        let poison = self.poison.clone();
-        thread::Builder::new()
-            .name("storage-checkpoint".into())
-            .spawn(move || {
-                // When the previous checkpoint began (none yet: the first
-                // is due as soon as enough is pending).
-                let mut previous: Option<Instant> = None;
-                loop {
-                    {
-                        let mut pending = shared.pending.lock();
-                        loop {
-                            if pending.stop {
-                                // The remainder is the finisher's.
-                                return;
-                            }
-                            if pending.bytes < CHECKPOINT_BYTES {
-                                shared.due.wait(&mut pending);
-                                continue;
-                            }
-                            let due_at =
-                                previous.and_then(|at| at.checked_add(CHECKPOINT_INTERVAL));
-                            match due_at {
-                                Some(at) if Instant::now() < at => {
-                                    shared.due.wait_until(&mut pending, at);
-                                }
-                                _ => break,
-                            }
-                        }
-                    }
-                    previous = Some(Instant::now());
-                    // A failure poisons the handle: `sync` and the commit
-                    // report it; nothing is journaled any more. What a
-                    // `sync` took meanwhile is its to journal.
-                    if let Ok(true) | Err(_) = shared.checkpoint_pending(&data, &poison) {
-                        shared
-                            .taken
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    }
-                }
-            })
-    }
-
-    /// Stops the thread and returns the journal (`None` only if the thread
-    /// died), whatever is still pending (not yet synced nor journaled), and
-    /// the data file.
-    pub(crate) fn stop(mut self) -> (Option<Journal>, Vec<Range<u64>>, Arc<File>) {
+    /// Stops the checkpoints (waiting for one under way) and returns the
+    /// journal (`None` only if it was lost), whatever is still pending (not
+    /// yet synced nor journaled), and the data file.
+    pub(crate) fn stop(self) -> (Option<Journal>, Vec<Range<u64>>, Arc<File>) {
         self.shared.pending.lock().stop = true;
-        self.shared.due.notify_one();
-        let died = self
-            .worker
-            .take()
-            .is_some_and(|worker| worker.join().is_err());
-        // A thread that died may have left the journal half appended to.
-        let journal = self.shared.journal.lock().take().filter(|_| !died);
-        let pending = self.shared.take_pending();
-        (journal, pending, self.data)
+        let journal = self.shared.journal.lock().take();
+        let pending = mem::take(&mut self.shared.pending.lock().ranges);
+        (journal, pending, Arc::clone(&self.shared.data))
     }
 
     /// Final checkpoint (on drop): syncs, journals the rest, syncs the journal.
     pub(crate) fn finish(self) -> io::Result<()> {
-        let poison = self.poison.clone();
+        let poison = self.shared.poison.clone();
         let (journal, pending, data) = self.stop();
-        let mut journal = journal.ok_or_else(|| io::Error::other("the checkpoint thread died"))?;
+        let mut journal = journal.ok_or_else(|| io::Error::other("the journal was lost"))?;
         checkpoint(&data, &mut journal, pending, &poison)?;
         journal.sync()
     }
@@ -259,47 +315,64 @@ impl Checkpoints {
     pub(crate) fn flusher(&self) -> Flusher {
         Flusher {
             shared: Arc::clone(&self.shared),
-            data: Arc::clone(&self.data),
-            poison: self.poison.clone(),
         }
     }
 
     /// The handle's record of a failed data sync.
     pub(crate) fn poison(&self) -> Poison {
-        self.poison.clone()
+        self.shared.poison.clone()
     }
 }
 
 impl Flusher {
     /// A checkpoint now, on the caller's thread (`sync`): everything
     /// recorded before the call becomes durable and journaled. It waits
-    /// for a checkpoint of the thread that is under way (which journals
+    /// for a checkpoint of a worker that is under way (which journals
     /// what it took first), never for writers, and writers never wait for
     /// it. After a failed data sync (this one or an earlier one) nothing is
     /// journaled any more. The caller keeps the checkpoints from being
     /// stopped meanwhile (the driver's lifecycle lock).
     pub(crate) fn flush(&self) -> io::Result<()> {
-        let mut journal = self.shared.journal.lock();
-        let Some(journal) = journal.as_mut() else {
-            return Err(io::Error::other("the checkpoint thread died"));
+        let shared = &self.shared;
+        let mut guard = shared.journal.lock();
+        let Some(journal) = guard.as_mut() else {
+            return Err(io::Error::other("the journal was lost"));
         };
-        let ranges = self.shared.take_pending();
-        let result = self
+        let ranges = shared.take_pending();
+        let result = shared
             .poison
-            .sync(|| sys::sync_data(&self.data))
+            .sync(|| sys::sync_data(&shared.data))
             .and_then(|()| {
                 let merged: RangeSet<u64> = ranges.iter().cloned().collect();
                 journal.append(merged.iter())?;
                 journal.sync()
             });
-        if result.is_err() {
-            // Still pending, ahead of what was written since.
-            let mut pending = self.shared.pending.lock();
-            pending.bytes += ranges
-                .iter()
-                .map(|range| range.end - range.start)
-                .sum::<u64>();
-            pending.ranges.splice(0..0, ranges);
+        if result.is_err() && !ranges.is_empty() {
+            // Still pending, ahead of what was written since, and due
+            // again within the policy's delay.
+            let due = {
+                let mut pending = shared.pending.lock();
+                pending.bytes += ranges
+                    .iter()
+                    .map(|range| range.end - range.start)
+                    .sum::<u64>();
+                pending.ranges.splice(0..0, ranges);
+                let at = shared
+                    .policy
+                    .max_delay
+                    .and_then(|delay| Instant::now().checked_add(delay))
+                    .filter(|&at| pending.due.is_none_or(|due| at < due));
+                if at.is_some() {
+                    pending.due = at;
+                }
+                at
+            };
+            // Unlocked first: with no worker to be had, the checkpoint runs
+            // here and takes the journal.
+            drop(guard);
+            if let Some(at) = due {
+                shared.schedule(at);
+            }
         }
         result
     }
@@ -307,12 +380,12 @@ impl Flusher {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::Ordering;
+    use std::{sync::atomic::Ordering, thread};
 
     use super::*;
 
     /// Checkpoints of an empty data file, with their directory.
-    fn fresh() -> (tempfile::TempDir, Checkpoints) {
+    fn fresh(policy: CheckpointPolicy) -> (tempfile::TempDir, Checkpoints) {
         let dir = tempfile::tempdir().unwrap();
         let data = File::create(dir.path().join("data")).unwrap();
         let journal = Journal::create(
@@ -320,12 +393,29 @@ mod tests {
             std::iter::empty::<&Range<u64>>(),
         )
         .unwrap();
-        (dir, Checkpoints::new(data, journal, Poison::default()))
+        let checkpoints = Checkpoints::new(data, journal, Poison::default(), policy);
+        (dir, checkpoints)
+    }
+
+    fn journaled(dir: &tempfile::TempDir) -> u64 {
+        let contents = crate::journal::read(&dir.path().join("journal"))
+            .unwrap()
+            .unwrap();
+        contents.ranges.iter().map(|r| r.end - r.start).sum()
+    }
+
+    /// Waits (at most 10 s) until `checkpoints` took `n` checkpoints.
+    fn wait_for(checkpoints: &Checkpoints, n: u64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while checkpoints.shared.taken.load(Ordering::Relaxed) < n {
+            assert!(Instant::now() < deadline, "the due checkpoint never ran");
+            thread::sleep(Duration::from_millis(1));
+        }
     }
 
     #[test]
     fn a_fast_writer_gets_at_most_one_checkpoint_per_interval() {
-        let (dir, mut checkpoints) = fresh();
+        let (dir, checkpoints) = fresh(CheckpointPolicy::default());
         // 8 MiB "written" every millisecond: 8 GB/s, for three intervals.
         let started = Instant::now();
         let mut offset = 0;
@@ -342,34 +432,58 @@ mod tests {
             "{taken} checkpoints in {elapsed:?}: more than one per interval"
         );
         assert!(taken >= 1, "no checkpoint at all in {elapsed:?}");
-        // Whatever the thread did not take is still there for the last one.
+        // Whatever no worker took is still there for the last one.
         checkpoints.finish().unwrap();
-        let contents = crate::journal::read(&dir.path().join("journal"))
-            .unwrap()
-            .unwrap();
-        let journaled: u64 = contents.ranges.iter().map(|r| r.end - r.start).sum();
         assert_eq!(
-            journaled, offset,
+            journaled(&dir),
+            offset,
             "every recorded range is journaled in the end"
         );
     }
 
     #[test]
-    fn a_slow_writer_is_checkpointed_once_enough_is_pending() {
-        let (_dir, mut checkpoints) = fresh();
+    fn with_bytes_only_a_slow_writer_is_checkpointed_once_enough_is_pending() {
+        let policy = CheckpointPolicy {
+            max_delay: None,
+            ..CheckpointPolicy::default()
+        };
+        let (_dir, checkpoints) = fresh(policy);
         let step = CHECKPOINT_BYTES / 4;
         for i in 0..3 {
             checkpoints.record(i * step..(i + 1) * step);
         }
-        assert!(
-            checkpoints.worker.is_none(),
-            "no thread below the threshold"
+        assert_eq!(
+            checkpoints.shared.pending.lock().due,
+            None,
+            "nothing due below the bytes"
         );
         checkpoints.record(3 * step..4 * step);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while checkpoints.shared.taken.load(Ordering::Relaxed) == 0 {
-            assert!(Instant::now() < deadline, "the due checkpoint never ran");
-            thread::sleep(Duration::from_millis(1));
-        }
+        wait_for(&checkpoints, 1);
+    }
+
+    #[test]
+    fn a_trickle_is_checkpointed_within_the_delay() {
+        let delay = Duration::from_millis(300);
+        let policy = CheckpointPolicy {
+            max_delay: Some(delay),
+            ..CheckpointPolicy::default()
+        };
+        let (dir, checkpoints) = fresh(policy);
+        let started = Instant::now();
+        checkpoints.record(0..1000);
+        checkpoints.record(5000..6000);
+        wait_for(&checkpoints, 1);
+        assert!(
+            started.elapsed() >= delay,
+            "taken before its delay: {:?}",
+            started.elapsed()
+        );
+        assert_eq!(journaled(&dir), 2000);
+        // The next write is due a delay after it, not at once.
+        let again = Instant::now();
+        checkpoints.record(9000..9100);
+        wait_for(&checkpoints, 2);
+        assert!(again.elapsed() >= delay);
+        assert_eq!(journaled(&dir), 2100);
     }
 }

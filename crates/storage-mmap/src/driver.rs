@@ -16,7 +16,7 @@ use storage_core::{DriverIo, RangeSet, StorageError, StorageResult};
 
 use crate::{
     OpenMode,
-    checkpoint::Checkpoints,
+    checkpoint::{CheckpointPolicy, Checkpoints},
     durability::{Durability, Finisher},
     journal::Journal,
     map::Mapping,
@@ -48,6 +48,9 @@ pub struct MmapDriver {
     pub(crate) path: PathBuf,
     pub(crate) journal_path: PathBuf,
     pub(crate) mode: OpenMode,
+    /// When written bytes are checkpointed, for every journal this handle
+    /// keeps (a reactivation's too).
+    pub(crate) policy: CheckpointPolicy,
     /// Guards the file handle and the mapping: readers and fresh writes
     /// share it; overwrites, the swap of a grown mapping, commit and
     /// reactivate hold it exclusively. Sharded: a reader locks only its
@@ -167,13 +170,20 @@ impl DriverIo for MmapDriver {
         self.durability.wait();
         let mut store = self.write();
         let target = self.commit_target(&store, final_len)?;
-        // Unmap before the file can shrink: with the exclusive lock held and
-        // no mapping left, nothing can touch a page past the new end. The
-        // data is not synced first: until the background sync below is
+        // The data is not synced first: until the background sync below is
         // done, the journal stays, and only its ranges (synced at their
         // checkpoints) are trusted after a crash.
         let old_len = store.len;
-        store.map = Mapping::Empty;
+        // No reader can touch a page past the new end: the exclusive lock
+        // is held, and the old mapping is dropped before it is released.
+        // It is kept through the cut where the platform allows cutting a
+        // mapped file, so a cut that fails (an append-only file) leaves the
+        // mapping as it was: a file that could not be cut often cannot be
+        // mapped again either (Linux refuses a shared mapping of an
+        // append-only file opened for writing).
+        if !sys::CAN_CUT_MAPPED {
+            store.map = Mapping::Empty;
+        }
         let file = store.file(&self.path)?;
         let resized = file
             .metadata()
@@ -185,31 +195,32 @@ impl DriverIo for MmapDriver {
                 }
             })
             .map_err(|e| io_error(&self.path, "cannot truncate", e));
-        let len_now = if resized.is_ok() { target } else { old_len };
-        let mapped =
-            Mapping::read_only(file, len_now).map_err(|e| io_error(&self.path, "cannot map", e));
-        match (resized, mapped) {
-            (Ok(()), Ok(map)) => store.install(map, len_now),
-            (Err(e), mapped) => {
-                // Not committed: the file keeps its length and its map.
-                if let Ok(map) = mapped {
-                    store.install(map, len_now);
-                }
+        if let Err(e) = resized {
+            // Not committed: the file keeps its length and its map.
+            if sys::CAN_CUT_MAPPED {
                 return Err(e);
             }
-            (Ok(()), Err(e)) => {
-                // Resized but not mappable (no address space for a huge
+            // Readers of a lost mapping get an error, not zeros.
+            let map = Mapping::read_only(file, old_len).unwrap_or(Mapping::Empty);
+            store.install(map, old_len);
+            return Err(e);
+        }
+        match Mapping::read_only(file, target) {
+            Ok(map) => store.install(map, target),
+            Err(e) => {
+                // Cut but not mappable (no address space for a huge
                 // length): back to the old length, which was mapped, when
-                // the resize only grew the file; else nothing to map.
+                // the cut only grew the file; else nothing to map, and
+                // readers get an error, not zeros.
                 let restored = (target > old_len)
                     .then(|| file.set_len(old_len).ok())
                     .flatten()
                     .and_then(|()| Mapping::read_only(file, old_len).ok());
                 match restored {
                     Some(map) => store.install(map, old_len),
-                    None => store.install(Mapping::Empty, 0),
+                    None => store.install(Mapping::Empty, target.min(old_len)),
                 }
-                return Err(e);
+                return Err(io_error(&self.path, "cannot map", e));
             }
         }
         drop(store);
@@ -274,7 +285,12 @@ impl DriverIo for MmapDriver {
             let journal = Journal::create(&self.journal_path, ranges.iter())
                 .map_err(|e| io_error(&self.journal_path, "cannot write", e))?;
             *self.journal_id.lock() = journal.id();
-            Ok(Checkpoints::new(data, journal, self.poison.clone()))
+            Ok(Checkpoints::new(
+                data,
+                journal,
+                self.poison.clone(),
+                self.policy,
+            ))
         })();
         match started {
             Ok(started) => {
@@ -300,6 +316,17 @@ impl DriverIo for MmapDriver {
         let bytes = store.map.bytes();
         let end = effective_len.min(bytes.len() as u64);
         if offset >= end {
+            if offset < effective_len {
+                // Available bytes with no mapping over them: a commit cut
+                // the file and could not map it again.
+                return Err(io_error(
+                    &self.path,
+                    "cannot read",
+                    std::io::Error::other(
+                        "the file is not mapped (a failed commit could not map it again)",
+                    ),
+                ));
+            }
             return Ok(0);
         }
         // Both are at most `bytes.len()`, so they fit in a `usize`.

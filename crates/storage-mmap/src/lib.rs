@@ -43,6 +43,7 @@ mod journal;
 mod map;
 mod open;
 mod poison;
+mod pool;
 #[cfg(all(test, target_os = "linux"))]
 mod power_loss;
 mod replace;
@@ -53,7 +54,9 @@ mod write;
 
 use std::path::PathBuf;
 
-pub use checkpoint::{CHECKPOINT_BYTES, CHECKPOINT_INTERVAL};
+pub use checkpoint::{
+    CHECKPOINT_BYTES, CHECKPOINT_INTERVAL, CHECKPOINT_MAX_DELAY, CheckpointPolicy,
+};
 pub use driver::MmapDriver;
 pub use space::DEFAULT_INITIAL_LEN;
 use storage_core::Resource;
@@ -96,6 +99,67 @@ impl MmapOptions {
             ..Self::default()
         }
     }
+
+    /// These options with a checkpoint policy other than the default (what
+    /// a kill or a power loss can make a download fetch again, against how
+    /// often it syncs: see [`CheckpointPolicy`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// use storage_core::CancellationToken;
+    /// use storage_mmap::{CheckpointPolicy, MmapOptions, MmapResource};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let policy = CheckpointPolicy { max_delay: Some(Duration::from_millis(200)), ..CheckpointPolicy::default() };
+    /// let resource = MmapResource::open(
+    ///     CancellationToken::new(),
+    ///     MmapOptions::new(dir.path().join("track.flac")).checkpoints(policy),
+    /// )?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn checkpoints(self, checkpoints: CheckpointPolicy) -> MmapOpenOptions {
+        MmapOpenOptions {
+            options: self,
+            checkpoints,
+        }
+    }
+}
+
+/// Everything [`MmapDriver`] opens with: the [`MmapOptions`] (a
+/// `MmapOptions` converts into this, with the default policy, wherever
+/// `MmapResource::open` takes options) and the checkpoint policy.
+///
+/// The policy is not a field of `MmapOptions` itself: that struct is built
+/// with a plain literal of its three fields by code ported from
+/// `kithara-storage`, and a fourth field would break every such literal.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MmapOpenOptions {
+    /// The file, its initial size and the open mode.
+    pub options: MmapOptions,
+    /// When written bytes are made durable and journaled.
+    pub checkpoints: CheckpointPolicy,
+}
+
+impl From<MmapOptions> for MmapOpenOptions {
+    fn from(options: MmapOptions) -> Self {
+        Self {
+            options,
+            checkpoints: CheckpointPolicy::default(),
+        }
+    }
+}
+
+/// The journal an active file keeps beside `path` while it downloads
+/// (`NAME.storage-journal`; see the crate README, "Crash-safe resume"):
+/// the one place this name is spelled, for code that moves or removes a
+/// download's files.
+#[must_use]
+pub fn journal_path(path: &std::path::Path) -> PathBuf {
+    journal::path_for(path)
 }
 
 /// A resource backed by a memory-mapped file.

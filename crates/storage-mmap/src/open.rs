@@ -6,8 +6,8 @@ use parking_lot::Mutex;
 use storage_core::{Driver, DriverState, RangeSet, StorageResult};
 
 use crate::{
-    MmapDriver, MmapOptions, OpenMode,
-    checkpoint::Checkpoints,
+    MmapDriver, MmapOpenOptions, MmapOptions, OpenMode,
+    checkpoint::{CheckpointPolicy, Checkpoints},
     driver::second_handle,
     journal::{self, Journal},
     poison::Poison,
@@ -81,13 +81,17 @@ fn read_journal(
 }
 
 impl Driver for MmapDriver {
-    type Options = MmapOptions;
+    type Options = MmapOpenOptions;
 
-    fn open(opts: MmapOptions) -> StorageResult<(Self, DriverState)> {
-        let MmapOptions {
-            path,
-            initial_len,
-            mode,
+    fn open(opts: MmapOpenOptions) -> StorageResult<(Self, DriverState)> {
+        let MmapOpenOptions {
+            options:
+                MmapOptions {
+                    path,
+                    initial_len,
+                    mode,
+                },
+            checkpoints: policy,
         } = opts;
         let journal_path = journal::path_for(&path);
         let writer = mode != OpenMode::ReadOnly;
@@ -95,18 +99,19 @@ impl Driver for MmapDriver {
         let (store, state, checkpoints) = match existing {
             None if !writer => (Store::missing(), committed(0), None),
             Some(len) if len > 0 || !writer => {
-                match open_existing(&path, &journal_path, mode)? {
+                match open_existing(&path, &journal_path, mode, policy)? {
                     Opened::Ready(store, state, checkpoints) => (store, state, checkpoints),
                     // Emptied meanwhile: taken up as a new file below.
-                    Opened::Empty => create(&path, &journal_path, initial_len)?,
+                    Opened::Empty => create(&path, &journal_path, initial_len, policy)?,
                 }
             }
-            _ => create(&path, &journal_path, initial_len)?,
+            _ => create(&path, &journal_path, initial_len, policy)?,
         };
         Ok(Self::assemble(
             path,
             journal_path,
             mode,
+            policy,
             store,
             state,
             checkpoints,
@@ -125,7 +130,12 @@ enum Opened {
 /// under the lock, on the file that is at the path (see
 /// `store::open_locked`); a look before the lock only chooses which lock
 /// to ask for.
-fn open_existing(path: &Path, journal_path: &Path, mode: OpenMode) -> StorageResult<Opened> {
+fn open_existing(
+    path: &Path,
+    journal_path: &Path,
+    mode: OpenMode,
+    policy: CheckpointPolicy,
+) -> StorageResult<Opened> {
     let writer = mode != OpenMode::ReadOnly;
     let unfinished = journal_path.exists();
     let (access, held) = match (writer, unfinished) {
@@ -160,7 +170,7 @@ fn open_existing(path: &Path, journal_path: &Path, mode: OpenMode) -> StorageRes
         let journal = Journal::resume(journal_path, &contents)
             .map_err(|e| io_error(journal_path, "cannot write", e))?;
         let data = second_handle(store.file(path)?, path)?;
-        checkpoints = Some(Checkpoints::new(data, journal, Poison::default()));
+        checkpoints = Some(Checkpoints::new(data, journal, Poison::default(), policy));
     }
     let state = DriverState {
         final_len: None,
@@ -177,6 +187,7 @@ fn create(
     path: &Path,
     journal_path: &Path,
     initial_len: Option<u64>,
+    policy: CheckpointPolicy,
 ) -> StorageResult<(Store, DriverState, Option<Checkpoints>)> {
     let len = initial_len.unwrap_or(DEFAULT_INITIAL_LEN);
     let mut journal = None;
@@ -198,7 +209,7 @@ fn create(
     let checkpoints = match journal {
         Some(journal) => {
             let data = second_handle(store.file(path)?, path)?;
-            Some(Checkpoints::new(data, journal, Poison::default()))
+            Some(Checkpoints::new(data, journal, Poison::default(), policy))
         }
         None => None,
     };
@@ -210,6 +221,7 @@ impl MmapDriver {
         path: std::path::PathBuf,
         journal_path: std::path::PathBuf,
         mode: OpenMode,
+        policy: CheckpointPolicy,
         store: Store,
         state: DriverState,
         checkpoints: Option<Checkpoints>,
@@ -228,6 +240,7 @@ impl MmapDriver {
             path,
             journal_path,
             mode,
+            policy,
             store: std::sync::Arc::new(store.into()),
             extent: extent.into(),
             checkpoints: Mutex::new(checkpoints),

@@ -148,12 +148,17 @@ fn a_power_loss_at_any_sync_point_leaves_only_true_bytes() {
     let len = usize::try_from(2 * CHECKPOINT_BYTES).unwrap() + 123_457;
     let download = Arc::new(pattern(7, len));
     let replacement = Arc::new(pattern(8, 300_000));
+    let plain = Arc::new(pattern(9, 200_000));
     let durable = Arc::new(Mutex::new(Durable::default()));
     let seen = Arc::new(Mutex::new(Seen::default()));
     {
         let (durable, seen) = (Arc::clone(&durable), Arc::clone(&seen));
         let (dir, crash) = (session.path().to_path_buf(), crashes.path().join("now"));
-        let (download, replacement) = (Arc::clone(&download), Arc::clone(&replacement));
+        let (download, replacement, plain) = (
+            Arc::clone(&download),
+            Arc::clone(&replacement),
+            Arc::clone(&plain),
+        );
         probe::set(Some(Arc::new(move |event: &Synced<'_>| {
             if CHECKING.get() {
                 return;
@@ -168,14 +173,15 @@ fn a_power_loss_at_any_sync_point_leaves_only_true_bytes() {
                 Synced::Dir(_) => return,
             }
             CHECKING.set(true);
-            let expected: [&[u8]; 2] = [&download, &replacement];
+            let expected: [&[u8]; 3] = [&download, &replacement, &plain];
             check_crash(&durable, &crash, name, &expected, &mut seen.lock());
             CHECKING.set(false);
         })));
     }
     let path: PathBuf = session.path().join(name);
     // The session: an out-of-order download with checkpoints, a sync, a
-    // commit and its sync, a drop; then a durable replacement.
+    // commit and its sync, a drop; then a durable replacement and a plain
+    // one.
     {
         let resource =
             MmapResource::open(CancellationToken::new(), MmapOptions::new(&path)).unwrap();
@@ -202,6 +208,11 @@ fn a_power_loss_at_any_sync_point_leaves_only_true_bytes() {
         let resource =
             MmapResource::open(CancellationToken::new(), MmapOptions::new(&path)).unwrap();
         resource.replace_all(&replacement, true).unwrap();
+        // A plain (not durable) replacement, then the directory synced by
+        // someone else (another file's sync, or the file system's own
+        // journal): the new name is durable, so its data must be too.
+        resource.replace_all(&plain, false).unwrap();
+        crate::sys::sync_dir(&path).unwrap();
     }
     probe::set(None);
     let seen = seen.lock();

@@ -85,10 +85,9 @@ fn replace(
         guard_current(path)?
     };
 
-    let (temp, map, synced) = write_beside(
+    let (temp, map) = write_beside(
         path,
         data,
-        durable || active,
         permissions.or_else(|| {
             let meta = guard.as_ref()?.metadata().ok()?;
             Some(meta.permissions())
@@ -110,15 +109,7 @@ fn replace(
         }
     };
 
-    let renamed = rename_into_place(
-        driver,
-        temp,
-        &mut guard,
-        owns_path,
-        stopped.is_none(),
-        synced,
-        mark,
-    );
+    let renamed = rename_into_place(driver, temp, &mut guard, owns_path, stopped.is_none(), mark);
     let (file, marked) = match renamed {
         Ok(renamed) => renamed,
         Err(e) => {
@@ -170,6 +161,7 @@ impl Stopped {
             self.journal,
             self.pending,
             driver.poison.clone(),
+            driver.policy,
         ));
     }
 }
@@ -224,14 +216,20 @@ fn retire_journals(driver: &MmapDriver, marked: Option<(u64, u64)>, durable: boo
 }
 
 /// The new contents in a temporary file beside `path`, with `permissions`,
-/// synced when `sync`, locked shared and mapped: everything that can fail
-/// before the rename. The file is deleted if anything fails.
+/// synced, locked shared and mapped: everything that can fail before the
+/// rename. The file is deleted if anything fails.
+///
+/// The data is synced even for a replacement that is not durable: the
+/// rename may become durable without this library syncing the directory
+/// (another file's directory sync, the file system's own journal), and a
+/// power loss then must find the new file whole at the path, not empty.
+/// Only the directory sync (which makes the new name itself durable) is
+/// left to a durable replacement or a later `sync`.
 fn write_beside(
     path: &Path,
     data: &[u8],
-    sync: bool,
     permissions: Option<fs::Permissions>,
-) -> StorageResult<(tempfile::NamedTempFile, Mapping, bool)> {
+) -> StorageResult<(tempfile::NamedTempFile, Mapping)> {
     let dir = path
         .parent()
         .filter(|dir| !dir.as_os_str().is_empty())
@@ -250,13 +248,11 @@ fn write_beside(
     }
     temp.write_all(data)
         .map_err(|e| context("cannot write the replacement of", e))?;
-    if sync {
-        sys::sync_all(temp.as_file()).map_err(|e| context("cannot sync the replacement of", e))?;
-    }
+    sys::sync_data(temp.as_file()).map_err(|e| context("cannot sync the replacement of", e))?;
     lock(temp.as_file(), path, Held::Shared)?;
     let len = data.len() as u64;
     let map = Mapping::read_only(temp.as_file(), len).map_err(|e| context("cannot map", e))?;
-    Ok((temp, map, sync))
+    Ok((temp, map))
 }
 
 /// Renames `temp` over the path. Right before, under the directory lock
@@ -280,7 +276,6 @@ fn rename_into_place(
     guard: &mut Option<File>,
     owns_path: bool,
     mark_idle: bool,
-    mut synced: bool,
     mark: Replacement,
 ) -> StorageResult<(File, Option<(u64, u64)>)> {
     let path = driver.path.as_path();
@@ -302,11 +297,7 @@ fn rename_into_place(
             }
         }
         if mark_idle && driver.journal_path.exists() {
-            if !synced {
-                sys::sync_all(temp.as_file())
-                    .map_err(|e| io_error(path, "cannot sync the replacement of", e))?;
-                synced = true;
-            }
+            // The bytes the mark names are durable (`write_beside`).
             journal::mark_existing(&driver.journal_path, mark)
                 .map_err(|e| io_error(&driver.journal_path, "cannot write", e))?;
             marked = sys::entry_id(&driver.journal_path);

@@ -58,7 +58,7 @@ impl MmapDriver {
         };
         written.map_err(|e| io_error(&self.path, "cannot write", e))?;
         self.extent.fetch_max(end, Ordering::AcqRel);
-        if let Some(checkpoints) = self.checkpoints.lock().as_mut() {
+        if let Some(checkpoints) = self.checkpoints.lock().as_ref() {
             checkpoints.record(offset..end);
         }
         Ok(())

@@ -45,6 +45,7 @@ pub fn open_sized(dir: &Path, max_bytes: u64, initial_len: u64) -> Cache {
         &CacheOptions {
             max_bytes,
             initial_len: Some(initial_len),
+            ..CacheOptions::default()
         },
     )
 }

@@ -264,6 +264,14 @@ impl Table {
         ));
     }
 
+    /// A count (of syncs, threads, ...) that must stay at most `at_most`.
+    pub fn count(&mut self, name: &str, what: &str, count: f64, at_most: f64) {
+        self.rows.push(format!(
+            "| {name} | {count:.1} {what} | — | — | ≤ {at_most} | {} |",
+            verdict(count <= at_most)
+        ));
+    }
+
     /// A rate workload in operations per second (higher is better).
     pub fn rate(&mut self, name: &str, baseline: &str, ours: f64, raw: f64, target: f64) {
         let ratio = ours / raw;

@@ -122,6 +122,8 @@ fn main() {
     run_mmap(&config, dir.path(), &data, &mut table);
     run_latencies(&config, dir.path(), &mut table);
     run_scaling(dir.path(), &mut table);
+    run_replacements(&config, dir.path(), &mut table);
+    run_trickle(dir.path(), &mut table);
     table.print();
 }
 
@@ -267,4 +269,69 @@ fn run_scaling(dir: &Path, table: &mut Table) {
             target,
         );
     }
+}
+
+/// `Atomic::write_all` of small files (`replace_all(data, false)`: the new
+/// file's data synced before the rename, the directory not), beside a raw
+/// replacement with the same data sync and one without any.
+fn run_replacements(config: &Config, dir: &Path, table: &mut Table) {
+    let (path, raw_path) = (dir.join("playlist.m3u8"), dir.join("raw.m3u8"));
+    for len in [4 * 1024, 100 * 1024] {
+        let data = pattern(len);
+        let resource = mmap_at(&path, None);
+        resource.write_all(&data).expect("first version");
+        let (mut ours, mut synced, mut unsynced) = (vec![], vec![], vec![]);
+        for _ in 0..config.rounds * 10 {
+            let started = Instant::now();
+            resource.replace_all(&data, false).expect("replace");
+            ours.push(1.0 / started.elapsed().as_secs_f64());
+            synced.push(1.0 / raw::replace(&raw_path, &data, true));
+            unsynced.push(1.0 / raw::replace(&raw_path, &data, false));
+        }
+        drop(resource);
+        let name = format!("10. replace_all of {} KiB (Atomic::write_all)", len / 1024);
+        table.rate(
+            &name,
+            "raw temp + write + fdatasync + rename",
+            median(&mut ours),
+            median(&mut synced),
+            0.9,
+        );
+        table.rate(
+            &format!("{name}, vs no sync"),
+            "raw temp + write + rename",
+            median(&mut ours),
+            median(&mut unsynced),
+            0.0,
+        );
+    }
+}
+
+/// A slow download (200 KB/s, a music track) for 4 s: how many checkpoints
+/// (each one `fdatasync`) the time bound of the default `CheckpointPolicy`
+/// costs it. Counted from outside: each checkpoint of sequential writes
+/// appends one record of one range (24 bytes) to the journal, after its
+/// 8-byte magic.
+fn run_trickle(dir: &Path, table: &mut Table) {
+    let path = dir.join("trickle.mp3");
+    let resource = mmap_at(&path, None);
+    let chunk = vec![7u8; 8 * 1024];
+    let pace = std::time::Duration::from_millis(40);
+    let started = Instant::now();
+    let mut offset = 0;
+    while started.elapsed() < std::time::Duration::from_secs(4) {
+        resource.write_at(offset, &chunk).expect("write");
+        offset += chunk.len() as u64;
+        thread::sleep(pace);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let journal = storage_mmap::journal_path(&path);
+    let records = (std::fs::metadata(&journal).map_or(8, |m| m.len()) - 8) / 24;
+    drop(resource);
+    table.count(
+        "11. slow download 200 KB/s: checkpoints (fdatasync) per second",
+        "per second",
+        records as f64 / seconds,
+        1.25,
+    );
 }

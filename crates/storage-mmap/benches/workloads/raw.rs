@@ -119,3 +119,19 @@ pub fn pwrite_scattered(path: &Path, order: &[usize]) -> f64 {
     }
     started.elapsed().as_nanos() as f64 / order.len() as f64
 }
+
+/// A whole-file replacement without this library: a temporary file beside
+/// `path`, written, `fdatasync`ed when `durable`, renamed over `path`.
+/// Seconds.
+pub fn replace(path: &Path, data: &[u8], durable: bool) -> f64 {
+    let temp = path.with_extension("raw.tmp");
+    let started = Instant::now();
+    let file = fresh(&temp);
+    file.write_all_at(data, 0).expect("pwrite");
+    if durable {
+        file.sync_data().expect("fdatasync");
+    }
+    drop(file);
+    std::fs::rename(&temp, path).expect("rename");
+    started.elapsed().as_secs_f64()
+}

@@ -12,7 +12,7 @@ use std::{fs::File, io, path::Path};
 #[cfg_attr(windows, path = "windows.rs")]
 mod os;
 
-pub(crate) use os::{no_follow_no_block, reserve, try_lock};
+pub(crate) use os::{CAN_CUT_MAPPED, no_follow_no_block, try_lock};
 
 /// A lock to hold on a whole file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,6 +78,61 @@ pub(crate) fn dir_lock(path: &Path) -> DirLock {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or_else(|| Path::new("."));
     DirLock(os::lock_dir(dir))
+}
+
+/// What the file system says of its capacity, and what a file holds.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Space {
+    /// The file system's size in blocks: `0` when it does not say (FUSE
+    /// file systems without `statfs`, such as `LazyFS`, and some network
+    /// mounts report 0 total and 0 free).
+    pub(crate) total_blocks: u64,
+    /// Bytes free for this process.
+    pub(crate) free_bytes: u64,
+    /// Bytes the file already holds on disk.
+    pub(crate) held: u64,
+}
+
+impl Space {
+    /// A file system that says nothing.
+    #[allow(dead_code, reason = "used by the platforms without statvfs")]
+    pub(crate) const UNKNOWN: Self = Self {
+        total_blocks: 0,
+        free_bytes: 0,
+        held: 0,
+    };
+}
+
+/// Reserves the disk blocks for growing `file` from `from` to `to` bytes.
+///
+/// What cannot fit is refused at once (`StorageFull`), before `fallocate`
+/// would fill the disk block by block; blocks the file already holds need
+/// no new space. A file system that reports no capacity (a total of 0
+/// blocks) means "unknown", not "full": it is taken at `fallocate`'s word,
+/// and where there is no `fallocate` either, the file is only extended.
+/// That cannot end in SIGBUS here: bytes reach the file by `pwrite` (a
+/// full disk is its `Err`), and readers of the mapping only touch bytes a
+/// `pwrite` stored, never the unreserved growth.
+pub(crate) fn reserve(file: &File, from: u64, to: u64) -> io::Result<()> {
+    if to <= from {
+        return Ok(());
+    }
+    let space = probe::space().map_or_else(|| os::space(file), Ok)?;
+    let wanted = (to - from).saturating_sub(space.held.saturating_sub(from));
+    if space.total_blocks != 0 && wanted > space.free_bytes {
+        return Err(io::Error::new(
+            io::ErrorKind::StorageFull,
+            format!(
+                "cannot reserve {wanted} bytes: {} bytes free on the file system",
+                space.free_bytes
+            ),
+        ));
+    }
+    if probe::space().is_some() {
+        // The test's file system has no `fallocate` either.
+        return Ok(());
+    }
+    os::allocate(file, from, to)
 }
 
 /// Writes all of `data` at `offset` (`pwrite` until done). An error may
@@ -169,6 +224,11 @@ mod probe {
     #[inline]
     pub(crate) fn no_punch() -> bool {
         false
+    }
+
+    #[inline]
+    pub(crate) fn space() -> Option<super::Space> {
+        None
     }
 }
 
@@ -266,6 +326,17 @@ pub(crate) mod probe {
         NO_PUNCH.get()
     }
 
+    thread_local! {
+        /// Set by a test: this thread's file system reports this capacity
+        /// and has no `fallocate`.
+        pub(crate) static SPACE: std::cell::Cell<Option<super::Space>> =
+            const { std::cell::Cell::new(None) };
+    }
+
+    pub(crate) fn space() -> Option<super::Space> {
+        SPACE.get()
+    }
+
     /// Files whose next write stores only its first bytes and then fails.
     static CUT_WRITES: Mutex<Vec<(FileId, usize)>> = Mutex::new(Vec::new());
 
@@ -357,6 +428,48 @@ mod tests {
         os::try_lock(&c, Kind::Shared).unwrap();
         drop(a);
         os::try_lock(&c, Kind::Exclusive).unwrap();
+    }
+
+    #[test]
+    fn a_file_system_that_reports_no_capacity_is_not_taken_for_a_full_one() {
+        use storage_core::{CancellationToken, ResourceExt, ResourceStatus};
+
+        let dir = tempfile::tempdir().unwrap();
+        let open = |name: &str| {
+            crate::MmapResource::open(
+                CancellationToken::new(),
+                crate::MmapOptions::new(dir.path().join(name)),
+            )
+        };
+        // LazyFS, some FUSE and network mounts: 0 total, 0 free.
+        probe::SPACE.set(Some(Space::UNKNOWN));
+        let unknown = open("unknown").map(|resource| {
+            // Growth past the first 64 KiB, twice.
+            let data = storage_core::testing::pattern(1, 300_000);
+            resource.write_at(0, &data).unwrap();
+            resource.commit(Some(300_000)).unwrap();
+            let mut back = Vec::new();
+            resource.read_into(&mut back).unwrap();
+            (resource.status(), back == data)
+        });
+        // A known, full file system is still refused at once.
+        probe::SPACE.set(Some(Space {
+            total_blocks: 1000,
+            ..Space::UNKNOWN
+        }));
+        let full = open("full").map(|_| ());
+        probe::SPACE.set(None);
+        assert_eq!(
+            unknown.unwrap(),
+            (
+                ResourceStatus::Committed {
+                    final_len: Some(300_000)
+                },
+                true
+            )
+        );
+        let error = full.unwrap_err().to_string();
+        assert!(error.contains("0 bytes free"), "{error}");
     }
 
     #[test]

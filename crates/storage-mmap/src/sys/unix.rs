@@ -15,6 +15,10 @@ use std::{fs::File, io, os::unix::fs::MetadataExt, path::Path};
 
 use super::{Kind, Refused};
 
+/// A mapped file may be cut (the pages past the new end must not be
+/// touched until the mapping is dropped, which the caller ensures).
+pub(crate) const CAN_CUT_MAPPED: bool = true;
+
 pub(super) fn write_all_at(file: &File, data: &[u8], offset: u64) -> io::Result<()> {
     std::os::unix::fs::FileExt::write_all_at(file, data, offset)
 }
@@ -128,35 +132,46 @@ pub(crate) fn try_lock(file: &File, kind: Kind) -> Result<(), Refused> {
     }
 }
 
+/// What `statvfs` says of `file`'s file system, and the bytes `file`
+/// already holds on disk.
 #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
-pub(crate) fn reserve(file: &File, from: u64, to: u64) -> io::Result<()> {
-    use rustix::fs::{FallocateFlags, fallocate, fstatvfs};
-
-    if to <= from {
-        return Ok(());
-    }
-    // Refuse at once what cannot fit, instead of letting fallocate fill the
-    // disk block by block before it fails. Blocks the file already holds
-    // need no new space.
+pub(super) fn space(file: &File) -> io::Result<super::Space> {
     let held = file.metadata()?.blocks().saturating_mul(512);
-    let wanted = (to - from).saturating_sub(held.saturating_sub(from));
-    let stats = fstatvfs(file)?;
-    let free = stats.f_bavail.saturating_mul(stats.f_frsize);
-    if wanted > free {
-        return Err(io::Error::new(
-            io::ErrorKind::StorageFull,
-            format!("cannot reserve {wanted} bytes: {free} bytes free on the file system"),
-        ));
-    }
+    let stats = rustix::fs::fstatvfs(file)?;
+    Ok(super::Space {
+        total_blocks: stats.f_blocks,
+        free_bytes: stats.f_bavail.saturating_mul(stats.f_frsize),
+        held,
+    })
+}
+
+/// No `statvfs` check here (see the crate README): nothing is reported.
+#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+#[allow(
+    clippy::unnecessary_wraps,
+    reason = "the signature all platforms share; Linux can fail"
+)]
+pub(super) fn space(_file: &File) -> io::Result<super::Space> {
+    Ok(super::Space::UNKNOWN)
+}
+
+/// Reserves the blocks of `from..to` (`fallocate`); nothing where the
+/// platform or the file system has no reservation.
+#[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+pub(super) fn allocate(file: &File, from: u64, to: u64) -> io::Result<()> {
+    use rustix::fs::{FallocateFlags, fallocate};
+
     match fallocate(file, FallocateFlags::empty(), from, to - from) {
-        // File systems without fallocate: growth still works, unreserved.
         Ok(()) | Err(rustix::io::Errno::OPNOTSUPP | rustix::io::Errno::NOSYS) => Ok(()),
         Err(errno) => Err(errno.into()),
     }
 }
 
 #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
-pub(crate) fn reserve(_file: &File, _from: u64, _to: u64) -> io::Result<()> {
-    // No portable reservation here: the file is only extended (see README).
+#[allow(
+    clippy::unnecessary_wraps,
+    reason = "the signature all platforms share; Linux can fail"
+)]
+pub(super) fn allocate(_file: &File, _from: u64, _to: u64) -> io::Result<()> {
     Ok(())
 }

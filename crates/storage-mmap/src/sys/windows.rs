@@ -6,6 +6,10 @@ use std::{fs::File, fs::TryLockError, io, path::Path};
 
 use super::{Kind, Refused};
 
+/// Windows refuses to cut a file while a view of it is mapped: the
+/// mapping is dropped first.
+pub(crate) const CAN_CUT_MAPPED: bool = false;
+
 pub(super) fn write_all_at(file: &File, mut data: &[u8], mut offset: u64) -> io::Result<()> {
     while !data.is_empty() {
         let n = std::os::windows::fs::FileExt::seek_write(file, data, offset)?;
@@ -57,6 +61,20 @@ pub(crate) fn try_lock(file: &File, kind: Kind) -> Result<(), Refused> {
     }
 }
 
-pub(crate) fn reserve(_file: &File, _from: u64, _to: u64) -> io::Result<()> {
+/// Windows reports no capacity here and reserves nothing: the file is
+/// only extended (see the crate README).
+#[allow(
+    clippy::unnecessary_wraps,
+    reason = "the signature all platforms share; Unix can fail"
+)]
+pub(super) fn space(_file: &File) -> io::Result<super::Space> {
+    Ok(super::Space::UNKNOWN)
+}
+
+#[allow(
+    clippy::unnecessary_wraps,
+    reason = "the signature all platforms share; Unix can fail"
+)]
+pub(super) fn allocate(_file: &File, _from: u64, _to: u64) -> io::Result<()> {
     Ok(())
 }

@@ -1,0 +1,196 @@
+//! The process's background workers: the checkpoints of every active file
+//! run here, on a few threads shared by all resources, in the order they
+//! fall due.
+//!
+//! A task is scheduled for an instant; the earliest due runs first (a slow
+//! disk under one resource delays the others by at most the time its
+//! workers are busy, never by its whole queue). Threads start when work is
+//! due and no worker is free, up to [`MAX_WORKERS`], and end after
+//! [`IDLE_EXIT`] without work: a process that stops downloading keeps no
+//! thread of this crate.
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Weak},
+    thread,
+    time::{Duration, Instant},
+};
+
+use parking_lot::{Condvar, Mutex};
+
+/// The most threads the pool runs at once.
+pub(crate) const MAX_WORKERS: usize = 4;
+
+/// How long a worker waits without work before its thread ends.
+const IDLE_EXIT: Duration = Duration::from_secs(10);
+
+/// Work the pool runs when it falls due. It is held weakly: a task whose
+/// owner is gone is skipped.
+pub(crate) trait Task: Send + Sync {
+    /// Runs the task on a worker thread.
+    fn run(&self);
+}
+
+/// The schedule, under [`Pool::queue`].
+struct Queue {
+    /// Tasks by due instant (and a sequence number, for ties).
+    due: BTreeMap<(Instant, u64), Weak<dyn Task>>,
+    sequence: u64,
+    /// Worker threads alive.
+    workers: usize,
+    /// Workers waiting for work.
+    idle: usize,
+}
+
+struct Pool {
+    queue: Mutex<Queue>,
+    /// Signalled when a task is scheduled earlier than every other one.
+    changed: Condvar,
+}
+
+static POOL: Pool = Pool {
+    queue: Mutex::new(Queue {
+        due: BTreeMap::new(),
+        sequence: 0,
+        workers: 0,
+        idle: 0,
+    }),
+    changed: Condvar::new(),
+};
+
+/// The pool could start no thread and has none: the caller does the work
+/// itself.
+#[derive(Debug)]
+pub(crate) struct NoWorker;
+
+/// Schedules `task` to run at `at` (or as soon as a worker is free, if that
+/// has passed).
+///
+/// # Errors
+///
+/// [`NoWorker`] when the pool has no thread and cannot start one (the
+/// process is out of threads or memory): nothing was scheduled.
+pub(crate) fn schedule(task: Weak<dyn Task>, at: Instant) -> Result<(), NoWorker> {
+    let mut queue = POOL.queue.lock();
+    let first = queue
+        .due
+        .first_key_value()
+        .is_none_or(|(key, _)| at < key.0);
+    let sequence = queue.sequence;
+    queue.sequence += 1;
+    queue.due.insert((at, sequence), task);
+    if queue.idle == 0 && queue.workers < MAX_WORKERS {
+        if thread::Builder::new()
+            .name("storage-background".into())
+            .spawn(work)
+            .is_ok()
+        {
+            queue.workers += 1;
+        } else if queue.workers == 0 {
+            queue.due.remove(&(at, sequence));
+            return Err(NoWorker);
+        }
+    }
+    if first {
+        // An idle worker may be waiting for a later instant.
+        POOL.changed.notify_all();
+    }
+    Ok(())
+}
+
+/// A worker: runs due tasks until it has waited [`IDLE_EXIT`] for one.
+fn work() {
+    loop {
+        let task = {
+            let mut queue = POOL.queue.lock();
+            loop {
+                let now = Instant::now();
+                match queue.due.first_key_value().map(|(key, _)| key.0) {
+                    Some(at) if at <= now => {
+                        break queue.due.pop_first().map(|(_, task)| task);
+                    }
+                    next => {
+                        queue.idle += 1;
+                        let until = next.unwrap_or(now + IDLE_EXIT);
+                        let timed_out = POOL.changed.wait_until(&mut queue, until).timed_out();
+                        queue.idle -= 1;
+                        if timed_out && next.is_none() && queue.due.is_empty() {
+                            queue.workers -= 1;
+                            return;
+                        }
+                    }
+                }
+            }
+        };
+        if let Some(task) = task.and_then(|task| task.upgrade()) {
+            run(&task);
+        }
+    }
+}
+
+/// Runs `task`; a panic in it ends neither the worker nor the pool.
+fn run(task: &Arc<dyn Task>) {
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| task.run()));
+}
+
+/// Worker threads alive now (tests and diagnostics).
+#[cfg(test)]
+pub(crate) fn workers() -> usize {
+    POOL.queue.lock().workers
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    struct Count(Arc<AtomicUsize>);
+
+    impl Task for Count {
+        fn run(&self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn task() -> (Arc<Count>, Arc<AtomicUsize>) {
+        let count = Arc::new(AtomicUsize::new(0));
+        (Arc::new(Count(Arc::clone(&count))), count)
+    }
+
+    #[test]
+    fn tasks_run_when_due_in_order_and_dropped_ones_are_skipped() {
+        let ((early, early_runs), (late, late_runs)) = (task(), task());
+        let (dropped, dropped_runs) = task();
+        let now = Instant::now();
+        let weak = |task: &Arc<Count>| Arc::downgrade(task) as Weak<dyn Task>;
+        schedule(weak(&late), now + Duration::from_millis(300)).unwrap();
+        schedule(weak(&dropped), now + Duration::from_millis(100)).unwrap();
+        schedule(weak(&early), now + Duration::from_millis(20)).unwrap();
+        drop(dropped);
+        let deadline = now + Duration::from_secs(30);
+        while early_runs.load(Ordering::SeqCst) == 0 {
+            assert!(Instant::now() < deadline, "the early task never ran");
+            thread::sleep(Duration::from_millis(1));
+        }
+        // The late task waits for its instant, even with the early one done.
+        if now.elapsed() < Duration::from_millis(250) {
+            assert_eq!(late_runs.load(Ordering::SeqCst), 0);
+        }
+        while late_runs.load(Ordering::SeqCst) == 0 {
+            assert!(Instant::now() < deadline, "the late task never ran");
+            thread::sleep(Duration::from_millis(1));
+        }
+        assert!(now.elapsed() >= Duration::from_millis(300));
+        assert_eq!(dropped_runs.load(Ordering::SeqCst), 0, "its owner was gone");
+        assert_eq!(
+            (
+                early_runs.load(Ordering::SeqCst),
+                late_runs.load(Ordering::SeqCst)
+            ),
+            (1, 1)
+        );
+        assert!(workers() <= MAX_WORKERS);
+        drop((early, late));
+    }
+}
