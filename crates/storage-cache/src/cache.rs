@@ -313,8 +313,11 @@ impl Cache {
     ///
     /// # Errors
     ///
-    /// `Io` when a file cannot be deleted; the entry is then out of the
-    /// cache's books, and its leftover files are removed by the next open.
+    /// `Io` when the entry's data file cannot be deleted: the entry then
+    /// stays as it was (reachable, pinned if it was). Once the data is
+    /// gone the entry is, and a journal or marker that cannot be deleted
+    /// is left for the next open to remove (counted in `stats().bytes`
+    /// until then).
     pub fn remove(&self, key: &str) -> StorageResult<()> {
         let shared = &self.shared;
         let _markers = shared.markers.lock();
@@ -326,19 +329,32 @@ impl Cache {
             return Ok(());
         };
         let name = entry.name;
-        if matches!(entry.lease, LeaseState::Idle) {
-            state.take_out(slot);
-            drop(state);
-            let deleted = shared.delete_files(name);
-            if deleted.is_ok() {
-                shared.state.lock().forget_name(name);
-            }
-            deleted
-        } else {
+        if !matches!(entry.lease, LeaseState::Idle) {
             state.detach(slot);
             drop(state);
-            remove_if_present(&shared.path(name.marker()))
+            return remove_if_present(&shared.path(name.marker()));
         }
+        // The data first: if it cannot go, nothing has changed.
+        state.hold(slot);
+        drop(state);
+        let data = remove_if_present(&shared.path(name.data()));
+        let mut state = shared.state.lock();
+        if let Err(error) = data {
+            state.unhold(slot);
+            shared.changed.notify_all();
+            return Err(error);
+        }
+        state.take_out(slot);
+        shared.changed.notify_all();
+        drop(state);
+        let rest = remove_if_present(&shared.path(name.journal()))
+            .and_then(|()| remove_if_present(&shared.path(name.marker())));
+        let mut state = shared.state.lock();
+        match rest {
+            Ok(()) => state.forget_name(name),
+            Err(_) => state.leftover(Some(name), 0),
+        }
+        Ok(())
     }
 
     /// Whether the cache holds an entry for `key` (whole or partial).

@@ -202,15 +202,43 @@ fn read_markers(
     })
 }
 
-/// See [`Cache::open`].
-pub(crate) fn open(dir: &Path, options: CacheOptions) -> StorageResult<Cache> {
-    let owner = take_ownership(dir)?;
-    let known: HashMap<EntryName, IndexRecord> = index::read(&dir.join(INDEX_FILE))
+/// Removes `orphans`. One that cannot be removed (an immutable file) is
+/// left, and does not stop the cache from opening: returned with its
+/// entry name (kept from new keys) and its bytes (counted).
+fn remove_orphans(orphans: &[PathBuf]) -> Vec<(Option<EntryName>, u64)> {
+    orphans
+        .iter()
+        .filter(|orphan| remove_if_present(orphan).is_err())
+        .map(|orphan| {
+            let name =
+                orphan
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| match classify(n) {
+                        FileKind::Data(e) | FileKind::Marker(e) | FileKind::Journal(e) => Some(e),
+                        _ => None,
+                    });
+            let bytes = fs::symlink_metadata(orphan).map_or(0, |meta| meta.len());
+            (name, bytes)
+        })
+        .collect()
+}
+
+/// The index's records by name; none when it is missing or corrupt (a
+/// hint only).
+fn read_index(dir: &Path) -> HashMap<EntryName, IndexRecord> {
+    index::read(&dir.join(INDEX_FILE))
         .unwrap_or_default()
         .unwrap_or_default()
         .into_iter()
         .map(|r| (r.name, r))
-        .collect();
+        .collect()
+}
+
+/// See [`Cache::open`].
+pub(crate) fn open(dir: &Path, options: CacheOptions) -> StorageResult<Cache> {
+    let owner = take_ownership(dir)?;
+    let known = read_index(dir);
 
     let Listing {
         mut data,
@@ -277,9 +305,7 @@ pub(crate) fn open(dir: &Path, options: CacheOptions) -> StorageResult<Cache> {
     }
     orphans.extend(data.into_keys().map(|name| dir.join(name.data())));
     orphans.extend(journals.into_iter().map(|name| dir.join(name.journal())));
-    for orphan in &orphans {
-        remove_if_present(orphan)?;
-    }
+    let stuck = remove_orphans(&orphans);
 
     found.sort_unstable_by_key(|f| f.order);
     let mut state = State::new(options.max_bytes);
@@ -295,6 +321,9 @@ pub(crate) fn open(dir: &Path, options: CacheOptions) -> StorageResult<Cache> {
             lease: LeaseState::Idle,
             detached: false,
         });
+    }
+    for (name, bytes) in stuck {
+        state.leftover(name, bytes);
     }
     let doomed = state.evict_over_budget();
     state.peak_bytes = state.bytes;

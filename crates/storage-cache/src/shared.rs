@@ -120,7 +120,7 @@ impl Shared {
 
     /// Deletes the files of `doomed` entries, then frees their names. A name
     /// whose files could not be deleted stays reserved (no new key takes
-    /// it) until the next open, which removes them.
+    /// it) and its bytes count until the next open, which removes them.
     pub(crate) fn bury(&self, doomed: Vec<Doomed>) {
         if doomed.is_empty() {
             return;
@@ -129,15 +129,18 @@ impl Shared {
         // of an idle entry evicted meanwhile) lands before its files go,
         // never after, where it would name another key's files.
         let markers = self.markers.lock();
-        let buried: Vec<EntryName> = doomed
+        let (buried, stuck): (Vec<Doomed>, Vec<Doomed>) = doomed
             .into_iter()
-            .filter(|d| self.delete_files(d.name).is_ok())
-            .map(|d| d.name)
-            .collect();
+            .partition(|d| self.delete_files(d.name).is_ok());
         drop(markers);
         let mut state = self.state.lock();
-        for name in buried {
-            state.forget_name(name);
+        for doomed in buried {
+            state.forget_name(doomed.name);
+        }
+        // Out of the books (their markers went first: no open takes them
+        // for entries), but on disk until the next open: counted.
+        for doomed in stuck {
+            state.leftover(Some(doomed.name), doomed.bytes);
         }
     }
 

@@ -64,6 +64,8 @@ pub(crate) struct Doomed {
     /// Its files' name, still reserved in [`State::names`] until
     /// [`State::forget_name`].
     pub name: EntryName,
+    /// Its data file's length.
+    pub bytes: u64,
 }
 
 /// The counters of [`crate::CacheStats`] and the books.
@@ -85,8 +87,13 @@ pub(crate) struct State {
     clock: u64,
     /// The budget.
     pub max_bytes: u64,
-    /// Sum of `bytes` over all entries (detached ones included).
+    /// Sum of `bytes` over all entries (detached ones included), and of
+    /// `leftover`.
     pub bytes: u64,
+    /// Bytes of files that could not be deleted (an evicted entry's on an
+    /// immutable file, an orphan at open): on disk until the next open
+    /// removes them, so they count, though nothing can evict them.
+    pub leftover: u64,
     /// The highest `bytes` after any change (and its eviction) since open.
     pub peak_bytes: u64,
     /// `resource()` calls served a whole committed entry.
@@ -109,6 +116,7 @@ impl State {
             clock: 0,
             max_bytes,
             bytes: 0,
+            leftover: 0,
             peak_bytes: 0,
             hits: 0,
             misses: 0,
@@ -198,7 +206,39 @@ impl State {
             self.by_key.remove(&entry.key);
         }
         self.bytes -= entry.bytes;
-        Some(Doomed { name: entry.name })
+        Some(Doomed {
+            name: entry.name,
+            bytes: entry.bytes,
+        })
+    }
+
+    /// Counts `bytes` of files that could not be deleted, and keeps `name`
+    /// (if they had one) from new keys until the next open.
+    pub fn leftover(&mut self, name: Option<EntryName>, bytes: u64) {
+        if let Some(name) = name {
+            self.names.insert(name);
+        }
+        self.leftover += bytes;
+        self.bytes += bytes;
+    }
+
+    /// Holds the idle entry in `slot` out of reach while a removal deletes
+    /// its data (`resource()` calls wait for it), without a use.
+    pub fn hold(&mut self, slot: usize) {
+        if let Some(entry) = self.entries.get_mut(slot).and_then(Option::as_mut) {
+            self.lru.remove(&entry.last_use);
+            entry.lease = LeaseState::Opening;
+        }
+    }
+
+    /// Puts the entry [`Self::hold`] held back as it was.
+    pub fn unhold(&mut self, slot: usize) {
+        if let Some(entry) = self.entries.get_mut(slot).and_then(Option::as_mut) {
+            entry.lease = LeaseState::Idle;
+            if entry.evictable() {
+                self.lru.insert(entry.last_use, slot);
+            }
+        }
     }
 
     /// Makes `name` available again: its files are gone.

@@ -209,3 +209,77 @@ fn a_smaller_budget_at_open_evicts_the_least_recently_used() {
     assert_eq!(cache.stats().peak_bytes, 200);
     assert_eq!(data_bytes(dir.path()), 200);
 }
+
+/// `chattr +i` on `path` until dropped (this test suite runs as root, as
+/// CI does; it says so if it cannot).
+struct Immutable(std::path::PathBuf);
+
+impl Immutable {
+    fn new(path: &Path) -> Self {
+        let status = std::process::Command::new("chattr")
+            .arg("+i")
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(status.success(), "chattr +i needs root");
+        Self(path.to_path_buf())
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("chattr")
+            .arg("-i")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn a_remove_that_cannot_delete_the_data_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(dir.path(), 1 << 20);
+    let data = put(&cache, "a", 1, 1000);
+    cache.pin("a").unwrap();
+    let stuck = Immutable::new(&data_file(dir.path(), 1000));
+    assert!(cache.remove("a").is_err());
+    assert!(cache.contains("a"));
+    assert!(cache.entries()[0].pinned);
+    assert_eq!(cache.stats().bytes, 1000);
+    assert_eq!(read_all(&get(&cache, "a")), data);
+    drop(stuck);
+    drop(cache);
+    let cache = open(dir.path(), 1 << 20);
+    assert!(cache.entries()[0].pinned, "still pinned after a restart");
+    cache.remove("a").unwrap();
+    assert!(!cache.contains("a"));
+    assert_eq!(data_bytes(dir.path()), 0);
+    assert!(files(dir.path()).iter().all(|f| f.starts_with("cache.")));
+}
+
+#[test]
+fn files_that_cannot_be_deleted_still_count_and_never_stop_an_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(dir.path(), 2500);
+    put(&cache, "a", 1, 1000);
+    let stuck = Immutable::new(&data_file(dir.path(), 1000));
+    // "b" and "c" push "a" out, whose file cannot go: it still counts
+    // (and so pushes "b" out too).
+    put(&cache, "b", 2, 1000);
+    put(&cache, "c", 3, 1000);
+    assert!(!cache.contains("a") && !cache.contains("b") && cache.contains("c"));
+    assert_eq!(cache.stats().bytes, 2000);
+    assert_eq!(cache.stats().bytes, data_bytes(dir.path()));
+    drop(cache);
+    // Its leftover cannot be removed at open: skipped, counted.
+    let cache = open(dir.path(), 1 << 20);
+    assert_eq!(cache.stats().bytes, data_bytes(dir.path()));
+    assert!(!cache.contains("a"));
+    let again = put(&cache, "a", 4, 500);
+    assert_eq!(read_all(&get(&cache, "a")), again);
+    drop(stuck);
+    drop(cache);
+    let cache = open(dir.path(), 1 << 20);
+    assert_eq!(cache.stats().bytes, 1500);
+    assert_eq!(cache.stats().bytes, data_bytes(dir.path()));
+}

@@ -235,6 +235,34 @@ fn a_complete_download_killed_before_its_rename_is_published_by_the_next_open() 
 }
 
 #[test]
+fn an_open_that_fails_on_a_download_a_crash_left_keeps_it_resumable() {
+    let dir = tempfile::tempdir().unwrap();
+    let canonical = dir.path().join("crashed.bin");
+    // What a kill mid-download leaves: the file, its journal, the claim.
+    drop({
+        let download = plain(&temp_of(&canonical));
+        download.write_at(0, b"durable bytes").unwrap();
+        download
+    });
+    fs::write(claim_of(&canonical), b"W").unwrap();
+    let failing = AtomicChunked::<MmapResource>::open(canonical.clone(), |_, _| {
+        Err(StorageError::io(
+            "cannot open",
+            "nowhere",
+            std::io::Error::other("the disk is not ready"),
+        ))
+    });
+    assert!(failing.is_err());
+    assert!(
+        claim_of(&canonical).exists(),
+        "the claim went, the download stayed"
+    );
+    let resumed = open(&canonical).unwrap();
+    assert_eq!(resumed.status(), ResourceStatus::Active);
+    assert_eq!(support::available(&resumed, 1 << 20), vec![0..13]);
+}
+
+#[test]
 fn a_committing_mark_with_the_journal_still_there_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let canonical = dir.path().join("resumed.bin");

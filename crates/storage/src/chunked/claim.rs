@@ -49,13 +49,19 @@ const TRIES: usize = 16;
 /// A held claim. Only one exists per temporary path at a time, across
 /// processes (an advisory lock, released by the kernel when its process
 /// dies). Dropping it removes the claim file if it says
-/// [`Mark::Writing`] (any other mark is news for the next open), then
-/// releases the lock; [`release`](Self::release) removes it whatever it says.
+/// [`Mark::Writing`] (any other mark is news for the next open) and the
+/// temporary file is gone, then releases the lock;
+/// [`release`](Self::release) removes it whatever it says, once the
+/// temporary file is gone. A claim file never goes before its temporary
+/// file: without it, the next open could not tell the download for this
+/// library's own, and would refuse it for good.
 #[derive(Debug)]
 pub(super) struct Claim {
     /// Holds the lock; its one byte is the mark.
     file: File,
     path: PathBuf,
+    /// The temporary file it claims.
+    temp: PathBuf,
     mark: Mark,
 }
 
@@ -96,6 +102,7 @@ impl Claim {
                 let mut claim = Self {
                     file,
                     path,
+                    temp: temp.to_path_buf(),
                     mark: Mark::Writing,
                 };
                 claim.mark = claim.read_mark()?;
@@ -160,8 +167,10 @@ impl Drop for Claim {
     fn drop(&mut self) {
         // Removed while the lock is still held (the file and its lock go
         // after this body): a claimer that opened it meanwhile finds it gone
-        // once it holds the lock, and starts again.
-        if self.mark == Mark::Writing {
+        // once it holds the lock, and starts again. Kept while the
+        // temporary file is there (an open that failed on a download a
+        // crash left): the next open resumes it.
+        if self.mark == Mark::Writing && !files::exists(&self.temp) {
             let _ = files::remove_if_present(&self.path);
         }
     }
@@ -204,6 +213,25 @@ mod tests {
         claim.set(Mark::Committing, false).unwrap();
         claim.set(Mark::Writing, false).unwrap();
         drop(claim);
+        assert!(!files::claim_path(&temp).exists());
+    }
+
+    #[test]
+    fn a_claim_outlives_its_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let temp = dir.path().join("d.bin.tmp");
+        let claim = Claim::take(&temp).unwrap();
+        std::fs::write(&temp, b"a download").unwrap();
+        drop(claim);
+        assert!(files::claim_path(&temp).exists(), "dropped before its file");
+        let claim = Claim::take(&temp).unwrap();
+        claim.release();
+        assert!(
+            files::claim_path(&temp).exists(),
+            "released before its file"
+        );
+        std::fs::remove_file(&temp).unwrap();
+        Claim::take(&temp).unwrap().release();
         assert!(!files::claim_path(&temp).exists());
     }
 

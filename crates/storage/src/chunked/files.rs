@@ -30,6 +30,11 @@ pub(super) fn temp_path(canonical: &Path) -> StorageResult<PathBuf> {
     Ok(suffixed(canonical, ".tmp"))
 }
 
+/// Whether anything (a link included) is at `path`.
+pub(super) fn exists(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok()
+}
+
 /// `<temp>.claim`: the file whose lock is the claim on a download.
 /// `Err` when something is at `temp` with no claim file beside it. This
 /// library makes the claim before the temporary file and removes it after,
@@ -37,7 +42,6 @@ pub(super) fn temp_path(canonical: &Path) -> StorageResult<PathBuf> {
 /// a leftover of the seed crate, which claimed by the file's existence):
 /// it is left alone, never taken over or deleted.
 pub(super) fn check_ours_or_absent(temp: &Path) -> StorageResult<()> {
-    let exists = |path: &Path| fs::symlink_metadata(path).is_ok();
     if exists(temp) && !exists(&claim_path(temp)) {
         let why = io::Error::new(
             io::ErrorKind::AlreadyExists,
