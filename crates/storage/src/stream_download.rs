@@ -1,10 +1,19 @@
 //! `ResourceStorageProvider`: a storage provider for the stream-download crate (feature `stream-download`).
 
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::{
+    io::{self, Read, Seek, SeekFrom, Write},
+    sync::Arc,
+};
 
+use parking_lot::Mutex;
 use stream_download::storage::StorageProvider;
 
-use crate::{ResourceCursor, ResourceExt, ResourceStatus};
+use crate::{RangeSet, ResourceCursor, ResourceExt, ResourceStatus};
+
+/// The ranges this run's writer stored (or, into a committed resource,
+/// checked): what the run vouches for. Shared by the reader and the writer
+/// of one `into_reader_writer`.
+type ThisRun = Arc<Mutex<RangeSet<u64>>>;
 
 /// A [stream-download](https://docs.rs/stream-download/0.24) storage
 /// provider backed by a resource: pass it where `TempStorageProvider` or
@@ -19,17 +28,22 @@ use crate::{ResourceCursor, ResourceExt, ResourceStatus};
 ///   ([`set_expected_len`](ResourceExt::set_expected_len)); a resource that
 ///   expects or holds another length is an error (`InvalidInput`), which
 ///   stream-download returns as `StorageCreationFailure`.
-/// - The writer writes at its position and, once the whole content length
-///   is covered, commits the resource (stream-download never says the
-///   download finished). With an unknown length it never commits: call
-///   `commit(None)` when `StreamDownload::handle().wait_for_completion()`
-///   returns, if the resource should be complete. The empty `write(&[])`
+/// - The writer writes at its position and, once *its own writes* cover the
+///   whole content length, commits the resource (stream-download never
+///   says the download finished). Bytes a resumed resource held from an
+///   earlier run count for nothing: stream-download downloads from the
+///   start on every run, so an earlier run's bytes (perhaps of a file that
+///   changed since) are rewritten before the commit, never committed
+///   beside this run's. With an unknown length it never commits (see
+///   below). A write past the declared length is `InvalidInput` (the stream
+///   is longer than it said). The empty `write(&[])`
 ///   that ends each of stream-download's write loops is `Ok(0)`, in every
 ///   state. `flush` does nothing (stream-download calls it after each
 ///   batch; durability is the driver's checkpoints, or `sync`).
-/// - The reader never waits: it returns the bytes available at its
-///   position (stream-download waits for them itself before it reads), and
-///   `Ok(0)` where none are.
+/// - The reader never waits: it returns the bytes this run's writer stored
+///   at its position (stream-download waits for them itself before it
+///   reads), and `Ok(0)` where it stored none — never an earlier run's
+///   bytes, nor a committed file's bytes past what this run checked.
 /// - A resource already committed (a second run over a finished file): the
 ///   writer checks each write against the stored bytes (`InvalidData` if
 ///   they differ) and stores nothing. stream-download downloads from the
@@ -92,18 +106,20 @@ impl<R: ResourceExt + Clone> StorageProvider for ResourceStorageProvider<R> {
     ) -> io::Result<(Self::Reader, Self::Writer)> {
         if let Some(len) = content_length {
             self.resource.set_expected_len(len)?;
-            // Nothing to write (an empty file, or one complete but not
-            // committed): done already.
-            if self.resource.contains_range(0..len) {
-                self.resource.commit(Some(len))?;
+            // Nothing to write: done already.
+            if len == 0 {
+                self.resource.commit(Some(0))?;
             }
         }
+        let this_run = ThisRun::default();
         let reader = ResourceStorageReader {
             cursor: ResourceCursor::new(self.resource.clone()),
+            this_run: Arc::clone(&this_run),
         };
         let writer = ResourceStorageWriter {
             resource: self.resource,
             position: 0,
+            this_run,
         };
         Ok((reader, writer))
     }
@@ -114,19 +130,24 @@ impl<R: ResourceExt + Clone> StorageProvider for ResourceStorageProvider<R> {
 #[derive(Debug)]
 pub struct ResourceStorageReader<R: ResourceExt + Clone> {
     cursor: ResourceCursor<R>,
+    this_run: ThisRun,
 }
 
 impl<R: ResourceExt + Clone> Read for ResourceStorageReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let position = self.cursor.position();
-        let there = position
-            .checked_add(1)
-            .is_some_and(|end| self.cursor.get_ref().contains_range(position..end));
-        if buf.is_empty() || !there {
+        // As far as this run stored contiguously from the position.
+        let stored = self
+            .this_run
+            .lock()
+            .get(&position)
+            .map_or(0, |range| range.end - position);
+        let want = usize::try_from(stored).map_or(buf.len(), |stored| stored.min(buf.len()));
+        if want == 0 {
             return Ok(0);
         }
-        // At least one byte is there: the cursor's read does not wait.
-        self.cursor.read(buf)
+        // Those bytes are there: the cursor's read does not wait.
+        self.cursor.read(&mut buf[..want])
     }
 }
 
@@ -146,6 +167,7 @@ impl<R: ResourceExt + Clone> Seek for ResourceStorageReader<R> {
 pub struct ResourceStorageWriter<R: ResourceExt + Clone> {
     resource: R,
     position: u64,
+    this_run: ThisRun,
 }
 
 impl<R: ResourceExt + Clone> ResourceStorageWriter<R> {
@@ -174,19 +196,41 @@ impl<R: ResourceExt + Clone> Write for ResourceStorageWriter<R> {
         if buf.is_empty() {
             return Ok(0);
         }
+        let end = self
+            .position
+            .checked_add(buf.len() as u64)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let expected = self.resource.expected_len();
+        if let Some(len) = expected.filter(|&len| end > len) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "the stream is longer than its declared length {len}: a write at {}..{end}",
+                    self.position
+                ),
+            ));
+        }
         if let ResourceStatus::Committed { .. } = self.resource.status() {
             self.matches_committed(buf)?;
+            self.this_run.lock().insert(self.position..end);
         } else {
             self.resource.write_at(self.position, buf)?;
-            if let Some(len) = self.resource.expected_len()
-                && self.resource.contains_range(0..len)
-            {
-                // The whole content is there: done (a no-op if another
-                // writer committed first).
+            let complete = {
+                let mut this_run = self.this_run.lock();
+                this_run.insert(self.position..end);
+                expected.filter(|&len| {
+                    this_run
+                        .get(&0)
+                        .is_some_and(|first| first.start == 0 && first.end >= len)
+                })
+            };
+            if let Some(len) = complete {
+                // This run wrote the whole content: done (a no-op if
+                // another writer committed first).
                 self.resource.commit(Some(len))?;
             }
         }
-        self.position += buf.len() as u64;
+        self.position = end;
         Ok(buf.len())
     }
 

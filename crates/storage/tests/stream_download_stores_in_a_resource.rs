@@ -272,3 +272,97 @@ fn the_writer_and_reader_answer_stream_download_s_edge_cases() {
     assert_eq!(resource.len(), Some(0));
     assert_eq!(reader.read(&mut [0; 4]).unwrap(), 0);
 }
+
+/// A resumed download whose earlier run left bytes at the tail (a seek to
+/// the end), then a second run against a source that changed since: the
+/// commit waits until this run rewrote everything, so no byte of the
+/// earlier version is committed.
+#[test]
+fn a_second_run_over_a_changed_source_never_commits_an_earlier_run_s_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("track");
+    let old = pattern(5, 20_000);
+    {
+        let resource = open(&path);
+        resource.write_at(12_000, &old[12_000..]).unwrap();
+        resource.sync().unwrap();
+    }
+    let new = Arc::new(pattern(6, 20_000));
+    let runtime = runtime();
+    let resource = open(&path);
+    assert_eq!(resource.status(), ResourceStatus::Active, "resumed");
+    let mut download = start(&runtime, &resource, &new, Some(20_000));
+    let copy = within("the second run", move || {
+        let mut copy = Vec::new();
+        download.read_to_end(&mut copy).map(|_| (copy, download))
+    });
+    let (copy, download) = copy.unwrap();
+    assert!(copy == *new, "the reader served another version");
+    wait_for_completion(&runtime, &download);
+    assert_eq!(
+        resource.status(),
+        ResourceStatus::Committed {
+            final_len: Some(20_000)
+        }
+    );
+    let mut all = Vec::new();
+    resource.read_into(&mut all).unwrap();
+    assert!(all == *new, "an earlier run's bytes were committed");
+}
+
+/// The reader serves what this run wrote or checked, never more: a shorter
+/// source (no declared length) over a committed file reads as itself, and
+/// a run that stops early over a resumed file reads only its own bytes.
+#[test]
+fn the_reader_serves_only_what_this_run_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = runtime();
+    let old = pattern(7, 20_000);
+
+    let committed = open(&dir.path().join("committed"));
+    committed.write_all(&old).unwrap();
+    let shorter = Arc::new(old[..10_000].to_vec());
+    let mut download = start(&runtime, &committed, &shorter, None);
+    let copy = within("a shorter source", move || {
+        let mut copy = Vec::new();
+        download.read_to_end(&mut copy).map(|_| copy)
+    });
+    assert_eq!(
+        copy.unwrap().len(),
+        10_000,
+        "the committed file's tail was served"
+    );
+
+    let partial = open(&dir.path().join("partial"));
+    partial.write_at(0, &old[..12_000]).unwrap();
+    // This run's source ends after 5,000 bytes (a stream cut short).
+    let cut = Arc::new(pattern(8, 5_000));
+    let mut download = start(&runtime, &partial, &cut, None);
+    let copy = within("a short run over a resumed file", move || {
+        let mut copy = Vec::new();
+        download.read_to_end(&mut copy).map(|_| copy)
+    });
+    assert!(
+        copy.unwrap() == *cut,
+        "bytes of the earlier run were served"
+    );
+}
+
+/// A stream longer than it said: the write past its length is refused
+/// with a message that says so.
+#[test]
+fn a_stream_longer_than_declared_is_refused_saying_so() {
+    let resource = MemResource::new(CancellationToken::new());
+    let (_reader, mut writer) = ResourceStorageProvider::new(resource.clone())
+        .into_reader_writer(Some(4))
+        .unwrap();
+    writer.write_all(b"0123").unwrap();
+    let error = writer.write(b"4").unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("longer than its declared length 4"),
+        "{error}"
+    );
+    assert_eq!(resource.len(), Some(4));
+}
