@@ -191,6 +191,7 @@ impl Cache {
                     stamp: (0, 0),
                     lease: LeaseState::Opening,
                     detached: false,
+                    durable_marker: false,
                 });
                 break (slot, true);
             }
@@ -290,6 +291,7 @@ impl Cache {
             Some(slot) => shared.write_marker(
                 slot,
                 key,
+                true,
                 |state| state.set_pinned(slot, pinned),
                 |state| state.set_pinned(slot, !pinned),
             )?,

@@ -216,8 +216,13 @@ impl ResourceExt for CachedResource {
         self.commit(Some(data.len() as u64))
     }
 
+    /// As the resource's own, and then the entry's marker is made durable
+    /// too (once): a power loss after this returns keeps the entry — whole
+    /// if it was committed, resumable with what was written otherwise.
     fn sync(&self) -> StorageResult<()> {
-        self.lease.resource.sync()
+        self.lease.resource.sync()?;
+        let release = &self.lease.release;
+        release.shared.sync_marker(release.slot, &release.key)
     }
 
     fn replace_all(&self, data: &[u8], durable: bool) -> StorageResult<()> {

@@ -87,17 +87,29 @@ impl Marker {
     }
 
     /// Writes the marker to `path` whole: a temporary file beside it, then a
-    /// rename. Not synced: markers survive a killed process (the page cache
-    /// does), and after a power loss a torn marker drops its entry, never
-    /// gives its bytes to another key (see the README, "Durability").
+    /// rename. With `durable`, the temporary file is synced before the
+    /// rename and the directory after it, so the marker survives a power
+    /// loss (a pin, a synced commit); otherwise it survives a killed
+    /// process (the page cache does), and after a power loss a torn or
+    /// lost marker drops its entry, never gives its bytes to another key
+    /// (see the README, "Durability").
     ///
     /// # Errors
     ///
-    /// `Io` when the directory refuses the file; the temporary file is then
-    /// removed and the old marker (if any) is left as it was.
-    pub fn write(&self, path: &Path) -> StorageResult<()> {
+    /// `Io` when the directory refuses the file or a sync fails; the
+    /// temporary file is then removed and the old marker (if any) is left
+    /// as it was (or, after a failed directory sync, the new one is in
+    /// place but not yet durable).
+    pub fn write(&self, path: &Path, durable: bool) -> StorageResult<()> {
         let temp = temp_path(path);
         let result = fs::write(&temp, self.encode())
+            .and_then(|()| {
+                if durable {
+                    storage_mmap::fs::sync_file(&temp)
+                } else {
+                    Ok(())
+                }
+            })
             .map_err(|e| StorageError::io("cannot write the cache marker", &temp, e))
             .and_then(|()| {
                 fs::rename(&temp, path).map_err(|e| {
@@ -107,8 +119,29 @@ impl Marker {
         if result.is_err() {
             let _ = fs::remove_file(&temp);
         }
-        result
+        result?;
+        if durable {
+            sync_name(path)?;
+        }
+        Ok(())
     }
+}
+
+/// Makes the marker at `path` durable: its contents, then its name.
+///
+/// # Errors
+///
+/// `Io` when a sync fails.
+pub(crate) fn sync(path: &Path) -> StorageResult<()> {
+    storage_mmap::fs::sync_file(path)
+        .map_err(|e| StorageError::io("cannot sync the cache marker", path, e))?;
+    sync_name(path)
+}
+
+/// Syncs the directory of `path` (its name there).
+fn sync_name(path: &Path) -> StorageResult<()> {
+    storage_mmap::fs::sync_dir(path)
+        .map_err(|e| StorageError::io("cannot sync the cache directory of", path, e))
 }
 
 /// `NAME.key.tmp`, the marker's temporary name (an orphan if a kill leaves it).

@@ -320,6 +320,7 @@ pub(crate) fn open(dir: &Path, options: CacheOptions) -> StorageResult<Cache> {
             stamp: f.stamp,
             lease: LeaseState::Idle,
             detached: false,
+            durable_marker: false,
         });
     }
     for (name, bytes) in stuck {

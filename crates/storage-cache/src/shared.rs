@@ -100,7 +100,8 @@ impl Shared {
                     }
                 };
                 remove_if_present(&path)?;
-                self.write_marker(slot, key, forget, |_| {}).map(|_| ())
+                self.write_marker(slot, key, false, forget, |_| {})
+                    .map(|_| ())
             }
         }
     }
@@ -180,6 +181,7 @@ impl Shared {
         &self,
         slot: usize,
         key: &str,
+        durable: bool,
         change: impl FnOnce(&mut State),
         undo: impl FnOnce(&mut State),
     ) -> StorageResult<bool> {
@@ -192,6 +194,9 @@ impl Shared {
         let Some(entry) = state.get(slot) else {
             return Ok(false);
         };
+        // A marker that survived a power loss once (a pin, a synced
+        // commit) is never put at risk again by a rewrite that does not.
+        let durable = durable || entry.pinned || entry.durable_marker;
         let marker = Marker {
             key: entry.key.as_ref().into(),
             pinned: entry.pinned,
@@ -199,7 +204,7 @@ impl Shared {
         };
         let path = self.path(entry.name.marker());
         drop(state);
-        let written = marker.write(&path).and_then(|()| {
+        let written = marker.write(&path, durable).and_then(|()| {
             fs::symlink_metadata(&path)
                 .map_err(|e| StorageError::io("cannot stat the cache marker", &path, e))
         });
@@ -211,6 +216,7 @@ impl Shared {
             Ok(meta) => {
                 if let Some(entry) = state.get_mut(slot).filter(|_| still) {
                     entry.stamp = index::stamp(&meta);
+                    entry.durable_marker = durable;
                 }
                 Ok(true)
             }
@@ -221,6 +227,29 @@ impl Shared {
                 Err(error)
             }
         }
+    }
+
+    /// Makes the marker of `slot` (holding `key`) durable, if it is not yet:
+    /// after the entry's data was synced, so a power loss keeps the entry.
+    pub(crate) fn sync_marker(&self, slot: usize, key: &str) -> StorageResult<()> {
+        let _markers = self.markers.lock();
+        let path = {
+            let state = self.state.lock();
+            match state.get(slot) {
+                Some(entry) if state.holds(slot, key) && !entry.durable_marker => {
+                    self.path(entry.name.marker())
+                }
+                _ => return Ok(()),
+            }
+        };
+        crate::marker::sync(&path)?;
+        let mut state = self.state.lock();
+        if state.holds(slot, key)
+            && let Some(entry) = state.get_mut(slot)
+        {
+            entry.durable_marker = true;
+        }
+        Ok(())
     }
 
     /// Records in the marker of `slot` (holding `key`) the length its file
@@ -245,7 +274,8 @@ impl Shared {
                 entry.committed_len = before;
             }
         };
-        self.write_marker(slot, key, set, reset).map(|_| before)
+        self.write_marker(slot, key, false, set, reset)
+            .map(|_| before)
     }
 
     /// Opens the file of an existing entry and checks it against its marker:
@@ -298,7 +328,7 @@ impl Shared {
         let path = self.path(name.data());
         remove_if_present(&self.path(name.journal()))?;
         remove_if_present(&path)?;
-        self.write_marker(slot, key, |_| {}, |_| {})?;
+        self.write_marker(slot, key, false, |_| {}, |_| {})?;
         open_file(path, &self.options, cancel)
     }
 }

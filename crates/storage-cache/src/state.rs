@@ -49,6 +49,9 @@ pub(crate) struct Entry {
     /// Removed while leased: no longer reachable by key, its files go when
     /// the last lease does.
     pub detached: bool,
+    /// Its marker on disk was synced (file and directory) since it was
+    /// last written: it survives a power loss.
+    pub durable_marker: bool,
 }
 
 impl Entry {
@@ -348,6 +351,7 @@ mod tests {
             stamp: (0, 0),
             lease: LeaseState::Idle,
             detached: false,
+            durable_marker: false,
         }
     }
 

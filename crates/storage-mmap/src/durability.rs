@@ -76,18 +76,26 @@ impl Finisher {
             error,
             data_lost: false,
         };
-        let removed = if let Some(own) = self.journal_id {
-            unlink_journal_if(&self.journal_path, |id| id == Some(own))
+        let own = self.journal_id;
+        let ours = if own.is_some() {
+            true
         } else {
             // No identity to go by (a platform without one): the journal
             // is this file's while this file is the one at the path.
-            let ours = store()
+            store()
                 .file(&self.path)
                 .and_then(|file| is_at_path(file, &self.path))
-                .map_err(retryable)?;
-            unlink_journal_if(&self.journal_path, |_| ours)
+                .map_err(retryable)?
         };
-        removed.map_err(retryable)?;
+        let is_ours = |id: Option<(u64, u64)>| ours && (own.is_none() || id == own);
+        if let Err(error) = unlink_journal_if(&self.journal_path, is_ours) {
+            // The file is whole and durable, but its journal stays (an
+            // immutable directory, an append-only journal): it gets the
+            // whole file's mark, so a reopen takes the file for the
+            // committed one it is instead of a download to fetch again.
+            let _ = mark_whole_if(&self.journal_path, is_ours, &store().map);
+            return Err(retryable(error));
+        }
         // The journal's removal, and the file's own name (a new download's,
         // or a replacement's rename), in one directory sync.
         sys::sync_dir(&self.path)
@@ -127,6 +135,27 @@ fn unlink_journal_if(
     journal::remove_if_present(journal_path)
         .map_err(|e| io_error(journal_path, "cannot remove", e))?;
     Ok(true)
+}
+
+/// Appends to the journal at `journal_path`, if `is_ours`, the mark of the
+/// whole file `map` shows (length and crc32): a reopen that finds the file
+/// matching it opens it committed (as after a replacement). Only for a
+/// file whose data is durable.
+fn mark_whole_if(
+    journal_path: &Path,
+    is_ours: impl Fn(Option<(u64, u64)>) -> bool,
+    map: &crate::map::Mapping,
+) -> std::io::Result<bool> {
+    let bytes = map.bytes();
+    let mark = journal::Replacement {
+        len: bytes.len() as u64,
+        crc: crc32fast::hash(bytes),
+    };
+    let _name = sys::dir_lock(journal_path);
+    if !is_ours(sys::entry_id(journal_path)) {
+        return Ok(false);
+    }
+    journal::mark_existing(journal_path, mark)
 }
 
 /// Where the last commit's durability stands.
@@ -369,6 +398,75 @@ pub(crate) mod tests {
         );
         drop(reopened);
         drop(failing); // before the file goes and its inode is reused
+    }
+
+    /// The row "`sync()` `Err` after `commit`, the journal was removed but
+    /// the directory sync failed": a reopen finds the file committed and
+    /// whole; the next `sync` retries the directory sync and says `Ok`.
+    #[test]
+    fn a_commit_whose_directory_sync_failed_reopens_committed_and_whole() {
+        let _exclusive = probe::EXCLUSIVE.lock();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("named.bin");
+        let data = pattern(6, 70_000);
+        let r = open(&path);
+        r.write_at(0, &data).unwrap();
+        let failing = probe::fail_syncs_of(dir.path(), Some(1));
+        r.commit(Some(70_000)).unwrap();
+        let err = r.sync().unwrap_err();
+        assert!(err.to_string().contains("directory"), "{err}");
+        assert!(!journal::path_for(&path).exists(), "the journal went");
+        // A crash now: what a reopen by another handle finds (this one
+        // still holds the file; a copy stands in for the file after it).
+        let copy = dir.path().join("copy.bin");
+        std::fs::copy(&path, &copy).unwrap();
+        let reopened = open(&copy);
+        assert_eq!(
+            reopened.status(),
+            ResourceStatus::Committed {
+                final_len: Some(70_000)
+            }
+        );
+        drop(reopened);
+        // The retry syncs the directory.
+        r.sync().unwrap();
+        drop(r);
+        drop(failing);
+        let reopened = open(&path);
+        assert_eq!(
+            reopened.status(),
+            ResourceStatus::Committed {
+                final_len: Some(70_000)
+            }
+        );
+    }
+
+    /// The row "`sync()` `Err` after `commit` whose own work had
+    /// succeeded" (a rewrite in place whose sync failed): the file reopens
+    /// committed and whole, never as a download.
+    #[test]
+    fn a_failed_sync_of_a_rewrite_in_place_leaves_a_committed_file() {
+        let _exclusive = probe::EXCLUSIVE.lock();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.bin");
+        std::fs::write(&path, pattern(7, 8_000)).unwrap();
+        let r = open_in(&path, OpenMode::ReadWrite);
+        r.write_at(100, b"rewritten").unwrap();
+        let failing = probe::fail_syncs_of(&path, Some(1));
+        assert!(r.sync().is_err());
+        drop(r);
+        drop(failing);
+        assert!(!journal::path_for(&path).exists());
+        let reopened = open(&path);
+        assert_eq!(
+            reopened.status(),
+            ResourceStatus::Committed {
+                final_len: Some(8_000)
+            }
+        );
+        let mut back = vec![0; 9];
+        reopened.read_at(100, &mut back).unwrap();
+        assert_eq!(&back, b"rewritten");
     }
 
     /// Polls `done` for up to 10 s.

@@ -39,6 +39,9 @@ compile_error!(
 mod checkpoint;
 mod driver;
 mod durability;
+#[cfg(all(unix, any(test, feature = "testing")))]
+mod durable;
+pub mod fs;
 mod journal;
 mod map;
 mod open;
@@ -151,15 +154,6 @@ impl From<MmapOptions> for MmapOpenOptions {
             checkpoints: CheckpointPolicy::default(),
         }
     }
-}
-
-/// The journal an active file keeps beside `path` while it downloads
-/// (`NAME.storage-journal`; see the crate README, "Crash-safe resume"):
-/// the one place this name is spelled, for code that moves or removes a
-/// download's files.
-#[must_use]
-pub fn journal_path(path: &std::path::Path) -> PathBuf {
-    journal::path_for(path)
 }
 
 /// A resource backed by a memory-mapped file.

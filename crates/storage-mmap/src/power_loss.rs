@@ -9,9 +9,6 @@
 
 use std::{
     cell::Cell,
-    collections::HashMap,
-    fs::{self, File},
-    os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
     sync::Arc,
 };
@@ -21,25 +18,9 @@ use storage_core::{CancellationToken, ResourceExt, ResourceStatus, testing::patt
 
 use crate::{
     CHECKPOINT_BYTES, MmapOptions, MmapResource, OpenMode,
+    durable::DurableImage,
     sys::{Synced, probe},
 };
-
-/// A file's identity: its inode and birth time (inode numbers are reused
-/// once a file is deleted, as the journal's is by a replacement's file).
-type FileKey = (u64, std::time::SystemTime);
-
-fn key_of(meta: &fs::Metadata) -> FileKey {
-    (meta.ino(), meta.created().unwrap())
-}
-
-/// What survives a power loss.
-#[derive(Default)]
-struct Durable {
-    /// Contents of each file as of its last sync.
-    images: HashMap<FileKey, Vec<u8>>,
-    /// Names of the session directory as of its last sync.
-    names: HashMap<String, FileKey>,
-}
 
 /// What the crash points saw.
 #[derive(Default)]
@@ -51,26 +32,6 @@ struct Seen {
     failures: Vec<String>,
 }
 
-/// What `file` holds now, read through `/proc` (journals are opened for
-/// writing only).
-fn contents(file: &File) -> Vec<u8> {
-    use std::os::fd::AsRawFd;
-
-    fs::read(format!("/proc/self/fd/{}", file.as_raw_fd())).unwrap()
-}
-
-fn names_of(dir: &Path) -> HashMap<String, FileKey> {
-    fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .filter(|entry| entry.file_type().is_ok_and(|t| t.is_file()))
-        .map(|entry| {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            (name, key_of(&entry.metadata().unwrap()))
-        })
-        .collect()
-}
-
 thread_local! {
     /// Set while this thread runs a crash check: its own syncs are not the
     /// session's.
@@ -79,13 +40,14 @@ thread_local! {
 
 /// Loses power now: rebuilds the directory from `durable` under `crash`
 /// and checks what opening it reports.
-fn check_crash(durable: &Durable, crash: &Path, name: &str, expected: &[&[u8]], seen: &mut Seen) {
-    let _ = fs::remove_dir_all(crash);
-    fs::create_dir_all(crash).unwrap();
-    for (file, key) in &durable.names {
-        let bytes = durable.images.get(key).map_or(&[][..], Vec::as_slice);
-        fs::write(crash.join(file), bytes).unwrap();
-    }
+fn check_crash(
+    durable: &DurableImage,
+    crash: &Path,
+    name: &str,
+    expected: &[&[u8]],
+    seen: &mut Seen,
+) {
+    durable.rebuild(crash);
     seen.points += 1;
     let path = crash.join(name);
     if !path.exists() {
@@ -149,11 +111,11 @@ fn a_power_loss_at_any_sync_point_leaves_only_true_bytes() {
     let download = Arc::new(pattern(7, len));
     let replacement = Arc::new(pattern(8, 300_000));
     let plain = Arc::new(pattern(9, 200_000));
-    let durable = Arc::new(Mutex::new(Durable::default()));
+    let durable = Arc::new(DurableImage::new(session.path()));
     let seen = Arc::new(Mutex::new(Seen::default()));
     {
         let (durable, seen) = (Arc::clone(&durable), Arc::clone(&seen));
-        let (dir, crash) = (session.path().to_path_buf(), crashes.path().join("now"));
+        let crash = crashes.path().join("now");
         let (download, replacement, plain) = (
             Arc::clone(&download),
             Arc::clone(&replacement),
@@ -163,14 +125,8 @@ fn a_power_loss_at_any_sync_point_leaves_only_true_bytes() {
             if CHECKING.get() {
                 return;
             }
-            let mut durable = durable.lock();
-            match event {
-                Synced::File(file) => {
-                    let key = key_of(&file.metadata().unwrap());
-                    durable.images.insert(key, contents(file));
-                }
-                Synced::Dir(synced) if *synced == dir.as_path() => durable.names = names_of(&dir),
-                Synced::Dir(_) => return,
+            if !durable.record(event) {
+                return;
             }
             CHECKING.set(true);
             let expected: [&[u8]; 3] = [&download, &replacement, &plain];

@@ -85,7 +85,6 @@ pub use storage_mem::{MEM_CHUNK_BYTES, MEM_MAX_LEN, MemDriver, MemOptions, MemRe
 pub use storage_mmap::{
     CHECKPOINT_BYTES, CHECKPOINT_INTERVAL, CHECKPOINT_MAX_DELAY, CheckpointPolicy,
     DEFAULT_INITIAL_LEN, MmapDriver, MmapOpenOptions, MmapOptions, MmapResource, OpenMode,
-    journal_path,
 };
 #[cfg(all(feature = "stream-download", any(feature = "mmap", feature = "mem")))]
 pub use stream_download::{ResourceStorageProvider, ResourceStorageReader, ResourceStorageWriter};

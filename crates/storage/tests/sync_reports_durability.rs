@@ -90,6 +90,38 @@ fn a_commit_whose_journal_cannot_be_removed_commits_and_sync_reports_it() {
     assert_eq!(reader.len(), Some(5000));
 }
 
+/// The row "`sync()` `Err` after `commit`, the journal's removal failed":
+/// the data is durable, and the journal left behind carries the whole
+/// file's mark, so a reopen (after a crash, or this drop) finds the file
+/// committed and whole, not a download to fetch again.
+#[cfg(unix)]
+#[test]
+fn a_commit_whose_journal_cannot_be_removed_reopens_committed_and_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stuck.bin");
+    let r = open(&path, OpenMode::Auto).unwrap();
+    let data = support::pattern(3, 5000);
+    r.write_at(0, &data).unwrap();
+    let journal = journal_of(&path);
+    let pinned = support::Protected::new(&journal, support::Forbid::Unlink);
+    r.commit(Some(5000)).unwrap();
+    assert!(r.sync().is_err());
+    drop(r);
+    assert!(journal.exists(), "the journal could not go");
+    drop(pinned);
+    let reopened = support::retry_locked(|| open(&path, OpenMode::Auto)).unwrap();
+    assert_eq!(
+        reopened.status(),
+        ResourceStatus::Committed {
+            final_len: Some(5000)
+        }
+    );
+    let mut all = Vec::new();
+    reopened.read_into(&mut all).unwrap();
+    assert!(all == data);
+    assert!(!journal.exists(), "the writer's reopen removed it");
+}
+
 #[cfg(unix)]
 #[test]
 fn dropping_a_resource_finishes_an_unsynced_commit() {

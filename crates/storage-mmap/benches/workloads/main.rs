@@ -325,7 +325,7 @@ fn run_trickle(dir: &Path, table: &mut Table) {
         thread::sleep(pace);
     }
     let seconds = started.elapsed().as_secs_f64();
-    let journal = storage_mmap::journal_path(&path);
+    let journal = storage_mmap::fs::journal_path(&path);
     let records = (std::fs::metadata(&journal).map_or(8, |m| m.len()) - 8) / 24;
     drop(resource);
     table.count(

@@ -183,7 +183,10 @@ pub(crate) fn sync_all(file: &File) -> io::Result<()> {
 /// What a sync made durable, for the power-loss test's probe. Every sync
 /// of this crate goes through [`sync_data`], [`sync_all`] or [`sync_dir`]:
 /// the one seam where durability happens.
-#[cfg_attr(not(test), allow(dead_code, reason = "read by the test probe only"))]
+#[cfg_attr(
+    not(any(test, feature = "testing")),
+    allow(dead_code, reason = "read by the test probe only")
+)]
 pub(crate) enum Synced<'a> {
     /// A file's contents (and length).
     File(&'a File),
@@ -196,7 +199,11 @@ pub(crate) enum Synced<'a> {
 #[cfg(not(test))]
 mod probe {
     #[inline]
-    pub(crate) fn synced(_event: &super::Synced<'_>) {}
+    pub(crate) fn synced(event: &super::Synced<'_>) {
+        #[cfg(all(unix, feature = "testing"))]
+        crate::fs::testing::synced(event);
+        let _ = event;
+    }
 
     #[inline]
     #[allow(
@@ -259,6 +266,8 @@ pub(crate) mod probe {
     }
 
     pub(crate) fn synced(event: &super::Synced<'_>) {
+        #[cfg(all(unix, feature = "testing"))]
+        crate::fs::testing::synced(event);
         let hook = HOOK.lock().clone();
         if let Some(hook) = hook {
             hook(event);
