@@ -200,7 +200,6 @@ impl DriverIo for MmapDriver {
             if sys::CAN_CUT_MAPPED {
                 return Err(e);
             }
-            // Readers of a lost mapping get an error, not zeros.
             let map = Mapping::read_only(file, old_len).unwrap_or(Mapping::Empty);
             store.install(map, old_len);
             return Err(e);
@@ -210,8 +209,7 @@ impl DriverIo for MmapDriver {
             Err(e) => {
                 // Cut but not mappable (no address space for a huge
                 // length): back to the old length, which was mapped, when
-                // the cut only grew the file; else nothing to map, and
-                // readers get an error, not zeros.
+                // the cut only grew the file; else nothing to map.
                 let restored = (target > old_len)
                     .then(|| file.set_len(old_len).ok())
                     .flatten()
@@ -316,17 +314,8 @@ impl DriverIo for MmapDriver {
         let bytes = store.map.bytes();
         let end = effective_len.min(bytes.len() as u64);
         if offset >= end {
-            if offset < effective_len {
-                // Available bytes with no mapping over them: a commit cut
-                // the file and could not map it again.
-                return Err(io_error(
-                    &self.path,
-                    "cannot read",
-                    std::io::Error::other(
-                        "the file is not mapped (a failed commit could not map it again)",
-                    ),
-                ));
-            }
+            // Past the mapping: the end, or a read that a shrinking commit
+            // overtook (`Resource` sees the rewrite and reads again).
             return Ok(0);
         }
         // Both are at most `bytes.len()`, so they fit in a `usize`.
