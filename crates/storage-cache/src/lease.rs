@@ -195,8 +195,8 @@ impl ResourceExt for CachedResource {
         self.lease.resource.next_gap(from, limit)
     }
 
-    /// As the resource's own. It is not kept in the entry's marker: declare
-    /// it again after the cache reopens a partial entry.
+    /// As the resource's own: kept in the entry's journal while it is
+    /// partial, so a reopened partial entry knows its length offline.
     fn set_expected_len(&self, len: u64) -> StorageResult<()> {
         self.lease.resource.set_expected_len(len)
     }
@@ -223,6 +223,26 @@ impl ResourceExt for CachedResource {
         self.lease.resource.sync()?;
         let release = &self.lease.release;
         release.shared.sync_marker(release.slot, &release.key)
+    }
+
+    fn demand(&self) -> storage_core::Demand {
+        self.lease.resource.demand()
+    }
+
+    /// As the resource's own (kept in its journal while the entry is
+    /// partial).
+    fn set_validator(&self, validator: &str) -> StorageResult<()> {
+        self.lease.resource.set_validator(validator)
+    }
+
+    fn validator(&self) -> Option<String> {
+        self.lease.resource.validator()
+    }
+
+    fn restart(&self) -> StorageResult<()> {
+        let result = self.lease.resource.restart();
+        self.report_len();
+        result
     }
 
     fn replace_all(&self, data: &[u8], durable: bool) -> StorageResult<()> {

@@ -2,6 +2,7 @@
 
 use std::{
     io::{self, Read, Seek, SeekFrom},
+    ops::Range,
     time::{Duration, Instant},
 };
 
@@ -123,10 +124,17 @@ impl<R: ResourceExt> ResourceCursor<R> {
         self.resource
     }
 
-    /// Waits for the byte at the position until `deadline` (`None`: as
-    /// long as it takes).
-    fn wait_for_one_byte(&self, deadline: Option<Instant>) -> Result<WaitOutcome, StorageError> {
-        let range = self.position..self.position + 1;
+    /// Waits until `deadline` (`None`: as long as it takes) for the bytes a
+    /// read of `len` at the position needs: none when the byte at the
+    /// position is there (the read takes what is there), else the whole
+    /// read, clipped to the known end — which is also what the demand
+    /// signal then asks a downloader for.
+    fn wait_for_read(
+        &self,
+        len: usize,
+        deadline: Option<Instant>,
+    ) -> Result<WaitOutcome, StorageError> {
+        let range = read_range(&self.resource, self.position, len);
         match deadline {
             Some(deadline) => self
                 .resource
@@ -134,6 +142,21 @@ impl<R: ResourceExt> ResourceCursor<R> {
             None => self.resource.wait_range(range),
         }
     }
+}
+
+/// The range a read of `len` at `position` waits for: the byte there, if it
+/// is available (a wait answered at once), else the whole read up to the
+/// known end.
+pub(crate) fn read_range(resource: &impl ResourceExt, position: u64, len: usize) -> Range<u64> {
+    let one = position..position.saturating_add(1);
+    if resource.contains_range(one.clone()) {
+        return one;
+    }
+    let end = position.saturating_add((len as u64).max(1));
+    let end = resource
+        .expected_len()
+        .map_or(end, |known| end.min(known.max(one.end)));
+    position..end
 }
 
 /// Reads into `buf` the bytes of `resource` available without a gap from
@@ -202,7 +225,7 @@ impl<R: ResourceExt> Read for ResourceCursor<R> {
             .timeout
             .and_then(|timeout| Instant::now().checked_add(timeout));
         loop {
-            match self.wait_for_one_byte(deadline)? {
+            match self.wait_for_read(buf.len(), deadline)? {
                 WaitOutcome::Eof => return Ok(0),
                 WaitOutcome::Interrupted => {
                     if self.interrupts == Interrupts::Report {

@@ -51,6 +51,41 @@ pub trait DriverIo: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Keeps the expected length and the validator of an unfinished
+    /// download with the store, so a store reopened after a restart or a
+    /// crash has them before any network (`DriverState::expected_len`,
+    /// `DriverState::validator`). Called by `set_expected_len` and
+    /// `set_validator` of an active resource, under its writer lock; it
+    /// must be durable before data of the new identity is journaled (the
+    /// file driver appends a synced record to its journal). A store that
+    /// keeps nothing across opens does nothing (the default).
+    ///
+    /// # Errors
+    ///
+    /// `Io` when it cannot be kept; the call that asked then fails and
+    /// changes nothing.
+    fn persist_identity(
+        &self,
+        _expected_len: Option<u64>,
+        _validator: Option<&str>,
+    ) -> StorageResult<()> {
+        Ok(())
+    }
+
+    /// Forgets every range the store keeps for an unfinished download
+    /// (`restart`: the remote file changed): a store reopened afterwards has
+    /// none, and no identity. The bytes themselves may stay (the resource
+    /// zeroes holes before a commit). The default, for a store that keeps
+    /// nothing across opens, does nothing.
+    ///
+    /// # Errors
+    ///
+    /// `Io` when the store cannot forget; `restart` then fails and changes
+    /// nothing.
+    fn forget_ranges(&self) -> StorageResult<()> {
+        Ok(())
+    }
+
     /// Called after `range` was recorded as available, before the writer
     /// returns (a driver may keep its own index). The default does nothing.
     fn notify_write(&self, _range: &Range<u64>) {}
@@ -233,4 +268,10 @@ pub struct DriverState {
     /// ([`DriverIo::zero_hole`]); a store opened clean skips that until a
     /// write fails.
     pub unclean_holes: bool,
+    /// The expected length a store kept for an unfinished download (see
+    /// [`DriverIo::persist_identity`]), restored as `expected_len()`.
+    pub expected_len: Option<u64>,
+    /// The validator a store kept for an unfinished download (see
+    /// [`DriverIo::persist_identity`]), restored as `validator()`.
+    pub validator: Option<String>,
 }

@@ -322,4 +322,62 @@ pub trait ResourceExt: Send + Sync + 'static {
         self.reactivate()?;
         self.write_all(data)
     }
+
+    /// What this resource's readers wait for: a subscription that yields
+    /// the missing part of every range a reader blocks on, from now on
+    /// (seeded with the waits under way), for a downloader to fetch first —
+    /// with no observer installed at open, so it works on any resource,
+    /// a cache entry's too. See [`Demand`](crate::Demand).
+    ///
+    /// The default (for implementations outside this crate family) never
+    /// yields.
+    fn demand(&self) -> crate::Demand {
+        crate::Demand::none()
+    }
+
+    /// Records the validator of the remote file this resource downloads
+    /// (an `ETag`, else a `Last-Modified` date), kept with the resource
+    /// like [`set_expected_len`](Self::set_expected_len) (the file driver:
+    /// in its journal), so a download resumed after a restart can ask the
+    /// server for the same version only (`If-Range`) and never mixes two.
+    /// Replaces a validator set before.
+    ///
+    /// # Errors
+    ///
+    /// `Cancelled`, `Failed`; `Io` when it cannot be kept (then nothing
+    /// changed). The default (for implementations outside this crate
+    /// family) is `Io` with kind `Unsupported`.
+    fn set_validator(&self, validator: &str) -> StorageResult<()> {
+        let _ = validator;
+        Err(crate::StorageError::Io(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "this resource does not keep a validator",
+        )))
+    }
+
+    /// The validator given to [`set_validator`](Self::set_validator), or
+    /// kept from an earlier run of an unfinished download; `None` for none
+    /// (the default).
+    fn validator(&self) -> Option<String> {
+        None
+    }
+
+    /// Forgets every byte, the expected length and the validator of an
+    /// active resource, to download it afresh (the remote file changed
+    /// since the bytes were written): nothing it held is read again, and
+    /// a reopen after a crash finds none of it. Its waiters keep waiting
+    /// for the new bytes.
+    ///
+    /// # Errors
+    ///
+    /// `Committed` on a committed resource (`reactivate` first), `Failed`,
+    /// `Cancelled`, `ReadOnly`; `Io` when the store cannot forget (then
+    /// nothing changed). The default (for implementations outside this
+    /// crate family) is `Io` with kind `Unsupported`.
+    fn restart(&self) -> StorageResult<()> {
+        Err(crate::StorageError::Io(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "this resource cannot restart a download",
+        )))
+    }
 }

@@ -31,6 +31,7 @@
 
 mod cancel;
 mod cursor;
+mod demand;
 mod driver;
 mod error;
 mod ext;
@@ -42,6 +43,7 @@ mod waiters;
 #[cfg(feature = "tokio")]
 pub use cursor::AsyncResourceCursor;
 pub use cursor::{Interrupts, ResourceCursor};
+pub use demand::Demand;
 pub use driver::{DefaultOpen, Driver, DriverIo, DriverState};
 pub use error::{IoFailure, StorageError, StorageResult};
 pub use ext::{AvailabilityObserver, ResourceExt, ResourceStatus, WaitOutcome};

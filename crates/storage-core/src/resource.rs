@@ -44,6 +44,8 @@ struct State {
     /// Whether a hole may hold bytes no write recorded (a write failed, or
     /// the driver opened such a store): the next commit zeroes the holes.
     holes_unclean: bool,
+    /// The remote file's validator (`set_validator`, or kept by the store).
+    validator: Option<String>,
 }
 
 impl State {
@@ -85,6 +87,8 @@ struct Shared<D: DriverIo> {
     cancelled: AtomicBool,
     /// Keeps the cancellation waker registered while the resource lives.
     cancel_watch: Mutex<Option<CancelWatch>>,
+    /// The subscribers of the demand signal (`ResourceExt::demand`).
+    demand: Arc<crate::demand::DemandBoard>,
 }
 
 /// A storage resource: a driver plus range tracking, blocking waits and the
@@ -187,12 +191,14 @@ impl<D: DriverIo> Resource<D> {
         } else {
             Phase::Active
         };
+        let active = matches!(phase, Phase::Active);
         let state = State {
             phase,
             tracker: RangeTracker::from(initial.available),
             waiters: Waiters::default(),
-            expected_len: None,
+            expected_len: initial.expected_len.filter(|_| active),
             holes_unclean: initial.unclean_holes,
+            validator: initial.validator,
         };
         let shared = Arc::new(Shared {
             driver,
@@ -208,6 +214,7 @@ impl<D: DriverIo> Resource<D> {
             rewrites: AtomicU64::new(0),
             cancelled: AtomicBool::new(false),
             cancel_watch: Mutex::new(None),
+            demand: Arc::default(),
         });
         shared.publish(&shared.state.lock());
         let watch = CancelWatch::arm(&shared.cancel, &shared);

@@ -67,6 +67,11 @@ impl Waiters {
         id
     }
 
+    /// The ranges every registered waiter waits for.
+    pub(crate) fn ranges(&self) -> impl Iterator<Item = &Range<u64>> {
+        self.entries.iter().map(|w| &w.range)
+    }
+
     /// Replaces the waker of task waiter `id` when the task's changed.
     pub(crate) fn update_waker(&mut self, id: u64, waker: &Waker) {
         if let Some(waiter) = self.entries.iter_mut().find(|w| w.id == id)

@@ -167,6 +167,7 @@ impl Driver for MemDriver {
             available,
             is_committed: true,
             unclean_holes: false,
+            ..DriverState::default()
         };
         Ok((Self::with_table(table, len), state))
     }

@@ -249,6 +249,19 @@ impl Checkpoints {
         checkpoints
     }
 
+    /// Appends (and syncs) the download's identity to the journal, waiting
+    /// for a checkpoint under way.
+    pub(crate) fn record_identity(
+        &self,
+        expected_len: Option<u64>,
+        validator: Option<&str>,
+    ) -> io::Result<()> {
+        match self.shared.journal.lock().as_mut() {
+            Some(journal) => journal.record_identity(expected_len, validator),
+            None => Err(io::Error::other("the journal was lost")),
+        }
+    }
+
     /// The identity of the journal.
     pub(crate) fn journal_id(&self) -> Option<(u64, u64)> {
         self.shared.journal.lock().as_ref().and_then(Journal::id)

@@ -236,6 +236,56 @@ impl DriverIo for MmapDriver {
         self.zero_bytes(range)
     }
 
+    fn persist_identity(
+        &self,
+        expected_len: Option<u64>,
+        validator: Option<&str>,
+    ) -> StorageResult<()> {
+        match self.checkpoints.lock().as_ref() {
+            Some(checkpoints) => checkpoints
+                .record_identity(expected_len, validator)
+                .map_err(|e| io_error(&self.journal_path, "cannot write", e)),
+            // Committed or read-only: no download to resume.
+            None => Ok(()),
+        }
+    }
+
+    /// A new journal, whole, with no range and no identity, in place of the
+    /// old one (`restart`); on failure the old one goes on.
+    fn forget_ranges(&self) -> StorageResult<()> {
+        let _lifecycle = self.lifecycle.lock();
+        let mut checkpoints = self.checkpoints.lock();
+        let Some(old) = checkpoints.take() else {
+            return Ok(());
+        };
+        let (journal, pending, data) = old.stop();
+        match Journal::create(&self.journal_path, std::iter::empty()) {
+            Ok(fresh) => {
+                *self.journal_id.lock() = fresh.id();
+                *checkpoints = Some(Checkpoints::resume(
+                    data,
+                    fresh,
+                    Vec::new(),
+                    self.poison.clone(),
+                    self.policy,
+                ));
+                Ok(())
+            }
+            Err(e) => {
+                if let Some(journal) = journal {
+                    *checkpoints = Some(Checkpoints::resume(
+                        data,
+                        journal,
+                        pending,
+                        self.poison.clone(),
+                        self.policy,
+                    ));
+                }
+                Err(io_error(&self.journal_path, "cannot write", e))
+            }
+        }
+    }
+
     fn path(&self) -> Option<&Path> {
         Some(&self.path)
     }

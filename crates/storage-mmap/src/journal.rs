@@ -18,6 +18,11 @@
 //! synced before an active file is replaced whole by rename. If a crash
 //! leaves the journal beside a file that matches the mark, the replacement
 //! landed and the journal is stale.
+//!
+//! And an *identity* record (payload `IDENTITY`, the expected length
+//! (`u64::MAX` for none), the validator's length (`u32`) and its UTF-8
+//! bytes), appended and synced when a download declares what it downloads
+//! (`set_expected_len`, `set_validator`); the last one read wins.
 
 use std::{
     fs::{self, File, OpenOptions},
@@ -47,6 +52,8 @@ pub(crate) fn temp_path_for(journal_path: &Path) -> PathBuf {
 }
 
 const REPLACED: &[u8; 8] = b"REPLACED";
+const IDENTITY: &[u8; 8] = b"IDENTITY";
+const NO_LENGTH: u64 = u64::MAX;
 const MARK_BYTES: usize = 24;
 
 /// A replacement announced in a journal: the new contents' length and crc32.
@@ -66,6 +73,39 @@ pub(crate) struct Contents {
     /// Every replacement mark, in order (replacements racing on one path
     /// may each have marked it before one of them landed).
     pub replacements: Vec<Replacement>,
+    /// The download's expected length, from the last identity record.
+    pub expected_len: Option<u64>,
+    /// The download's validator, from the last identity record.
+    pub validator: Option<String>,
+}
+
+/// The payload of an identity record.
+fn encode_identity(expected_len: Option<u64>, validator: Option<&str>) -> Vec<u8> {
+    let validator = validator.unwrap_or_default().as_bytes();
+    let mut payload = Vec::with_capacity(8 + 8 + 4 + validator.len());
+    payload.extend_from_slice(IDENTITY);
+    payload.extend_from_slice(&expected_len.unwrap_or(NO_LENGTH).to_le_bytes());
+    payload.extend_from_slice(&u32::try_from(validator.len()).unwrap_or(0).to_le_bytes());
+    if u32::try_from(validator.len()).is_ok() {
+        payload.extend_from_slice(validator);
+    }
+    payload
+}
+
+/// Parses an identity payload; `None` when it is not one.
+fn decode_identity(payload: &[u8]) -> Option<(Option<u64>, Option<String>)> {
+    let rest = payload.strip_prefix(IDENTITY)?;
+    let (len, rest) = rest.split_first_chunk::<8>()?;
+    let (size, validator) = rest.split_first_chunk::<4>()?;
+    if usize::try_from(u32::from_le_bytes(*size)).ok()? != validator.len() {
+        return None;
+    }
+    let len = u64::from_le_bytes(*len);
+    let validator = std::str::from_utf8(validator).ok()?;
+    Some((
+        (len != NO_LENGTH).then_some(len),
+        (!validator.is_empty()).then(|| validator.to_owned()),
+    ))
 }
 
 fn u64_at(bytes: &[u8]) -> u64 {
@@ -96,7 +136,10 @@ pub(crate) fn parse(bytes: &[u8]) -> Contents {
         if crc32fast::hash(payload) != crc {
             break; // corrupt
         }
-        if len == MARK_BYTES && payload.starts_with(REPLACED) {
+        if let Some((expected_len, validator)) = decode_identity(payload) {
+            contents.expected_len = expected_len;
+            contents.validator = validator;
+        } else if len == MARK_BYTES && payload.starts_with(REPLACED) {
             contents.replacements.push(Replacement {
                 len: u64_at(&payload[8..]),
                 crc: u32::try_from(u64_at(&payload[16..]) & u64::from(u32::MAX)).unwrap_or(0),
@@ -276,6 +319,17 @@ impl Journal {
         sys::file_id(&self.file.metadata().ok()?)
     }
 
+    /// Appends an identity record and makes it durable.
+    pub(crate) fn record_identity(
+        &mut self,
+        expected_len: Option<u64>,
+        validator: Option<&str>,
+    ) -> io::Result<()> {
+        self.file
+            .write_all(&frame(&encode_identity(expected_len, validator)))?;
+        sys::sync_data(&self.file)
+    }
+
     /// Appends a replacement mark and makes it durable.
     pub(crate) fn mark_replacement(&mut self, mark: Replacement) -> io::Result<()> {
         self.file.write_all(&encode_mark(mark))?;
@@ -315,6 +369,28 @@ pub(crate) fn remove_if_present(path: &Path) -> io::Result<()> {
 )]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_last_identity_record_wins_and_ranges_stay() {
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend(encode([0..10].iter()));
+        bytes.extend(frame(&encode_identity(Some(1000), Some("\"v1\""))));
+        bytes.extend(encode([20..30].iter()));
+        bytes.extend(frame(&encode_identity(Some(2000), Some("\"v2\""))));
+        let contents = parse(&bytes);
+        assert_eq!(contents.expected_len, Some(2000));
+        assert_eq!(contents.validator.as_deref(), Some("\"v2\""));
+        assert_eq!(
+            contents.ranges.iter().cloned().collect::<Vec<_>>(),
+            [0..10, 20..30]
+        );
+        let none = frame(&encode_identity(None, None));
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend(none);
+        let contents = parse(&bytes);
+        assert_eq!((contents.expected_len, contents.validator), (None, None));
+        assert_eq!(contents.valid_len, bytes.len() as u64);
+    }
 
     fn journal_of(records: &[&[Range<u64>]]) -> Vec<u8> {
         let mut bytes = MAGIC.to_vec();

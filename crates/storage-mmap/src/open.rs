@@ -25,6 +25,7 @@ fn committed(len: u64) -> DriverState {
         available,
         is_committed: true,
         unclean_holes: false,
+        ..DriverState::default()
     }
 }
 
@@ -178,6 +179,8 @@ fn open_existing(
         is_committed: false,
         // What was written after the last checkpoint is still in the file.
         unclean_holes: true,
+        expected_len: contents.expected_len,
+        validator: contents.validator.clone(),
     };
     Ok(Opened::Ready(store, state, checkpoints))
 }

@@ -161,4 +161,20 @@ impl<R: ResourceExt> ResourceExt for Atomic<R> {
     fn replace_all(&self, data: &[u8], durable: bool) -> StorageResult<()> {
         self.inner.replace_all(data, durable)
     }
+
+    fn demand(&self) -> crate::Demand {
+        self.inner.demand()
+    }
+
+    fn set_validator(&self, validator: &str) -> StorageResult<()> {
+        self.inner.set_validator(validator)
+    }
+
+    fn validator(&self) -> Option<String> {
+        self.inner.validator()
+    }
+
+    fn restart(&self) -> StorageResult<()> {
+        self.inner.restart()
+    }
 }

@@ -75,7 +75,7 @@ pub use storage_cache::{Cache, CacheEntry, CacheOptions, CacheStats, CachedResou
 #[cfg(feature = "tokio")]
 pub use storage_core::AsyncResourceCursor;
 pub use storage_core::{
-    AvailabilityObserver, CancellationToken, DefaultOpen, Driver, DriverIo, DriverState,
+    AvailabilityObserver, CancellationToken, DefaultOpen, Demand, Driver, DriverIo, DriverState,
     Interrupts, IoFailure, RangeSet, RangeTracker, Resource, ResourceCursor, ResourceExt,
     ResourceStatus, StorageError, StorageResult, WaitOutcome,
 };

@@ -145,6 +145,22 @@ impl ResourceExt for StorageResource {
     fn replace_all(&self, data: &[u8], durable: bool) -> StorageResult<()> {
         dispatch!(self, inner => inner.replace_all(data, durable))
     }
+
+    fn demand(&self) -> crate::Demand {
+        dispatch!(self, inner => inner.demand())
+    }
+
+    fn set_validator(&self, validator: &str) -> StorageResult<()> {
+        dispatch!(self, inner => inner.set_validator(validator))
+    }
+
+    fn validator(&self) -> Option<String> {
+        dispatch!(self, inner => inner.validator())
+    }
+
+    fn restart(&self) -> StorageResult<()> {
+        dispatch!(self, inner => inner.restart())
+    }
 }
 
 #[cfg(test)]

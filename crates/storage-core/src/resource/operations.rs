@@ -9,7 +9,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{Phase, Resource, wait::WaitFuture};
+use parking_lot::MutexGuard;
+
+use super::{Phase, Resource, Shared, wait::WaitFuture};
 use crate::{
     DriverIo, RangeTracker, ResourceExt, ResourceStatus, StorageError, StorageResult, WaitOutcome,
 };
@@ -241,6 +243,15 @@ impl<D: DriverIo> ResourceExt for Resource<D> {
             if end > len {
                 return Err(StorageError::PastExpectedLen { expected: len, end });
             }
+            if state.phase == Phase::Active {
+                // Kept with the store before anyone relies on it.
+                let validator = state.validator.clone();
+                MutexGuard::unlocked(&mut state, || {
+                    shared
+                        .driver
+                        .persist_identity(Some(len), validator.as_deref())
+                })?;
+            }
             state.expected_len = Some(len);
             shared.publish(&state);
             // Waiters at or past the new end have their outcome: Eof.
@@ -252,6 +263,64 @@ impl<D: DriverIo> ResourceExt for Resource<D> {
 
     fn expected_len(&self) -> Option<u64> {
         self.shared.state.lock().known_end()
+    }
+
+    fn demand(&self) -> crate::Demand {
+        let shared = &*self.shared;
+        // Under the state lock: a waiter registered before is seeded here,
+        // one registered after announces to this subscriber (perhaps both:
+        // a duplicate, never a loss).
+        let state = shared.state.lock();
+        let now: Vec<Range<u64>> = state
+            .waiters
+            .ranges()
+            .map(|range| Shared::<D>::missing(&state, range))
+            .collect();
+        shared.demand.subscribe(now)
+    }
+
+    fn set_validator(&self, validator: &str) -> StorageResult<()> {
+        let shared = &*self.shared;
+        let _writer = shared.writer.lock();
+        let (active, expected) = {
+            let state = shared.state.lock();
+            shared.check_usable(&state)?;
+            (state.phase == Phase::Active, state.expected_len)
+        };
+        if active {
+            shared.driver.persist_identity(expected, Some(validator))?;
+        }
+        shared.state.lock().validator = Some(validator.to_owned());
+        Ok(())
+    }
+
+    fn validator(&self) -> Option<String> {
+        self.shared.state.lock().validator.clone()
+    }
+
+    fn restart(&self) -> StorageResult<()> {
+        let shared = &*self.shared;
+        let _writer = shared.writer.lock();
+        {
+            let state = shared.state.lock();
+            shared.check_usable(&state)?;
+            if let Phase::Committed { .. } = state.phase {
+                return Err(StorageError::Committed);
+            }
+        }
+        shared.driver.forget_ranges()?;
+        let mut state = shared.state.lock();
+        state.tracker = RangeTracker::new();
+        state.expected_len = None;
+        state.validator = None;
+        // The old bytes are still in the store: zeroed before a commit.
+        state.holes_unclean = true;
+        shared.publish(&state);
+        shared.rewrites.fetch_add(1, Ordering::AcqRel);
+        let tasks = state.waiters.wake_all();
+        drop(state);
+        tasks.wake();
+        Ok(())
     }
 
     fn status(&self) -> ResourceStatus {

@@ -75,7 +75,7 @@ impl<D: DriverIo> Shared<D> {
 impl<D: DriverIo> Shared<D> {
     /// What a waiter for `range` that has no outcome yet is missing: from
     /// the first missing byte to the range's end, clipped to the known end.
-    fn missing(state: &State, range: &Range<u64>) -> Range<u64> {
+    pub(super) fn missing(state: &State, range: &Range<u64>) -> Range<u64> {
         let end = state.known_end().map_or(range.end, |n| range.end.min(n));
         let clipped = range.start..end;
         state
@@ -120,12 +120,16 @@ impl<D: DriverIo> Resource<D> {
                 let wakeup = Wakeup::Thread(Arc::clone(&condvar));
                 let id = state.waiters.register(range.clone(), wakeup);
                 registration = Some((id, Arc::clone(&condvar)));
-                if let Some(observer) = &shared.observer {
+                if shared.observer.is_some() || shared.demand.listened() {
                     // The demand signal, outside the lock; then look again
                     // before sleeping (registered, so no wake-up from now
                     // on is lost).
                     let missing = Shared::<D>::missing(&state, &range);
                     let heard = MutexGuard::unlocked(&mut state, || {
+                        shared.demand.announce(&missing);
+                        let Some(observer) = &shared.observer else {
+                            return Ok(());
+                        };
                         panic::catch_unwind(AssertUnwindSafe(|| observer.on_wait(missing)))
                     });
                     if let Err(payload) = heard {
@@ -194,12 +198,15 @@ impl<D: DriverIo> Future for WaitFuture<'_, D> {
         } else {
             let wakeup = Wakeup::Task(cx.waker().clone());
             this.registered = Some(state.waiters.register(this.range.clone(), wakeup));
-            if let Some(observer) = &shared.observer {
+            if shared.observer.is_some() || shared.demand.listened() {
                 // The demand signal, outside the lock. Registered first, so
                 // a write meanwhile wakes this task.
                 let missing = Shared::<D>::missing(&state, &this.range);
                 drop(state);
-                observer.on_wait(missing);
+                shared.demand.announce(&missing);
+                if let Some(observer) = &shared.observer {
+                    observer.on_wait(missing);
+                }
             }
         }
         Poll::Pending

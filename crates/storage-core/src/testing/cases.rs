@@ -15,7 +15,7 @@ use crate::{
 
 use super::{Harness, Heard, PendingWait, RecordingObserver, pattern, wait_for_count};
 
-pub use super::{ends::*, extensions::*, retries::*};
+pub use super::{downloads::*, ends::*, extensions::*, retries::*};
 
 fn status_is<H: Harness>(resource: &H::R, expected: &ResourceStatus) {
     assert_eq!(&resource.status(), expected);

@@ -62,6 +62,8 @@ pub mod bench;
 #[doc(hidden)]
 pub mod cases;
 #[cfg(feature = "testing")]
+mod downloads;
+#[cfg(feature = "testing")]
 mod ends;
 #[cfg(feature = "testing")]
 mod extensions;
@@ -320,6 +322,9 @@ macro_rules! behaviour_suite {
             on_wait_names_the_missing_range_of_a_blocked_reader,
             on_wait_runs_outside_the_locks_so_it_can_fetch_the_range_itself,
             a_panicking_on_wait_leaves_no_waiter_behind,
+            demand_names_what_blocked_readers_wait_for,
+            a_cursor_that_must_wait_waits_for_the_whole_read,
+            a_validator_is_kept_and_a_restart_forgets_everything,
         );
     };
     (@tests $harness:expr; $($name:ident),* $(,)?) => {

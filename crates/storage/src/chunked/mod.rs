@@ -293,6 +293,26 @@ impl<R: ResourceExt> ResourceExt for AtomicChunked<R> {
     fn replace_all(&self, data: &[u8], durable: bool) -> StorageResult<()> {
         self.shared.replace_all(data, durable)
     }
+
+    /// The demand of the resource serving at the moment (the download at
+    /// `.tmp` until the publication).
+    fn demand(&self) -> crate::Demand {
+        self.shared.served().demand()
+    }
+
+    fn set_validator(&self, validator: &str) -> StorageResult<()> {
+        self.shared.served().set_validator(validator)
+    }
+
+    fn validator(&self) -> Option<String> {
+        self.shared.served().validator()
+    }
+
+    /// As the serving resource's own: before the publication, the download
+    /// at `.tmp` forgets what it holds; after it, `Committed`.
+    fn restart(&self) -> StorageResult<()> {
+        self.shared.served().restart()
+    }
 }
 
 #[cfg(all(test, feature = "mmap"))]
