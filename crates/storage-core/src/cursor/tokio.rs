@@ -106,10 +106,9 @@ impl<R: ResourceExt + Clone> AsyncResourceCursor<R> {
         self.resource
     }
 
-    /// Polls until what a read of `len` needs is available (`Ok(true)`:
-    /// the byte at the position, or the whole read when it must wait; see
-    /// `ResourceCursor`) or the end is reached (`Ok(false)`).
-    fn poll_read_range(&mut self, len: usize, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
+    /// Polls until the byte at the position is available (`Ok(true)`) or
+    /// the end is reached (`Ok(false)`).
+    fn poll_one_byte(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
         let range = self.position..self.position + 1;
         loop {
             let pending = match &mut self.pending {
@@ -119,7 +118,7 @@ impl<R: ResourceExt + Clone> AsyncResourceCursor<R> {
                 }
                 None => {
                     let resource = self.resource.clone();
-                    let range = super::read_range(&resource, self.position, len);
+                    let range = range.clone();
                     self.pending.insert(Box::pin(
                         async move { resource.wait_range_async(range).await },
                     ))
@@ -154,7 +153,7 @@ impl<R: ResourceExt + Clone + Unpin> AsyncRead for AsyncResourceCursor<R> {
         if buf.remaining() == 0 || this.position == u64::MAX {
             return Poll::Ready(Ok(()));
         }
-        match this.poll_read_range(buf.remaining(), cx) {
+        match this.poll_one_byte(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
             Poll::Ready(Ok(false)) => Poll::Ready(Ok(())),
