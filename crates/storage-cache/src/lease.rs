@@ -146,6 +146,14 @@ impl ResourceExt for CachedResource {
         self.lease.resource.wait_range_timeout(range, timeout)
     }
 
+    fn wait_first_byte(
+        &self,
+        range: Range<u64>,
+        timeout: Option<Duration>,
+    ) -> StorageResult<WaitOutcome> {
+        self.lease.resource.wait_first_byte(range, timeout)
+    }
+
     fn interrupt(&self) {
         self.lease.resource.interrupt();
     }

@@ -2,7 +2,6 @@
 
 use std::{
     io::{self, Read, Seek, SeekFrom},
-    ops::Range,
     time::{Duration, Instant},
 };
 
@@ -124,39 +123,22 @@ impl<R: ResourceExt> ResourceCursor<R> {
         self.resource
     }
 
-    /// Waits until `deadline` (`None`: as long as it takes) for the bytes a
-    /// read of `len` at the position needs: none when the byte at the
-    /// position is there (the read takes what is there), else the whole
-    /// read, clipped to the known end — which is also what the demand
-    /// signal then asks a downloader for.
+    /// Waits until `deadline` (`None`: as long as it takes) for the byte at
+    /// the position, telling the demand signal that the whole read (`len`
+    /// bytes, clipped to the known end) is wanted.
     fn wait_for_read(
         &self,
         len: usize,
         deadline: Option<Instant>,
     ) -> Result<WaitOutcome, StorageError> {
-        let range = read_range(&self.resource, self.position, len);
-        match deadline {
-            Some(deadline) => self
-                .resource
-                .wait_range_timeout(range, deadline.saturating_duration_since(Instant::now())),
-            None => self.resource.wait_range(range),
-        }
+        let end = self.position.saturating_add((len as u64).max(1));
+        let end = self
+            .resource
+            .expected_len()
+            .map_or(end, |known| end.min(known.max(self.position + 1)));
+        let timeout = deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()));
+        self.resource.wait_first_byte(self.position..end, timeout)
     }
-}
-
-/// The range a read of `len` at `position` waits for: the byte there, if it
-/// is available (a wait answered at once), else the whole read up to the
-/// known end.
-pub(crate) fn read_range(resource: &impl ResourceExt, position: u64, len: usize) -> Range<u64> {
-    let one = position..position.saturating_add(1);
-    if resource.contains_range(one.clone()) {
-        return one;
-    }
-    let end = position.saturating_add((len as u64).max(1));
-    let end = resource
-        .expected_len()
-        .map_or(end, |known| end.min(known.max(one.end)));
-    position..end
 }
 
 /// Reads into `buf` the bytes of `resource` available without a gap from

@@ -142,6 +142,34 @@ pub trait ResourceExt: Send + Sync + 'static {
         timeout: Duration,
     ) -> StorageResult<WaitOutcome>;
 
+    /// Waits for the first byte of `range` (as
+    /// [`wait_range`](Self::wait_range) of `range.start..range.start + 1`,
+    /// with `timeout` as [`wait_range_timeout`](Self::wait_range_timeout)'s
+    /// when given), while telling the demand signal
+    /// ([`demand`](Self::demand), `AvailabilityObserver::on_wait`) that the
+    /// whole of `range` is wanted: what a reader calls that takes whatever
+    /// arrives first but will read all of `range` (a cursor's read), so a
+    /// downloader knows how much to fetch.
+    ///
+    /// # Errors
+    ///
+    /// As `wait_range_timeout`. The default (for implementations outside
+    /// this crate family) waits for the first byte and tells nothing more.
+    fn wait_first_byte(
+        &self,
+        range: Range<u64>,
+        timeout: Option<Duration>,
+    ) -> StorageResult<WaitOutcome> {
+        if range.start >= range.end {
+            return self.wait_range(range);
+        }
+        let first = range.start..range.start + 1;
+        match timeout {
+            Some(timeout) => self.wait_range_timeout(first, timeout),
+            None => self.wait_range(first),
+        }
+    }
+
     /// Wakes every waiter blocked at this instant (blocking or async) with
     /// `Ok(WaitOutcome::Interrupted)`, once: a wait begun afterwards blocks
     /// as usual. Status and data are unchanged. For a seek or flush upstream

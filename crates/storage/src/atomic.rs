@@ -91,6 +91,14 @@ impl<R: ResourceExt> ResourceExt for Atomic<R> {
         self.inner.wait_range_timeout(range, timeout)
     }
 
+    fn wait_first_byte(
+        &self,
+        range: Range<u64>,
+        timeout: Option<Duration>,
+    ) -> StorageResult<WaitOutcome> {
+        self.inner.wait_first_byte(range, timeout)
+    }
+
     fn interrupt(&self) {
         self.inner.interrupt();
     }

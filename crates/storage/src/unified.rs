@@ -146,6 +146,14 @@ impl ResourceExt for StorageResource {
         dispatch!(self, inner => inner.replace_all(data, durable))
     }
 
+    fn wait_first_byte(
+        &self,
+        range: Range<u64>,
+        timeout: Option<Duration>,
+    ) -> StorageResult<WaitOutcome> {
+        dispatch!(self, inner => inner.wait_first_byte(range, timeout))
+    }
+
     fn demand(&self) -> crate::Demand {
         dispatch!(self, inner => inner.demand())
     }

@@ -97,7 +97,20 @@ impl<D: DriverIo> ResourceExt for Resource<D> {
     }
 
     fn wait_range(&self, range: Range<u64>) -> StorageResult<WaitOutcome> {
-        self.wait_blocking(range, None)
+        self.wait_blocking(range, None, None)
+    }
+
+    fn wait_first_byte(
+        &self,
+        range: Range<u64>,
+        timeout: Option<Duration>,
+    ) -> StorageResult<WaitOutcome> {
+        if range.start >= range.end {
+            return self.wait_blocking(range, None, None);
+        }
+        let first = range.start..range.start + 1;
+        let deadline = timeout.and_then(|timeout| Instant::now().checked_add(timeout));
+        self.wait_blocking(first, deadline, Some(&range))
     }
 
     fn wait_range_timeout(
@@ -106,7 +119,7 @@ impl<D: DriverIo> ResourceExt for Resource<D> {
         timeout: Duration,
     ) -> StorageResult<WaitOutcome> {
         // A timeout too large for the clock waits without a deadline.
-        self.wait_blocking(range, Instant::now().checked_add(timeout))
+        self.wait_blocking(range, Instant::now().checked_add(timeout), None)
     }
 
     fn wait_range_async(

@@ -88,10 +88,13 @@ impl<D: DriverIo> Shared<D> {
 impl<D: DriverIo> Resource<D> {
     /// Blocks until `range` has an outcome, or `deadline` passes
     /// (`Err(TimedOut)`). Sleeps on a condvar of its own: no polling.
+    /// `announce`, when given, is what the demand signal is told is wanted
+    /// (a cursor waits for one byte of its read, and wants all of it).
     pub(super) fn wait_blocking(
         &self,
         range: Range<u64>,
         deadline: Option<Instant>,
+        announce: Option<&Range<u64>>,
     ) -> StorageResult<WaitOutcome> {
         validate(&range)?;
         let shared = &*self.shared;
@@ -124,7 +127,7 @@ impl<D: DriverIo> Resource<D> {
                     // The demand signal, outside the lock; then look again
                     // before sleeping (registered, so no wake-up from now
                     // on is lost).
-                    let missing = Shared::<D>::missing(&state, &range);
+                    let missing = Shared::<D>::missing(&state, announce.unwrap_or(&range));
                     let heard = MutexGuard::unlocked(&mut state, || {
                         shared.demand.announce(&missing);
                         let Some(observer) = &shared.observer else {

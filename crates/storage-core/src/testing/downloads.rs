@@ -56,7 +56,7 @@ pub fn demand_names_what_blocked_readers_wait_for<H: Harness>(h: &H) {
     }
 }
 
-pub fn a_cursor_that_must_wait_waits_for_the_whole_read<H: Harness>(h: &H) {
+pub fn a_cursor_that_must_wait_asks_for_the_whole_read<H: Harness>(h: &H) {
     let r = h.fresh();
     let mut demand = r.demand();
     let reader = r.clone();
@@ -67,21 +67,25 @@ pub fn a_cursor_that_must_wait_waits_for_the_whole_read<H: Harness>(h: &H) {
         let n = cursor.read(&mut buf).unwrap();
         (n, buf)
     });
-    // The demand says how much the read needs, not one byte.
+    // The demand says how much the read needs, not one byte...
     assert_eq!(next_demand(&mut demand), 4000..4100);
-    // A part of it does not end the wait...
+    // ...and the read takes what arrives first.
     r.write_at(4000, &[5; 10]).unwrap();
-    std::thread::sleep(Duration::from_millis(20));
-    assert!(
-        !read.is_finished(),
-        "the read returned with 10 of 100 bytes"
-    );
-    // ...the rest does, and the read has it all.
-    r.write_at(4010, &[6; 90]).unwrap();
     let (n, buf) = within("the read", move || read.join().unwrap());
-    assert_eq!(n, 100);
+    assert_eq!(n, 10);
     assert_eq!(&buf[..10], &[5; 10]);
-    assert_eq!(&buf[10..], &[6; 90]);
+    // A wait for the first byte of a range, hinted, directly.
+    let mut demand = r.demand();
+    let waiting = {
+        let r = r.clone();
+        std::thread::spawn(move || r.wait_first_byte(9000..9500, Some(super::LIMIT)))
+    };
+    assert_eq!(next_demand(&mut demand), 9000..9500);
+    r.write_at(9000, &[1]).unwrap();
+    assert_eq!(
+        within("the first byte", move || waiting.join().unwrap()).unwrap(),
+        WaitOutcome::Ready
+    );
 }
 
 pub fn a_validator_is_kept_and_a_restart_forgets_everything<H: Harness>(h: &H) {

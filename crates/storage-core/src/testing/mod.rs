@@ -323,7 +323,7 @@ macro_rules! behaviour_suite {
             on_wait_runs_outside_the_locks_so_it_can_fetch_the_range_itself,
             a_panicking_on_wait_leaves_no_waiter_behind,
             demand_names_what_blocked_readers_wait_for,
-            a_cursor_that_must_wait_waits_for_the_whole_read,
+            a_cursor_that_must_wait_asks_for_the_whole_read,
             a_validator_is_kept_and_a_restart_forgets_everything,
         );
     };

@@ -294,6 +294,14 @@ impl<R: ResourceExt> ResourceExt for AtomicChunked<R> {
         self.shared.replace_all(data, durable)
     }
 
+    fn wait_first_byte(
+        &self,
+        range: Range<u64>,
+        timeout: Option<Duration>,
+    ) -> StorageResult<WaitOutcome> {
+        self.shared.served().wait_first_byte(range, timeout)
+    }
+
     /// The demand of the resource serving at the moment (the download at
     /// `.tmp` until the publication).
     fn demand(&self) -> crate::Demand {
