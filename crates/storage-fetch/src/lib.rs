@@ -229,6 +229,12 @@ where
         .map_err(|e| storage_core::StorageError::Failed(format!("the sync task died: {e}")))?
 }
 
+/// This crate's README examples (the page the registry shows), compiled
+/// and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 #[cfg(test)]
 mod tests {
     use super::*;

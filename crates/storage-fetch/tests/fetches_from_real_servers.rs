@@ -6,6 +6,11 @@
 //! file that changed on the server is fetched afresh, never spliced; a
 //! redirect is followed.
 
+#![allow(
+    clippy::cast_possible_truncation,
+    reason = "test files are a few MiB: offsets fit in usize"
+)]
+
 mod support;
 
 use std::time::Duration;

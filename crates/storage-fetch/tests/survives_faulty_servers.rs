@@ -6,6 +6,11 @@
 //! then the resource fails: never committed short); a 416 on a resume past
 //! the end. Every committed byte equals the source; no wait is unbounded.
 
+#![allow(
+    clippy::cast_possible_truncation,
+    reason = "test files are a few MiB: offsets fit in usize"
+)]
+
 mod support;
 
 use std::time::Duration;

@@ -23,7 +23,11 @@
 //! - `tokio`: `AsyncResourceCursor`, tokio's `AsyncRead + AsyncSeek` over a
 //!   resource.
 //! - `stream-download`: `ResourceStorageProvider`, a storage provider for
-//!   the stream-download crate (0.24) backed by a resource.
+//!   the stream-download crate (0.24) backed by a resource; that crate is
+//!   re-exported as `storage::stream_download` (no version to match).
+//! - `fetch`: [`fetch::Fetcher`] fills a resource from a URL — HTTP range
+//!   requests, what blocked readers wait for first, resumable, one version
+//!   of the remote file (crate `storage-fetch`: reqwest with rustls, tokio).
 //! - `cache` (default; enables `mmap`): [`Cache`], a bounded directory of
 //!   file-backed resources keyed by strings, with leases, pins and
 //!   least-recently-used eviction (crate `storage-cache`).
@@ -62,9 +66,22 @@ mod atomic;
 #[cfg(any(feature = "mmap", feature = "mem"))]
 mod chunked;
 #[cfg(all(feature = "stream-download", any(feature = "mmap", feature = "mem")))]
-mod stream_download;
+mod stream_storage;
 #[cfg(any(feature = "mmap", feature = "mem"))]
 mod unified;
+
+/// The downloader (feature `fetch`): fills a resource from a URL, serving
+/// first what blocked readers wait for, resuming what is there, never
+/// mixing two versions of a remote file (crate `storage-fetch`).
+#[cfg(feature = "fetch")]
+pub mod fetch {
+    pub use storage_fetch::{FetchError, FetchOptions, FetchReport, Fetcher, sync};
+}
+/// The stream-download crate (feature `stream-download`), at the version
+/// `ResourceStorageProvider` implements: `storage::stream_download::…`
+/// needs no dependency of its own (and no version to match).
+#[cfg(feature = "stream-download")]
+pub use ::stream_download;
 
 #[cfg(any(feature = "mmap", feature = "mem"))]
 pub use atomic::Atomic;
@@ -87,7 +104,7 @@ pub use storage_mmap::{
     DEFAULT_INITIAL_LEN, MmapDriver, MmapOpenOptions, MmapOptions, MmapResource, OpenMode,
 };
 #[cfg(all(feature = "stream-download", any(feature = "mmap", feature = "mem")))]
-pub use stream_download::{ResourceStorageProvider, ResourceStorageReader, ResourceStorageWriter};
+pub use stream_storage::{ResourceStorageProvider, ResourceStorageReader, ResourceStorageWriter};
 #[cfg(any(feature = "mmap", feature = "mem"))]
 pub use unified::StorageResource;
 

@@ -17,6 +17,11 @@ const CACHE: &str = "storage-cache";
 const CACHE_MAY_USE: [&str; 2] = [CORE, "storage-mmap"];
 /// The facade feature that must be the only way to the cache.
 const CACHE_FEATURE: &str = "cache";
+/// The downloader: on the core's public API only, reached from the facade
+/// through its `fetch` feature, depended on by nothing else.
+const FETCH: &str = "storage-fetch";
+/// The facade feature that must be the only way to the downloader.
+const FETCH_FEATURE: &str = "fetch";
 /// Crates the core must not pull in, even indirectly.
 const FORBIDDEN_IN_CORE: [&str; 2] = ["memmap2", "tempfile"];
 
@@ -115,6 +120,51 @@ pub fn findings(metadata: &Metadata) -> Vec<Finding> {
         }
     }
     findings.extend(cache_findings(&by_name, &member_names, root));
+    findings.extend(fetch_findings(&members, &by_name, &member_names, root));
+    findings
+}
+
+/// The downloader depends (outside its tests) on the core only; the facade
+/// reaches it only through its `fetch` feature, and no other crate does.
+fn fetch_findings(
+    members: &[&Package],
+    by_name: &HashMap<&str, &Package>,
+    member_names: &BTreeSet<&str>,
+    root: &Path,
+) -> Vec<Finding> {
+    let Some(fetch) = by_name.get(FETCH) else {
+        return Vec::new();
+    };
+    let mut findings = Vec::new();
+    for dep in &fetch.dependencies {
+        let normal = dep.kind == DependencyKind::Normal;
+        if normal && member_names.contains(dep.name.as_str()) && dep.name != CORE {
+            findings.push(Finding::new(
+                manifest(fetch, root),
+                format!(
+                    "`{FETCH}` depends on `{}`; it uses `{CORE}`'s public API only",
+                    dep.name
+                ),
+            ));
+        }
+    }
+    for package in members {
+        let name = package.name.as_str();
+        if name != FACADE && package.dependencies.iter().any(|dep| dep.name == FETCH) {
+            findings.push(Finding::new(
+                manifest(package, root),
+                format!("`{name}` depends on `{FETCH}`; only the facade may"),
+            ));
+        }
+    }
+    if let Some(facade) = by_name.get(FACADE) {
+        findings.extend(facade_reaches_driver_by_feature(
+            facade,
+            FETCH,
+            FETCH_FEATURE,
+            root,
+        ));
+    }
     findings
 }
 

@@ -1,0 +1,132 @@
+//! Demand first, with no wiring: a reader that seeks far ahead of a slow
+//! download gets its range fetched next, on a request of its own that
+//! starts where it reads; a reader that only catches up with the download
+//! front starts no request. Against the test's own throttled server on
+//! 127.0.0.1, whose log shows the ranges asked.
+
+#![allow(
+    clippy::cast_possible_truncation,
+    reason = "test files are a few MiB: offsets fit in usize"
+)]
+
+mod support;
+
+use std::{
+    io::{Read, Seek, SeekFrom},
+    time::Duration,
+};
+
+use storage_core::{CancellationToken, ResourceCursor, ResourceExt, ResourceStatus};
+use storage_fetch::{FetchOptions, Fetcher};
+use storage_mem::MemResource;
+use support::{LIMIT, Plan, content, fault_server, runtime};
+
+const LEN: usize = 4_000_000;
+
+fn slow_plan(data: &[u8]) -> Plan {
+    let mut plan = Plan::new(data.to_vec());
+    plan.rate = Some(400_000);
+    plan.latency = Duration::from_millis(20);
+    plan
+}
+
+#[test]
+fn a_far_seek_gets_its_range_fetched_next() {
+    let data = content(1, LEN);
+    let runtime = runtime();
+    let resource = MemResource::new(CancellationToken::new());
+    let server = runtime.block_on(fault_server(slow_plan(&data)));
+    let fetch = runtime.spawn({
+        let (resource, url) = (resource.clone(), server.url.clone());
+        async move {
+            Fetcher::new(FetchOptions::default())
+                .fetch(resource, &url)
+                .await
+        }
+    });
+    // A decoder seeks to 80 % and reads.
+    let seek = 3_200_000u64;
+    let reader = {
+        let resource = resource.clone();
+        std::thread::spawn(move || {
+            let mut cursor = ResourceCursor::with_timeout(resource, LIMIT);
+            cursor.seek(SeekFrom::Start(seek)).unwrap();
+            let mut buf = vec![0; 65_536];
+            cursor.read_exact(&mut buf).map(|()| buf)
+        })
+    };
+    let read =
+        storage_core::testing::within("the seek's read", move || reader.join().unwrap()).unwrap();
+    assert!(
+        read == data[3_200_000..3_265_536],
+        "the seek read other bytes"
+    );
+    let asked: Vec<String> = server
+        .requests()
+        .into_iter()
+        .filter_map(|s| s.range)
+        .collect();
+    assert!(
+        asked
+            .iter()
+            .any(|range| range.starts_with("bytes=3200000-")),
+        "no request started where the reader seeked: {asked:?}"
+    );
+    // The download finishes whole.
+    resource.wait_range_timeout(0..LEN as u64, LIMIT).unwrap();
+    let report = runtime
+        .block_on(async { tokio::time::timeout(LIMIT, fetch).await })
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(report.fetched, LEN as u64);
+    assert_eq!(
+        resource.status(),
+        ResourceStatus::Committed {
+            final_len: Some(LEN as u64)
+        }
+    );
+    let mut all = Vec::new();
+    resource.read_into(&mut all).unwrap();
+    assert!(all == data);
+}
+
+#[test]
+fn a_reader_at_the_download_front_starts_no_request() {
+    let data = content(2, 1_000_000);
+    let runtime = runtime();
+    let resource = MemResource::new(CancellationToken::new());
+    let server = runtime.block_on(fault_server(slow_plan(&data)));
+    let fetch = runtime.spawn({
+        let (resource, url) = (resource.clone(), server.url.clone());
+        async move {
+            Fetcher::new(FetchOptions::default())
+                .fetch(resource, &url)
+                .await
+        }
+    });
+    // A player reading in order, always waiting at the front.
+    let reader = {
+        let resource = resource.clone();
+        std::thread::spawn(move || {
+            let mut all = Vec::new();
+            ResourceCursor::with_timeout(resource, LIMIT)
+                .read_to_end(&mut all)
+                .map(|_| all)
+        })
+    };
+    let all =
+        storage_core::testing::within("the in-order read", move || reader.join().unwrap()).unwrap();
+    assert!(all == data);
+    let report = runtime
+        .block_on(async { tokio::time::timeout(LIMIT, fetch).await })
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        report.requests,
+        1,
+        "an underrun restarted requests: {:?}",
+        server.requests()
+    );
+}
