@@ -5,7 +5,6 @@
 //! what is missing; the result equals the source.
 
 #![cfg(unix)]
-
 #![allow(
     clippy::cast_possible_truncation,
     reason = "test files are a few MiB: offsets fit in usize"
