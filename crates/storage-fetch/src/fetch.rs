@@ -550,40 +550,110 @@ async fn request<R: ResourceExt>(
     }
     let mut at = head.start;
     let mut progressed = false;
+    // Small chunks are gathered (contiguous, up to `BATCH`) and stored in
+    // one write: fewer calls into the resource for the same bytes. A batch
+    // waits at most `BATCH_WAIT` for the next chunk, so readers at the
+    // front see bytes as they come.
+    let mut batch = Batch::default();
     loop {
-        let chunk = tokio::time::timeout(context.options.read_timeout, response.chunk()).await;
+        let next = if batch.bytes.is_empty() {
+            Some(tokio::time::timeout(context.options.read_timeout, response.chunk()).await)
+        } else {
+            tokio::select! {
+                chunk = tokio::time::timeout(context.options.read_timeout, response.chunk()) => Some(chunk),
+                () = tokio::time::sleep(BATCH_WAIT) => None,
+            }
+        };
+        let Some(chunk) = next else {
+            // The next chunk is late: store what is gathered meanwhile.
+            if let Err(error) = batch.store(context, front, &mut progressed) {
+                return Finished::Storage(error);
+            }
+            continue;
+        };
         let bytes = match chunk {
             Ok(Ok(Some(bytes))) => bytes,
-            Ok(Ok(None)) => return Finished::Done { eof: true, end: at },
-            Ok(Err(error)) => return failed(error.to_string(), progressed, None),
-            Err(_) => {
-                return failed(
-                    format!("nothing received for {:?}", context.options.read_timeout),
-                    progressed,
-                    None,
-                );
+            ended => {
+                if let Err(error) = batch.store(context, front, &mut progressed) {
+                    return Finished::Storage(error);
+                }
+                return match ended {
+                    Ok(Ok(_)) => Finished::Done { eof: true, end: at },
+                    Ok(Err(error)) => failed(error.to_string(), progressed, None),
+                    Err(_) => failed(
+                        format!("nothing received for {:?}", context.options.read_timeout),
+                        progressed,
+                        None,
+                    ),
+                };
             }
         };
         let chunk_end = at + bytes.len() as u64;
         let stop = limit.load(Ordering::Acquire);
         let (lo, hi) = (at.max(start), chunk_end.min(stop));
         if lo < hi {
-            match store_missing(&context.resource, &bytes, at, lo..hi) {
-                Ok(stored) => {
-                    context.fetched.fetch_add(stored, Ordering::Relaxed);
-                    progressed |= stored > 0;
+            let part = &bytes
+                [usize::try_from(lo - at).unwrap_or(0)..usize::try_from(hi - at).unwrap_or(0)];
+            if batch.end() != Some(lo) || batch.bytes.len() + part.len() > BATCH {
+                if let Err(error) = batch.store(context, front, &mut progressed) {
+                    return Finished::Storage(error);
                 }
-                Err(error) => return Finished::Storage(error),
             }
-            front.store(hi, Ordering::Release);
+            if batch.bytes.is_empty() {
+                batch.start = lo;
+            }
+            batch.bytes.extend_from_slice(part);
         }
         at = chunk_end;
         if at >= stop {
+            if let Err(error) = batch.store(context, front, &mut progressed) {
+                return Finished::Storage(error);
+            }
             return Finished::Done {
                 eof: false,
                 end: at,
             };
         }
+    }
+}
+
+/// The most bytes gathered before they are stored.
+const BATCH: usize = 256 * 1024;
+
+/// The longest gathered bytes wait for the next chunk before they are
+/// stored anyway.
+const BATCH_WAIT: Duration = Duration::from_millis(2);
+
+/// Contiguous bytes of a body gathered for one write.
+#[derive(Default)]
+struct Batch {
+    start: u64,
+    bytes: Vec<u8>,
+}
+
+impl Batch {
+    /// Where the gathered bytes end, if there are any.
+    fn end(&self) -> Option<u64> {
+        (!self.bytes.is_empty()).then(|| self.start + self.bytes.len() as u64)
+    }
+
+    /// Stores what is gathered (the parts the resource lacks) and moves
+    /// the request's front past it.
+    fn store<R: ResourceExt>(
+        &mut self,
+        context: &Context<R>,
+        front: &AtomicU64,
+        progressed: &mut bool,
+    ) -> Result<(), StorageError> {
+        let Some(end) = self.end() else {
+            return Ok(());
+        };
+        let stored = store_missing(&context.resource, &self.bytes, self.start, self.start..end)?;
+        context.fetched.fetch_add(stored, Ordering::Relaxed);
+        *progressed |= stored > 0;
+        front.store(end, Ordering::Release);
+        self.bytes.clear();
+        Ok(())
     }
 }
 
