@@ -522,7 +522,7 @@ async fn request<R: ResourceExt>(
         builder = builder.header(header::IF_RANGE, validator);
     }
     let sent = tokio::time::timeout(context.options.read_timeout, builder.send()).await;
-    let mut response = match sent {
+    let response = match sent {
         Ok(Ok(response)) => response,
         Ok(Err(error)) => return failed(error.to_string(), false, None),
         Err(_) => return failed("no answer within the read timeout".into(), false, None),
@@ -548,7 +548,25 @@ async fn request<R: ResourceExt>(
     if let Err(finished) = check_identity(context, &head) {
         return finished;
     }
-    let mut at = head.start;
+    read_body(context, response, head.start, start, front, limit).await
+}
+
+/// Reads the body of `response` (whose first byte is at `at`), storing the
+/// bytes from `start` up to `limit` that the resource lacks.
+async fn read_body<R: ResourceExt>(
+    context: &Context<R>,
+    mut response: reqwest::Response,
+    mut at: u64,
+    start: u64,
+    front: &AtomicU64,
+    limit: &AtomicU64,
+) -> Finished {
+    let failed = |reason: String, progressed: bool| Finished::Failed {
+        front: front.load(Ordering::Acquire),
+        progressed,
+        reason,
+        status: None,
+    };
     let mut progressed = false;
     // Small chunks are gathered (contiguous, up to `BATCH`) and stored in
     // one write: fewer calls into the resource for the same bytes. A batch
@@ -579,11 +597,10 @@ async fn request<R: ResourceExt>(
                 }
                 return match ended {
                     Ok(Ok(_)) => Finished::Done { eof: true, end: at },
-                    Ok(Err(error)) => failed(error.to_string(), progressed, None),
+                    Ok(Err(error)) => failed(error.to_string(), progressed),
                     Err(_) => failed(
                         format!("nothing received for {:?}", context.options.read_timeout),
                         progressed,
-                        None,
                     ),
                 };
             }
@@ -594,10 +611,10 @@ async fn request<R: ResourceExt>(
         if lo < hi {
             let part = &bytes
                 [usize::try_from(lo - at).unwrap_or(0)..usize::try_from(hi - at).unwrap_or(0)];
-            if batch.end() != Some(lo) || batch.bytes.len() + part.len() > BATCH {
-                if let Err(error) = batch.store(context, front, &mut progressed) {
-                    return Finished::Storage(error);
-                }
+            if (batch.end() != Some(lo) || batch.bytes.len() + part.len() > BATCH)
+                && let Err(error) = batch.store(context, front, &mut progressed)
+            {
+                return Finished::Storage(error);
             }
             if batch.bytes.is_empty() {
                 batch.start = lo;
