@@ -53,10 +53,14 @@ pub enum ResourceStatus {
 pub trait AvailabilityObserver: Send + Sync {
     /// The resource was committed with a known length (`commit(Some(n))`,
     /// or `commit(None)` on a resource whose expected length is covered).
-    /// A plain `commit(None)` does not call it.
-    fn on_commit(&self, final_len: u64);
-    /// `range` was written and is now available.
-    fn on_write(&self, range: Range<u64>);
+    /// A plain `commit(None)` does not call it. The default does nothing.
+    fn on_commit(&self, final_len: u64) {
+        let _ = final_len;
+    }
+    /// `range` was written and is now available. The default does nothing.
+    fn on_write(&self, range: Range<u64>) {
+        let _ = range;
+    }
     /// The demand signal: a reader is about to block because `range` is
     /// missing. `range` runs from the first missing byte of the range the
     /// reader waits for to its end (clipped to the expected or final

@@ -54,6 +54,7 @@
 
 mod fetch;
 mod http;
+mod request;
 
 use std::{sync::Arc, time::Duration};
 
