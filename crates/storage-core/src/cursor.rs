@@ -131,6 +131,13 @@ impl<R: ResourceExt> ResourceCursor<R> {
         len: usize,
         deadline: Option<Instant>,
     ) -> Result<WaitOutcome, StorageError> {
+        // The common case, lock-free: the byte is there.
+        if self
+            .resource
+            .contains_range(self.position..self.position.saturating_add(1))
+        {
+            return Ok(WaitOutcome::Ready);
+        }
         let end = self.position.saturating_add((len as u64).max(1));
         let end = self
             .resource
