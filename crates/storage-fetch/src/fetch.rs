@@ -60,13 +60,19 @@ pub(crate) struct Context<R> {
     pub(crate) identity: Mutex<Identity>,
     /// Bytes stored by this download.
     pub(crate) fetched: AtomicU64,
+    /// HTTP requests sent.
+    pub(crate) requests: std::sync::atomic::AtomicU32,
 }
 
 /// How one request ended.
 #[derive(Debug)]
 pub(crate) enum Finished {
     /// Its body ended (`eof`), or it reached its limit.
-    Done { eof: bool, end: u64 },
+    Done {
+        eof: bool,
+        end: u64,
+        progressed: bool,
+    },
     /// The remote file is not the one the resource holds bytes of.
     Changed(String),
     /// 416: nothing from where it asked; the total, if said.
@@ -88,6 +94,8 @@ pub(crate) enum Finished {
 
 /// A request in flight.
 struct Worker {
+    /// Where its span starts.
+    start: u64,
     /// Where its next byte goes.
     front: Arc<AtomicU64>,
     /// Where it stops (lowered when another request takes over past it).
@@ -106,7 +114,9 @@ pub(crate) struct Job<R> {
     workers: Vec<(tokio::task::Id, Worker)>,
     tasks: JoinSet<Finished>,
     serial: u64,
-    requests: u32,
+    /// Where seeks were being served when their request gave its slot to a
+    /// newer one: asked again first when a slot frees.
+    pending_demands: Vec<u64>,
     retries: u32,
     restarts: u32,
 }
@@ -134,11 +144,12 @@ where
                 options,
                 identity: Mutex::new(identity),
                 fetched: AtomicU64::new(0),
+                requests: std::sync::atomic::AtomicU32::new(0),
             }),
             workers: Vec::new(),
             tasks: JoinSet::new(),
             serial: 0,
-            requests: 0,
+            pending_demands: Vec::new(),
             retries: 0,
             restarts: 0,
         }
@@ -155,7 +166,7 @@ where
             len,
             fetched,
             skipped: len.saturating_sub(fetched),
-            requests: self.requests,
+            requests: self.context.requests.load(Ordering::Relaxed),
             retries: self.retries,
             restarts: self.restarts,
         }
@@ -269,10 +280,18 @@ where
     /// Starts requests for missing spans while slots are free.
     fn fill_slots(&mut self, failures: u32, wait: Option<Duration>) {
         while self.workers.len() < self.slots() {
-            let Some((start, end)) = self.next_span(0) else {
-                return;
+            // A seek that gave its slot away first, if it still wants bytes.
+            let (span, demand) = match self.pending_demands.pop() {
+                Some(at) => match self.next_span(at) {
+                    Some(span) => (span, true),
+                    None => continue,
+                },
+                None => match self.next_span(0) {
+                    Some(span) => (span, false),
+                    None => return,
+                },
             };
-            self.spawn(start, end, false, failures, wait);
+            self.spawn(span.0, span.1, demand, failures, wait);
         }
     }
 
@@ -285,7 +304,19 @@ where
         failures: u32,
         wait: Option<Duration>,
     ) {
-        // A request that was going to fill `start` stops there.
+        // A request that another one in flight will meet stops where that
+        // one is (no byte is fetched twice)...
+        let ahead = self
+            .workers
+            .iter()
+            .map(|(_, w)| w.front.load(Ordering::Acquire))
+            .filter(|&front| front > start)
+            .min();
+        let end = match (end, ahead) {
+            (Some(end), Some(ahead)) => Some(end.min(ahead)),
+            (end, ahead) => end.or(ahead),
+        };
+        // ...and a request that was going to fill `start` stops there.
         for (_, worker) in &self.workers {
             let front = worker.front.load(Ordering::Acquire);
             if front <= start && start < worker.limit.load(Ordering::Acquire) {
@@ -302,11 +333,11 @@ where
             }
             request(&context, start, end, &task_front, &task_limit).await
         });
-        self.requests += 1;
         self.serial += 1;
         self.workers.push((
             abort.id(),
             Worker {
+                start,
                 front,
                 limit,
                 demand,
@@ -343,13 +374,14 @@ where
             return;
         }
         if self.workers.len() >= self.slots() {
-            // The request to give up: an older seek's, else the in-order
-            // fill (its span is asked again once a slot is free).
+            // The request to give up: the in-order fill (its span is asked
+            // again once a slot is free), else the oldest seek's, which is
+            // remembered and asked again first.
             let victim = self
                 .workers
                 .iter()
                 .enumerate()
-                .filter(|(_, (_, w))| w.demand)
+                .filter(|(_, (_, w))| !w.demand)
                 .min_by_key(|(_, (_, w))| w.serial)
                 .or_else(|| {
                     self.workers
@@ -361,6 +393,10 @@ where
             if let Some(at) = victim {
                 let (_, worker) = self.workers.swap_remove(at);
                 worker.abort.abort();
+                if worker.demand {
+                    self.pending_demands
+                        .push(worker.front.load(Ordering::Acquire));
+                }
             }
         }
         let end = self
@@ -377,9 +413,12 @@ where
         worker: Option<Worker>,
         finished: Finished,
     ) -> Result<(), FetchError> {
-        let failures = worker.as_ref().map_or(0, |w| w.failures);
         match finished {
-            Finished::Done { eof, end } => {
+            Finished::Done {
+                eof,
+                end,
+                progressed,
+            } => {
                 let mut identity = self.context.identity.lock();
                 if eof && identity.len.is_none() {
                     // A body of unknown length ended: the file's length.
@@ -389,17 +428,52 @@ where
                         Ok(()) | Err(StorageError::LengthMismatch { .. }) => {}
                         Err(error) => return Err(self.give_up(FetchError::Storage(error))),
                     }
+                    return Ok(());
+                }
+                drop(identity);
+                // An answer that ended with nothing new while its span is
+                // still missing (an empty 206): a failure, with backoff.
+                let missing = worker.as_ref().is_some_and(|w| {
+                    let limit = w.limit.load(Ordering::Acquire);
+                    self.resource().next_gap(w.start, limit).is_some()
+                });
+                if missing && !progressed {
+                    let front = worker
+                        .as_ref()
+                        .map_or(end, |w| w.front.load(Ordering::Acquire));
+                    return self.retry(
+                        worker,
+                        front,
+                        false,
+                        "an answer with no bytes".into(),
+                        None,
+                    );
                 }
                 Ok(())
             }
             Finished::Changed(why) => self.restart(&why).await,
             Finished::NotSatisfiable { asked, total } => {
-                let total = total.unwrap_or(asked);
                 let known = self.context.identity.lock().len;
-                match known {
-                    Some(len) if len == total => Ok(()),
-                    Some(_) => self.restart("the file's length changed").await,
-                    None => {
+                match (known, total) {
+                    // Nothing said about the length, or a 416 for bytes
+                    // inside a file of a known length: a failure, retried.
+                    (_, None) => self.retry(
+                        worker,
+                        asked,
+                        false,
+                        "a 416 without a length".into(),
+                        Some(416),
+                    ),
+                    (Some(len), Some(total)) if len == total && asked < len => self.retry(
+                        worker,
+                        asked,
+                        false,
+                        "a 416 inside the file".into(),
+                        Some(416),
+                    ),
+                    (Some(len), Some(total)) if len == total => Ok(()),
+                    (Some(_), Some(_)) => self.restart("the file's length changed").await,
+                    (None, Some(total)) => {
                         self.context.identity.lock().len = Some(total);
                         match self.resource().set_expected_len(total) {
                             Ok(()) => Ok(()),
@@ -413,49 +487,68 @@ where
                 progressed,
                 reason,
                 status,
-            } => {
-                let failures = if progressed { 1 } else { failures + 1 };
-                if failures > self.context.options.retries {
-                    let error = match status {
-                        Some(status) => FetchError::Status {
-                            url: self.context.url.clone(),
-                            status,
-                        },
-                        None => FetchError::Network {
-                            url: self.context.url.clone(),
-                            reason,
-                            attempts: failures,
-                        },
-                    };
-                    return Err(self.give_up(error));
-                }
-                self.retries += 1;
-                let options = &self.context.options;
-                let wait = options
-                    .backoff
-                    .saturating_mul(1 << (failures - 1).min(16))
-                    .min(options.max_backoff);
-                let (demand, limit) = worker.map_or((false, u64::MAX), |w| {
-                    (w.demand, w.limit.load(Ordering::Acquire))
-                });
-                let end = (limit != u64::MAX).then_some(limit);
-                if self
-                    .resource()
-                    .next_gap(front, end.unwrap_or(u64::MAX))
-                    .is_some()
-                {
-                    self.spawn(front, end, demand, failures, Some(wait));
-                }
-                Ok(())
-            }
+            } => self.retry(worker, front, progressed, reason, status),
             Finished::Refused(status) => Err(self.give_up(FetchError::Status {
                 url: self.context.url.clone(),
                 status,
             })),
             Finished::Invalid(reason) => Err(self.give_up_invalid(&reason)),
             Finished::Storage(StorageError::Cancelled) => Err(FetchError::Cancelled),
-            Finished::Storage(error) => Err(FetchError::Storage(error)),
+            // Failed or committed by someone else: theirs to say.
+            Finished::Storage(error @ (StorageError::Failed(_) | StorageError::Committed)) => {
+                Err(FetchError::Storage(error))
+            }
+            // A full disk, a length the store cannot hold: the resource
+            // fails, so its blocked readers get an error, not a hang.
+            Finished::Storage(error) => Err(self.give_up(FetchError::Storage(error))),
         }
+    }
+
+    /// A request of `worker` failed from `front` (with or without bytes of
+    /// progress first): asked again after a backoff, or, after `retries`
+    /// failures in a row, the download gives up.
+    fn retry(
+        &mut self,
+        worker: Option<Worker>,
+        front: u64,
+        progressed: bool,
+        reason: String,
+        status: Option<u16>,
+    ) -> Result<(), FetchError> {
+        let failures = worker.as_ref().map_or(0, |w| w.failures);
+        let failures = if progressed { 1 } else { failures + 1 };
+        if failures > self.context.options.retries {
+            let error = match status {
+                Some(status) => FetchError::Status {
+                    url: self.context.url.clone(),
+                    status,
+                },
+                None => FetchError::Network {
+                    url: self.context.url.clone(),
+                    reason,
+                    attempts: failures,
+                },
+            };
+            return Err(self.give_up(error));
+        }
+        self.retries += 1;
+        let options = &self.context.options;
+        let wait = options
+            .backoff
+            .saturating_mul(1 << (failures - 1).min(16))
+            .min(options.max_backoff);
+        let (demand, limit) = worker.map_or((false, u64::MAX), |w| {
+            (w.demand, w.limit.load(Ordering::Acquire))
+        });
+        let end = (limit != u64::MAX).then_some(limit);
+        if self
+            .resource()
+            .next_gap(front, end.unwrap_or(u64::MAX))
+            .is_some()
+        {
+            self.spawn(front, end, demand, failures, Some(wait));
+        }
+        Ok(())
     }
 
     /// The remote file changed: every request stops, the resource forgets
@@ -470,6 +563,7 @@ where
         self.tasks.abort_all();
         while self.tasks.join_next().await.is_some() {}
         self.workers.clear();
+        self.pending_demands.clear();
         self.resource().restart().map_err(FetchError::Storage)?;
         *self.context.identity.lock() = Identity::default();
         Ok(())

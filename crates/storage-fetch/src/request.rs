@@ -41,9 +41,14 @@ pub(crate) async fn request<R: ResourceExt>(
     if let Some(validator) = validator.filter(|v| !v.starts_with("W/")) {
         builder = builder.header(header::IF_RANGE, validator);
     }
+    context.requests.fetch_add(1, Ordering::Relaxed);
     let sent = tokio::time::timeout(context.options.read_timeout, builder.send()).await;
     let response = match sent {
         Ok(Ok(response)) => response,
+        // A redirect loop or too many: not a passing fault.
+        Ok(Err(error)) if error.is_redirect() => {
+            return Finished::Invalid(format!("redirects: {error}"));
+        }
         Ok(Err(error)) => return failed(error.to_string(), false, None),
         Err(_) => return failed("no answer within the read timeout".into(), false, None),
     };
@@ -116,7 +121,11 @@ async fn read_body<R: ResourceExt>(
                     return Finished::Storage(error);
                 }
                 return match ended {
-                    Ok(Ok(_)) => Finished::Done { eof: true, end: at },
+                    Ok(Ok(_)) => Finished::Done {
+                        eof: true,
+                        end: at,
+                        progressed,
+                    },
                     Ok(Err(error)) => failed(error.to_string(), progressed),
                     Err(_) => failed(
                         format!("nothing received for {:?}", context.options.read_timeout),
@@ -131,10 +140,18 @@ async fn read_body<R: ResourceExt>(
         if lo < hi {
             let part = &bytes
                 [usize::try_from(lo - at).unwrap_or(0)..usize::try_from(hi - at).unwrap_or(0)];
-            if (batch.end() != Some(lo) || batch.bytes.len() + part.len() > BATCH)
-                && let Err(error) = batch.store(context, front, &mut progressed)
-            {
-                return Finished::Storage(error);
+            if batch.end() != Some(lo) || batch.bytes.len() + part.len() > BATCH {
+                if let Err(error) = batch.store(context, front, &mut progressed) {
+                    return Finished::Storage(error);
+                }
+                // Another request (or a writer) filled the rest meanwhile.
+                if context.resource.next_gap(lo, stop).is_none() {
+                    return Finished::Done {
+                        eof: false,
+                        end: lo,
+                        progressed,
+                    };
+                }
             }
             if batch.bytes.is_empty() {
                 batch.start = lo;
@@ -149,6 +166,7 @@ async fn read_body<R: ResourceExt>(
             return Finished::Done {
                 eof: false,
                 end: at,
+                progressed,
             };
         }
     }
@@ -199,12 +217,24 @@ impl Batch {
 /// resource. `Err` when the file changed or the resource refused.
 fn check_identity<R: ResourceExt>(context: &Context<R>, head: &Head) -> Result<(), Finished> {
     let mut identity = context.identity.lock();
-    if let (Some(ours), Some(theirs)) = (&identity.validator, &head.validator)
-        && ours != theirs
-    {
-        return Err(Finished::Changed(format!(
-            "the validator changed ({ours} → {theirs})"
-        )));
+    if let Some(ours) = &identity.validator {
+        match &head.validator {
+            Some(theirs) if theirs != ours => {
+                return Err(Finished::Changed(format!(
+                    "the validator changed ({ours} → {theirs})"
+                )));
+            }
+            // A whole file (200: an `If-Range` that did not match, or a
+            // server without ranges) with nothing to compare: it cannot be
+            // told from a changed file, so it is taken for one. A 206 to
+            // an `If-Range` is the same version by the server's word.
+            None if !head.partial => {
+                return Err(Finished::Changed(
+                    "a whole-file answer without a validator to compare".into(),
+                ));
+            }
+            _ => {}
+        }
     }
     if let (Some(ours), Some(theirs)) = (identity.len, head.total)
         && ours != theirs

@@ -130,3 +130,61 @@ fn a_reader_at_the_download_front_starts_no_request() {
         server.requests()
     );
 }
+
+/// Found by a probe: a second seek took the first seek's slot, and the
+/// first reader waited until the in-order request reached it (10 s). Now
+/// the in-order fill gives its slot first, and a seek that gives its slot
+/// away is asked again first.
+#[test]
+fn two_seeks_in_a_row_are_both_served_first() {
+    let data = content(3, 8_000_000);
+    let runtime = runtime();
+    let resource = MemResource::new(CancellationToken::new());
+    let mut plan = slow_plan(&data);
+    plan.rate = Some(300_000);
+    let server = runtime.block_on(fault_server(plan));
+    let _fetch = runtime.spawn({
+        let (resource, url) = (resource.clone(), server.url.clone());
+        async move {
+            Fetcher::new(FetchOptions::default())
+                .fetch(resource, &url)
+                .await
+        }
+    });
+    // Each read reports, when done, whether the middle of the file (which
+    // only the in-order requests would bring) was there yet.
+    let read_at = |at: u64, len: usize| {
+        let resource = resource.clone();
+        std::thread::spawn(move || {
+            let mut cursor = ResourceCursor::with_timeout(resource.clone(), LIMIT);
+            cursor.seek(SeekFrom::Start(at)).unwrap();
+            let mut buf = vec![0; len];
+            cursor
+                .read_exact(&mut buf)
+                .map(|()| (buf, resource.contains_range(4_500_000..4_500_001)))
+        })
+    };
+    let first = read_at(6_000_000, 200_000);
+    std::thread::sleep(Duration::from_millis(50));
+    let second = read_at(3_000_000, 1000);
+    let (second, _) =
+        storage_core::testing::within("the second seek", move || second.join().unwrap()).unwrap();
+    let (first, middle_was_there) =
+        storage_core::testing::within("the first seek", move || first.join().unwrap()).unwrap();
+    assert!(first == data[6_000_000..6_200_000] && second == data[3_000_000..3_001_000]);
+    assert!(
+        !middle_was_there,
+        "the first seek was served only once the second one's request reached it"
+    );
+    let asked: Vec<String> = server
+        .requests()
+        .into_iter()
+        .filter_map(|s| s.range)
+        .collect();
+    for at in ["bytes=6000000-", "bytes=3000000-"] {
+        assert!(
+            asked.iter().any(|range| range.starts_with(at)),
+            "no request where a reader seeked ({at}): {asked:?}"
+        );
+    }
+}

@@ -208,3 +208,172 @@ fn cancelling_the_resource_stops_a_stalled_download() {
     let result = result.expect("a cancelled download went on").unwrap();
     assert!(matches!(result, Err(FetchError::Cancelled)), "{result:?}");
 }
+
+/// Found by a probe: a 416 inside the file, or an empty 206, were asked
+/// again at once, thousands of times a second. Now they are failures,
+/// retried with backoff, and the download gives up after `retries`.
+#[test]
+fn answers_with_no_bytes_are_retried_with_backoff_and_bounded() {
+    let data = content(8, 100_000);
+    for fault in [
+        Fault {
+            not_satisfiable: true,
+            ..Fault::default()
+        },
+        Fault {
+            empty: true,
+            ..Fault::default()
+        },
+    ] {
+        let mut plan = Plan::new(data.clone());
+        plan.faults = vec![fault.clone(); 100];
+        let resource = MemResource::new(CancellationToken::new());
+        resource.set_expected_len(100_000).unwrap();
+        let (report, seen) = fetch(plan, &resource);
+        assert!(report.is_err(), "{fault:?}: {report:?}");
+        assert!(seen.len() <= 6, "{fault:?}: {} requests", seen.len());
+        assert!(
+            matches!(resource.status(), ResourceStatus::Failed(_)),
+            "{fault:?}"
+        );
+    }
+}
+
+/// Found by a probe: a 416 that names no length was taken to say the file
+/// ends where the request started, and an empty file was committed.
+#[test]
+fn a_416_without_a_length_is_a_failure_not_an_empty_file() {
+    let data = content(9, 100_000);
+    let mut plan = Plan::new(data.clone());
+    plan.faults = vec![Fault {
+        status: Some(416),
+        ..Fault::default()
+    }];
+    let resource = MemResource::new(CancellationToken::new());
+    let (report, _) = fetch(plan, &resource);
+    assert_eq!(report.unwrap().len, 100_000);
+    assert!(read_all(&resource) == data);
+}
+
+/// Found by a probe: a resume answered by a whole new version without any
+/// validator (a 200 to `If-Range`) was taken for a server without ranges,
+/// and the old bytes were kept beside the new ones.
+#[test]
+fn a_whole_answer_without_a_validator_to_a_resume_starts_over() {
+    let old = content(10, 500_000);
+    let new = content(11, 500_000);
+    let mut plan = Plan::new(new.clone());
+    // Version 2, whose ETag the server compares but does not send.
+    plan.etag = "\"v2\"".into();
+    plan.no_etag = true;
+    let resource = MemResource::new(CancellationToken::new());
+    resource.set_validator("\"v1\"").unwrap();
+    resource.set_expected_len(500_000).unwrap();
+    resource.write_at(0, &old[..200_000]).unwrap();
+    let (report, seen) = fetch(plan, &resource);
+    assert_eq!(report.unwrap().restarts, 1);
+    assert!(read_all(&resource) == new, "two versions spliced");
+    assert_eq!(seen[0].if_range.as_deref(), Some("\"v1\""));
+}
+
+/// Found by a probe: a redirect loop was retried like a network fault
+/// (66 requests); it is refused at once now.
+#[test]
+fn a_redirect_loop_fails_at_once() {
+    let runtime = runtime();
+    let (result, seen) = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/loop", listener.local_addr().unwrap());
+        let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let served = std::sync::Arc::clone(&count);
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let served = std::sync::Arc::clone(&served);
+                tokio::spawn(async move {
+                    let mut buf = vec![0; 4096];
+                    while let Ok(n) = stream.read(&mut buf).await {
+                        if n == 0 {
+                            return;
+                        }
+                        served.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        let _ = stream
+                            .write_all(b"HTTP/1.1 302 Found\r\nLocation: /loop\r\nContent-Length: 0\r\n\r\n")
+                            .await;
+                    }
+                });
+            }
+        });
+        let resource = MemResource::new(CancellationToken::new());
+        let result = tokio::time::timeout(LIMIT, Fetcher::new(options()).fetch(resource, &url)).await.unwrap();
+        (result, count.load(std::sync::atomic::Ordering::SeqCst))
+    });
+    assert!(
+        matches!(result, Err(FetchError::InvalidResponse { .. })),
+        "{result:?}"
+    );
+    assert!(seen <= 12, "{seen} requests");
+}
+
+const FULL_DISK_CHILD: &str = "STORAGE_FETCH_FULL_DISK_CHILD";
+
+/// In the child (under `ulimit -f`): a download larger than the file size
+/// limit, a reader blocked past the limit.
+#[test]
+fn child_fetching_past_a_file_size_limit() {
+    if std::env::var(FULL_DISK_CHILD).is_err() {
+        return;
+    }
+    let data = content(12, 3_000_000);
+    let dir = tempfile::tempdir().unwrap();
+    let resource = storage_mmap::MmapResource::open(
+        CancellationToken::new(),
+        storage_mmap::MmapOptions::new(dir.path().join("big")),
+    )
+    .unwrap();
+    let reader = {
+        let resource = resource.clone();
+        std::thread::spawn(move || resource.wait_range_timeout(2_500_000..2_500_001, LIMIT))
+    };
+    let result = runtime().block_on(async {
+        let server = fault_server(Plan::new(data)).await;
+        tokio::time::timeout(
+            LIMIT,
+            Fetcher::new(options()).fetch(resource.clone(), &server.url),
+        )
+        .await
+        .expect("the fetch did not end")
+    });
+    let waited = reader.join().unwrap();
+    println!(
+        "fetch: {}; reader: {waited:?}; status: {:?}",
+        result
+            .as_ref()
+            .map_or_else(ToString::to_string, |r| format!("{r:?}")),
+        resource.status()
+    );
+    if matches!(result, Err(FetchError::Storage(_)))
+        && matches!(waited, Err(storage_core::StorageError::Failed(_)))
+    {
+        println!("child ok");
+    }
+}
+
+/// Found by a probe: a write the resource refused (a full disk, a file
+/// size limit) ended the download but left the resource active, and a
+/// reader blocked on it waited for good. The resource fails now.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_full_disk_fails_the_resource_so_readers_get_an_error() {
+    let output = std::process::Command::new("bash")
+        .args([
+            "-c",
+            "ulimit -f 2048 && trap '' XFSZ && exec \"$0\" --exact child_fetching_past_a_file_size_limit --nocapture --test-threads=1",
+        ])
+        .arg(std::env::current_exe().unwrap())
+        .env(FULL_DISK_CHILD, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("child ok"), "child: {stdout}");
+}

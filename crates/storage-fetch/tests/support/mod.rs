@@ -65,6 +65,10 @@ pub struct Fault {
     pub stall_after: Option<usize>,
     /// Declare this `Content-Length` (or total) instead of the true one.
     pub lie_length: Option<u64>,
+    /// Answer 416 with `Content-Range: bytes */LEN` (the true length).
+    pub not_satisfiable: bool,
+    /// Answer 206 with a right `Content-Range` and an empty body.
+    pub empty: bool,
 }
 
 /// How the fault server behaves.
@@ -84,6 +88,8 @@ pub struct Plan {
     pub faults: Vec<Fault>,
     /// Answer `/old` with a redirect to `/file`.
     pub redirect: bool,
+    /// Send no `ETag`.
+    pub no_etag: bool,
 }
 
 impl Plan {
@@ -97,6 +103,7 @@ impl Plan {
             latency: Duration::ZERO,
             faults: Vec::new(),
             redirect: false,
+            no_etag: false,
         }
     }
 }
@@ -213,6 +220,13 @@ async fn serve(stream: TcpStream, server: &FaultServer) -> std::io::Result<()> {
             continue;
         }
         let len = plan.body.len() as u64;
+        if fault.not_satisfiable {
+            let head = format!(
+                "HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */{len}\r\nContent-Length: 0\r\n\r\n"
+            );
+            write.write_all(head.as_bytes()).await?;
+            continue;
+        }
         let honoured = plan.ranges && if_range.as_ref().is_none_or(|tag| *tag == plan.etag);
         let asked = range.as_deref().and_then(|r| parse_range(r, len));
         if plan.ranges
@@ -230,11 +244,15 @@ async fn serve(stream: TcpStream, server: &FaultServer) -> std::io::Result<()> {
             Some((start, end)) if honoured => ("206 Partial Content", start, end + 1),
             _ => ("200 OK", 0, len),
         };
-        let declared = fault.lie_length.unwrap_or(end - start);
-        let mut head = format!(
-            "HTTP/1.1 {status}\r\nETag: {}\r\nAccept-Ranges: bytes\r\n",
-            plan.etag
-        );
+        let declared = if fault.empty {
+            0
+        } else {
+            fault.lie_length.unwrap_or(end - start)
+        };
+        let mut head = format!("HTTP/1.1 {status}\r\nAccept-Ranges: bytes\r\n");
+        if !plan.no_etag {
+            let _ = write!(head, "ETag: {}\r\n", plan.etag);
+        }
         if plan.unknown_length {
             head.push_str("Transfer-Encoding: chunked\r\n");
             if status.starts_with("206") {
@@ -249,7 +267,11 @@ async fn serve(stream: TcpStream, server: &FaultServer) -> std::io::Result<()> {
         }
         head.push_str("\r\n");
         write.write_all(head.as_bytes()).await?;
-        let body = &plan.body[start as usize..end as usize];
+        let body = if fault.empty {
+            &plan.body[..0]
+        } else {
+            &plan.body[start as usize..end as usize]
+        };
         let cut = fault
             .drop_after
             .or(fault.stall_after)
