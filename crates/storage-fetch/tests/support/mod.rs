@@ -56,6 +56,10 @@ pub async fn serve_dir(dir: &Path) -> String {
 
 /// What the fault server does with one request.
 #[derive(Clone, Debug, Default)]
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "independent switches of a test server"
+)]
 pub struct Fault {
     /// Answer this status with no body instead.
     pub status: Option<u16>,
@@ -71,8 +75,12 @@ pub struct Fault {
     pub empty: bool,
 }
 
-/// How the fault server behaves.
+/// How the fault server behaves (a test's switches, one per behaviour).
 #[derive(Clone, Debug)]
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "independent switches of a test server"
+)]
 pub struct Plan {
     pub body: Arc<Vec<u8>>,
     pub etag: String,
