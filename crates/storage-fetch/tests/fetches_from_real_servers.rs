@@ -209,3 +209,54 @@ fn a_redirect_is_followed() {
         assert_eq!(server.requests()[1].path, "/file");
     });
 }
+
+/// Dropping the fetch stops it: no byte lands afterwards, the resource
+/// stays active, and a second fetch asks only for what is missing.
+#[test]
+fn a_dropped_fetch_stops_and_a_second_one_fetches_only_the_rest() {
+    let data = content(6, 2_000_000);
+    let runtime = runtime();
+    runtime.block_on(async {
+        let mut plan = Plan::new(data.clone());
+        plan.rate = Some(1_000_000);
+        let server = fault_server(plan).await;
+        let resource = MemResource::new(CancellationToken::new());
+        let fetch = tokio::spawn({
+            let (resource, url) = (resource.clone(), server.url.clone());
+            async move {
+                Fetcher::new(FetchOptions::default())
+                    .fetch(resource, &url)
+                    .await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        fetch.abort();
+        let _ = fetch.await;
+        let present = |resource: &MemResource| {
+            let (mut from, mut held) = (0, 0);
+            while let Some(gap) = resource.next_gap(from, 2_000_000) {
+                held += gap.start - from;
+                from = gap.end;
+            }
+            held + (2_000_000 - from)
+        };
+        let stopped_at = present(&resource);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            present(&resource),
+            stopped_at,
+            "bytes landed after the drop"
+        );
+        assert!(stopped_at > 0 && stopped_at < 2_000_000, "{stopped_at}");
+        assert_eq!(resource.status(), ResourceStatus::Active);
+        let report = tokio::time::timeout(
+            LIMIT,
+            Fetcher::new(FetchOptions::default()).fetch(resource.clone(), &server.url),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(report.fetched, 2_000_000 - stopped_at);
+        assert!(read_all(&resource) == data);
+    });
+}
