@@ -30,12 +30,19 @@ fn slow_plan(data: &[u8]) -> Plan {
     plan
 }
 
-#[test]
-fn a_far_seek_gets_its_range_fetched_next() {
-    let data = content(1, LEN);
+/// A runtime, an empty resource, the server with `plan`, and a fetch of
+/// the server's file into the resource, running.
+fn start(
+    plan: Plan,
+) -> (
+    tokio::runtime::Runtime,
+    MemResource,
+    support::FaultServer,
+    tokio::task::JoinHandle<Result<storage_fetch::FetchReport, storage_fetch::FetchError>>,
+) {
     let runtime = runtime();
     let resource = MemResource::new(CancellationToken::new());
-    let server = runtime.block_on(fault_server(slow_plan(&data)));
+    let server = runtime.block_on(fault_server(plan));
     let fetch = runtime.spawn({
         let (resource, url) = (resource.clone(), server.url.clone());
         async move {
@@ -44,6 +51,13 @@ fn a_far_seek_gets_its_range_fetched_next() {
                 .await
         }
     });
+    (runtime, resource, server, fetch)
+}
+
+#[test]
+fn a_far_seek_gets_its_range_fetched_next() {
+    let data = content(1, LEN);
+    let (runtime, resource, server, fetch) = start(slow_plan(&data));
     // A decoder seeks to 80 % and reads.
     let seek = 3_200_000u64;
     let reader = {
@@ -94,17 +108,7 @@ fn a_far_seek_gets_its_range_fetched_next() {
 #[test]
 fn a_reader_at_the_download_front_starts_no_request() {
     let data = content(2, 1_000_000);
-    let runtime = runtime();
-    let resource = MemResource::new(CancellationToken::new());
-    let server = runtime.block_on(fault_server(slow_plan(&data)));
-    let fetch = runtime.spawn({
-        let (resource, url) = (resource.clone(), server.url.clone());
-        async move {
-            Fetcher::new(FetchOptions::default())
-                .fetch(resource, &url)
-                .await
-        }
-    });
+    let (runtime, resource, server, fetch) = start(slow_plan(&data));
     // A player reading in order, always waiting at the front.
     let reader = {
         let resource = resource.clone();
@@ -138,19 +142,9 @@ fn a_reader_at_the_download_front_starts_no_request() {
 #[test]
 fn two_seeks_in_a_row_are_both_served_first() {
     let data = content(3, 8_000_000);
-    let runtime = runtime();
-    let resource = MemResource::new(CancellationToken::new());
     let mut plan = slow_plan(&data);
     plan.rate = Some(300_000);
-    let server = runtime.block_on(fault_server(plan));
-    let _fetch = runtime.spawn({
-        let (resource, url) = (resource.clone(), server.url.clone());
-        async move {
-            Fetcher::new(FetchOptions::default())
-                .fetch(resource, &url)
-                .await
-        }
-    });
+    let (_runtime, resource, server, _fetch) = start(plan);
     // Each read reports, when done, whether the middle of the file (which
     // only the in-order requests would bring) was there yet.
     let read_at = |at: u64, len: usize| {
