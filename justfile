@@ -17,8 +17,12 @@ audit:
 bench *ARGS:
     cargo xtask bench {{ARGS}}
 
-# Stream a generated 256 MiB download through an mmap resource (the README's demo)
+# Play a URL while it downloads, seek, replay offline from the cache (the README's demo)
 demo *ARGS:
+    cargo run --release --example radio --features fetch,symphonia -- {{ARGS}}
+
+# Stream a generated 256 MiB download through an mmap resource
+stream *ARGS:
     cargo run --release --example stream -- {{ARGS}}
 
 # Build the documentation of every crate and open it
