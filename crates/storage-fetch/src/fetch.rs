@@ -107,6 +107,34 @@ struct Worker {
     abort: AbortHandle,
     /// Spawned after every earlier worker (the newest demand is kept).
     serial: u64,
+    /// When it was spawned (its rate, for its window).
+    spawned: std::time::Instant,
+}
+
+/// What a new request costs before its first byte (a round trip or two):
+/// a reader this far in time ahead of a request's front is better served
+/// by a request of its own.
+const SEEK_COST: Duration = Duration::from_millis(250);
+
+/// The smallest window: a reader this close to a front always waits for it.
+const MIN_WINDOW: u64 = 64 * 1024;
+
+impl Worker {
+    /// How far past `front` a blocked reader is still an underrun: what
+    /// this request delivers in [`SEEK_COST`] at the rate it has shown, at
+    /// least [`MIN_WINDOW`], at most `most` (`FetchOptions::front_window`,
+    /// also the window before any rate is known).
+    fn window(&self, front: u64, most: u64) -> u64 {
+        let elapsed = self.spawned.elapsed();
+        let delivered = front.saturating_sub(self.start);
+        if delivered == 0 || elapsed < Duration::from_millis(50) {
+            return most;
+        }
+        let window = u128::from(delivered) * SEEK_COST.as_millis() / elapsed.as_millis().max(1);
+        u64::try_from(window)
+            .unwrap_or(u64::MAX)
+            .clamp(MIN_WINDOW.min(most), most)
+    }
 }
 
 pub(crate) struct Job<R> {
@@ -344,6 +372,7 @@ where
                 failures,
                 abort,
                 serial: self.serial,
+                spawned: std::time::Instant::now(),
             },
         ));
     }
@@ -363,11 +392,11 @@ where
         else {
             return; // there already
         };
-        let window = self.context.options.front_window;
+        let most = self.context.options.front_window;
         let underrun = self.workers.iter().any(|(_, w)| {
             let front = w.front.load(Ordering::Acquire);
             front <= gap.start
-                && gap.start < front.saturating_add(window)
+                && gap.start < front.saturating_add(w.window(front, most))
                 && gap.start < w.limit.load(Ordering::Acquire)
         });
         if underrun || self.slots() == 1 && self.context.identity.lock().ranges == Some(false) {

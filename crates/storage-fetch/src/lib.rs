@@ -78,9 +78,12 @@ pub struct FetchOptions {
     /// How long connecting may take (for a client this crate builds).
     /// Default: 10 s.
     pub connect_timeout: Duration,
-    /// A reader blocked at most this far past a request's position is
-    /// waiting for bytes that request is about to deliver (an underrun),
-    /// not seeking: no new request is made for it. Default: 512 KiB.
+    /// The most a reader may be blocked past a request's position and
+    /// still count as waiting for bytes that request is about to deliver
+    /// (an underrun, which starts no request) rather than seeking. The
+    /// window used is what the request delivers in about 250 ms at the
+    /// rate it has shown (a new request's cost), at least 64 KiB, at most
+    /// this. Default: 512 KiB.
     pub front_window: u64,
 }
 

@@ -182,3 +182,45 @@ fn two_seeks_in_a_row_are_both_served_first() {
         );
     }
 }
+
+/// On a slow link, a reader a second of download ahead of the front (but
+/// within the 512 KiB most) is seeking, not underrunning: the window is
+/// what the request delivers in about 250 ms, so it gets its own request.
+#[test]
+fn the_window_follows_the_rate_so_a_near_seek_on_a_slow_link_is_served() {
+    let data = content(4, 2_000_000);
+    let mut plan = slow_plan(&data);
+    plan.rate = Some(200_000);
+    let (_runtime, resource, server, _fetch) = start(plan);
+    // Let the in-order request show its rate.
+    resource.wait_range_timeout(0..150_000, LIMIT).unwrap();
+    let front = {
+        let mut at = 0;
+        while resource.contains_range(at..at + 1) {
+            at += 1000;
+        }
+        at
+    };
+    let target = front + 250_000;
+    let reader = {
+        let resource = resource.clone();
+        std::thread::spawn(move || {
+            let mut cursor = ResourceCursor::with_timeout(resource, LIMIT);
+            cursor.seek(SeekFrom::Start(target)).unwrap();
+            let mut buf = vec![0; 1000];
+            cursor.read_exact(&mut buf).map(|()| buf)
+        })
+    };
+    let read =
+        storage_core::testing::within("the near seek", move || reader.join().unwrap()).unwrap();
+    assert!(read == data[target as usize..target as usize + 1000]);
+    let asked: Vec<String> = server
+        .requests()
+        .into_iter()
+        .filter_map(|s| s.range)
+        .collect();
+    assert!(
+        asked.len() >= 2,
+        "the seek waited for the in-order request: {asked:?}"
+    );
+}
