@@ -19,13 +19,7 @@ use storage_core::{CancellationToken, ResourceExt, ResourceStatus, StorageError}
 use storage_fetch::{FetchError, FetchOptions, Fetcher};
 use storage_mem::MemResource;
 use storage_mmap::{MmapOptions, MmapResource};
-use support::{LIMIT, Plan, content, fault_server, runtime, serve_dir};
-
-fn read_all(resource: &impl ResourceExt) -> Vec<u8> {
-    let mut all = Vec::new();
-    resource.read_into(&mut all).unwrap();
-    all
-}
+use support::{LIMIT, Plan, content, fault_server, read_all, runtime, serve_dir};
 
 #[test]
 fn a_download_equals_the_file_and_is_committed() {
@@ -100,11 +94,7 @@ fn a_committed_resource_makes_no_request_and_present_bytes_are_not_fetched_again
         assert_eq!(report.skipped, 500_000);
         assert_eq!(report.fetched, 500_000);
         assert!(read_all(&partial) == data);
-        let asked: Vec<_> = server
-            .requests()
-            .into_iter()
-            .filter_map(|s| s.range)
-            .collect();
+        let asked = server.ranges_asked();
         assert!(
             asked
                 .iter()

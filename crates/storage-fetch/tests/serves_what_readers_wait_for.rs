@@ -19,7 +19,7 @@ use std::{
 use storage_core::{CancellationToken, ResourceCursor, ResourceExt, ResourceStatus};
 use storage_fetch::{FetchOptions, Fetcher};
 use storage_mem::MemResource;
-use support::{LIMIT, Plan, content, fault_server, runtime};
+use support::{LIMIT, Plan, content, fault_server, runtime, seek_and_read};
 
 const LEN: usize = 4_000_000;
 
@@ -59,27 +59,12 @@ fn a_far_seek_gets_its_range_fetched_next() {
     let data = content(1, LEN);
     let (runtime, resource, server, fetch) = start(slow_plan(&data));
     // A decoder seeks to 80 % and reads.
-    let seek = 3_200_000u64;
-    let reader = {
-        let resource = resource.clone();
-        std::thread::spawn(move || {
-            let mut cursor = ResourceCursor::with_timeout(resource, LIMIT);
-            cursor.seek(SeekFrom::Start(seek)).unwrap();
-            let mut buf = vec![0; 65_536];
-            cursor.read_exact(&mut buf).map(|()| buf)
-        })
-    };
-    let read =
-        storage_core::testing::within("the seek's read", move || reader.join().unwrap()).unwrap();
+    let read = seek_and_read(&resource, 3_200_000, 65_536);
     assert!(
         read == data[3_200_000..3_265_536],
         "the seek read other bytes"
     );
-    let asked: Vec<String> = server
-        .requests()
-        .into_iter()
-        .filter_map(|s| s.range)
-        .collect();
+    let asked = server.ranges_asked();
     assert!(
         asked
             .iter()
@@ -170,11 +155,7 @@ fn two_seeks_in_a_row_are_both_served_first() {
         !middle_was_there,
         "the first seek was served only once the second one's request reached it"
     );
-    let asked: Vec<String> = server
-        .requests()
-        .into_iter()
-        .filter_map(|s| s.range)
-        .collect();
+    let asked = server.ranges_asked();
     for at in ["bytes=6000000-", "bytes=3000000-"] {
         assert!(
             asked.iter().any(|range| range.starts_with(at)),
@@ -202,23 +183,9 @@ fn the_window_follows_the_rate_so_a_near_seek_on_a_slow_link_is_served() {
         at
     };
     let target = front + 250_000;
-    let reader = {
-        let resource = resource.clone();
-        std::thread::spawn(move || {
-            let mut cursor = ResourceCursor::with_timeout(resource, LIMIT);
-            cursor.seek(SeekFrom::Start(target)).unwrap();
-            let mut buf = vec![0; 1000];
-            cursor.read_exact(&mut buf).map(|()| buf)
-        })
-    };
-    let read =
-        storage_core::testing::within("the near seek", move || reader.join().unwrap()).unwrap();
+    let read = seek_and_read(&resource, target, 1000);
     assert!(read == data[target as usize..target as usize + 1000]);
-    let asked: Vec<String> = server
-        .requests()
-        .into_iter()
-        .filter_map(|s| s.range)
-        .collect();
+    let asked = server.ranges_asked();
     assert!(
         asked.len() >= 2,
         "the seek waited for the in-order request: {asked:?}"

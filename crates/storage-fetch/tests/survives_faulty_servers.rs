@@ -18,7 +18,7 @@ use std::time::Duration;
 use storage_core::{CancellationToken, ResourceExt, ResourceStatus};
 use storage_fetch::{FetchError, FetchOptions, FetchReport, Fetcher};
 use storage_mem::MemResource;
-use support::{Fault, LIMIT, Plan, content, fault_server, runtime};
+use support::{Fault, LIMIT, Plan, content, fault_server, read_all, runtime};
 
 fn options() -> FetchOptions {
     FetchOptions {
@@ -43,12 +43,6 @@ fn fetch(
         .expect("the fetch did not end");
         (result, server.requests())
     })
-}
-
-fn read_all(resource: &impl ResourceExt) -> Vec<u8> {
-    let mut all = Vec::new();
-    resource.read_into(&mut all).unwrap();
-    all
 }
 
 #[test]

@@ -34,6 +34,32 @@ pub fn content(seed: u64, len: usize) -> Vec<u8> {
     storage_core::testing::pattern(seed, len)
 }
 
+/// Everything `resource` holds, read back.
+pub fn read_all(resource: &impl storage_core::ResourceExt) -> Vec<u8> {
+    let mut all = Vec::new();
+    resource.read_into(&mut all).unwrap();
+    all
+}
+
+/// What a decoder does: seeks `resource` to `at` and reads `len` bytes,
+/// on a thread of its own (as a decoder's), failing the test after the
+/// limit.
+pub fn seek_and_read<R>(resource: &R, at: u64, len: usize) -> Vec<u8>
+where
+    R: storage_core::ResourceExt + Clone + 'static,
+{
+    use std::io::{Read, Seek, SeekFrom};
+
+    let resource = resource.clone();
+    storage_core::testing::within("a read after a seek", move || {
+        let mut cursor = storage_core::ResourceCursor::with_timeout(resource, LIMIT);
+        cursor.seek(SeekFrom::Start(at)).unwrap();
+        let mut buf = vec![0; len];
+        cursor.read_exact(&mut buf).map(|()| buf)
+    })
+    .unwrap()
+}
+
 /// A multi-threaded runtime for a test.
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -137,6 +163,14 @@ pub struct FaultServer {
 impl FaultServer {
     pub fn requests(&self) -> Vec<Seen> {
         self.log.lock().unwrap().clone()
+    }
+
+    /// The `Range` headers asked, in order.
+    pub fn ranges_asked(&self) -> Vec<String> {
+        self.requests()
+            .into_iter()
+            .filter_map(|seen| seen.range)
+            .collect()
     }
 
     pub fn set_body(&self, body: Vec<u8>, etag: &str) {
