@@ -7,9 +7,7 @@ use std::{
 };
 
 use parking_lot::Mutex;
-use storage_core::{
-    CancellationToken, DriverIo, ResourceExt, ResourceStatus, StorageError, StorageResult,
-};
+use storage_core::{CancellationToken, ResourceExt, ResourceStatus, StorageError, StorageResult};
 use storage_mmap::MmapResource;
 
 use crate::{

@@ -73,7 +73,7 @@ impl CachedResource {
 
     /// Reports the file's length to the cache if it changed.
     fn report_len(&self) {
-        let len = storage_core::DriverIo::storage_len(self.lease.resource.driver());
+        let len = self.lease.resource.driver().storage_len();
         let release = &self.lease.release;
         if release.reported_len.swap(len, Ordering::AcqRel) != len {
             release.shared.resized(release.slot, &self.lease.resource);
@@ -108,7 +108,7 @@ impl CachedResource {
         let before = shared.record_length(slot, key, final_len)?;
         let result = op();
         let after = if result.is_ok() && committed(resource.status()) {
-            Some(storage_core::DriverIo::storage_len(resource.driver()))
+            Some(resource.driver().storage_len())
         } else {
             before
         };

@@ -8,9 +8,7 @@ use std::{
 };
 
 use parking_lot::{Condvar, Mutex};
-use storage_core::{
-    CancellationToken, DriverIo, ResourceExt, ResourceStatus, StorageError, StorageResult,
-};
+use storage_core::{CancellationToken, ResourceExt, ResourceStatus, StorageError, StorageResult};
 use storage_mmap::{MmapOptions, MmapResource, OpenMode};
 
 use crate::{

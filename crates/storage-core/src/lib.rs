@@ -44,7 +44,7 @@ mod waiters;
 pub use cursor::AsyncResourceCursor;
 pub use cursor::{Interrupts, ResourceCursor};
 pub use demand::Demand;
-pub use driver::{DefaultOpen, Driver, DriverIo, DriverState};
+pub use driver::{DefaultOpen, DownloadRecord, Driver, DriverIo, DriverState, WriteKind};
 pub use error::{IoFailure, StorageError, StorageResult};
 pub use ext::{AvailabilityObserver, ResourceExt, ResourceStatus, WaitOutcome};
 pub use rangemap::RangeSet;

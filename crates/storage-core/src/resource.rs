@@ -61,6 +61,8 @@ impl State {
 
 struct Shared<D: DriverIo> {
     driver: D,
+    /// The backing file, if any (from `DriverState::path`).
+    path: Option<std::path::PathBuf>,
     cancel: CancellationToken,
     observer: Option<Arc<dyn AvailabilityObserver>>,
     /// Serialises the calls that change the driver (`write_at`, `commit`,
@@ -79,9 +81,10 @@ struct Shared<D: DriverIo> {
     /// Sequence lock over `readable_len` and `prefix_end`: odd while
     /// `publish` changes them, so a reader can take both as one snapshot.
     snapshot_seq: AtomicU64,
-    /// Counts the changes that rewrite or cut bytes already readable (a
-    /// replacement, a shrinking commit): a read that saw it move while it
-    /// ran reads again.
+    /// Sequence lock over the changes that rewrite or cut bytes already
+    /// readable (a replacement, a shrinking commit): odd from before the
+    /// driver changes its bytes until the state shows the change, so a read
+    /// that saw it odd, or saw it move while it ran, reads again.
     rewrites: AtomicU64,
     /// Set by the cancellation waker before it wakes the waiters.
     cancelled: AtomicBool,
@@ -127,7 +130,7 @@ impl<D: DriverIo> fmt::Debug for Resource<D> {
         let state = self.shared.state.lock();
         f.debug_struct("Resource")
             .field("driver", &std::any::type_name::<D>())
-            .field("path", &self.shared.driver.path())
+            .field("path", &self.shared.path)
             .field("phase", &state.phase)
             .field("cancelled", &self.shared.cancelled.load(Ordering::Acquire))
             .field("fragments", &state.tracker.fragments())
@@ -202,6 +205,7 @@ impl<D: DriverIo> Resource<D> {
         };
         let shared = Arc::new(Shared {
             driver,
+            path: initial.path,
             cancel,
             observer,
             writer: Mutex::new(()),
@@ -280,15 +284,26 @@ impl<D: DriverIo> Shared<D> {
             .store(state.expected_len.unwrap_or(u64::MAX), Ordering::Release);
     }
 
-    /// Has the driver zero every hole of `range` (`DriverIo::zero_hole`).
-    /// Called under the writer lock, so no hole fills meanwhile.
-    fn zero_holes(&self, range: &Range<u64>) -> StorageResult<()> {
+    /// The holes of `range`: where no byte is available (under the writer
+    /// lock, so no hole fills meanwhile).
+    fn holes(&self, range: &Range<u64>) -> Vec<Range<u64>> {
+        let state = self.state.lock();
+        let mut holes = Vec::new();
         let mut from = range.start;
-        while let Some(hole) = self.state.lock().tracker.first_gap(&(from..range.end)) {
+        while let Some(hole) = state.tracker.first_gap(&(from..range.end)) {
             from = hole.end;
-            self.driver.zero_hole(hole)?;
+            holes.push(hole);
         }
-        Ok(())
+        holes
+    }
+
+    /// Runs `change`, which rewrites or cuts readable bytes, inside the
+    /// `rewrites` sequence lock (see `read_at`). Called under the writer lock.
+    fn rewriting<T>(&self, change: impl FnOnce() -> T) -> T {
+        self.rewrites.fetch_add(1, Ordering::AcqRel);
+        let out = change();
+        self.rewrites.fetch_add(1, Ordering::AcqRel);
+        out
     }
 
     fn is_cancelled(&self) -> bool {
@@ -316,7 +331,7 @@ impl<D: DriverIo> Shared<D> {
 
     /// Lock-free answer to "is `range` available", `true` only when certain.
     fn fast_covered(&self, range: &Range<u64>) -> bool {
-        range.end <= self.prefix_end.load(Ordering::Acquire) || self.driver.try_fast_check(range)
+        range.end <= self.prefix_end.load(Ordering::Acquire)
     }
 }
 

@@ -3,7 +3,7 @@
 //! (they are the old contents, which the caller was told are gone).
 
 use std::{
-    path::Path,
+    ops::Range,
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},
@@ -14,8 +14,8 @@ use std::{
 
 use parking_lot::Mutex;
 use storage_core::{
-    CancellationToken, DriverIo, DriverState, Resource, ResourceExt, StorageResult,
-    testing::ReferenceDriver,
+    CancellationToken, DownloadRecord, DriverIo, DriverState, RangeSet, Resource, ResourceExt,
+    StorageResult, WriteKind, testing::ReferenceDriver,
 };
 
 /// The reference driver, whose next `armed` reads each stop after their
@@ -29,17 +29,9 @@ struct Gated {
 }
 
 impl DriverIo for Gated {
-    fn commit(&self, final_len: Option<u64>) -> StorageResult<()> {
-        self.inner.commit(final_len)
-    }
+    const FRESH_WRITES: bool = false;
 
-    fn path(&self) -> Option<&Path> {
-        None
-    }
-
-    fn reactivate(&self) -> StorageResult<()> {
-        self.inner.reactivate()
-    }
+    type Staged<'a> = <ReferenceDriver as DriverIo>::Staged<'a>;
 
     fn read_at(&self, offset: u64, buf: &mut [u8], effective_len: u64) -> StorageResult<usize> {
         let count = self.inner.read_at(offset, buf, effective_len)?;
@@ -61,12 +53,32 @@ impl DriverIo for Gated {
         Ok(count)
     }
 
-    fn storage_len(&self) -> u64 {
-        self.inner.storage_len()
+    fn write(&self, offset: u64, data: &[u8], kind: WriteKind<'_>) -> StorageResult<()> {
+        self.inner.write(offset, data, kind)
     }
 
-    fn write_at(&self, offset: u64, data: &[u8], committed: bool) -> StorageResult<()> {
-        self.inner.write_at(offset, data, committed)
+    fn commit(&self, final_len: Option<u64>, holes: &[Range<u64>]) -> StorageResult<()> {
+        self.inner.commit(final_len, holes)
+    }
+
+    fn reactivate(&self, available: &RangeSet<u64>) -> StorageResult<()> {
+        self.inner.reactivate(available)
+    }
+
+    fn stage(&self, data: &[u8], durable: bool) -> StorageResult<Self::Staged<'_>> {
+        self.inner.stage(data, durable)
+    }
+
+    fn publish(&self, staged: Self::Staged<'_>) {
+        self.inner.publish(staged);
+    }
+
+    fn sync(&self) -> StorageResult<()> {
+        self.inner.sync()
+    }
+
+    fn record(&self, record: DownloadRecord<'_>) -> StorageResult<()> {
+        self.inner.record(record)
     }
 }
 

@@ -106,6 +106,13 @@ impl ChunkBytes {
         }
     }
 
+    /// Zeros `n` bytes at `within` (nothing to do while it was never written).
+    pub(crate) fn zero(&mut self, within: usize, n: usize) {
+        if let Some(bytes) = self.0.get_mut(within..within + n) {
+            bytes.fill(0);
+        }
+    }
+
     /// Zeros the bytes from `within` on (all of them: the chunk is empty
     /// again, and keeps its room).
     pub(crate) fn zero_from(&mut self, within: usize) {

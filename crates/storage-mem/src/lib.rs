@@ -15,14 +15,15 @@ mod table;
 
 use std::{
     io,
-    path::Path,
+    ops::Range,
     sync::atomic::{AtomicU64, Ordering},
 };
 
 use chunk::ChunkBytes;
 use parking_lot::{RwLock, RwLockWriteGuard};
 use storage_core::{
-    DefaultOpen, Driver, DriverIo, DriverState, RangeSet, Resource, StorageError, StorageResult,
+    DefaultOpen, DownloadRecord, Driver, DriverIo, DriverState, RangeSet, Resource, StorageError,
+    StorageResult, WriteKind,
 };
 use table::Table;
 
@@ -75,6 +76,14 @@ pub struct MemDriver {
 
 /// A resource held in memory.
 pub type MemResource = Resource<MemDriver>;
+
+/// A replacement of a memory store's contents, built aside by
+/// [`DriverIo::stage`] and swapped in by [`DriverIo::publish`].
+#[derive(Debug)]
+pub struct MemStaged {
+    table: Table,
+    len: u64,
+}
 
 fn out_of_memory(what: &str, bytes: u64) -> StorageError {
     StorageError::Io(io::Error::new(
@@ -188,27 +197,18 @@ impl MemDriver {
     }
 }
 
+impl MemDriver {
+    /// Bytes the store holds (its chunks), which may exceed the data written.
+    #[must_use]
+    pub fn storage_len(&self) -> u64 {
+        self.table.read().covered_bytes()
+    }
+}
+
 impl DriverIo for MemDriver {
-    fn commit(&self, final_len: Option<u64>) -> StorageResult<()> {
-        let Some(len) = final_len else {
-            return Ok(());
-        };
-        within_limit(len)?;
-        let mut table = self.table.write();
-        if len < self.len.load(Ordering::Acquire) {
-            table.cut(len);
-        }
-        self.len.store(len, Ordering::Release);
-        Ok(())
-    }
+    const FRESH_WRITES: bool = false;
 
-    fn path(&self) -> Option<&Path> {
-        None
-    }
-
-    fn reactivate(&self) -> StorageResult<()> {
-        Ok(())
-    }
+    type Staged<'a> = MemStaged;
 
     fn read_at(&self, offset: u64, buf: &mut [u8], effective_len: u64) -> StorageResult<usize> {
         let table = self.table.read();
@@ -232,30 +232,74 @@ impl DriverIo for MemDriver {
         Ok(count)
     }
 
-    fn replace_all(
-        &self,
-        data: &[u8],
-        _durable: bool,
-        publish: &mut dyn FnMut(),
-    ) -> StorageResult<()> {
-        // Built aside, swapped in and published under the table's lock: no
-        // reader reads while the bytes and the resource's state change.
-        let fresh = table_of(data)?;
+    fn write(&self, offset: u64, data: &[u8], kind: WriteKind<'_>) -> StorageResult<()> {
+        if let WriteKind::Committed { .. } = kind {
+            return Err(StorageError::Committed);
+        }
+        self.write_bytes(offset, data)
+    }
+
+    fn commit(&self, final_len: Option<u64>, holes: &[Range<u64>]) -> StorageResult<()> {
+        if let Some(len) = final_len {
+            within_limit(len)?;
+        }
         let mut table = self.table.write();
-        *table = fresh;
-        self.len.store(data.len() as u64, Ordering::Release);
-        publish();
+        // A restarted download leaves its old bytes in the holes.
+        let stored = self.len.load(Ordering::Acquire);
+        for hole in holes {
+            let end = hole.end.min(stored);
+            if hole.start >= end {
+                continue;
+            }
+            let count = usize::try_from(end - hole.start).unwrap_or(usize::MAX);
+            for (index, within, n) in pieces(hole.start, count) {
+                if let Some(slot) = table.chunk(index)
+                    && let Some(chunk) = slot.write().as_mut()
+                {
+                    chunk.zero(within, n);
+                }
+            }
+        }
+        let Some(len) = final_len else {
+            return Ok(());
+        };
+        if len < stored {
+            table.cut(len);
+        }
+        self.len.store(len, Ordering::Release);
         Ok(())
     }
 
-    fn storage_len(&self) -> u64 {
-        self.table.read().covered_bytes()
+    fn reactivate(&self, _available: &RangeSet<u64>) -> StorageResult<()> {
+        Ok(())
     }
 
-    fn write_at(&self, offset: u64, data: &[u8], committed: bool) -> StorageResult<()> {
-        if committed {
-            return Err(StorageError::Committed);
-        }
+    fn stage(&self, data: &[u8], _durable: bool) -> StorageResult<MemStaged> {
+        // Built aside: readers go on reading the old chunks meanwhile.
+        Ok(MemStaged {
+            table: table_of(data)?,
+            len: data.len() as u64,
+        })
+    }
+
+    fn publish(&self, staged: MemStaged) {
+        let mut table = self.table.write();
+        *table = staged.table;
+        self.len.store(staged.len, Ordering::Release);
+    }
+
+    fn sync(&self) -> StorageResult<()> {
+        Ok(())
+    }
+
+    fn record(&self, _record: DownloadRecord<'_>) -> StorageResult<()> {
+        Ok(())
+    }
+}
+
+impl MemDriver {
+    /// Stores `data` at `offset` in an active store.
+    fn write_bytes(&self, offset: u64, data: &[u8]) -> StorageResult<()> {
         if data.is_empty() {
             return Ok(());
         }
@@ -306,7 +350,7 @@ mod tests {
     #[test]
     fn write_grows_and_read_clips_to_the_effective_length() {
         let driver = MemDriver::default();
-        driver.write_at(4, b"abcd", false).unwrap();
+        driver.write(4, b"abcd", WriteKind::Active).unwrap();
         let mut buf = [0xFF; 8];
         assert_eq!(driver.read_at(0, &mut buf, 8).unwrap(), 8);
         assert_eq!(&buf, b"\0\0\0\0abcd");
@@ -318,11 +362,11 @@ mod tests {
     #[test]
     fn commit_cuts_or_extends_to_the_final_length() {
         let driver = MemDriver::default();
-        driver.write_at(0, b"abcdef", false).unwrap();
-        driver.commit(Some(3)).unwrap();
+        driver.write(0, b"abcdef", WriteKind::Active).unwrap();
+        driver.commit(Some(3), &[]).unwrap();
         let mut buf = [0; 8];
         assert_eq!(driver.read_at(0, &mut buf, u64::MAX).unwrap(), 3);
-        driver.commit(Some(5)).unwrap();
+        driver.commit(Some(5), &[]).unwrap();
         assert_eq!(driver.read_at(0, &mut buf, u64::MAX).unwrap(), 5);
         assert_eq!(&buf[..5], b"abc\0\0");
     }
@@ -335,8 +379,10 @@ mod tests {
             .collect();
         // Unaligned, straddling every boundary, out of order.
         let cut = MEM_CHUNK_BYTES + 7;
-        driver.write_at(cut as u64, &data[cut..], false).unwrap();
-        driver.write_at(0, &data[..cut], false).unwrap();
+        driver
+            .write(cut as u64, &data[cut..], WriteKind::Active)
+            .unwrap();
+        driver.write(0, &data[..cut], WriteKind::Active).unwrap();
         let mut back = vec![0; data.len() + 10];
         assert_eq!(driver.read_at(0, &mut back, u64::MAX).unwrap(), data.len());
         assert!(back[..data.len()] == data[..]);
@@ -353,10 +399,14 @@ mod tests {
     fn a_cut_then_extended_store_reads_zeros_not_the_old_bytes() {
         let driver = MemDriver::default();
         driver
-            .write_at(0, &vec![9; 3 * MEM_CHUNK_BYTES], false)
+            .write(0, &vec![9; 3 * MEM_CHUNK_BYTES], WriteKind::Active)
             .unwrap();
-        driver.commit(Some(MEM_CHUNK_BYTES as u64 + 5)).unwrap();
-        driver.commit(Some(3 * MEM_CHUNK_BYTES as u64)).unwrap();
+        driver
+            .commit(Some(MEM_CHUNK_BYTES as u64 + 5), &[])
+            .unwrap();
+        driver
+            .commit(Some(3 * MEM_CHUNK_BYTES as u64), &[])
+            .unwrap();
         let mut back = vec![1; 3 * MEM_CHUNK_BYTES];
         assert_eq!(driver.read_at(0, &mut back, u64::MAX).unwrap(), back.len());
         assert!(back[..MEM_CHUNK_BYTES + 5].iter().all(|&b| b == 9));
@@ -367,13 +417,15 @@ mod tests {
     fn a_chunk_cut_from_its_slab_comes_back_as_zeros_beside_kept_neighbours() {
         let driver = MemDriver::default();
         driver
-            .write_at(0, &vec![9; 3 * MEM_CHUNK_BYTES], false)
+            .write(0, &vec![9; 3 * MEM_CHUNK_BYTES], WriteKind::Active)
             .unwrap();
         // Cuts chunk 1 to 5 bytes and empties chunk 2; chunk 0 and the
         // slab they came from live on.
-        driver.commit(Some(MEM_CHUNK_BYTES as u64 + 5)).unwrap();
+        driver
+            .commit(Some(MEM_CHUNK_BYTES as u64 + 5), &[])
+            .unwrap();
         let far = 2 * MEM_CHUNK_BYTES as u64 + 10;
-        driver.write_at(far, b"new", false).unwrap();
+        driver.write(far, b"new", WriteKind::Active).unwrap();
         let mut back = vec![1; 3 * MEM_CHUNK_BYTES];
         assert_eq!(
             driver.read_at(0, &mut back, u64::MAX).unwrap(),
@@ -391,19 +443,19 @@ mod tests {
     #[test]
     fn a_write_that_fails_for_memory_leaves_no_byte_for_a_commit_to_show() {
         let driver = MemDriver::default();
-        driver.write_at(0, b"start", false).unwrap();
+        driver.write(0, b"start", WriteKind::Active).unwrap();
         // The last 10 bytes of slab 2 and the first 10 of slab 3: slab 2
         // can be made, slab 3 cannot.
         let at = (3 * SLAB_BYTES - 10) as u64;
         chunk::SLABS_LEFT.set(Some(1));
-        let failed = driver.write_at(at, &[0x77; 20], false);
+        let failed = driver.write(at, &[0x77; 20], WriteKind::Active);
         chunk::SLABS_LEFT.set(None);
         assert!(
             matches!(&failed, Err(StorageError::Io(e)) if e.kind() == io::ErrorKind::OutOfMemory),
             "{failed:?}"
         );
         // Zero-extended over where the write went: zeros, not half of it.
-        driver.commit(Some(at + 20)).unwrap();
+        driver.commit(Some(at + 20), &[]).unwrap();
         let mut back = [1; 20];
         assert_eq!(driver.read_at(at, &mut back, u64::MAX).unwrap(), 20);
         assert_eq!(back, [0; 20], "a failed write left bytes behind");
@@ -413,13 +465,15 @@ mod tests {
     fn cuts_and_rewrites_inside_a_slab_reuse_it() {
         let driver = MemDriver::default();
         chunk::SLABS_MADE.set(0);
-        driver.write_at(0, &vec![5; SLAB_BYTES], false).unwrap();
+        driver
+            .write(0, &vec![5; SLAB_BYTES], WriteKind::Active)
+            .unwrap();
         for kept in 1..chunk::SLAB_CHUNKS {
             let cut = kept * MEM_CHUNK_BYTES;
-            driver.commit(Some(cut as u64)).unwrap();
-            driver.reactivate().unwrap();
+            driver.commit(Some(cut as u64), &[]).unwrap();
+            driver.reactivate(&RangeSet::new()).unwrap();
             driver
-                .write_at(cut as u64, &vec![6; SLAB_BYTES - cut], false)
+                .write(cut as u64, &vec![6; SLAB_BYTES - cut], WriteKind::Active)
                 .unwrap();
         }
         assert_eq!(
@@ -432,9 +486,9 @@ mod tests {
         assert!(back[..MEM_CHUNK_BYTES].iter().all(|&b| b == 5));
         assert!(back[MEM_CHUNK_BYTES..].iter().all(|&b| b == 6));
         // A cut before the slab lets it go; the next write makes one.
-        driver.commit(Some(0)).unwrap();
-        driver.reactivate().unwrap();
-        driver.write_at(10, b"x", false).unwrap();
+        driver.commit(Some(0), &[]).unwrap();
+        driver.reactivate(&RangeSet::new()).unwrap();
+        driver.write(10, b"x", WriteKind::Active).unwrap();
         assert_eq!(chunk::SLABS_MADE.get(), 2);
         let mut head = [7; 12];
         assert_eq!(driver.read_at(0, &mut head, u64::MAX).unwrap(), 11);
@@ -458,7 +512,7 @@ mod tests {
     fn a_copy_into_one_chunk_does_not_stop_readers_of_another() {
         let driver = std::sync::Arc::new(MemDriver::default());
         driver
-            .write_at(0, &vec![3; 2 * MEM_CHUNK_BYTES], false)
+            .write(0, &vec![3; 2 * MEM_CHUNK_BYTES], WriteKind::Active)
             .unwrap();
         // A writer in the middle of its copy into chunk 1.
         let table = driver.table.read();
@@ -486,7 +540,7 @@ mod tests {
     #[test]
     fn a_byte_far_out_costs_a_page_not_a_table_of_everything_below() {
         let driver = MemDriver::default();
-        driver.write_at(1 << 40, b"x", false).unwrap();
+        driver.write(1 << 40, b"x", WriteKind::Active).unwrap();
         // One page of slots covers it; nothing below was made.
         assert_eq!(
             driver.storage_len(),
@@ -503,7 +557,7 @@ mod tests {
         assert_eq!(low, [0; 4]);
         // A commit far out makes no page at all.
         let committed = MemDriver::default();
-        committed.commit(Some(1 << 44)).unwrap();
+        committed.commit(Some(1 << 44), &[]).unwrap();
         assert_eq!(committed.storage_len(), 0);
     }
 
@@ -511,13 +565,13 @@ mod tests {
     fn past_the_limit_is_an_error_not_an_allocation() {
         let driver = MemDriver::default();
         for offset in [MEM_MAX_LEN, 1 << 50, u64::MAX - 10] {
-            let err = driver.write_at(offset, b"x", false).unwrap_err();
+            let err = driver.write(offset, b"x", WriteKind::Active).unwrap_err();
             assert!(
                 matches!(&err, StorageError::Io(e) if e.kind() == io::ErrorKind::OutOfMemory),
                 "{offset}: {err}"
             );
         }
-        assert!(driver.commit(Some(MEM_MAX_LEN + 1)).is_err());
+        assert!(driver.commit(Some(MEM_MAX_LEN + 1), &[]).is_err());
         assert_eq!(driver.storage_len(), 0);
     }
 
@@ -525,7 +579,7 @@ mod tests {
     fn committed_writes_are_refused() {
         let driver = MemDriver::default();
         assert!(matches!(
-            driver.write_at(0, b"x", true),
+            driver.write(0, b"x", WriteKind::Committed { holes: &[] }),
             Err(StorageError::Committed)
         ));
     }
@@ -533,7 +587,7 @@ mod tests {
     #[test]
     fn an_impossible_size_is_an_error_not_an_abort() {
         let driver = MemDriver::default();
-        let err = driver.write_at(1 << 50, b"x", false).unwrap_err();
+        let err = driver.write(1 << 50, b"x", WriteKind::Active).unwrap_err();
         assert!(
             matches!(&err, StorageError::Io(e) if e.kind() == io::ErrorKind::OutOfMemory),
             "{err}"

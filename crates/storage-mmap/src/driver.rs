@@ -12,7 +12,7 @@ use std::{
 
 use crossbeam_utils::sync::{ShardedLock, ShardedLockReadGuard, ShardedLockWriteGuard};
 use parking_lot::Mutex;
-use storage_core::{DriverIo, RangeSet, StorageError, StorageResult};
+use storage_core::{DownloadRecord, DriverIo, RangeSet, StorageError, StorageResult, WriteKind};
 
 use crate::{
     OpenMode,
@@ -21,6 +21,7 @@ use crate::{
     journal::Journal,
     map::Mapping,
     poison::Poison,
+    replace::MmapStaged,
     store::{Store, io_error},
     sys,
 };
@@ -160,9 +161,17 @@ impl MmapDriver {
 }
 
 impl DriverIo for MmapDriver {
-    fn commit(&self, final_len: Option<u64>) -> StorageResult<()> {
+    /// A fresh write copies beside readers (a shared lock of the map).
+    const FRESH_WRITES: bool = true;
+
+    type Staged<'a> = MmapStaged<'a>;
+
+    fn commit(&self, final_len: Option<u64>, holes: &[Range<u64>]) -> StorageResult<()> {
         if self.mode == OpenMode::ReadOnly {
             return Err(StorageError::ReadOnly);
+        }
+        for hole in holes {
+            self.zero_bytes(hole.clone())?;
         }
         let _lifecycle = self.lifecycle.lock();
         // A commit owes nothing from an earlier one here (`reactivate`
@@ -232,11 +241,84 @@ impl DriverIo for MmapDriver {
         Ok(())
     }
 
-    fn zero_hole(&self, range: Range<u64>) -> StorageResult<()> {
-        self.zero_bytes(range)
+    fn record(&self, record: DownloadRecord<'_>) -> StorageResult<()> {
+        match record {
+            DownloadRecord::Identity {
+                expected_len,
+                validator,
+            } => self.record_identity(expected_len, validator),
+            DownloadRecord::Restarted => self.forget_ranges(),
+        }
     }
 
-    fn persist_identity(
+    fn reactivate(&self, available: &RangeSet<u64>) -> StorageResult<()> {
+        if self.mode == OpenMode::ReadOnly {
+            return Err(StorageError::ReadOnly);
+        }
+        self.reactivate_with(available)
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8], effective_len: u64) -> StorageResult<usize> {
+        let store = self.read();
+        let bytes = store.map.bytes();
+        let end = effective_len.min(bytes.len() as u64);
+        if offset >= end {
+            // Past the mapping: the end, or a read that a shrinking commit
+            // overtook (`Resource` sees the rewrite and reads again).
+            return Ok(0);
+        }
+        // Both are at most `bytes.len()`, so they fit in a `usize`.
+        let (start, end) = (to_index(offset), to_index(end));
+        let count = buf.len().min(end - start);
+        buf[..count].copy_from_slice(&bytes[start..start + count]);
+        Ok(count)
+    }
+
+    fn stage(&self, data: &[u8], durable: bool) -> StorageResult<MmapStaged<'_>> {
+        if self.mode == OpenMode::ReadOnly {
+            return Err(StorageError::ReadOnly);
+        }
+        self.stage_replacement(data, durable)
+    }
+
+    fn publish(&self, staged: MmapStaged<'_>) {
+        self.publish_replacement(staged);
+    }
+
+    fn sync(&self) -> StorageResult<()> {
+        self.sync_all()
+    }
+
+    fn write(&self, offset: u64, data: &[u8], kind: WriteKind<'_>) -> StorageResult<()> {
+        match kind {
+            WriteKind::Fresh => self.write_bytes(offset, data, false, Exclusion::Shared),
+            WriteKind::Active => self.write_bytes(offset, data, false, Exclusion::Exclusive),
+            WriteKind::Committed { holes } => {
+                let written = self.write_bytes(offset, data, true, Exclusion::Exclusive);
+                if written.is_err() {
+                    // A failed rewrite may have stored part of itself in a
+                    // hole of a file committed with holes: zeroed again, as
+                    // well as the disk lets us (the write's error is the
+                    // one to report).
+                    for hole in holes {
+                        let _ = self.zero_bytes(hole.clone());
+                    }
+                }
+                written
+            }
+        }
+    }
+}
+
+impl MmapDriver {
+    /// Bytes reserved by the file (its mapped length), which may exceed
+    /// the data written.
+    #[must_use]
+    pub fn storage_len(&self) -> u64 {
+        self.read().len
+    }
+
+    fn record_identity(
         &self,
         expected_len: Option<u64>,
         validator: Option<&str>,
@@ -286,23 +368,7 @@ impl DriverIo for MmapDriver {
         }
     }
 
-    fn path(&self) -> Option<&Path> {
-        Some(&self.path)
-    }
-
-    fn reactivate(&self) -> StorageResult<()> {
-        let mut all = RangeSet::new();
-        let extent = self.extent.load(Ordering::Acquire);
-        if extent > 0 {
-            all.insert(0..extent);
-        }
-        self.reactivate_with(&all)
-    }
-
     fn reactivate_with(&self, available: &RangeSet<u64>) -> StorageResult<()> {
-        if self.mode == OpenMode::ReadOnly {
-            return Err(StorageError::ReadOnly);
-        }
         let _lifecycle = self.lifecycle.lock();
         // The last commit's durability work first: it must not remove the
         // journal made below, nor release the lock taken below.
@@ -359,39 +425,7 @@ impl DriverIo for MmapDriver {
         }
     }
 
-    fn read_at(&self, offset: u64, buf: &mut [u8], effective_len: u64) -> StorageResult<usize> {
-        let store = self.read();
-        let bytes = store.map.bytes();
-        let end = effective_len.min(bytes.len() as u64);
-        if offset >= end {
-            // Past the mapping: the end, or a read that a shrinking commit
-            // overtook (`Resource` sees the rewrite and reads again).
-            return Ok(0);
-        }
-        // Both are at most `bytes.len()`, so they fit in a `usize`.
-        let (start, end) = (to_index(offset), to_index(end));
-        let count = buf.len().min(end - start);
-        buf[..count].copy_from_slice(&bytes[start..start + count]);
-        Ok(count)
-    }
-
-    fn replace_all(
-        &self,
-        data: &[u8],
-        durable: bool,
-        publish: &mut dyn FnMut(),
-    ) -> StorageResult<()> {
-        if self.mode == OpenMode::ReadOnly {
-            return Err(StorageError::ReadOnly);
-        }
-        self.replace_whole(data, durable, publish)
-    }
-
-    fn storage_len(&self) -> u64 {
-        self.read().len
-    }
-
-    fn sync(&self) -> StorageResult<()> {
+    fn sync_all(&self) -> StorageResult<()> {
         let (file, poison_file, rename_owed) = {
             let _lifecycle = self.lifecycle.lock();
             self.finish_commit()?;
@@ -439,19 +473,6 @@ impl DriverIo for MmapDriver {
             self.rename_owed.store(true, Ordering::Release);
         }
         synced
-    }
-
-    fn write_at(&self, offset: u64, data: &[u8], committed: bool) -> StorageResult<()> {
-        self.write_bytes(offset, data, committed, Exclusion::Exclusive)
-    }
-
-    fn write_fresh(&self, offset: u64, data: &[u8]) -> StorageResult<()> {
-        self.write_bytes(offset, data, false, Exclusion::Shared)
-    }
-
-    fn wants_write_fresh(&self) -> bool {
-        // A fresh write copies beside readers (a shared lock of the map).
-        true
     }
 }
 

@@ -61,6 +61,7 @@ pub use checkpoint::{
     CHECKPOINT_BYTES, CHECKPOINT_INTERVAL, CHECKPOINT_MAX_DELAY, CheckpointPolicy,
 };
 pub use driver::MmapDriver;
+pub use replace::MmapStaged;
 pub use space::DEFAULT_INITIAL_LEN;
 use storage_core::Resource;
 

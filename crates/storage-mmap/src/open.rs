@@ -97,7 +97,7 @@ impl Driver for MmapDriver {
         let journal_path = journal::path_for(&path);
         let writer = mode != OpenMode::ReadOnly;
         let existing = length_of(&path)?;
-        let (store, state, checkpoints) = match existing {
+        let (store, mut state, checkpoints) = match existing {
             None if !writer => (Store::missing(), committed(0), None),
             Some(len) if len > 0 || !writer => {
                 match open_existing(&path, &journal_path, mode, policy)? {
@@ -108,6 +108,7 @@ impl Driver for MmapDriver {
             }
             _ => create(&path, &journal_path, initial_len, policy)?,
         };
+        state.path = Some(path.clone());
         Ok(Self::assemble(
             path,
             journal_path,
@@ -181,6 +182,7 @@ fn open_existing(
         unclean_holes: true,
         expected_len: contents.expected_len,
         validator: contents.validator.clone(),
+        ..DriverState::default()
     };
     Ok(Opened::Ready(store, state, checkpoints))
 }

@@ -1,4 +1,4 @@
-//! Whole-file replacement: a temporary file, renamed over the path.
+//! Whole-file replacement: a temporary file, renamed over the path, then installed.
 
 use std::{
     fs::{self, File},
@@ -39,25 +39,91 @@ fn guard_current(path: &Path) -> StorageResult<Option<File>> {
 /// leaves the old file or the new one at the path. An active file first
 /// marks the replacement in its journal, so a crash between the rename and
 /// the journal's removal is recognised on reopening (see `journal`).
-impl MmapDriver {
-    /// See [`replace`](self).
-    pub(crate) fn replace_whole(
-        &self,
-        data: &[u8],
-        durable: bool,
-        publish: &mut dyn FnMut(),
-    ) -> StorageResult<()> {
-        let _lifecycle = self.lifecycle.lock();
-        replace(self, data, durable, publish)
+/// A replacement renamed into place but not yet installed: the new file,
+/// mapped, and what finishing it needs. Holds the driver's lifecycle lock
+/// from [`MmapDriver`]'s `stage` to its `publish`.
+pub struct MmapStaged<'a> {
+    _lifecycle: parking_lot::MutexGuard<'a, ()>,
+    file: File,
+    map: Mapping,
+    len: u64,
+    /// The shared lock on the file that was at the path, if this handle's
+    /// writer lock did not guard it.
+    guard: Option<File>,
+    /// This handle's active file's checkpoints, stopped.
+    stopped: Option<Stopped>,
+    /// The stale journal the replacement marked, if any.
+    marked: Option<(u64, u64)>,
+    /// Whether the journals' removal must be durable now.
+    must_sync: bool,
+}
+
+impl std::fmt::Debug for MmapStaged<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MmapStaged")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
     }
 }
 
-fn replace(
-    driver: &MmapDriver,
+impl MmapDriver {
+    /// Everything of a replacement that can fail: the new file written
+    /// beside the old one, mapped, and renamed over the path (the commit
+    /// point). A crash at any instant leaves the old file or the new one at
+    /// the path. An active file first marks the replacement in its
+    /// journal, so a crash between the rename and the journal's removal is
+    /// recognised on reopening (see `journal`).
+    pub(crate) fn stage_replacement(
+        &self,
+        data: &[u8],
+        durable: bool,
+    ) -> StorageResult<MmapStaged<'_>> {
+        let lifecycle = self.lifecycle.lock();
+        stage(self, lifecycle, data, durable)
+    }
+
+    /// Installs a staged replacement as the driver's file: readers read it
+    /// from here on. Then the journals it made stale go.
+    pub(crate) fn publish_replacement(&self, staged: MmapStaged<'_>) {
+        let MmapStaged {
+            _lifecycle,
+            file,
+            map,
+            len,
+            guard,
+            stopped,
+            marked,
+            must_sync,
+        } = staged;
+        {
+            let mut store = self.write();
+            store.file = Some(file);
+            store.file_writable = true;
+            store.held = Held::Shared;
+            store.install(map, len);
+            self.extent.store(len, Ordering::Release);
+        }
+        // A new file: an earlier file's failed sync, or the durability its
+        // commit still owed, no longer applies (the stale journal goes below).
+        self.poison.clear();
+        self.durability.clear();
+        // An orphaned download's checkpoints (its file was deleted from
+        // outside) have nothing more to do.
+        if let Some(orphaned) = self.checkpoints.lock().take() {
+            drop(orphaned.stop());
+        }
+        drop(guard);
+        drop(stopped);
+        retire_journals(self, marked, must_sync);
+    }
+}
+
+fn stage<'a>(
+    driver: &'a MmapDriver,
+    lifecycle: parking_lot::MutexGuard<'a, ()>,
     data: &[u8],
     durable: bool,
-    publish: &mut dyn FnMut(),
-) -> StorageResult<()> {
+) -> StorageResult<MmapStaged<'a>> {
     let path = driver.path.as_path();
     let len = data.len() as u64;
     // The last commit's durability work first: it syncs, unlocks and
@@ -103,47 +169,28 @@ fn replace(
     } else {
         None
     };
-    let restore = |stopped: Option<Stopped>| {
-        if let Some(stopped) = stopped {
-            stopped.resume(driver);
-        }
-    };
-
     let renamed = rename_into_place(driver, temp, &mut guard, owns_path, stopped.is_none(), mark);
     let (file, marked) = match renamed {
         Ok(renamed) => renamed,
         Err(e) => {
             // The old file stays; a mark names contents that are not at
             // the path, so reopening ignores it.
-            restore(stopped);
+            if let Some(stopped) = stopped {
+                stopped.resume(driver);
+            }
             return Err(e);
         }
     };
-    let must_sync = durable || active || marked.is_some();
-    {
-        // Readers are out while the file changes and `Resource` publishes
-        // the new state: none pairs the old length with the new bytes.
-        let mut store = driver.write();
-        store.file = Some(file);
-        store.file_writable = true;
-        store.held = Held::Shared;
-        store.install(map, len);
-        driver.extent.store(len, Ordering::Release);
-        publish();
-    }
-    // A new file: an earlier file's failed sync, or the durability its
-    // commit still owed, no longer applies (the stale journal goes below).
-    driver.poison.clear();
-    driver.durability.clear();
-    // An orphaned download's checkpoints (its file was deleted from
-    // outside) have nothing more to do.
-    if let Some(orphaned) = driver.checkpoints.lock().take() {
-        drop(orphaned.stop());
-    }
-    drop(guard);
-    drop(stopped);
-    retire_journals(driver, marked, must_sync);
-    Ok(())
+    Ok(MmapStaged {
+        _lifecycle: lifecycle,
+        file,
+        map,
+        len,
+        guard,
+        must_sync: durable || active || marked.is_some(),
+        stopped,
+        marked,
+    })
 }
 
 /// An active file's checkpoints, stopped for a replacement.

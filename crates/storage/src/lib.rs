@@ -92,16 +92,19 @@ pub use storage_cache::{Cache, CacheEntry, CacheOptions, CacheStats, CachedResou
 #[cfg(feature = "tokio")]
 pub use storage_core::AsyncResourceCursor;
 pub use storage_core::{
-    AvailabilityObserver, CancellationToken, DefaultOpen, Demand, Driver, DriverIo, DriverState,
-    Interrupts, IoFailure, RangeSet, RangeTracker, Resource, ResourceCursor, ResourceExt,
-    ResourceStatus, StorageError, StorageResult, WaitOutcome,
+    AvailabilityObserver, CancellationToken, DefaultOpen, Demand, DownloadRecord, Driver, DriverIo,
+    DriverState, Interrupts, IoFailure, RangeSet, RangeTracker, Resource, ResourceCursor,
+    ResourceExt, ResourceStatus, StorageError, StorageResult, WaitOutcome, WriteKind,
 };
 #[cfg(feature = "mem")]
-pub use storage_mem::{MEM_CHUNK_BYTES, MEM_MAX_LEN, MemDriver, MemOptions, MemResource};
+pub use storage_mem::{
+    MEM_CHUNK_BYTES, MEM_MAX_LEN, MemDriver, MemOptions, MemResource, MemStaged,
+};
 #[cfg(feature = "mmap")]
 pub use storage_mmap::{
     CHECKPOINT_BYTES, CHECKPOINT_INTERVAL, CHECKPOINT_MAX_DELAY, CheckpointPolicy,
-    DEFAULT_INITIAL_LEN, MmapDriver, MmapOpenOptions, MmapOptions, MmapResource, OpenMode,
+    DEFAULT_INITIAL_LEN, MmapDriver, MmapOpenOptions, MmapOptions, MmapResource, MmapStaged,
+    OpenMode,
 };
 #[cfg(all(feature = "stream-download", any(feature = "mmap", feature = "mem")))]
 pub use stream_storage::{ResourceStorageProvider, ResourceStorageReader, ResourceStorageWriter};

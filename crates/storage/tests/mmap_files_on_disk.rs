@@ -15,7 +15,7 @@ use std::{
 };
 
 use storage::{
-    DEFAULT_INITIAL_LEN, DriverIo, OpenMode, ResourceExt, ResourceStatus, StorageError, WaitOutcome,
+    DEFAULT_INITIAL_LEN, OpenMode, ResourceExt, ResourceStatus, StorageError, WaitOutcome,
 };
 use support::{open_mmap as open, pattern, within};
 

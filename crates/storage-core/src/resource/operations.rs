@@ -13,7 +13,8 @@ use parking_lot::MutexGuard;
 
 use super::{Phase, Resource, Shared, wait::WaitFuture};
 use crate::{
-    DriverIo, RangeTracker, ResourceExt, ResourceStatus, StorageError, StorageResult, WaitOutcome,
+    DownloadRecord, DriverIo, RangeTracker, ResourceExt, ResourceStatus, StorageError,
+    StorageResult, WaitOutcome, WriteKind,
 };
 
 fn checked_range(offset: u64, len: usize) -> StorageResult<Range<u64>> {
@@ -53,27 +54,28 @@ impl<D: DriverIo> ResourceExt for Resource<D> {
             });
         }
         // One look-up under the state lock, for drivers that copy fresh
-        // bytes differently only.
-        let fresh = !committed
+        // bytes differently only; the holes of a rewrite of a committed
+        // resource (rare) for the driver to zero if it fails.
+        let holes;
+        let kind = if committed {
+            holes = if range.is_empty() {
+                Vec::new()
+            } else {
+                shared.holes(&range)
+            };
+            WriteKind::Committed { holes: &holes }
+        } else if D::FRESH_WRITES
             && !range.is_empty()
-            && shared.driver.wants_write_fresh()
-            && !shared.state.lock().tracker.overlaps(&range);
+            && !shared.state.lock().tracker.overlaps(&range)
+        {
+            WriteKind::Fresh
+        } else {
+            WriteKind::Active
+        };
         // No reader reads unavailable bytes (see `read_available`), and the
         // writer lock keeps them unavailable until this write is recorded.
-        let written = if fresh {
-            shared.driver.write_fresh(offset, data)
-        } else {
-            shared.driver.write_at(offset, data, committed)
-        };
-        if let Err(e) = written {
+        if let Err(e) = shared.driver.write(offset, data, kind) {
             shared.state.lock().holes_unclean = true;
-            if committed && !range.is_empty() {
-                // A failed rewrite may have stored part of itself in a hole
-                // of a file committed with holes; no later commit zeroes it
-                // (an active resource's does), so zero it now, as well as
-                // the disk lets us: the write's own error is the one to report.
-                let _ = shared.zero_holes(&range);
-            }
             return Err(e);
         }
         if range.is_empty() {
@@ -88,7 +90,6 @@ impl<D: DriverIo> ResourceExt for Resource<D> {
                 .wake_covered(&range, &state.tracker, state.known_end())
         };
         tasks.wake();
-        shared.driver.notify_write(&range);
         drop(writer);
         if let Some(observer) = &shared.observer {
             observer.on_write(range);
@@ -159,21 +160,33 @@ impl<D: DriverIo> ResourceExt for Resource<D> {
             }
         };
         // Every hole this commit makes readable reads as zeros (see
-        // `DriverIo::zero_hole`): zeroed first when one may hold bytes no
-        // write recorded. On an error the resource stays active, its holes
-        // as unavailable as they were.
-        let (unclean, extent) = {
+        // `DriverIo::commit`): named when one may hold bytes no write
+        // recorded. On an error the resource stays active, its holes as
+        // unavailable as they were.
+        let (unclean, extent, cuts) = {
             let state = shared.state.lock();
-            (state.holes_unclean, state.tracker.extent())
+            let cuts = final_len.is_some_and(|n| n < super::readable_in(&state));
+            (state.holes_unclean, state.tracker.extent(), cuts)
         };
-        if unclean {
-            shared.zero_holes(&(0..final_len.unwrap_or(extent)))?;
-            shared.state.lock().holes_unclean = false;
+        let holes = if unclean {
+            shared.holes(&(0..final_len.unwrap_or(extent)))
+        } else {
+            Vec::new()
+        };
+        if cuts {
+            // Readers that overlap the cut read again (see `read_at`); the
+            // sequence closes once the state shows the cut, below.
+            shared.rewrites.fetch_add(1, Ordering::AcqRel);
         }
-        shared.driver.commit(final_len)?;
+        if let Err(e) = shared.driver.commit(final_len, &holes) {
+            if cuts {
+                shared.rewrites.fetch_add(1, Ordering::AcqRel);
+            }
+            return Err(e);
+        }
         let (failed, tasks) = {
             let mut state = shared.state.lock();
-            let cuts = final_len.is_some_and(|n| n < super::readable_in(&state));
+            state.holes_unclean = false;
             if let Some(n) = final_len {
                 state.tracker.remove(n..u64::MAX);
                 state.tracker.insert(0..n);
@@ -187,6 +200,7 @@ impl<D: DriverIo> ResourceExt for Resource<D> {
             }
             shared.publish(&state);
             if cuts {
+                // The state shows the cut: readers may trust what they read.
                 shared.rewrites.fetch_add(1, Ordering::AcqRel);
             }
             (failed, state.waiters.wake_all())
@@ -220,7 +234,7 @@ impl<D: DriverIo> ResourceExt for Resource<D> {
     }
 
     fn path(&self) -> Option<&Path> {
-        self.shared.driver.path()
+        self.shared.path.as_deref()
     }
 
     fn len(&self) -> Option<u64> {
@@ -260,9 +274,10 @@ impl<D: DriverIo> ResourceExt for Resource<D> {
                 // Kept with the store before anyone relies on it.
                 let validator = state.validator.clone();
                 MutexGuard::unlocked(&mut state, || {
-                    shared
-                        .driver
-                        .persist_identity(Some(len), validator.as_deref())
+                    shared.driver.record(DownloadRecord::Identity {
+                        expected_len: Some(len),
+                        validator: validator.as_deref(),
+                    })
                 })?;
             }
             state.expected_len = Some(len);
@@ -301,7 +316,10 @@ impl<D: DriverIo> ResourceExt for Resource<D> {
             (state.phase == Phase::Active, state.expected_len)
         };
         if active {
-            shared.driver.persist_identity(expected, Some(validator))?;
+            shared.driver.record(DownloadRecord::Identity {
+                expected_len: expected,
+                validator: Some(validator),
+            })?;
         }
         shared.state.lock().validator = Some(validator.to_owned());
         Ok(())
@@ -321,7 +339,7 @@ impl<D: DriverIo> ResourceExt for Resource<D> {
                 return Err(StorageError::Committed);
             }
         }
-        shared.driver.forget_ranges()?;
+        shared.driver.record(DownloadRecord::Restarted)?;
         let mut state = shared.state.lock();
         state.tracker = RangeTracker::new();
         state.expected_len = None;
@@ -329,7 +347,9 @@ impl<D: DriverIo> ResourceExt for Resource<D> {
         // The old bytes are still in the store: zeroed before a commit.
         state.holes_unclean = true;
         shared.publish(&state);
-        shared.rewrites.fetch_add(1, Ordering::AcqRel);
+        // One step of the sequence lock (two, so it stays even): the state
+        // changed at once, under its lock.
+        shared.rewrites.fetch_add(2, Ordering::AcqRel);
         let tasks = state.waiters.wake_all();
         drop(state);
         tasks.wake();
@@ -360,7 +380,7 @@ impl<D: DriverIo> ResourceExt for Resource<D> {
         };
         // Asked even when active: a store that can never be written (a
         // read-only file resumed from its journal) says so.
-        shared.driver.reactivate_with(&available)?;
+        shared.driver.reactivate(&available)?;
         if active {
             return Ok(());
         }
@@ -402,8 +422,11 @@ impl<D: DriverIo> ResourceExt for Resource<D> {
         let shared = &*self.shared;
         let writer = shared.writer.lock();
         shared.check_usable(&shared.state.lock())?;
-        let mut outcome = None;
-        shared.driver.replace_all(data, durable, &mut || {
+        let staged = shared.driver.stage(data, durable)?;
+        // Readers that overlap the swap read again (see `read_at`): the
+        // driver may change its bytes and length in any order.
+        let (failed, tasks) = shared.rewriting(|| {
+            shared.driver.publish(staged);
             let mut state = shared.state.lock();
             state.tracker = RangeTracker::new();
             state.tracker.insert(0..len);
@@ -419,15 +442,8 @@ impl<D: DriverIo> ResourceExt for Resource<D> {
                 };
             }
             shared.publish(&state);
-            shared.rewrites.fetch_add(1, Ordering::AcqRel);
-            outcome = Some((failed, state.waiters.wake_all()));
-        })?;
-        let Some((failed, tasks)) = outcome else {
-            // The driver broke its contract; nothing was published.
-            return Err(StorageError::Failed(
-                "the driver replaced the contents without publishing them".into(),
-            ));
-        };
+            (failed, state.waiters.wake_all())
+        });
         tasks.wake();
         drop(writer);
         if let Some(reason) = failed {

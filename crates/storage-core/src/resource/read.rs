@@ -30,9 +30,9 @@ impl<D: DriverIo> Shared<D> {
         for _ in 0..REREADS {
             let rewrites = shared.rewrites.load(Ordering::Acquire);
             let count = shared.read_once(offset, buf)?;
-            // A replacement or a shrinking commit published meanwhile: the
-            // bytes may pair the old length with the new contents.
-            if shared.rewrites.load(Ordering::Acquire) == rewrites {
+            // A replacement or a shrinking commit ran meanwhile: the bytes
+            // may pair the old length with the new contents.
+            if rewrites.is_multiple_of(2) && shared.rewrites.load(Ordering::Acquire) == rewrites {
                 zero_past(buf, count, discarded);
                 return Ok(count);
             }
@@ -79,7 +79,7 @@ impl<D: DriverIo> Shared<D> {
                 }
                 filled += n;
             }
-            if shared.rewrites.load(Ordering::Acquire) == rewrites {
+            if rewrites.is_multiple_of(2) && shared.rewrites.load(Ordering::Acquire) == rewrites {
                 buf.truncate(filled);
                 return Ok(filled);
             }
@@ -126,7 +126,7 @@ impl<D: DriverIo> Shared<D> {
     /// Reads `offset..end` into `buf`: the available parts from the driver,
     /// the holes as zeros, and returns the count. The driver is never asked
     /// for a byte that is not available, so a write of unavailable bytes
-    /// (`write_fresh`) cannot overlap a read. `end` came from a snapshot
+    /// (`WriteKind::Fresh`) cannot overlap a read. `end` came from a snapshot
     /// that may be stale: each batch cuts it to the readable length of the
     /// moment, so a shrinking commit never turns into zeros that were never
     /// written.

@@ -88,6 +88,26 @@ pub fn a_cursor_that_must_wait_asks_for_the_whole_read<H: Harness>(h: &H) {
     );
 }
 
+/// A restarted download's commit shows zeros, never the old version's
+/// bytes, in the holes the new version left.
+pub fn a_restarted_download_commits_zeros_where_the_old_version_was<H: Harness>(h: &H) {
+    let r = h.fresh();
+    r.write_at(0, b"old version").unwrap();
+    r.restart().unwrap();
+    // The new version writes its head and tail; the middle stays a hole.
+    r.write_at(0, b"new").unwrap();
+    r.write_at(8, b"end").unwrap();
+    r.commit(Some(11)).unwrap();
+    let mut all = Vec::new();
+    r.read_into(&mut all).unwrap();
+    assert_eq!(
+        all, b"new\0\0\0\0\0end",
+        "a byte of the old version in a hole"
+    );
+}
+
+/// A validator is kept with the resource; a restart forgets the ranges,
+/// the expected length and the validator, and wakes no reader early.
 pub fn a_validator_is_kept_and_a_restart_forgets_everything<H: Harness>(h: &H) {
     let r = h.fresh();
     assert_eq!(r.validator(), None);

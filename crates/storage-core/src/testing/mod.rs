@@ -325,6 +325,7 @@ macro_rules! behaviour_suite {
             demand_names_what_blocked_readers_wait_for,
             a_cursor_that_must_wait_asks_for_the_whole_read,
             a_validator_is_kept_and_a_restart_forgets_everything,
+            a_restarted_download_commits_zeros_where_the_old_version_was,
         );
     };
     (@tests $harness:expr; $($name:ident),* $(,)?) => {

@@ -1,10 +1,13 @@
 //! `ReferenceDriver`: the smallest driver that passes the behaviour suite.
 
-use std::{io, path::Path};
+use std::{io, ops::Range};
 
 use parking_lot::Mutex;
 
-use crate::{DefaultOpen, Driver, DriverIo, DriverState, Resource, StorageError, StorageResult};
+use crate::{
+    DefaultOpen, DownloadRecord, Driver, DriverIo, DriverState, RangeSet, Resource, StorageError,
+    StorageResult, WriteKind,
+};
 
 /// A driver over one `Vec<u8>` behind a mutex: the least a driver must do
 /// to meet the contract, to read as an example when writing one. It has no
@@ -50,20 +53,9 @@ fn resize(bytes: &mut Vec<u8>, len: u64) -> StorageResult<()> {
 }
 
 impl DriverIo for ReferenceDriver {
-    fn commit(&self, final_len: Option<u64>) -> StorageResult<()> {
-        match final_len {
-            Some(len) => resize(&mut self.bytes.lock(), len),
-            None => Ok(()),
-        }
-    }
+    const FRESH_WRITES: bool = false;
 
-    fn path(&self) -> Option<&Path> {
-        None
-    }
-
-    fn reactivate(&self) -> StorageResult<()> {
-        Ok(())
-    }
+    type Staged<'a> = Vec<u8>;
 
     fn read_at(&self, offset: u64, buf: &mut [u8], effective_len: u64) -> StorageResult<usize> {
         let bytes = self.bytes.lock();
@@ -81,12 +73,8 @@ impl DriverIo for ReferenceDriver {
         Ok(count)
     }
 
-    fn storage_len(&self) -> u64 {
-        self.bytes.lock().len() as u64
-    }
-
-    fn write_at(&self, offset: u64, data: &[u8], committed: bool) -> StorageResult<()> {
-        if committed {
+    fn write(&self, offset: u64, data: &[u8], kind: WriteKind<'_>) -> StorageResult<()> {
+        if let WriteKind::Committed { .. } = kind {
             return Err(StorageError::Committed);
         }
         if data.is_empty() {
@@ -100,6 +88,47 @@ impl DriverIo for ReferenceDriver {
         // Fits: the buffer now holds `end` bytes.
         let start = usize::try_from(offset).map_err(|_| too_big(end))?;
         bytes[start..start + data.len()].copy_from_slice(data);
+        Ok(())
+    }
+
+    fn commit(&self, final_len: Option<u64>, holes: &[Range<u64>]) -> StorageResult<()> {
+        let mut bytes = self.bytes.lock();
+        // A restarted download leaves its old bytes in the holes.
+        for hole in holes {
+            let len = bytes.len() as u64;
+            let (start, end) = (hole.start.min(len), hole.end.min(len));
+            // Both within the buffer, so they fit in a `usize`.
+            let index = |at: u64| usize::try_from(at).unwrap_or(usize::MAX);
+            bytes[index(start)..index(end)].fill(0);
+        }
+        match final_len {
+            Some(len) => resize(&mut bytes, len),
+            None => Ok(()),
+        }
+    }
+
+    fn reactivate(&self, _available: &RangeSet<u64>) -> StorageResult<()> {
+        Ok(())
+    }
+
+    fn stage(&self, data: &[u8], _durable: bool) -> StorageResult<Vec<u8>> {
+        let mut staged = Vec::new();
+        staged
+            .try_reserve_exact(data.len())
+            .map_err(|_| too_big(data.len() as u64))?;
+        staged.extend_from_slice(data);
+        Ok(staged)
+    }
+
+    fn publish(&self, staged: Vec<u8>) {
+        *self.bytes.lock() = staged;
+    }
+
+    fn sync(&self) -> StorageResult<()> {
+        Ok(())
+    }
+
+    fn record(&self, _record: DownloadRecord<'_>) -> StorageResult<()> {
         Ok(())
     }
 }
