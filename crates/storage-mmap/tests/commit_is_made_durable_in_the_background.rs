@@ -7,16 +7,13 @@ mod support;
 
 use std::{fs, path::Path, time::Duration};
 
-use storage::{
-    CHECKPOINT_BYTES, MmapResource, OpenMode, ResourceExt, ResourceStatus, StorageError,
-};
+use storage_core::{ResourceExt, ResourceStatus, StorageError};
+use storage_mmap::{CHECKPOINT_BYTES, MmapResource, OpenMode, fs::journal_path};
 use support::{LIMIT, pattern, shuffled};
 
 fn open(path: &Path, mode: OpenMode) -> Result<MmapResource, StorageError> {
     support::open_mmap(path, None, mode)
 }
-
-use support::journal_of;
 
 #[allow(
     clippy::cast_possible_truncation,
@@ -91,7 +88,7 @@ fn a_process_killed_after_commit_or_during_its_background_sync_reopens_whole_or_
                 committed += 1;
                 assert_eq!(final_len, Some(LEN as u64), "round {round}");
                 assert!(
-                    !journal_of(&path).exists(),
+                    !journal_path(&path).exists(),
                     "round {round}: committed with a journal beside it"
                 );
                 assert!(
@@ -122,7 +119,10 @@ fn dropping_right_after_commit_leaves_no_journal_and_a_committed_file() {
         r.commit(Some(LEN as u64)).unwrap();
         // Dropped without `sync`: the drop waits for the background.
     }
-    assert!(!journal_of(&path).exists(), "the journal outlived the drop");
+    assert!(
+        !journal_path(&path).exists(),
+        "the journal outlived the drop"
+    );
     let reopened = open(&path, OpenMode::Auto).unwrap();
     assert_eq!(
         reopened.status(),
@@ -148,7 +148,7 @@ fn sync_after_commit_removes_the_journal_and_hands_the_file_to_readers() {
     assert_eq!(r.read_at(LEN as u64 - 7, &mut tail).unwrap(), 7);
     assert_eq!(tail, expected[LEN - 7..]);
     r.sync().unwrap();
-    assert!(!journal_of(&path).exists());
+    assert!(!journal_path(&path).exists());
     // The writer's lock went with the journal: another handle may read.
     let reader = open(&path, OpenMode::ReadOnly).unwrap();
     assert_eq!(reader.len(), Some(LEN as u64));
@@ -180,6 +180,6 @@ fn a_commit_cut_short_by_a_reactivate_or_a_replacement_waits_for_its_sync_first(
     resumed.replace_all(b"replaced", true).unwrap();
     resumed.sync().unwrap();
     drop(resumed);
-    assert!(!journal_of(&path).exists());
+    assert!(!journal_path(&path).exists());
     assert_eq!(fs::read(&path).unwrap(), b"replaced");
 }

@@ -14,9 +14,8 @@ use std::{
     thread,
 };
 
-use storage::{
-    DEFAULT_INITIAL_LEN, OpenMode, ResourceExt, ResourceStatus, StorageError, WaitOutcome,
-};
+use storage_core::{ResourceExt, ResourceStatus, StorageError, WaitOutcome};
+use storage_mmap::{DEFAULT_INITIAL_LEN, OpenMode};
 use support::{open_mmap as open, pattern, within};
 
 fn disk_len(path: &Path) -> u64 {

@@ -10,7 +10,8 @@
     reason = "a byte pattern and a ratio for display"
 )]
 
-use storage::{CancellationToken, MemResource, ResourceExt};
+use storage_core::{CancellationToken, ResourceExt};
+use storage_mem::MemResource;
 
 fn peak_rss_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();

@@ -5,17 +5,13 @@ mod support;
 
 use std::path::Path;
 
-use storage::{
-    Atomic, CancellationToken, MemResource, MmapResource, OpenMode, ResourceExt, ResourceStatus,
-    StorageError, StorageResource,
-};
+use storage_core::{ResourceExt, ResourceStatus, StorageError};
+use storage_mmap::{MmapResource, OpenMode, fs::journal_path};
 use support::pattern;
 
 fn open(path: &Path, mode: OpenMode) -> Result<MmapResource, StorageError> {
     support::open_mmap(path, None, mode)
 }
-
-use support::journal_of;
 
 const CHILD_ENV: &str = "STORAGE_SYNC_CHILD";
 
@@ -67,7 +63,7 @@ fn a_commit_whose_journal_cannot_be_removed_commits_and_sync_reports_it() {
     let path = dir.path().join("stuck.bin");
     let r = open(&path, OpenMode::Auto).unwrap();
     r.write_at(0, &[4; 5000]).unwrap();
-    let journal = journal_of(&path);
+    let journal = journal_path(&path);
     let pinned = support::Protected::new(&journal, support::Forbid::Unlink);
 
     r.commit(Some(5000)).unwrap();
@@ -102,7 +98,7 @@ fn a_commit_whose_journal_cannot_be_removed_reopens_committed_and_whole() {
     let r = open(&path, OpenMode::Auto).unwrap();
     let data = support::pattern(3, 5000);
     r.write_at(0, &data).unwrap();
-    let journal = journal_of(&path);
+    let journal = journal_path(&path);
     let pinned = support::Protected::new(&journal, support::Forbid::Unlink);
     r.commit(Some(5000)).unwrap();
     assert!(r.sync().is_err());
@@ -129,7 +125,7 @@ fn dropping_a_resource_finishes_an_unsynced_commit() {
     let path = dir.path().join("drop.bin");
     let r = open(&path, OpenMode::Auto).unwrap();
     r.write_at(0, &[4; 5000]).unwrap();
-    let journal = journal_of(&path);
+    let journal = journal_path(&path);
     let pinned = support::Protected::new(&journal, support::Forbid::Unlink);
     r.commit(Some(5000)).unwrap();
     assert!(r.sync().is_err());
@@ -143,20 +139,4 @@ fn dropping_a_resource_finishes_an_unsynced_commit() {
             final_len: Some(5000)
         }
     );
-}
-
-#[test]
-fn sync_is_ok_at_once_in_memory_and_through_every_wrapper() {
-    let mem = MemResource::new(CancellationToken::new());
-    mem.write_at(0, b"x").unwrap();
-    mem.sync().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let wrapped = Atomic::new(StorageResource::from(
-        open(&dir.path().join("wrapped.bin"), OpenMode::Auto).unwrap(),
-    ));
-    wrapped.write_at(0, b"abc").unwrap();
-    wrapped.sync().unwrap();
-    wrapped.commit(Some(3)).unwrap();
-    wrapped.sync().unwrap();
-    assert!(!journal_of(&dir.path().join("wrapped.bin")).exists());
 }

@@ -1,17 +1,12 @@
-//! The behaviour suite run against `MmapResource`, directly and through
-//! `StorageResource`.
-
-mod support;
+//! The behaviour suite run against `MmapResource`.
 
 use std::sync::{
     Arc,
     atomic::{AtomicUsize, Ordering},
 };
 
-use storage::{
-    AvailabilityObserver, CancellationToken, MmapOptions, MmapResource, OpenMode, StorageResource,
-};
-use support::Harness;
+use storage_core::{AvailabilityObserver, CancellationToken, testing::Harness};
+use storage_mmap::{MmapOptions, MmapResource, OpenMode};
 use tempfile::TempDir;
 
 /// Opens each resource on a new file in one temporary directory.
@@ -60,29 +55,4 @@ impl Harness for Mmap {
     }
 }
 
-/// The same files, seen through the facade's enum.
-struct UnifiedMmap(Mmap);
-
-impl Harness for UnifiedMmap {
-    type R = StorageResource;
-
-    fn open(
-        &self,
-        cancel: CancellationToken,
-        observer: Option<Arc<dyn AvailabilityObserver>>,
-    ) -> StorageResource {
-        self.0.open_mmap(cancel, observer).into()
-    }
-
-    fn waiters(&self, resource: &StorageResource) -> usize {
-        resource.waiter_count()
-    }
-}
-
 storage_core::behaviour_suite!(Mmap::new());
-
-mod through_storage_resource {
-    use super::*;
-
-    storage_core::behaviour_suite!(UnifiedMmap(Mmap::new()));
-}

@@ -5,7 +5,8 @@ mod support;
 
 use std::{error::Error as _, fs, io::ErrorKind, path::Path};
 
-use storage::{MmapResource, OpenMode, ResourceExt, StorageError};
+use storage_core::{ResourceExt, StorageError};
+use storage_mmap::{MmapResource, OpenMode};
 
 fn open(path: &Path, mode: OpenMode) -> Result<MmapResource, StorageError> {
     support::open_mmap(path, None, mode)

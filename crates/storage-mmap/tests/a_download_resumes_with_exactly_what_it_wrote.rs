@@ -1,21 +1,18 @@
-//! Crash-safe resume of mmap resources: the journal, one writer per file,
-//! a full disk, a file cut short from outside, and processes killed
-//! mid-download.
+//! A download resumes with exactly what it wrote: after a drop, a torn
+//! journal, a file cut short from outside, or a process killed mid-download;
+//! with one writer per file and a full disk as a clear error.
 
 mod support;
 
 use std::{fs, path::Path, process::Command, time::Duration};
 
-use storage::{
-    CHECKPOINT_BYTES, MmapResource, OpenMode, ResourceExt, ResourceStatus, StorageError,
-};
+use storage_core::{ResourceExt, ResourceStatus, StorageError};
+use storage_mmap::{CHECKPOINT_BYTES, MmapResource, OpenMode, fs::journal_path};
 use support::{LIMIT, available, pattern, shuffled};
 
 fn open(path: &Path, mode: OpenMode) -> Result<MmapResource, StorageError> {
     support::open_mmap(path, None, mode)
 }
-
-use support::journal_of;
 
 /// The expected content of the test file: a pattern by offset.
 fn content(len: usize) -> Vec<u8> {
@@ -37,7 +34,7 @@ fn finish_and_check(resource: &MmapResource, path: &Path, expected: &[u8]) {
     // The journal goes in the background; `sync` waits for it.
     resource.sync().unwrap();
     assert!(
-        !journal_of(path).exists(),
+        !journal_path(path).exists(),
         "the journal outlived the commit and its sync"
     );
 }
@@ -72,7 +69,7 @@ fn commit_then_reopen_is_committed() {
         .unwrap()
         .write_all(b"whole")
         .unwrap();
-    assert!(!journal_of(&path).exists());
+    assert!(!journal_path(&path).exists());
     let r = open(&path, OpenMode::Auto).unwrap();
     assert_eq!(r.status(), ResourceStatus::Committed { final_len: Some(5) });
 }
@@ -89,7 +86,7 @@ fn a_reactivated_file_is_journaled_too() {
     drop({
         let r = open(&path, OpenMode::Auto).unwrap();
         r.reactivate().unwrap();
-        assert!(journal_of(&path).exists(), "reactivate starts a journal");
+        assert!(journal_path(&path).exists(), "reactivate starts a journal");
         r.write_at(200_000, &expected[200_000..]).unwrap();
         r
     });
@@ -115,14 +112,14 @@ fn a_torn_or_corrupt_last_record_resumes_from_the_earlier_ones() {
         r.write_at(200, &expected[200..300]).unwrap();
         r
     });
-    let journal = fs::read(journal_of(&path)).unwrap();
+    let journal = fs::read(journal_path(&path)).unwrap();
     for damage in ["torn", "corrupt"] {
         let mut damaged = journal.clone();
         match damage {
             "torn" => damaged.truncate(journal.len() - 5),
             _ => *damaged.last_mut().unwrap() ^= 0xFF,
         }
-        fs::write(journal_of(&path), &damaged).unwrap();
+        fs::write(journal_path(&path), &damaged).unwrap();
         let r = open(&path, OpenMode::Auto).unwrap();
         assert_eq!(available(&r, 64 * 1024), vec![0..100], "{damage}");
     }
