@@ -55,6 +55,15 @@ pub(super) fn file_id(meta: &std::fs::Metadata) -> Option<(u64, u64)> {
     Some((meta.dev(), meta.ino()))
 }
 
+/// What `file` holds now, read through `/proc` (some files are opened for
+/// writing only): for the power-loss simulation.
+#[cfg(any(test, feature = "testing"))]
+pub(crate) fn contents_of(file: &File) -> Vec<u8> {
+    use std::os::fd::AsRawFd;
+
+    std::fs::read(format!("/proc/self/fd/{}", file.as_raw_fd())).unwrap_or_default()
+}
+
 /// Opens without following a symlink at the last component and without
 /// blocking on a FIFO.
 pub(crate) fn no_follow_no_block(options: &mut std::fs::OpenOptions) {
