@@ -30,27 +30,10 @@ const NO_LENGTH: u64 = u64::MAX;
 /// modification time (on platforms without inodes, its length and time).
 pub(crate) type Stamp = (u64, u64);
 
-/// The stamp of a file's metadata.
-#[cfg(unix)]
+/// The stamp of a file's metadata (the mmap driver's platform code makes
+/// it).
 pub(crate) fn stamp(meta: &fs::Metadata) -> Stamp {
-    use std::os::unix::fs::MetadataExt;
-    // Nanoseconds since the epoch fit in u64 until 2554; wrapping keeps it a stamp after that.
-    #[allow(clippy::cast_sign_loss, reason = "a stamp is compared, never ordered")]
-    let time = (meta.mtime() as u64)
-        .wrapping_mul(1_000_000_000)
-        .wrapping_add(meta.mtime_nsec() as u64);
-    (meta.ino(), time)
-}
-
-/// The stamp of a file's metadata.
-#[cfg(not(unix))]
-pub(crate) fn stamp(meta: &fs::Metadata) -> Stamp {
-    let time = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
-    (meta.len(), time)
+    storage_mmap::fs::version_stamp(meta)
 }
 
 /// One entry as the index remembers it.

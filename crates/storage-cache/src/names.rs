@@ -2,18 +2,19 @@
 //! the key itself, so any string is a safe key.
 //!
 //! An entry `NAME` owns up to three files: the data `NAME` (an mmap
-//! resource), its driver's journal `NAME.storage-journal` while partial,
-//! and its marker `NAME.key` (the key, the pin, the committed length).
+//! resource), its driver's journal while partial (named by
+//! `storage_mmap::fs`), and its marker `NAME.key` (the key, the pin, the
+//! committed length).
 //! `NAME` is `{hash:016x}-{probe}`: the 64-bit FNV-1a hash of the key's
 //! bytes and the first probe number not taken by another key with the same
 //! hash. The marker holds the key, so two keys never share a name.
 
-use std::fmt;
+use std::{fmt, path::Path};
+
+use storage_mmap::fs::{journal_owner, journal_path};
 
 /// Suffix of an entry's marker file.
 pub(crate) const MARKER_SUFFIX: &str = ".key";
-/// Suffix of a journal, as the mmap driver names it.
-pub(crate) const JOURNAL_SUFFIX: &str = ".storage-journal";
 /// The owner lock file of a cache directory.
 pub(crate) const LOCK_FILE: &str = "cache.lock";
 /// The persisted index (a hint).
@@ -79,9 +80,11 @@ impl EntryName {
         format!("{self}{MARKER_SUFFIX}")
     }
 
-    /// The journal's name (the mmap driver's convention).
+    /// The journal's name, as the mmap driver names it.
     pub fn journal(self) -> String {
-        format!("{self}{JOURNAL_SUFFIX}")
+        journal_path(Path::new(&self.data()))
+            .to_string_lossy()
+            .into_owned()
     }
 }
 
@@ -113,8 +116,11 @@ pub(crate) fn classify(name: &str) -> FileKind {
     if let Some(stem) = name.strip_suffix(MARKER_SUFFIX) {
         return EntryName::parse(stem).map_or(FileKind::Other, FileKind::Marker);
     }
-    if let Some(stem) = name.strip_suffix(JOURNAL_SUFFIX) {
-        return EntryName::parse(stem).map_or(FileKind::Other, FileKind::Journal);
+    if let Some(owner) = journal_owner(Path::new(name)) {
+        return owner
+            .to_str()
+            .and_then(EntryName::parse)
+            .map_or(FileKind::Other, FileKind::Journal);
     }
     EntryName::parse(name).map_or(FileKind::Other, FileKind::Data)
 }
@@ -132,6 +138,8 @@ mod tests {
         assert_eq!(classify(&name.data()), FileKind::Data(name));
         assert_eq!(classify(&name.marker()), FileKind::Marker(name));
         assert_eq!(classify(&name.journal()), FileKind::Journal(name));
+        let [_, journal_temp] = storage_mmap::fs::side_files(Path::new("0123456789abcdef-0"));
+        let journal_temp = journal_temp.to_string_lossy().into_owned();
         for other in [
             "",
             "-",
@@ -141,7 +149,7 @@ mod tests {
             "0123456789abcde-0",
             "0123456789abcdef-0.tmp",
             "0123456789abcdef-0.key.tmp",
-            "0123456789abcdef-0.storage-journal.tmp",
+            journal_temp.as_str(),
             ".0123456789abcdef-0.Xyz123.tmp",
             "0123456789abcdef-99999999999",
             "README",

@@ -7,6 +7,7 @@ mod support;
 use std::{fs, path::Path};
 
 use storage_core::{ResourceExt, ResourceStatus};
+use storage_mmap::fs::journal_path;
 use support::{data_bytes, files, get, open, put, read_all};
 
 /// The data file of the only entry in `dir` with that content length.
@@ -170,7 +171,7 @@ fn orphans_are_removed_at_open_and_subdirectories_are_kept() {
     fs::write(p.join("0123456789abcdef-0"), b"data without marker").unwrap();
     fs::write(p.join("0123456789abcdef-1.key"), b"marker without data").unwrap();
     fs::write(
-        p.join("0123456789abcdef-2.storage-journal"),
+        journal_path(&p.join("0123456789abcdef-2")),
         b"journal without data",
     )
     .unwrap();
@@ -178,7 +179,7 @@ fn orphans_are_removed_at_open_and_subdirectories_are_kept() {
     fs::write(p.join("0123456789abcdef-3.key"), b"SCKEY001torn").unwrap();
     fs::write(p.join("0123456789abcdef-4.key.tmp"), b"").unwrap();
     fs::write(p.join(".cache.index.a1b2c3.tmp"), b"").unwrap();
-    fs::write(p.join("cache.index.storage-journal"), b"").unwrap();
+    fs::write(journal_path(&p.join("cache.index")), b"").unwrap();
     fs::write(p.join("unknown.mp3"), b"").unwrap();
     fs::create_dir(p.join("somebody's folder")).unwrap();
     let cache = open(p, 1 << 20);

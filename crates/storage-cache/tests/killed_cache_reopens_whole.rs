@@ -23,6 +23,7 @@ use std::{
 
 use storage_cache::{Cache, CacheOptions};
 use storage_core::{CancellationToken, ResourceExt, ResourceStatus, StorageError};
+use storage_mmap::fs::journal_owner;
 use support::{LIMIT, content, data_bytes, files};
 
 const CHILD_ENV: &str = "STORAGE_CACHE_KILL_CHILD";
@@ -176,8 +177,10 @@ fn assert_no_orphans(dir: &Path) {
             true
         } else if let Some(stem) = name.strip_suffix(".key") {
             entry(stem) && names.contains(stem)
-        } else if let Some(stem) = name.strip_suffix(".storage-journal") {
-            entry(stem) && names.contains(stem) && names.contains(&format!("{stem}.key"))
+        } else if let Some(stem) = journal_owner(Path::new(name))
+            .and_then(|owner| owner.into_os_string().into_string().ok())
+        {
+            entry(&stem) && names.contains(&stem) && names.contains(&format!("{stem}.key"))
         } else {
             entry(name) && !name.contains('.') && names.contains(&format!("{name}.key"))
         };

@@ -15,16 +15,14 @@ use std::{
 
 use parking_lot::Mutex;
 
-use crate::sys::Synced;
+use crate::sys::{self, Synced};
 
-/// A file's identity: its inode and birth time (inode numbers are reused
-/// once a file is deleted, as a replaced file's is).
-type FileKey = (u64, Option<std::time::SystemTime>);
+/// A file's identity: its device and inode, and its birth time (inode
+/// numbers are reused once a file is deleted, as a replaced file's is).
+type FileKey = (Option<(u64, u64)>, Option<std::time::SystemTime>);
 
 fn key_of(meta: &fs::Metadata) -> FileKey {
-    use std::os::unix::fs::MetadataExt;
-
-    (meta.ino(), meta.created().ok())
+    (sys::file_id(meta), meta.created().ok())
 }
 
 /// What survives a power loss in one directory.
@@ -42,12 +40,9 @@ struct State {
     names: HashMap<String, FileKey>,
 }
 
-/// What `file` holds now, read through `/proc` (some files are opened for
-/// writing only).
+/// What `file` holds now (some files are opened for writing only).
 fn contents(file: &File) -> Vec<u8> {
-    use std::os::fd::AsRawFd;
-
-    fs::read(format!("/proc/self/fd/{}", file.as_raw_fd())).unwrap_or_default()
+    sys::contents_of(file)
 }
 
 fn names_of(dir: &Path) -> HashMap<String, FileKey> {

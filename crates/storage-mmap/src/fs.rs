@@ -1,17 +1,90 @@
-//! The files of a download and the directory syncs, for the crates built
-//! on this driver (the cache): so that none of them spells a file name of
-//! this driver or makes a platform call of its own.
+//! The files of a download and the platform calls, for the crates built
+//! on this driver (the cache, `AtomicChunked`'s users): so that none of
+//! them spells a file name of this driver or makes a platform call of its
+//! own.
+//!
+//! # Examples
+//!
+//! ```
+//! use std::path::Path;
+//!
+//! use storage_mmap::fs;
+//!
+//! let track = Path::new("music/01.flac");
+//! let [journal, _] = fs::side_files(track);
+//! assert_eq!(fs::journal_path(track), journal);
+//! assert_eq!(fs::journal_owner(&journal).as_deref(), Some(track));
+//! assert_eq!(fs::journal_owner(track), None);
+//! ```
 
 use std::{
+    fs::Metadata,
     io,
     path::{Path, PathBuf},
 };
+
+use storage_core::{StorageError, StorageResult};
 
 /// The journal an active file keeps beside `path` while it downloads
 /// (`NAME.storage-journal`; see the crate README, "Crash-safe resume").
 #[must_use]
 pub fn journal_path(path: &Path) -> PathBuf {
     crate::journal::path_for(path)
+}
+
+/// Every file this driver may keep beside the file at `path`: its journal
+/// ([`journal_path`]), and the journal's temporary file, which a crash
+/// while the journal is created can leave behind
+/// (`NAME.storage-journal.tmp`).
+#[must_use]
+pub fn side_files(path: &Path) -> [PathBuf; 2] {
+    let journal = crate::journal::path_for(path);
+    let temp = crate::journal::temp_path_for(&journal);
+    [journal, temp]
+}
+
+/// The file whose journal `journal` is named as (`NAME` for
+/// `NAME.storage-journal`, in the same directory); `None` for any other
+/// name, the journal's temporary file and a name that is not UTF-8
+/// included.
+#[must_use]
+pub fn journal_owner(journal: &Path) -> Option<PathBuf> {
+    let name = journal.file_name()?.to_str()?;
+    // A journal's name is its file's with a suffix (`journal::path_for`):
+    // the bytes it adds are cut, and the result is kept if it names this
+    // journal.
+    let added = crate::journal::path_for(Path::new("a")).as_os_str().len() - 1;
+    let stem = name.get(..name.len().checked_sub(added)?)?;
+    if stem.is_empty() {
+        return None;
+    }
+    let owner = journal.with_file_name(stem);
+    (crate::journal::path_for(&owner) == journal).then_some(owner)
+}
+
+/// Removes a download: the file at `path` and its [`side_files`]. Each is
+/// tried, and one already gone is no error.
+///
+/// # Errors
+///
+/// The first removal that failed, as `Io` with its path.
+pub fn remove_download(path: &Path) -> StorageResult<()> {
+    let [journal, journal_temp] = side_files(path);
+    let removed = [
+        remove_if_present(path),
+        remove_if_present(&journal),
+        remove_if_present(&journal_temp),
+    ];
+    removed.into_iter().collect()
+}
+
+/// Removes the file at `path`; one already gone is no error.
+pub(crate) fn remove_if_present(path: &Path) -> StorageResult<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StorageError::io("cannot remove", path, e)),
+    }
 }
 
 /// Makes the names in the directory that holds `path` durable (a file
@@ -32,6 +105,15 @@ pub fn sync_dir(path: &Path) -> io::Result<()> {
 /// When the file cannot be opened or synced.
 pub fn sync_file(path: &Path) -> io::Result<()> {
     crate::sys::sync_all(&std::fs::File::open(path)?)
+}
+
+/// What tells one version of a file from another, from its metadata: on
+/// Unix its inode and modification time (a rename over the file or a write
+/// into it changes the stamp), elsewhere its length and modification time.
+/// Compared, never ordered.
+#[must_use]
+pub fn version_stamp(meta: &Metadata) -> (u64, u64) {
+    crate::sys::stamp(meta)
 }
 
 /// Power-loss simulation for the tests of crates built on this driver
@@ -98,5 +180,70 @@ pub mod testing {
             CHECKING.set(false);
         }));
         Recording { _one: one }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names the crates built on this driver rely on, pinned.
+    #[test]
+    fn side_files_are_named_beside_the_download() {
+        let download = Path::new("music/album/01.flac.tmp");
+        let [journal, journal_temp] = side_files(download);
+        assert_eq!(
+            journal,
+            Path::new("music/album/01.flac.tmp.storage-journal")
+        );
+        assert_eq!(
+            journal_temp,
+            Path::new("music/album/01.flac.tmp.storage-journal.tmp")
+        );
+        assert_eq!(journal_owner(&journal).as_deref(), Some(download));
+        for other in [
+            journal_temp.as_path(),
+            download,
+            Path::new(".storage-journal"),
+            Path::new("a.storage-journa"),
+        ] {
+            assert_eq!(journal_owner(other), None, "{}", other.display());
+        }
+    }
+
+    #[test]
+    fn remove_download_takes_the_file_and_its_journal_and_nothing_else() {
+        use storage_core::{CancellationToken, ResourceExt};
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("active.bin");
+        let beside = dir.path().join("active.bin.key");
+        std::fs::write(&beside, b"not the driver's").unwrap();
+        let resource =
+            crate::MmapResource::open(CancellationToken::new(), crate::MmapOptions::new(&path))
+                .unwrap();
+        resource.write_at(0, b"bytes").unwrap();
+        assert!(journal_path(&path).exists(), "no journal where it is named");
+        drop(resource);
+        std::fs::write(&side_files(&path)[1], b"a torn journal").unwrap();
+        remove_download(&path).unwrap();
+        remove_download(&path).unwrap();
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .collect();
+        assert_eq!(left, [beside]);
+    }
+
+    #[test]
+    fn a_stamp_changes_with_a_rename_over_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, other) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::write(&path, b"one").unwrap();
+        std::fs::write(&other, b"two!").unwrap();
+        let before = version_stamp(&std::fs::metadata(&path).unwrap());
+        assert_eq!(before, version_stamp(&std::fs::metadata(&path).unwrap()));
+        std::fs::rename(&other, &path).unwrap();
+        assert_ne!(before, version_stamp(&std::fs::metadata(&path).unwrap()));
     }
 }

@@ -7,6 +7,12 @@
 //! an error rather than a crash. `commit` truncates the file to its final
 //! length and remaps it read-only.
 //!
+//! [`AtomicChunked`] publishes a download at its final path only once it is
+//! whole (written at `<canonical>.tmp`, renamed at commit), resumable after a
+//! crash: it knows this driver's journal and locks, so it lives here. The
+//! names of the files this driver keeps beside a download, their removal
+//! and the platform calls that crates built on it need are in [`fs`].
+//!
 //! This is the only crate of the workspace with `unsafe` code: the call that
 //! maps the file (`map.rs`) and the `fcntl` that takes an open-file lock
 //! (`sys/unix.rs`, Linux), each with a `// SAFETY:` comment. Why mapping is
@@ -37,6 +43,7 @@ compile_error!(
 );
 
 mod checkpoint;
+mod chunked;
 mod driver;
 mod durability;
 #[cfg(all(unix, any(test, feature = "testing")))]
@@ -60,6 +67,7 @@ use std::path::PathBuf;
 pub use checkpoint::{
     CHECKPOINT_BYTES, CHECKPOINT_INTERVAL, CHECKPOINT_MAX_DELAY, CheckpointPolicy,
 };
+pub use chunked::{AtomicChunked, OpenIntent};
 pub use driver::MmapDriver;
 pub use replace::MmapStaged;
 pub use space::DEFAULT_INITIAL_LEN;

@@ -5,15 +5,17 @@
 //! [`wait_range`](ResourceExt::wait_range) until the bytes they need have
 //! landed, then [`read_at`](ResourceExt::read_at) them. This crate is the one
 //! applications depend on: it re-exports the core types and the drivers, and
-//! adds [`StorageResource`], one type over every driver, and two decorators:
-//! [`Atomic`] replaces small whole files, [`AtomicChunked`] publishes a
-//! download at its final path only once it is whole.
+//! adds [`StorageResource`], one type over every driver, and the [`Atomic`]
+//! decorator, which replaces small whole files. The mmap driver's
+//! `AtomicChunked` (feature `mmap`) publishes a download at its final path
+//! only once it is whole.
 //!
 //! # Feature flags
 //!
 //! - `mmap` (default): the file-backed driver, `MmapResource` and
-//!   `StorageResource::Mmap`, and the file path of [`Atomic`] (temp file +
-//!   rename). Not on wasm32.
+//!   `StorageResource::Mmap`, the file path of [`Atomic`] (temp file +
+//!   rename), and `AtomicChunked` (crate `storage-mmap`, whose journal and
+//!   locks it works with). Not on wasm32.
 //! - `mem` (default): the in-memory driver, `MemResource` and
 //!   `StorageResource::Mem`.
 //! - `symphonia`: [`ResourceCursor`] is a symphonia (0.5) `MediaSource`;
@@ -63,8 +65,6 @@ compile_error!(
 // Without a driver only the `compile_error!` above should be reported.
 #[cfg(any(feature = "mmap", feature = "mem"))]
 mod atomic;
-#[cfg(any(feature = "mmap", feature = "mem"))]
-mod chunked;
 #[cfg(all(feature = "stream-download", any(feature = "mmap", feature = "mem")))]
 mod stream_storage;
 #[cfg(any(feature = "mmap", feature = "mem"))]
@@ -85,8 +85,6 @@ pub use ::stream_download;
 
 #[cfg(any(feature = "mmap", feature = "mem"))]
 pub use atomic::Atomic;
-#[cfg(any(feature = "mmap", feature = "mem"))]
-pub use chunked::{AtomicChunked, OpenIntent};
 #[cfg(feature = "cache")]
 pub use storage_cache::{Cache, CacheEntry, CacheOptions, CacheStats, CachedResource};
 #[cfg(feature = "tokio")]
@@ -102,9 +100,9 @@ pub use storage_mem::{
 };
 #[cfg(feature = "mmap")]
 pub use storage_mmap::{
-    CHECKPOINT_BYTES, CHECKPOINT_INTERVAL, CHECKPOINT_MAX_DELAY, CheckpointPolicy,
+    AtomicChunked, CHECKPOINT_BYTES, CHECKPOINT_INTERVAL, CHECKPOINT_MAX_DELAY, CheckpointPolicy,
     DEFAULT_INITIAL_LEN, MmapDriver, MmapOpenOptions, MmapOptions, MmapResource, MmapStaged,
-    OpenMode,
+    OpenIntent, OpenMode,
 };
 #[cfg(all(feature = "stream-download", any(feature = "mmap", feature = "mem")))]
 pub use stream_storage::{ResourceStorageProvider, ResourceStorageReader, ResourceStorageWriter};

@@ -187,4 +187,11 @@ mod tests {
         #[cfg(feature = "stream-download")]
         const _: () = assert_send_sync::<crate::ResourceStorageProvider<StorageResource>>();
     }
+
+    #[cfg(feature = "mmap")]
+    #[test]
+    fn atomic_chunked_is_a_shareable_handle() {
+        const _: () = assert_send_sync::<crate::AtomicChunked<crate::MmapResource>>();
+        const _: () = assert_send_sync::<crate::AtomicChunked<crate::StorageResource>>();
+    }
 }

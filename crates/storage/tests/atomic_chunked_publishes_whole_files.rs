@@ -20,8 +20,8 @@ use storage::{
 use support::{
     PendingWait,
     chunked::{
-        Opens, claim_of, factory, journal_of, names_in, open, open_counted, open_when_free,
-        suffixed, temp_of,
+        Opens, claim_of, factory, journal_name, journal_of, names_in, open, open_counted,
+        open_when_free, temp_of,
     },
     pattern, within,
 };
@@ -115,12 +115,13 @@ fn drop_before_commit_removes_the_temporary_file_its_journal_and_the_claim() {
     chunked.write_at(0, &pattern(2, 100_000)).unwrap();
     chunked.sync().unwrap();
     let clone = chunked.clone();
+    let journal = journal_name("abandoned.bin.tmp");
     assert_eq!(
         names_in(dir.path()),
         [
             "abandoned.bin.tmp",
             "abandoned.bin.tmp.claim",
-            "abandoned.bin.tmp.storage-journal"
+            journal.as_str()
         ]
     );
     drop(chunked);
@@ -709,9 +710,10 @@ fn every_step_leaves_exactly_the_files_it_says() {
     let dir = tempfile::tempdir().unwrap();
     let canonical = dir.path().join("f.bin");
     let chunked = open(&canonical).unwrap();
+    let journal = journal_name("f.bin.tmp");
     assert_eq!(
         names_in(dir.path()),
-        ["f.bin.tmp", "f.bin.tmp.claim", "f.bin.tmp.storage-journal"]
+        ["f.bin.tmp", "f.bin.tmp.claim", journal.as_str()]
     );
     chunked.write_at(0, b"x").unwrap();
     assert!(journal_of(&temp_of(&canonical)).exists());
@@ -720,16 +722,11 @@ fn every_step_leaves_exactly_the_files_it_says() {
     chunked.reactivate().unwrap();
     assert_eq!(
         names_in(dir.path()),
-        [
-            "f.bin",
-            "f.bin.tmp",
-            "f.bin.tmp.claim",
-            "f.bin.tmp.storage-journal"
-        ]
+        ["f.bin", "f.bin.tmp", "f.bin.tmp.claim", journal.as_str()]
     );
     drop(chunked);
     assert_eq!(names_in(dir.path()), ["f.bin"]);
-    assert!(!suffixed(&canonical, ".storage-journal").exists());
+    assert!(!journal_of(&canonical).exists());
 }
 
 #[test]

@@ -1,10 +1,12 @@
 //! Platform code, one file per platform family (memmap2's layout): the
-//! positional write, file identity (a replaced file), advisory locks, block
-//! reservation and the directory sync. The rest of the crate never sees a
-//! `cfg(target_os)`.
+//! positional write, file identity (a replaced file) and version stamps,
+//! advisory locks, block reservation and the directory sync. The rest of
+//! the crate, and the crates built on it (through `fs`), never see a
+//! `cfg(unix)` or a `std::os` call. The test build's fault injection is in
+//! `faults.rs`.
 //!
-//! Tested: Linux (x86-64), where CI runs. The Windows file compiles by
-//! construction only: no Windows target is installed where this is built.
+//! Tested: Linux (x86-64), where CI runs. The Windows file is checked
+//! (`cargo clippy --target x86_64-pc-windows-msvc`), never run.
 
 use std::{fs::File, io, path::Path};
 
@@ -12,6 +14,10 @@ use std::{fs::File, io, path::Path};
 #[cfg_attr(windows, path = "windows.rs")]
 mod os;
 
+/// The power-loss simulation reads files through `/proc` (Unix only, as
+/// that simulation is).
+#[cfg(all(unix, any(test, feature = "testing")))]
+pub(crate) use os::contents_of;
 pub(crate) use os::{CAN_CUT_MAPPED, no_follow_no_block, try_lock};
 
 /// A lock to hold on a whole file.
@@ -28,6 +34,10 @@ pub(crate) enum Refused {
     /// Another handle holds a conflicting lock.
     Conflict,
     /// The file system has no locks of this kind.
+    #[cfg_attr(
+        windows,
+        allow(dead_code, reason = "std's handle locks on Windows say no such thing")
+    )]
     Unsupported,
     Io(io::Error),
 }
@@ -47,6 +57,13 @@ pub(crate) fn entry_id(path: &Path) -> Option<(u64, u64)> {
 /// tell (then callers assume they are).
 pub(crate) fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> Option<bool> {
     os::file_id(a).zip(os::file_id(b)).map(|(a, b)| a == b)
+}
+
+/// What tells one version of a file from another: on Unix its inode and
+/// modification time (a rename over it or a write into it changes the
+/// stamp), elsewhere its length and modification time.
+pub(crate) fn stamp(meta: &std::fs::Metadata) -> (u64, u64) {
+    os::stamp(meta)
 }
 
 /// Syncs the directory that holds `path` (a new or removed name in it);
@@ -184,8 +201,8 @@ pub(crate) fn sync_all(file: &File) -> io::Result<()> {
 /// of this crate goes through [`sync_data`], [`sync_all`] or [`sync_dir`]:
 /// the one seam where durability happens.
 #[cfg_attr(
-    not(any(test, feature = "testing")),
-    allow(dead_code, reason = "read by the test probe only")
+    not(all(unix, any(test, feature = "testing"))),
+    allow(dead_code, reason = "read by the power-loss simulation only (Unix)")
 )]
 pub(crate) enum Synced<'a> {
     /// A file's contents (and length).
@@ -194,8 +211,9 @@ pub(crate) enum Synced<'a> {
     Dir(&'a Path),
 }
 
-/// The probe: nothing outside tests; in tests, a hook the power-loss test
-/// sets to keep a durable image of every file and directory.
+/// The probe: nothing outside tests (beyond the power-loss simulation of
+/// feature `testing`); in this crate's tests, the fault injection of
+/// `faults.rs`.
 #[cfg(not(test))]
 mod probe {
     #[inline]
@@ -240,157 +258,8 @@ mod probe {
 }
 
 #[cfg(test)]
-pub(crate) mod probe {
-    use std::sync::Arc;
-
-    use parking_lot::Mutex;
-
-    pub(crate) type Hook = Arc<dyn Fn(&super::Synced<'_>) + Send + Sync>;
-
-    /// The hook of the running power-loss test (one at a time: the tests
-    /// that set it hold [`EXCLUSIVE`]).
-    static HOOK: Mutex<Option<Hook>> = Mutex::new(None);
-    /// Held by a test that sets the hook, so no other test's syncs reach it.
-    pub(crate) static EXCLUSIVE: Mutex<()> = Mutex::new(());
-
-    pub(crate) fn set(hook: Option<Hook>) {
-        *HOOK.lock() = hook;
-    }
-
-    /// A hook called as a file's data sync begins, before it may fail
-    /// (same rules as [`set`]'s).
-    static BEFORE: Mutex<Option<Hook>> = Mutex::new(None);
-
-    pub(crate) fn set_before(hook: Option<Hook>) {
-        *BEFORE.lock() = hook;
-    }
-
-    pub(crate) fn synced(event: &super::Synced<'_>) {
-        #[cfg(all(unix, feature = "testing"))]
-        crate::fs::testing::synced(event);
-        let hook = HOOK.lock().clone();
-        if let Some(hook) = hook {
-            hook(event);
-        }
-    }
-
-    /// Files (device, inode) whose syncs fail, as a dying disk's would:
-    /// the next `n` syncs, or (`None`) every one.
-    static FAILING: Mutex<Vec<(FileId, Option<usize>)>> = Mutex::new(Vec::new());
-
-    /// A file's device and inode.
-    type FileId = (u64, u64);
-
-    /// Makes syncs of the file at `path` fail — the next `times` of them,
-    /// or every one — until the guard drops (drop it before the file goes:
-    /// its inode number is reused).
-    pub(crate) fn fail_syncs_of(path: &std::path::Path, times: Option<usize>) -> FailingSyncs {
-        let id = super::entry_id(path);
-        if let Some(id) = id {
-            FAILING.lock().push((id, times));
-        }
-        FailingSyncs(id)
-    }
-
-    /// Keeps a file's syncs failing while it lives.
-    pub(crate) struct FailingSyncs(Option<(u64, u64)>);
-
-    impl FailingSyncs {
-        /// How many of the planned failures are still to come.
-        pub(crate) fn remaining(&self) -> Option<usize> {
-            FAILING
-                .lock()
-                .iter()
-                .find(|(id, _)| Some(*id) == self.0)
-                .and_then(|(_, times)| *times)
-        }
-    }
-
-    impl Drop for FailingSyncs {
-        fn drop(&mut self) {
-            FAILING.lock().retain(|(id, _)| Some(*id) != self.0);
-        }
-    }
-
-    pub(crate) fn may_fail(file: &std::fs::File) -> std::io::Result<()> {
-        let before = BEFORE.lock().clone();
-        if let Some(before) = before {
-            before(&super::Synced::File(file));
-        }
-        may_fail_id(file.metadata().ok().and_then(|meta| super::file_id(&meta)))
-    }
-
-    /// As `may_fail`, for the sync of directory `dir` (set up with
-    /// `fail_syncs_of(dir, ..)`).
-    pub(crate) fn may_fail_dir(dir: &std::path::Path) -> std::io::Result<()> {
-        may_fail_id(super::entry_id(dir))
-    }
-
-    thread_local! {
-        /// Set by a test: this thread's file system cannot punch holes.
-        pub(crate) static NO_PUNCH: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-    }
-
-    pub(crate) fn no_punch() -> bool {
-        NO_PUNCH.get()
-    }
-
-    thread_local! {
-        /// Set by a test: this thread's file system reports this capacity
-        /// and has no `fallocate`.
-        pub(crate) static SPACE: std::cell::Cell<Option<super::Space>> =
-            const { std::cell::Cell::new(None) };
-    }
-
-    pub(crate) fn space() -> Option<super::Space> {
-        SPACE.get()
-    }
-
-    /// Files whose next write stores only its first bytes and then fails.
-    static CUT_WRITES: Mutex<Vec<(FileId, usize)>> = Mutex::new(Vec::new());
-
-    /// Makes the next write of the file at `path` store its first `stored`
-    /// bytes (at most) and then fail, as a disk that dies mid-write.
-    pub(crate) fn cut_next_write_of(path: &std::path::Path, stored: usize) {
-        if let Some(id) = super::entry_id(path) {
-            CUT_WRITES.lock().push((id, stored));
-        }
-    }
-
-    /// How many of `len` bytes the write about to run stores before it
-    /// fails (`None`: it does not fail).
-    pub(crate) fn cut_write(file: &std::fs::File, len: usize) -> Option<usize> {
-        let mut cuts = CUT_WRITES.lock();
-        if cuts.is_empty() {
-            return None;
-        }
-        let id = file
-            .metadata()
-            .ok()
-            .and_then(|meta| super::file_id(&meta))?;
-        let at = cuts.iter().position(|(cut, _)| *cut == id)?;
-        Some(cuts.swap_remove(at).1.min(len))
-    }
-
-    fn may_fail_id(id: Option<FileId>) -> std::io::Result<()> {
-        let Some(id) = id else {
-            return Ok(());
-        };
-        let mut failing = FAILING.lock();
-        let fails = match failing.iter_mut().find(|(failing_id, _)| *failing_id == id) {
-            Some((_, None)) => true,
-            Some((_, Some(left))) if *left > 0 => {
-                *left -= 1;
-                true
-            }
-            _ => false,
-        };
-        if fails {
-            return Err(std::io::Error::other("injected: the disk lost the write"));
-        }
-        Ok(())
-    }
-}
+#[path = "faults.rs"]
+pub(crate) mod probe;
 
 #[cfg(test)]
 mod tests {

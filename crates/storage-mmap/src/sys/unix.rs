@@ -55,6 +55,27 @@ pub(super) fn file_id(meta: &std::fs::Metadata) -> Option<(u64, u64)> {
     Some((meta.dev(), meta.ino()))
 }
 
+/// Inode and modification time (nanoseconds since the epoch): a file
+/// replaced by a rename has another inode, one rewritten in place another
+/// time.
+pub(super) fn stamp(meta: &std::fs::Metadata) -> (u64, u64) {
+    // Nanoseconds since the epoch fit in u64 until 2554; wrapping keeps it a stamp after that.
+    #[allow(clippy::cast_sign_loss, reason = "a stamp is compared, never ordered")]
+    let time = (meta.mtime() as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(meta.mtime_nsec() as u64);
+    (meta.ino(), time)
+}
+
+/// What `file` holds now, read through `/proc` (some files are opened for
+/// writing only): for the power-loss simulation.
+#[cfg(any(test, feature = "testing"))]
+pub(crate) fn contents_of(file: &File) -> Vec<u8> {
+    use std::os::fd::AsRawFd;
+
+    std::fs::read(format!("/proc/self/fd/{}", file.as_raw_fd())).unwrap_or_default()
+}
+
 /// Opens without following a symlink at the last component and without
 /// blocking on a FIFO.
 pub(crate) fn no_follow_no_block(options: &mut std::fs::OpenOptions) {

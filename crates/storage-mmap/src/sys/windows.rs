@@ -36,6 +36,17 @@ pub(super) fn file_id(_meta: &std::fs::Metadata) -> Option<(u64, u64)> {
     None
 }
 
+/// No inode in std here: the length and the modification time
+/// (nanoseconds since the epoch) stand in for it.
+pub(super) fn stamp(meta: &std::fs::Metadata) -> (u64, u64) {
+    let time = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    (meta.len(), time)
+}
+
 /// Nothing to add: the entry is checked before it is opened.
 pub(crate) fn no_follow_no_block(_options: &mut std::fs::OpenOptions) {}
 
@@ -44,6 +55,10 @@ pub(super) fn lock_dir(_dir: &Path) -> Option<File> {
     None
 }
 
+#[allow(
+    clippy::unnecessary_wraps,
+    reason = "the signature all platforms share; Unix can fail"
+)]
 pub(super) fn sync_dir(_dir: &Path) -> io::Result<()> {
     Ok(())
 }

@@ -20,11 +20,10 @@ use std::{
 use parking_lot::Mutex;
 use storage::{AvailabilityObserver, CancellationToken, ResourceExt, StorageResult, WaitOutcome};
 
-/// The mmap driver's journal beside `path` (`NAME.storage-journal`).
+/// The mmap driver's journal beside `path`.
+#[cfg(feature = "mmap")]
 pub fn journal_of(path: &std::path::Path) -> std::path::PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".storage-journal");
-    path.with_file_name(name)
+    storage_mmap::fs::journal_path(path)
 }
 
 /// Sleeps until `delay` has passed since now, in 1 ms steps.
@@ -203,6 +202,11 @@ pub mod chunked {
     }
 
     pub use super::journal_of;
+
+    /// The name of the journal beside the file named `name`.
+    pub fn journal_name(name: &str) -> String {
+        journal_of(Path::new(name)).to_string_lossy().into_owned()
+    }
 
     /// How many times the factory was called, by intent.
     #[derive(Debug, Default)]

@@ -8,7 +8,7 @@ use std::{
 };
 
 use super::files;
-use crate::{StorageError, StorageResult};
+use storage_core::{StorageError, StorageResult};
 
 /// How far the download behind a claim got, as its claim file says. This
 /// is what the next open reads after a crash.
@@ -143,7 +143,7 @@ impl Claim {
             .and_then(|_| (&self.file).write_all(&[mark.byte()]))
             .and_then(|()| {
                 if durable {
-                    self.file.sync_data()
+                    crate::sys::sync_data(&self.file)
                 } else {
                     Ok(())
                 }

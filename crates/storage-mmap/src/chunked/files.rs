@@ -1,5 +1,7 @@
 //! The file work of `AtomicChunked`: the names beside the canonical path, the
-//! checks made before a file is trusted or replaced, removal, rename and syncs.
+//! checks made before a file is trusted or replaced, rename and syncs (the
+//! driver's own names, removal and platform calls come from `fs` and
+//! `sys`).
 
 use std::{
     fs::{self, File},
@@ -7,7 +9,10 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use crate::{StorageError, StorageResult};
+use storage_core::{StorageError, StorageResult};
+
+pub(super) use crate::fs::{remove_download, remove_if_present};
+use crate::{fs::journal_path, sys};
 
 /// `path` with `suffix` appended to its file name.
 fn suffixed(path: &Path, suffix: &str) -> PathBuf {
@@ -55,13 +60,6 @@ pub(super) fn check_ours_or_absent(temp: &Path) -> StorageResult<()> {
 
 pub(super) fn claim_path(temp: &Path) -> PathBuf {
     suffixed(temp, ".claim")
-}
-
-/// The mmap driver's journal beside `path` (storage-mmap names it
-/// `NAME.storage-journal`; `tests::the_mmap_journal_is_where_this_looks`
-/// pins the name).
-pub(super) fn journal_path(path: &Path) -> PathBuf {
-    suffixed(path, ".storage-journal")
 }
 
 /// Creates the directory that will hold `path`.
@@ -137,34 +135,10 @@ pub(super) fn check_download(temp: &Path, len: Option<u64>) -> StorageResult<()>
     Err(StorageError::io("cannot publish", temp, why))
 }
 
-/// Removes the file at `path`; one already gone is no error.
-pub(super) fn remove_if_present(path: &Path) -> StorageResult<()> {
-    match fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(StorageError::io("cannot remove", path, e)),
-    }
-}
-
-/// Removes a download: the file at `temp`, the mmap driver's journal beside
-/// it and that journal's own temporary file. Each is tried; the first error
-/// is returned.
-pub(super) fn remove_download(temp: &Path) -> StorageResult<()> {
-    let journal = journal_path(temp);
-    let removed = [
-        remove_if_present(temp),
-        remove_if_present(&journal),
-        remove_if_present(&suffixed(&journal, ".tmp")),
-    ];
-    removed.into_iter().collect()
-}
-
 /// Makes the contents and length of the file at `path` durable (for a
 /// resource whose own `sync` has nothing to do).
 pub(super) fn sync_file(path: &Path) -> StorageResult<()> {
-    File::open(path)
-        .and_then(|file| file.sync_all())
-        .map_err(|e| StorageError::io("cannot sync", path, e))
+    crate::fs::sync_file(path).map_err(|e| StorageError::io("cannot sync", path, e))
 }
 
 /// Renames `from` over `to` (the entry at `to` is replaced, not followed).
@@ -174,11 +148,13 @@ pub(super) fn rename(from: &Path, to: &Path) -> StorageResult<()> {
 
 /// Makes the names in the directory holding `path` durable.
 pub(super) fn sync_dir(path: &Path) -> StorageResult<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or_else(|| Path::new("."));
-    os::sync_dir(dir).map_err(|e| StorageError::io("cannot sync directory", dir, e))
+    sys::sync_dir(path).map_err(|e| {
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| Path::new("."));
+        StorageError::io("cannot sync directory", dir, e)
+    })
 }
 
 /// Whether `file` is the entry now at `path` (not removed or replaced since
@@ -193,43 +169,7 @@ pub(super) fn is_entry(file: &File, path: &Path) -> StorageResult<bool> {
     let held = file
         .metadata()
         .map_err(|e| StorageError::io("cannot inspect", path, e))?;
-    Ok(os::same_file(&held, &entry).unwrap_or(true))
-}
-
-#[cfg(unix)]
-mod os {
-    use std::{fs::File, io, os::unix::fs::MetadataExt, path::Path};
-
-    pub(super) fn sync_dir(dir: &Path) -> io::Result<()> {
-        File::open(dir)?.sync_all()
-    }
-
-    #[allow(
-        clippy::unnecessary_wraps,
-        reason = "the signature every platform shares; some cannot tell"
-    )]
-    pub(super) fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> Option<bool> {
-        Some((a.dev(), a.ino()) == (b.dev(), b.ino()))
-    }
-}
-
-#[cfg(not(unix))]
-mod os {
-    use std::{io, path::Path};
-
-    /// Directories cannot be opened for syncing here: renames are as
-    /// durable as the file system makes them.
-    #[allow(
-        clippy::unnecessary_wraps,
-        reason = "the signature every platform shares"
-    )]
-    pub(super) fn sync_dir(_dir: &Path) -> io::Result<()> {
-        Ok(())
-    }
-
-    pub(super) fn same_file(_a: &std::fs::Metadata, _b: &std::fs::Metadata) -> Option<bool> {
-        None
-    }
+    Ok(sys::same_file(&held, &entry).unwrap_or(true))
 }
 
 #[cfg(test)]
@@ -250,21 +190,5 @@ mod tests {
         );
         assert!(temp_path(Path::new("/")).is_err());
         assert!(temp_path(Path::new("a/..")).is_err());
-    }
-
-    #[cfg(feature = "mmap")]
-    #[test]
-    fn the_mmap_journal_is_where_this_looks() {
-        use crate::{CancellationToken, MmapOptions, MmapResource, ResourceExt};
-
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("active.bin");
-        let resource =
-            MmapResource::open(CancellationToken::new(), MmapOptions::new(&path)).unwrap();
-        resource.write_at(0, b"bytes").unwrap();
-        assert!(journal_path(&path).exists(), "the driver's journal moved");
-        drop(resource);
-        remove_download(&path).unwrap();
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }

@@ -16,7 +16,7 @@ use std::{
 
 use lifecycle::Shared;
 
-use crate::{ResourceExt, ResourceStatus, StorageResult, WaitOutcome};
+use storage_core::{ResourceExt, ResourceStatus, StorageResult, WaitOutcome};
 
 /// Which of its two calls an [`AtomicChunked`] factory is answering.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -46,8 +46,8 @@ pub enum OpenIntent {
 /// is never resumed nor published, and dropping one before its commit
 /// removes `<canonical>.tmp`, its journal (`<canonical>.tmp.storage-journal`)
 /// and its claim file (`<canonical>.tmp.claim`, whose lock keeps a second
-/// download of the same path out). The crate README tells the whole
-/// lifecycle, file by file.
+/// download of the same path out). The README of the `storage` crate
+/// (which re-exports this type) tells the whole lifecycle, file by file.
 ///
 /// Clones share one download. Every [`ResourceExt`] method goes to the
 /// resource serving at the moment (the temporary file's, then the
@@ -64,10 +64,8 @@ pub enum OpenIntent {
 /// # Examples
 ///
 /// ```
-/// use storage::{
-///     AtomicChunked, CancellationToken, MmapOptions, MmapResource, OpenIntent, OpenMode,
-///     ResourceExt, ResourceStatus,
-/// };
+/// use storage_core::{CancellationToken, ResourceExt, ResourceStatus};
+/// use storage_mmap::{AtomicChunked, MmapOptions, MmapResource, OpenIntent, OpenMode};
 ///
 /// let dir = tempfile::tempdir()?;
 /// let canonical = dir.path().join("track.flac");
@@ -120,7 +118,7 @@ impl<R: ResourceExt> AtomicChunked<R> {
     ///
     /// # Errors
     ///
-    /// - [`StorageError::TmpClaimed`](crate::StorageError::TmpClaimed) at
+    /// - [`StorageError::TmpClaimed`](storage_core::StorageError::TmpClaimed) at
     ///   once while another `AtomicChunked` of the same canonical path, in
     ///   this process or another, is alive and unpublished.
     /// - `Io` (`InvalidInput`) when the path has no file name, when
@@ -304,7 +302,7 @@ impl<R: ResourceExt> ResourceExt for AtomicChunked<R> {
 
     /// The demand of the resource serving at the moment (the download at
     /// `.tmp` until the publication).
-    fn demand(&self) -> crate::Demand {
+    fn demand(&self) -> storage_core::Demand {
         self.shared.served().demand()
     }
 
@@ -320,18 +318,5 @@ impl<R: ResourceExt> ResourceExt for AtomicChunked<R> {
     /// at `.tmp` forgets what it holds; after it, `Committed`.
     fn restart(&self) -> StorageResult<()> {
         self.shared.served().restart()
-    }
-}
-
-#[cfg(all(test, feature = "mmap"))]
-mod tests {
-    use super::*;
-
-    const fn assert_send_sync<T: Send + Sync + Clone>() {}
-
-    #[test]
-    fn atomic_chunked_is_a_shareable_handle() {
-        const _: () = assert_send_sync::<AtomicChunked<crate::MmapResource>>();
-        const _: () = assert_send_sync::<AtomicChunked<crate::StorageResource>>();
     }
 }

@@ -9,13 +9,12 @@ use std::{
     sync::Arc,
 };
 
+use storage_core::{ResourceExt, ResourceStatus, StorageError, StorageResult};
+
 use super::{Lifecycle, Shared, is_committed, open_temp};
-use crate::{
-    ResourceExt, ResourceStatus, StorageError, StorageResult,
-    chunked::{
-        claim::{Claim, Mark},
-        files,
-    },
+use crate::chunked::{
+    claim::{Claim, Mark},
+    files,
 };
 
 /// How much of a file is copied at a time when a download restarts.

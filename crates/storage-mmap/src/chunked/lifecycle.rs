@@ -10,6 +10,7 @@ use std::{
 };
 
 use parking_lot::{ReentrantMutex, RwLock};
+use storage_core::{ResourceExt, ResourceStatus, StorageError, StorageResult};
 
 mod factory;
 mod restart;
@@ -21,7 +22,6 @@ use super::{
     claim::{Claim, Mark},
     files,
 };
-use crate::{ResourceExt, ResourceStatus, StorageError, StorageResult};
 
 /// Opens the resource at a path, for the intent given.
 pub(super) type Factory<R> = dyn Fn(&Path, OpenIntent) -> StorageResult<R> + Send + Sync;

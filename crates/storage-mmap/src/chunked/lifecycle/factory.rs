@@ -4,8 +4,10 @@
 
 use std::{io, path::Path, sync::Arc};
 
+use storage_core::{ResourceExt, ResourceStatus, StorageError, StorageResult};
+
 use super::{Factory, Pending, Shared};
-use crate::{OpenIntent, ResourceExt, ResourceStatus, StorageError, StorageResult};
+use crate::OpenIntent;
 
 pub(super) fn is_committed(resource: &impl ResourceExt) -> bool {
     matches!(resource.status(), ResourceStatus::Committed { .. })
