@@ -268,10 +268,11 @@ impl<'ast> Visit<'ast> for Collector<'_> {
     }
 }
 
-/// The file of module `name` declared by `declaring` (a file whose child
-/// modules live in `dir`), honouring `#[path]` (and `#[cfg_attr(…, path)]`:
-/// the first that exists).
-fn module_file(dir: &Path, name: &str, attrs: &[Attribute]) -> Option<PathBuf> {
+/// The file of module `name` declared in `file`, whose child modules live
+/// in `dir`; a `#[path]` (or `#[cfg_attr(…, path = …)]`: the first that
+/// exists) is relative to `file`'s own directory.
+fn module_file(file: &Path, dir: &Path, name: &str, attrs: &[Attribute]) -> Option<PathBuf> {
+    let here = file.parent().unwrap_or(dir);
     let mut candidates = Vec::new();
     for attr in attrs {
         let tokens = match &attr.meta {
@@ -281,7 +282,7 @@ fn module_file(dir: &Path, name: &str, attrs: &[Attribute]) -> Option<PathBuf> {
                     ..
                 }) = &value.value
                 {
-                    candidates.push(dir.join(lit.value()));
+                    candidates.push(here.join(lit.value()));
                 }
                 continue;
             }
@@ -300,7 +301,7 @@ fn module_file(dir: &Path, name: &str, attrs: &[Attribute]) -> Option<PathBuf> {
                 && eq.as_char() == '='
             {
                 let text = lit.to_string();
-                candidates.push(dir.join(text.trim_matches('"')));
+                candidates.push(here.join(text.trim_matches('"')));
             }
         }
     }
@@ -368,7 +369,7 @@ impl Target {
             let child = if let Some((_, inline)) = &module.content {
                 self.load(&child_path, file, inline, &dir.join(&name))?
             } else {
-                let child_file = module_file(dir, &name, &module.attrs).ok_or_else(|| {
+                let child_file = module_file(file, dir, &name, &module.attrs).ok_or_else(|| {
                     format!("the file of module `{name}` declared in {}", file.display())
                 })?;
                 let parsed = parse(&child_file)?;
