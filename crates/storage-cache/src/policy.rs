@@ -195,4 +195,89 @@ mod tests {
         found.sort_unstable();
         assert_eq!(found, [second, first, older, newer]);
     }
+
+    /// What the books may tell the policy, about the entry in slot `.0`
+    /// (a slot of 8).
+    #[derive(Clone, Copy, Debug)]
+    enum Event {
+        Insert(usize, bool),
+        Touch(usize, bool),
+        SetEvictable(usize, bool),
+        Remove(usize),
+        PopVictim,
+    }
+
+    fn event() -> impl proptest::strategy::Strategy<Value = Event> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (0..8usize, any::<bool>()).prop_map(|(s, e)| Event::Insert(s, e)),
+            (0..8usize, any::<bool>()).prop_map(|(s, e)| Event::Touch(s, e)),
+            (0..8usize, any::<bool>()).prop_map(|(s, e)| Event::SetEvictable(s, e)),
+            (0..8usize).prop_map(Event::Remove),
+            Just(Event::PopVictim),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Against a plain model: each slot's entry with its count of uses
+        /// so far and whether it may be evicted; the victim is the
+        /// evictable entry used longest ago, scanned for.
+        #[test]
+        fn the_policy_matches_a_scan_for_the_oldest_evictable_entry(
+            events in proptest::collection::vec(event(), 1..200)
+        ) {
+            let mut lru = Lru::new();
+            let mut uses = 0u64;
+            // slot → (its last use, the model's last use, evictable)
+            let mut model: [Option<(LastUse, u64, bool)>; 8] = [None; 8];
+            for event in events {
+                match event {
+                    Event::Insert(slot, evictable) if model[slot].is_none() => {
+                        uses += 1;
+                        let last_use = lru.insert();
+                        lru.set_evictable(slot, last_use, evictable);
+                        model[slot] = Some((last_use, uses, evictable));
+                    }
+                    Event::Touch(slot, evictable) => {
+                        if let Some((last_use, used, can)) = model[slot].as_mut() {
+                            uses += 1;
+                            lru.touch(slot, last_use, evictable);
+                            (*used, *can) = (uses, evictable);
+                        }
+                    }
+                    Event::SetEvictable(slot, evictable) => {
+                        if let Some((last_use, _, can)) = model[slot].as_mut() {
+                            lru.set_evictable(slot, *last_use, evictable);
+                            *can = evictable;
+                        }
+                    }
+                    Event::Remove(slot) => {
+                        if let Some((last_use, ..)) = model[slot].take() {
+                            lru.remove(last_use);
+                        }
+                    }
+                    Event::PopVictim => {
+                        let expected = (0..8)
+                            .filter_map(|slot| model[slot].map(|(_, used, can)| (slot, used, can)))
+                            .filter(|&(_, _, can)| can)
+                            .min_by_key(|&(_, used, _)| used)
+                            .map(|(slot, ..)| slot);
+                        proptest::prop_assert_eq!(lru.pop_victim(), expected);
+                        // The books take a victim out at once.
+                        if let Some(slot) = expected
+                            && let Some((last_use, ..)) = model[slot].take()
+                        {
+                            lru.remove(last_use);
+                        }
+                    }
+                    Event::Insert(..) => {}
+                }
+            }
+            // Last uses order entries as their uses did.
+            let mut present: Vec<(LastUse, u64)> =
+                model.iter().flatten().map(|&(last_use, used, _)| (last_use, used)).collect();
+            present.sort_unstable();
+            proptest::prop_assert!(present.windows(2).all(|w| w[0].1 < w[1].1));
+        }
+    }
 }
