@@ -9,7 +9,7 @@ type Check = fn(&Path) -> Outcome;
 
 /// Runs every check on the workspace at `root`; `true` when all pass.
 pub fn run(root: &Path) -> bool {
-    let all: [(&str, Check); 9] = [
+    let all: [(&str, Check); 10] = [
         ("format", checks::commands::format),
         ("lints", checks::commands::lints),
         ("features", checks::commands::features),
@@ -21,6 +21,7 @@ pub fn run(root: &Path) -> bool {
         ("ready to publish", |root| {
             checks::publishing::check(root, true)
         }),
+        ("module circles", checks::circles::check),
     ];
     let mut passed = true;
     for (name, check) in all {

@@ -12,10 +12,11 @@ use storage_mmap::MmapResource;
 
 use crate::{
     CacheEntry, CacheOptions, CacheStats,
-    lease::{CachedResource, Lease, Release},
+    lease::CachedResource,
     names::{EntryName, key_hash},
-    shared::{Shared, remove_if_present},
-    state::{Entry, LeaseState},
+    policy::LastUse,
+    shared::{Lease, Release, Shared, remove_if_present},
+    state::{LeaseState, NewEntry},
 };
 
 /// What [`Cache::claim`] found.
@@ -78,7 +79,7 @@ impl Cache {
     /// # Ok::<(), storage_core::StorageError>(())
     /// ```
     pub fn open(dir: impl AsRef<Path>, options: CacheOptions) -> StorageResult<Self> {
-        crate::scan::open(dir.as_ref(), options)
+        crate::scan::open(dir.as_ref(), options).map(|shared| Self { shared })
     }
 
     /// The resource of `key`: a lease on its entry.
@@ -157,15 +158,13 @@ impl Cache {
                 let Some(entry) = state.get(slot) else {
                     break (slot, false);
                 };
-                match &entry.lease {
+                match entry.lease() {
                     LeaseState::Live(weak) => {
                         if let Some(lease) = weak.upgrade() {
                             state.touch(slot);
-                            if matches!(lease.resource.status(), ResourceStatus::Committed { .. }) {
-                                state.hits += 1;
-                            } else {
-                                state.misses += 1;
-                            }
+                            let whole =
+                                matches!(lease.resource.status(), ResourceStatus::Committed { .. });
+                            state.count_open(whole);
                             return Ok(Claim::Shared(CachedResource { lease }));
                         }
                         shared.changed.wait(&mut state);
@@ -178,18 +177,14 @@ impl Cache {
                 }
             } else {
                 let name = state.free_name(key_hash(key));
-                let last_use = state.tick();
-                let slot = state.insert(Entry {
+                let slot = state.insert(NewEntry {
                     key: key.into(),
                     name,
                     bytes: 0,
-                    last_use,
                     pinned: false,
                     committed_len: None,
                     stamp: (0, 0),
                     lease: LeaseState::Opening,
-                    detached: false,
-                    durable_marker: false,
                 });
                 break (slot, true);
             }
@@ -245,11 +240,7 @@ impl Cache {
         });
         state.set_lease(slot, LeaseState::Live(Arc::downgrade(&lease)));
         state.resize(slot, len);
-        if whole {
-            state.hits += 1;
-        } else {
-            state.misses += 1;
-        }
+        state.count_open(whole);
         let doomed = state.evict_over_budget();
         shared.changed.notify_all();
         drop(state);
@@ -329,7 +320,7 @@ impl Cache {
             return Ok(());
         };
         let name = entry.name;
-        if !matches!(entry.lease, LeaseState::Idle) {
+        if !matches!(entry.lease(), LeaseState::Idle) {
             state.detach(slot);
             drop(state);
             return remove_if_present(&shared.path(name.marker()));
@@ -366,34 +357,24 @@ impl Cache {
     /// The cache's counters and sizes at this instant.
     #[must_use]
     pub fn stats(&self) -> CacheStats {
-        let state = self.shared.state.lock();
-        CacheStats {
-            bytes: state.bytes,
-            entries: state.len() as u64,
-            hits: state.hits,
-            misses: state.misses,
-            evictions: state.evictions,
-            overshoot: state.bytes.saturating_sub(state.max_bytes),
-            peak_bytes: state.peak_bytes,
-            max_bytes: state.max_bytes,
-        }
+        self.shared.state.lock().stats()
     }
 
     /// Every entry reachable by key, least recently used first.
     #[must_use]
     pub fn entries(&self) -> Vec<CacheEntry> {
         let state = self.shared.state.lock();
-        let mut entries: Vec<(u64, CacheEntry)> = state
+        let mut entries: Vec<(LastUse, CacheEntry)> = state
             .iter()
-            .filter(|e| !e.detached)
+            .filter(|e| !e.detached())
             .map(|e| {
                 (
-                    e.last_use,
+                    e.last_use(),
                     CacheEntry {
                         key: e.key.to_string(),
-                        bytes: e.bytes,
-                        pinned: e.pinned,
-                        leased: !matches!(e.lease, LeaseState::Idle),
+                        bytes: e.bytes(),
+                        pinned: e.pinned(),
+                        leased: !matches!(e.lease(), LeaseState::Idle),
                     },
                 )
             })

@@ -1,23 +1,18 @@
-//! `CachedResource`: a handle of a cache entry's resource, and the lease
-//! that keeps the entry from eviction while any handle lives.
+//! `CachedResource`: a handle of a cache entry's resource, holding the
+//! lease (`shared.rs`) that keeps the entry from eviction while it lives.
 
 use std::{
     future::Future,
     ops::Range,
     path::Path,
     pin::Pin,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::{Arc, atomic::Ordering},
     time::Duration,
 };
 
-use parking_lot::Mutex;
 use storage_core::{ResourceExt, ResourceStatus, StorageResult, WaitOutcome};
-use storage_mmap::MmapResource;
 
-use crate::shared::Shared;
+use crate::shared::Lease;
 
 /// A handle of one cache entry's resource, and a *lease* on the entry:
 /// while any clone of it lives, the entry is never evicted. Every
@@ -25,43 +20,12 @@ use crate::shared::Shared;
 /// handle of the same resource (one writer), never `Locked`.
 ///
 /// It implements [`ResourceExt`] by forwarding to the entry's
-/// [`MmapResource`]; writes, commits and replacements also report the
-/// entry's new size to the cache, which evicts other entries when the
-/// budget is passed.
+/// [`MmapResource`](storage_mmap::MmapResource); writes, commits and
+/// replacements also report the entry's new size to the cache, which evicts
+/// other entries when the budget is passed.
 #[derive(Clone, Debug)]
 pub struct CachedResource {
     pub(crate) lease: Arc<Lease>,
-}
-
-/// What all clones of one entry's handle share. Its fields drop in order:
-/// the resource first (which waits for its background sync and releases
-/// the file's lock), then the release, which tells the cache the lease is
-/// over — so the cache never opens the file again while this handle still
-/// holds it.
-#[derive(Debug)]
-pub(crate) struct Lease {
-    pub(crate) resource: MmapResource,
-    pub(crate) release: Release,
-}
-
-/// Returns the lease to the cache when dropped.
-#[derive(Debug)]
-pub(crate) struct Release {
-    pub(crate) shared: Arc<Shared>,
-    pub(crate) slot: usize,
-    /// The entry's key (the slot holds it while this lease lives).
-    pub(crate) key: Arc<str>,
-    /// Held across a commit or replacement and its marker writes, so the
-    /// marker's length is the one the last of them left.
-    pub(crate) commits: Mutex<()>,
-    /// The data file's length last reported to the cache.
-    pub(crate) reported_len: AtomicU64,
-}
-
-impl Drop for Release {
-    fn drop(&mut self) {
-        self.shared.release(self.slot);
-    }
 }
 
 impl CachedResource {

@@ -48,6 +48,7 @@ mod index;
 mod lease;
 mod marker;
 mod names;
+mod policy;
 mod scan;
 mod shared;
 mod state;

@@ -1,5 +1,5 @@
-//! `Cache::open`: taking ownership of the directory, and rebuilding the
-//! books from it (the index only a hint).
+//! Opening a cache directory: taking ownership of it, and rebuilding the
+//! books from it (the index only a hint) into the `Shared` a `Cache` wraps.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -14,12 +14,12 @@ use storage_core::{StorageError, StorageResult};
 
 use crate::{
     CacheOptions,
-    cache::Cache,
     index::{self, IndexRecord, Stamp},
     marker::Marker,
     names::{EntryName, FileKind, INDEX_FILE, LOCK_FILE, classify},
-    shared::{Shared, remove_if_present},
-    state::{Entry, LeaseState, State},
+    policy::Recalled,
+    shared::{Books, Shared, remove_if_present},
+    state::{LeaseState, NewEntry},
 };
 
 /// An entry as found on disk, before its last use is known.
@@ -30,9 +30,8 @@ struct Found {
     committed_len: Option<u64>,
     stamp: Stamp,
     bytes: u64,
-    /// Where it goes in the LRU order: `(0, tick)` for entries the index
-    /// knows, `(1, data file's modification time)` for newer ones.
-    order: (u8, u64),
+    /// Where it goes in the eviction order.
+    order: Recalled,
 }
 
 /// Creates `dir` if needed, checks it is a directory, and takes its owner
@@ -235,8 +234,9 @@ fn read_index(dir: &Path) -> HashMap<EntryName, IndexRecord> {
         .collect()
 }
 
-/// See [`Cache::open`].
-pub(crate) fn open(dir: &Path, options: CacheOptions) -> StorageResult<Cache> {
+/// What a [`Cache`](crate::Cache) opened at `dir` shares: see
+/// [`Cache::open`](crate::Cache::open).
+pub(crate) fn open(dir: &Path, options: CacheOptions) -> StorageResult<Arc<Shared>> {
     let owner = take_ownership(dir)?;
     let known = read_index(dir);
 
@@ -280,9 +280,12 @@ pub(crate) fn open(dir: &Path, options: CacheOptions) -> StorageResult<Cache> {
                 record.key.clone(),
                 record.pinned,
                 record.committed_len,
-                (0, record.last_use),
+                Recalled::indexed(record.last_use),
             )),
-            _ => marker.map(|m| (m.key, m.pinned, m.committed_len, (1, mtime(&data_meta)))),
+            _ => marker.map(|m| {
+                let order = Recalled::unindexed(mtime(&data_meta));
+                (m.key, m.pinned, m.committed_len, order)
+            }),
         };
         // A torn marker, or a second entry of one key (a kill while an
         // evicted entry's files were being deleted): orphans.
@@ -307,40 +310,36 @@ pub(crate) fn open(dir: &Path, options: CacheOptions) -> StorageResult<Cache> {
     orphans.extend(journals.into_iter().map(|name| dir.join(name.journal())));
     let stuck = remove_orphans(&orphans);
 
+    // Least recently used first: each insertion is a use.
     found.sort_unstable_by_key(|f| f.order);
-    let mut state = State::new(options.max_bytes);
-    for (tick, f) in (1..).zip(found) {
-        state.insert(Entry {
+    let mut state = Books::new(options.max_bytes);
+    for f in found {
+        state.insert(NewEntry {
             key: Arc::from(f.key),
             name: f.name,
             bytes: f.bytes,
-            last_use: tick,
             pinned: f.pinned,
             committed_len: f.committed_len,
             stamp: f.stamp,
             lease: LeaseState::Idle,
-            detached: false,
-            durable_marker: false,
         });
     }
     for (name, bytes) in stuck {
         state.leftover(name, bytes);
     }
+    // Also the first peak: what the open settles at.
     let doomed = state.evict_over_budget();
-    state.peak_bytes = state.bytes;
-    let cache = Cache {
-        shared: Arc::new(Shared {
-            dir: dir.to_path_buf(),
-            options,
-            state: Mutex::new(state),
-            changed: Condvar::new(),
-            markers: Mutex::new(()),
-            index: Mutex::new(()),
-            _owner: owner,
-        }),
-    };
-    cache.shared.bury(doomed);
-    Ok(cache)
+    let shared = Arc::new(Shared {
+        dir: dir.to_path_buf(),
+        options,
+        state: Mutex::new(state),
+        changed: Condvar::new(),
+        markers: Mutex::new(()),
+        index: Mutex::new(()),
+        _owner: owner,
+    });
+    shared.bury(doomed);
+    Ok(shared)
 }
 
 #[cfg(test)]

@@ -1,10 +1,13 @@
 //! `Shared`: what the clones of a `Cache` and its leases share, and the
-//! operations on the books and files that leases call back into.
+//! operations on the books and files that leases call back into; `Lease`:
+//! what the handles of one entry share, returned to the cache when the last
+//! one drops.
 
 use std::{
     fs::{self, File},
     io,
     path::{Path, PathBuf},
+    sync::{Arc, atomic::AtomicU64},
 };
 
 use parking_lot::{Condvar, Mutex};
@@ -16,8 +19,11 @@ use crate::{
     index::{self, IndexRecord},
     marker::Marker,
     names::{EntryName, INDEX_FILE},
-    state::{Doomed, LeaseState, State},
+    state::{Doomed, Entry, LeaseState, State},
 };
+
+/// The books of a cache: entries whose live leases are [`Lease`]s.
+pub(crate) type Books = State<Lease>;
 
 /// What the clones of a [`Cache`] and its leases share.
 ///
@@ -32,7 +38,7 @@ pub(crate) struct Shared {
     /// Options of new entries.
     pub(crate) options: CacheOptions,
     /// Guards the books: entries, LRU order, totals, counters.
-    pub(crate) state: Mutex<State>,
+    pub(crate) state: Mutex<Books>,
     /// Signalled when an entry leaves `Opening` or `Releasing`, so a
     /// `resource()` call waiting for it looks again.
     pub(crate) changed: Condvar,
@@ -44,6 +50,37 @@ pub(crate) struct Shared {
     /// The open lock file: its advisory lock makes this process the
     /// directory's owner until this is dropped.
     pub(crate) _owner: File,
+}
+
+/// What all clones of one entry's handle share. Its fields drop in order:
+/// the resource first (which waits for its background sync and releases
+/// the file's lock), then the release, which tells the cache the lease is
+/// over — so the cache never opens the file again while this handle still
+/// holds it.
+#[derive(Debug)]
+pub(crate) struct Lease {
+    pub(crate) resource: MmapResource,
+    pub(crate) release: Release,
+}
+
+/// Returns the lease to the cache when dropped.
+#[derive(Debug)]
+pub(crate) struct Release {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) slot: usize,
+    /// The entry's key (the slot holds it while this lease lives).
+    pub(crate) key: Arc<str>,
+    /// Held across a commit or replacement and its marker writes, so the
+    /// marker's length is the one the last of them left.
+    pub(crate) commits: Mutex<()>,
+    /// The data file's length last reported to the cache.
+    pub(crate) reported_len: AtomicU64,
+}
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        self.shared.release(self.slot);
+    }
 }
 
 /// Opens `path` for a cache entry: `Auto` (a missing file is created, a
@@ -92,7 +129,7 @@ impl Shared {
                 error,
             )),
             _ => {
-                let forget = |state: &mut State| {
+                let forget = |state: &mut Books| {
                     if let Some(entry) = state.get_mut(slot) {
                         entry.committed_len = None;
                     }
@@ -148,7 +185,7 @@ impl Shared {
     pub(crate) fn release(&self, slot: usize) {
         let mut state = self.state.lock();
         let mut doomed = Vec::new();
-        if state.get(slot).is_some_and(|e| e.detached) {
+        if state.get(slot).is_some_and(Entry::detached) {
             doomed.extend(state.take_out(slot));
         } else {
             state.set_lease(slot, LeaseState::Idle);
@@ -180,8 +217,8 @@ impl Shared {
         slot: usize,
         key: &str,
         durable: bool,
-        change: impl FnOnce(&mut State),
-        undo: impl FnOnce(&mut State),
+        change: impl FnOnce(&mut Books),
+        undo: impl FnOnce(&mut Books),
     ) -> StorageResult<bool> {
         let _markers = self.markers.lock();
         let mut state = self.state.lock();
@@ -194,10 +231,10 @@ impl Shared {
         };
         // A marker that survived a power loss once (a pin, a synced
         // commit) is never put at risk again by a rewrite that does not.
-        let durable = durable || entry.pinned || entry.durable_marker;
+        let durable = durable || entry.pinned() || entry.durable_marker;
         let marker = Marker {
             key: entry.key.as_ref().into(),
-            pinned: entry.pinned,
+            pinned: entry.pinned(),
             committed_len: entry.committed_len,
         };
         let path = self.path(entry.name.marker());
@@ -262,12 +299,12 @@ impl Shared {
         if before == len {
             return Ok(before);
         }
-        let set = move |state: &mut State| {
+        let set = move |state: &mut Books| {
             if let Some(entry) = state.get_mut(slot) {
                 entry.committed_len = len;
             }
         };
-        let reset = move |state: &mut State| {
+        let reset = move |state: &mut Books| {
             if let Some(entry) = state.get_mut(slot) {
                 entry.committed_len = before;
             }
@@ -347,12 +384,12 @@ impl Shared {
         let state = self.state.lock();
         let records: Vec<IndexRecord> = state
             .iter()
-            .filter(|e| !e.detached && e.stamp != (0, 0))
+            .filter(|e| !e.detached() && e.stamp != (0, 0))
             .map(|e| IndexRecord {
                 name: e.name,
                 stamp: e.stamp,
-                last_use: e.last_use,
-                pinned: e.pinned,
+                last_use: e.last_use().persisted(),
+                pinned: e.pinned(),
                 committed_len: e.committed_len,
                 key: e.key.as_ref().into(),
             })

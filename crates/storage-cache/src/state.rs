@@ -1,21 +1,27 @@
-//! The cache's bookkeeping in memory: entries, the least-recently-used
-//! order of the evictable ones, the byte total and the counters.
+//! The cache's bookkeeping in memory: entries, the byte total and the
+//! counters, with the eviction order kept by the policy ([`Lru`]).
 //!
 //! Everything here lives behind one `parking_lot::Mutex` in `Shared`
-//! (see `cache.rs`), and nothing here does I/O: eviction only *chooses*
+//! (see `shared.rs`), and nothing here does I/O: eviction only *chooses*
 //! victims and takes them out of the books; their files are deleted by the
-//! caller after the lock is released.
+//! caller after the lock is released. The books are generic over the lease
+//! an entry's handles share (`L`), which they only hold and hand back.
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::{HashMap, HashSet},
     sync::{Arc, Weak},
 };
 
-use crate::{index::Stamp, lease::Lease, names::EntryName};
+use crate::{
+    CacheStats,
+    index::Stamp,
+    names::EntryName,
+    policy::{LastUse, Lru},
+};
 
 /// Where an entry's lease stands.
 #[derive(Debug)]
-pub(crate) enum LeaseState {
+pub(crate) enum LeaseState<L> {
     /// No handle: the entry may be evicted (unless pinned).
     Idle,
     /// A `resource()` call is opening the file: others wait for it.
@@ -24,37 +30,84 @@ pub(crate) enum LeaseState {
     /// longer upgrades means the last handle was dropped and its file is
     /// being closed: others wait for the release, so no second handle of the
     /// file is opened while the first still holds its lock.
-    Live(Weak<Lease>),
+    Live(Weak<L>),
 }
 
-/// One entry of the cache.
+/// An entry about to join the books ([`State::insert`]): used now, neither
+/// removed nor with a synced marker yet.
 #[derive(Debug)]
-pub(crate) struct Entry {
+pub(crate) struct NewEntry<L> {
     /// The key.
     pub key: Arc<str>,
     /// Its files' name.
     pub name: EntryName,
-    /// Its data file's length (what it occupies, reservations included).
+    /// Its data file's length.
     pub bytes: u64,
-    /// The tick of its last use; its key in the LRU order while evictable.
-    pub last_use: u64,
     /// Never evicted.
     pub pinned: bool,
     /// The length it was committed at, as its marker says.
     pub committed_len: Option<u64>,
-    /// The stamp of its marker on disk, for the index.
+    /// The stamp of its marker on disk (`(0, 0)`: none yet).
     pub stamp: Stamp,
     /// Its lease.
-    pub lease: LeaseState,
-    /// Removed while leased: no longer reachable by key, its files go when
-    /// the last lease does.
-    pub detached: bool,
+    pub lease: LeaseState<L>,
+}
+
+/// One entry of the cache. What decides whether it may be evicted (its
+/// lease, pin and removal), its size and its last use change only through
+/// [`State`], which keeps the totals and the eviction order in step.
+#[derive(Debug)]
+pub(crate) struct Entry<L> {
+    /// The key.
+    pub key: Arc<str>,
+    /// Its files' name.
+    pub name: EntryName,
+    /// The length it was committed at, as its marker says.
+    pub committed_len: Option<u64>,
+    /// The stamp of its marker on disk, for the index.
+    pub stamp: Stamp,
     /// Its marker on disk was synced (file and directory) since it was
     /// last written: it survives a power loss.
     pub durable_marker: bool,
+    /// Its data file's length (what it occupies, reservations included).
+    bytes: u64,
+    /// Its last use, as the eviction policy ranks it.
+    last_use: LastUse,
+    /// Never evicted.
+    pinned: bool,
+    /// Its lease.
+    lease: LeaseState<L>,
+    /// Removed while leased: no longer reachable by key, its files go when
+    /// the last lease does.
+    detached: bool,
 }
 
-impl Entry {
+impl<L> Entry<L> {
+    /// Its data file's length.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Its last use: of two entries, the smaller was used less recently.
+    pub fn last_use(&self) -> LastUse {
+        self.last_use
+    }
+
+    /// Pinned: never evicted.
+    pub fn pinned(&self) -> bool {
+        self.pinned
+    }
+
+    /// Its lease.
+    pub fn lease(&self) -> &LeaseState<L> {
+        &self.lease
+    }
+
+    /// Removed while leased (see [`State::detach`]).
+    pub fn detached(&self) -> bool {
+        self.detached
+    }
+
     /// Neither leased (or about to be) nor pinned nor detached.
     fn evictable(&self) -> bool {
         matches!(self.lease, LeaseState::Idle) && !self.pinned && !self.detached
@@ -64,18 +117,18 @@ impl Entry {
 /// An entry taken out of the books whose files must now be deleted.
 #[derive(Debug)]
 pub(crate) struct Doomed {
-    /// Its files' name, still reserved in [`State::names`] until
+    /// Its files' name, still reserved in [`State`] until
     /// [`State::forget_name`].
     pub name: EntryName,
     /// Its data file's length.
     pub bytes: u64,
 }
 
-/// The counters of [`crate::CacheStats`] and the books.
+/// The books: entries, totals and the counters of [`crate::CacheStats`].
 #[derive(Debug)]
-pub(crate) struct State {
+pub(crate) struct State<L> {
     /// Entries by slot; a slot is reused after its entry is gone.
-    entries: Vec<Option<Entry>>,
+    entries: Vec<Option<Entry<L>>>,
     /// Free slots of `entries`.
     free: Vec<usize>,
     /// Key → slot, for entries reachable by key (not detached ones).
@@ -84,30 +137,28 @@ pub(crate) struct State {
     /// names of doomed entries whose files are still being deleted. A new
     /// key never takes one of these.
     names: HashSet<EntryName>,
-    /// Evictable entries by last use: the first is the least recently used.
-    lru: BTreeMap<u64, usize>,
-    /// The clock of last uses.
-    clock: u64,
+    /// The eviction order of the evictable entries.
+    policy: Lru,
     /// The budget.
-    pub max_bytes: u64,
+    max_bytes: u64,
     /// Sum of `bytes` over all entries (detached ones included), and of
     /// `leftover`.
-    pub bytes: u64,
+    bytes: u64,
     /// Bytes of files that could not be deleted (an evicted entry's on an
     /// immutable file, an orphan at open): on disk until the next open
     /// removes them, so they count, though nothing can evict them.
-    pub leftover: u64,
+    leftover: u64,
     /// The highest `bytes` after any change (and its eviction) since open.
-    pub peak_bytes: u64,
+    peak_bytes: u64,
     /// `resource()` calls served a whole committed entry.
-    pub hits: u64,
+    hits: u64,
     /// `resource()` calls that created or resumed an entry.
-    pub misses: u64,
+    misses: u64,
     /// Entries evicted for the budget.
-    pub evictions: u64,
+    evictions: u64,
 }
 
-impl State {
+impl<L> State<L> {
     /// Empty books for a budget of `max_bytes`.
     pub fn new(max_bytes: u64) -> Self {
         Self {
@@ -115,8 +166,7 @@ impl State {
             free: Vec::new(),
             by_key: HashMap::new(),
             names: HashSet::new(),
-            lru: BTreeMap::new(),
-            clock: 0,
+            policy: Lru::new(),
             max_bytes,
             bytes: 0,
             leftover: 0,
@@ -127,6 +177,30 @@ impl State {
         }
     }
 
+    /// The counters and sizes now.
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            bytes: self.bytes,
+            entries: self.len() as u64,
+            hits: self.hits,
+            misses: self.misses,
+            evictions: self.evictions,
+            overshoot: self.bytes.saturating_sub(self.max_bytes),
+            peak_bytes: self.peak_bytes,
+            max_bytes: self.max_bytes,
+        }
+    }
+
+    /// Counts a `resource()` call: a hit when it served a `whole`
+    /// committed entry, a miss otherwise.
+    pub fn count_open(&mut self, whole: bool) {
+        if whole {
+            self.hits += 1;
+        } else {
+            self.misses += 1;
+        }
+    }
+
     /// The slot of `key`.
     pub fn find(&self, key: &str) -> Option<usize> {
         self.by_key.get(key).copied()
@@ -134,7 +208,7 @@ impl State {
 
     /// The entry in `slot`. Slots handed out by this type are live until
     /// [`Self::take_out`]; a stale slot is a bug, reported as `None`.
-    pub fn get(&self, slot: usize) -> Option<&Entry> {
+    pub fn get(&self, slot: usize) -> Option<&Entry<L>> {
         self.entries.get(slot).and_then(Option::as_ref)
     }
 
@@ -144,8 +218,8 @@ impl State {
             .is_some_and(|e| !e.detached && *e.key == *key)
     }
 
-    /// As [`Self::get`], mutable.
-    pub fn get_mut(&mut self, slot: usize) -> Option<&mut Entry> {
+    /// As [`Self::get`], mutable (its public fields: the marker's record).
+    pub fn get_mut(&mut self, slot: usize) -> Option<&mut Entry<L>> {
         self.entries.get_mut(slot).and_then(Option::as_mut)
     }
 
@@ -155,14 +229,8 @@ impl State {
     }
 
     /// Every live entry, detached ones included.
-    pub fn iter(&self) -> impl Iterator<Item = &Entry> {
+    pub fn iter(&self) -> impl Iterator<Item = &Entry<L>> {
         self.entries.iter().flatten()
-    }
-
-    /// The next tick of the clock.
-    pub fn tick(&mut self) -> u64 {
-        self.clock += 1;
-        self.clock
     }
 
     /// The first name for `hash` that no entry (and no doomed one) holds.
@@ -177,25 +245,31 @@ impl State {
             })
     }
 
-    /// Adds `entry`; it is evictable at once if idle and unpinned.
-    pub fn insert(&mut self, entry: Entry) -> usize {
+    /// Adds `new`, used now; it is evictable at once if idle and unpinned.
+    pub fn insert(&mut self, new: NewEntry<L>) -> usize {
+        let slot = self.free.pop().unwrap_or(self.entries.len());
+        let entry = Entry {
+            key: new.key,
+            name: new.name,
+            committed_len: new.committed_len,
+            stamp: new.stamp,
+            durable_marker: false,
+            bytes: new.bytes,
+            last_use: self.policy.insert(),
+            pinned: new.pinned,
+            lease: new.lease,
+            detached: false,
+        };
+        self.policy
+            .set_evictable(slot, entry.last_use, entry.evictable());
         self.names.insert(entry.name);
         self.bytes += entry.bytes;
-        let key = Arc::clone(&entry.key);
-        let last_use = entry.last_use;
-        let evictable = entry.evictable();
-        let slot = if let Some(slot) = self.free.pop() {
-            self.entries[slot] = Some(entry);
-            slot
-        } else {
+        self.by_key.insert(Arc::clone(&entry.key), slot);
+        if slot == self.entries.len() {
             self.entries.push(Some(entry));
-            self.entries.len() - 1
-        };
-        self.by_key.insert(key, slot);
-        if evictable {
-            self.lru.insert(last_use, slot);
+        } else {
+            self.entries[slot] = Some(entry);
         }
-        self.clock = self.clock.max(last_use);
         slot
     }
 
@@ -204,7 +278,7 @@ impl State {
     pub fn take_out(&mut self, slot: usize) -> Option<Doomed> {
         let entry = self.entries.get_mut(slot)?.take()?;
         self.free.push(slot);
-        self.lru.remove(&entry.last_use);
+        self.policy.remove(entry.last_use);
         if !entry.detached {
             self.by_key.remove(&entry.key);
         }
@@ -229,8 +303,8 @@ impl State {
     /// its data (`resource()` calls wait for it), without a use.
     pub fn hold(&mut self, slot: usize) {
         if let Some(entry) = self.entries.get_mut(slot).and_then(Option::as_mut) {
-            self.lru.remove(&entry.last_use);
             entry.lease = LeaseState::Opening;
+            self.policy.set_evictable(slot, entry.last_use, false);
         }
     }
 
@@ -238,9 +312,8 @@ impl State {
     pub fn unhold(&mut self, slot: usize) {
         if let Some(entry) = self.entries.get_mut(slot).and_then(Option::as_mut) {
             entry.lease = LeaseState::Idle;
-            if entry.evictable() {
-                self.lru.insert(entry.last_use, slot);
-            }
+            self.policy
+                .set_evictable(slot, entry.last_use, entry.evictable());
         }
     }
 
@@ -253,31 +326,27 @@ impl State {
     pub fn detach(&mut self, slot: usize) {
         if let Some(entry) = self.entries.get_mut(slot).and_then(Option::as_mut) {
             entry.detached = true;
-            self.lru.remove(&entry.last_use);
+            self.policy.set_evictable(slot, entry.last_use, false);
             self.by_key.remove(&entry.key);
         }
     }
 
-    /// Sets the lease of `slot`, moving the entry in or out of the LRU order
-    /// (a use: its last use becomes now).
-    pub fn set_lease(&mut self, slot: usize, lease: LeaseState) {
-        let tick = self.tick();
+    /// Sets the lease of `slot`: a use, after which the entry is evictable
+    /// or not by its new lease.
+    pub fn set_lease(&mut self, slot: usize, lease: LeaseState<L>) {
         let Some(entry) = self.entries.get_mut(slot).and_then(Option::as_mut) else {
             return;
         };
-        self.lru.remove(&entry.last_use);
         entry.lease = lease;
-        entry.last_use = tick;
-        if entry.evictable() {
-            self.lru.insert(tick, slot);
-        }
+        let evictable = entry.evictable();
+        self.policy.touch(slot, &mut entry.last_use, evictable);
     }
 
     /// Marks `slot` used now (a hit on a live lease).
     pub fn touch(&mut self, slot: usize) {
-        let tick = self.tick();
         if let Some(entry) = self.entries.get_mut(slot).and_then(Option::as_mut) {
-            entry.last_use = tick;
+            let evictable = entry.evictable();
+            self.policy.touch(slot, &mut entry.last_use, evictable);
         }
     }
 
@@ -287,11 +356,8 @@ impl State {
             return;
         };
         entry.pinned = pinned;
-        if entry.evictable() {
-            self.lru.insert(entry.last_use, slot);
-        } else {
-            self.lru.remove(&entry.last_use);
-        }
+        self.policy
+            .set_evictable(slot, entry.last_use, entry.evictable());
     }
 
     /// Sets the bytes of `slot` to `bytes`; the caller then calls
@@ -303,12 +369,12 @@ impl State {
         }
     }
 
-    /// Evicts least-recently-used evictable entries until the total is back
-    /// under the budget or nothing evictable is left: O(log n) each.
+    /// Evicts the entries the policy picks until the total is back under
+    /// the budget or nothing evictable is left: O(log n) each.
     pub fn evict_over_budget(&mut self) -> Vec<Doomed> {
         let mut doomed = Vec::new();
         while self.bytes > self.max_bytes {
-            let Some((_, slot)) = self.lru.pop_first() else {
+            let Some(slot) = self.policy.pop_victim() else {
                 break;
             };
             if let Some(victim) = self.take_out(slot) {
@@ -337,31 +403,30 @@ impl State {
 mod tests {
     use super::*;
 
-    fn entry(key: &str, bytes: u64, last_use: u64) -> Entry {
-        Entry {
+    /// An idle, unpinned entry of `bytes` bytes (a lease of nothing).
+    fn entry(key: &str, bytes: u64) -> NewEntry<()> {
+        NewEntry {
             key: key.into(),
             name: EntryName {
                 hash: crate::names::key_hash(key),
                 probe: 0,
             },
             bytes,
-            last_use,
             pinned: false,
             committed_len: None,
             stamp: (0, 0),
             lease: LeaseState::Idle,
-            detached: false,
-            durable_marker: false,
         }
     }
 
     #[test]
     fn eviction_takes_the_least_recently_used_and_spares_leased_and_pinned() {
+        // Inserted in this order: a is the least recently used.
         let mut state = State::new(250);
-        let a = state.insert(entry("a", 100, 1));
-        let b = state.insert(entry("b", 100, 2));
-        let c = state.insert(entry("c", 100, 3));
-        let d = state.insert(entry("d", 100, 4));
+        let a = state.insert(entry("a", 100));
+        let b = state.insert(entry("b", 100));
+        let c = state.insert(entry("c", 100));
+        let d = state.insert(entry("d", 100));
         state.set_lease(a, LeaseState::Opening);
         state.set_pinned(b, true);
         let doomed = state.evict_over_budget();

@@ -8,7 +8,7 @@ use std::{
 
 use super::Finding;
 use crate::{
-    checks::{commands, layering, publishing, reexports, sources},
+    checks::{circles, commands, layering, publishing, reexports, sources},
     workspace::default_root,
 };
 
@@ -130,6 +130,28 @@ fn the_cache_depending_on_the_memory_driver_is_caught() {
             "crates/storage-cache/Cargo.toml",
             "depends on `storage-mem`"
         ),
+        "{failures:?}"
+    );
+}
+
+#[test]
+fn an_import_circle_in_the_cache_is_caught() {
+    let scratch = Scratch::new();
+    // `shared` reads markers: a marker naming `shared` closes a circle.
+    scratch.edit("crates/storage-cache/src/marker.rs", |text| {
+        text + "\n/// Injected.\npub(crate) fn injected(shared: &crate::shared::Shared) -> &Path {\n    &shared.dir\n}\n"
+    });
+    let failures = circles::check(scratch.root()).failures;
+    assert!(
+        mentions(
+            &failures,
+            "crates/storage-cache/src/",
+            "marker → shared (crates/storage-cache/src/marker.rs:"
+        ),
+        "{failures:?}"
+    );
+    assert!(
+        mentions(&failures, "crates/storage-cache/src/", "shared → marker"),
         "{failures:?}"
     );
 }

@@ -1,6 +1,8 @@
-//! The audit's checks. The cheap ones (layering, sources, re-exports) are
-//! plain functions of the workspace root, also run as `#[test]`s.
+//! The audit's checks. The cheap ones (layering, module circles, sources,
+//! re-exports) are plain functions of the workspace root, also run as
+//! `#[test]`s.
 
+pub mod circles;
 pub mod commands;
 mod finding;
 pub mod layering;
