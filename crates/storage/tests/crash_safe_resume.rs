@@ -7,7 +7,7 @@ mod support;
 use std::{fs, path::Path, process::Command, time::Duration};
 
 use storage::{
-    CHECKPOINT_BYTES, MmapResource, OpenMode, ResourceExt, ResourceStatus, StorageError,
+    MmapResource, OpenMode, ResourceExt, ResourceStatus, StorageError, mmap::CHECKPOINT_BYTES,
 };
 use support::{LIMIT, available, pattern, shuffled};
 

@@ -15,7 +15,8 @@ use std::{
 };
 
 use storage::{
-    DEFAULT_INITIAL_LEN, DriverIo, OpenMode, ResourceExt, ResourceStatus, StorageError, WaitOutcome,
+    DriverIo, OpenMode, ResourceExt, ResourceStatus, StorageError, WaitOutcome,
+    mmap::DEFAULT_INITIAL_LEN,
 };
 use support::{open_mmap as open, pattern, within};
 
