@@ -13,6 +13,10 @@ test:
 audit:
     cargo xtask audit
 
+# Check the library for Windows, macOS, iOS and Android (cargo check --target; `just portability aarch64-apple-ios` for one)
+portability *TARGETS:
+    cargo xtask portability {{TARGETS}}
+
 # Run the benchmark suite and print the summary table (`just bench --quick` for a short run)
 bench *ARGS:
     cargo xtask bench {{ARGS}}

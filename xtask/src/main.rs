@@ -1,7 +1,9 @@
-//! `cargo xtask`: the workspace's developer commands (`audit`, `bench`).
+//! `cargo xtask`: the workspace's developer commands (`audit`, `bench`,
+//! `portability`).
 
 mod audit;
 mod checks;
+mod portability;
 mod workspace;
 
 use std::{path::PathBuf, process::ExitCode};
@@ -15,6 +17,12 @@ commands:
   bench [--quick]      run the benchmark suite (every workload of the
                        performance table beside its raw baseline) and print
                        the summary table of medians and ratios
+  portability [TARGET...]
+                       cargo check the library for Windows, macOS, iOS and
+                       Android (x86_64-pc-windows-msvc, aarch64-apple-darwin,
+                       aarch64-apple-ios, aarch64-linux-android, or the
+                       targets given); adds a missing target's standard
+                       library with rustup; exits 1 if one fails
   help                 this text
 ";
 
@@ -64,6 +72,14 @@ fn main() -> ExitCode {
                 }
             }
             ExitCode::SUCCESS
+        }
+        Some("portability") => {
+            let targets: Vec<String> = args.collect();
+            if portability::run(&workspace::default_root(), &targets) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
         }
         Some("help" | "-h" | "--help") | None => {
             print!("{HELP}");

@@ -94,8 +94,8 @@ pub fn drivers(root: &Path) -> Vec<Driver> {
 }
 
 /// The facade's client features (off by default, not a driver's): every
-/// feature of `stream-storage` but `default` and the drivers' (empty if the
-/// workspace cannot be read).
+/// feature of `stream-storage` but `default`, the drivers' and the internal
+/// ones (`_driver`) (empty if the workspace cannot be read).
 pub fn client_features(root: &Path) -> Vec<String> {
     let Ok(metadata) = cargo_metadata::MetadataCommand::new()
         .manifest_path(root.join("Cargo.toml"))
@@ -113,7 +113,9 @@ pub fn client_features(root: &Path) -> Vec<String> {
         .into_iter()
         .filter(|package| package.name.as_str() == "stream-storage")
         .flat_map(|package| package.features.keys().cloned())
-        .filter(|feature| feature != "default" && !drivers.contains(feature))
+        .filter(|feature| {
+            feature != "default" && !feature.starts_with('_') && !drivers.contains(feature)
+        })
         .collect();
     clients.sort();
     clients

@@ -8,7 +8,7 @@ use std::{
 use parking_lot::Mutex;
 use stream_download::storage::StorageProvider;
 
-use crate::{RangeSet, ResourceCursor, ResourceExt, ResourceStatus};
+use crate::{ResourceCursor, ResourceExt, ResourceStatus, driver::RangeSet};
 
 /// The ranges this run's writer stored (or, into a committed resource,
 /// checked): what the run vouches for. Shared by the reader and the writer

@@ -1,48 +1,10 @@
-//! `StorageResource`: one resource type over every enabled driver.
+//! `StorageResource`: one resource type over every enabled driver, each
+//! method forwarded to the resource inside (the enum and its variants are
+//! declared in `lib.rs`, with the rest of each driver's wiring).
 
 use std::{future::Future, ops::Range, path::Path, pin::Pin, time::Duration};
 
-use crate::{ResourceExt, ResourceStatus, StorageResult, WaitOutcome};
-
-/// A resource of any enabled driver, so code can hold either without
-/// generics. Cloning is cheap (another handle to the same resource).
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub enum StorageResource {
-    /// A file-backed resource (feature `mmap`).
-    #[cfg(feature = "mmap")]
-    Mmap(crate::MmapResource),
-    /// An in-memory resource (feature `mem`).
-    #[cfg(feature = "mem")]
-    Mem(crate::MemResource),
-}
-
-/// Runs `$body` with `$inner` bound to the resource inside any variant: the
-/// one place the variants' `cfg` gates are spelled out.
-macro_rules! dispatch {
-    ($resource:expr, $inner:ident => $body:expr) => {
-        match $resource {
-            #[cfg(feature = "mmap")]
-            StorageResource::Mmap($inner) => $body,
-            #[cfg(feature = "mem")]
-            StorageResource::Mem($inner) => $body,
-        }
-    };
-}
-
-#[cfg(feature = "mmap")]
-impl From<crate::MmapResource> for StorageResource {
-    fn from(resource: crate::MmapResource) -> Self {
-        Self::Mmap(resource)
-    }
-}
-
-#[cfg(feature = "mem")]
-impl From<crate::MemResource> for StorageResource {
-    fn from(resource: crate::MemResource) -> Self {
-        Self::Mem(resource)
-    }
-}
+use crate::{ResourceExt, ResourceStatus, StorageResource, StorageResult, WaitOutcome, dispatch};
 
 impl StorageResource {
     /// How many threads are blocked in `wait_range` right now.

@@ -215,7 +215,10 @@ fn a_driver_required_by_the_facade_without_its_feature_is_caught() {
             "storage-mem = { workspace = true, optional = true }",
             "storage-mem = { workspace = true }",
         )
-        .replace("mem = [\"dep:storage-mem\"]", "mem = []")
+        .replace(
+            "mem = [\"dep:storage-mem\", \"_driver\"]",
+            "mem = [\"_driver\"]",
+        )
     });
     let failures = layering::check(scratch.root()).failures;
     assert!(

@@ -1,5 +1,6 @@
 //! Check 6, the facade's public surface: every item reachable through one
-//! public path, and every public item of the lower crates reachable through it.
+//! public path, and every public item of the crates beneath it reachable
+//! through it, at the root or in the crate's room.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -7,19 +8,67 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use cargo_metadata::{DependencyKind, MetadataCommand};
 use syn::{Item, UseTree, Visibility, spanned::Spanned};
 
 use super::{Finding, Outcome};
 use crate::workspace::{self, relative};
 
 const FACADE_DIR: &str = "crates/storage";
-/// The crates whose public items the facade must re-export.
-const LOWER: [(&str, &str); 4] = [
-    ("storage_core", "crates/storage-core"),
-    ("storage_mem", "crates/storage-mem"),
-    ("storage_mmap", "crates/storage-mmap"),
-    ("storage_cache", "crates/storage-cache"),
-];
+const FACADE_PACKAGE: &str = "stream-storage";
+/// The room of the crate the facade always depends on (the core).
+const CORE_ROOM: &str = "driver";
+
+/// A workspace crate the facade depends on: its public items must be
+/// reachable at `storage::Name` or `storage::<room>::Name`.
+#[derive(Clone, Debug)]
+struct Lower {
+    /// Its library name, e.g. `storage_mmap`.
+    krate: String,
+    /// Its directory.
+    dir: PathBuf,
+    /// The module of the facade that may hold its items besides the root:
+    /// the facade feature that brings the crate in (`mmap` for
+    /// `storage-mmap`), or `driver` for a dependency that is always on
+    /// (`storage-core`).
+    room: String,
+}
+
+/// The workspace crates the facade at `root` depends on, read from its
+/// manifest: a new driver is found without a change here.
+fn lower_crates(root: &Path) -> Result<Vec<Lower>, String> {
+    let metadata = MetadataCommand::new()
+        .manifest_path(root.join("Cargo.toml"))
+        .no_deps()
+        .exec()
+        .map_err(|e| format!("cannot read the workspace: {e}"))?;
+    let facade = metadata
+        .workspace_packages()
+        .into_iter()
+        .find(|package| package.name.as_str() == FACADE_PACKAGE)
+        .ok_or_else(|| format!("no `{FACADE_PACKAGE}` package"))?;
+    let mut lower: Vec<Lower> = facade
+        .dependencies
+        .iter()
+        .filter(|dep| dep.kind == DependencyKind::Normal)
+        .filter_map(|dep| {
+            let dir = dep.path.as_ref()?.as_std_path().to_path_buf();
+            let enabled_by = format!("dep:{}", dep.name);
+            let feature = facade
+                .features
+                .iter()
+                .find(|(_, enables)| enables.contains(&enabled_by))
+                .map(|(feature, _)| feature.clone());
+            Some(Lower {
+                krate: dep.name.replace('-', "_"),
+                dir,
+                room: feature.unwrap_or_else(|| CORE_ROOM.to_owned()),
+            })
+        })
+        .collect();
+    lower.sort_by(|a, b| a.krate.cmp(&b.krate));
+    Ok(lower)
+}
 
 /// One public path of the facade and what it names.
 #[derive(Clone, Debug)]
@@ -106,6 +155,7 @@ fn flatten(tree: &UseTree, prefix: &str, out: &mut Vec<(String, String)>) {
 /// Collects the exports of the facade module `items` (public path `public`).
 fn collect(
     root: &Path,
+    lower: &[Lower],
     file: &Path,
     items: &[Item],
     public: &str,
@@ -134,15 +184,13 @@ fn collect(
                     };
                     if name == "*" {
                         let krate = source.trim_end_matches("::*");
-                        for (lower, dir) in LOWER {
-                            if lower == krate {
-                                for (name, _) in root_names(&root.join(dir))? {
-                                    out.push(Export {
-                                        public: format!("{public}::{name}"),
-                                        source: format!("{krate}::{name}"),
-                                        location: location(line_of(item)),
-                                    });
-                                }
+                        for below in lower.iter().filter(|below| below.krate == krate) {
+                            for (name, _) in root_names(&below.dir)? {
+                                out.push(Export {
+                                    public: format!("{public}::{name}"),
+                                    source: format!("{krate}::{name}"),
+                                    location: location(line_of(item)),
+                                });
                             }
                         }
                     } else {
@@ -163,7 +211,7 @@ fn collect(
                     location: location(line_of(module)),
                 });
                 if let Some((_, items)) = &module.content {
-                    collect(root, file, items, &public, &BTreeSet::new(), out)?;
+                    collect(root, lower, file, items, &public, &BTreeSet::new(), out)?;
                 } else {
                     let dir = file.parent().unwrap_or(root);
                     let path = [
@@ -174,7 +222,15 @@ fn collect(
                     .find(|p| p.exists())
                     .ok_or_else(|| format!("module file of `{name}` not found"))?;
                     let parsed = parse(&path)?;
-                    collect(root, &path, &parsed.items, &public, &BTreeSet::new(), out)?;
+                    collect(
+                        root,
+                        lower,
+                        &path,
+                        &parsed.items,
+                        &public,
+                        &BTreeSet::new(),
+                        out,
+                    )?;
                 }
             }
             item => {
@@ -267,6 +323,7 @@ pub fn check(root: &Path) -> Outcome {
 }
 
 fn findings(root: &Path) -> Result<Vec<Finding>, String> {
+    let lower = lower_crates(root)?;
     let lib: PathBuf = root.join(FACADE_DIR).join("src/lib.rs");
     let file = parse(&lib)?;
     let local_mods: BTreeSet<String> = file
@@ -280,6 +337,7 @@ fn findings(root: &Path) -> Result<Vec<Finding>, String> {
     let mut exports = Vec::new();
     collect(
         root,
+        &lower,
         &lib,
         &file.items,
         "storage",
@@ -287,19 +345,44 @@ fn findings(root: &Path) -> Result<Vec<Finding>, String> {
         &mut exports,
     )?;
     let excepted = exceptions(&root.join(FACADE_DIR).join("README.md"));
-    let mut findings = Vec::new();
+    let mut findings = redundant(&lower, &exports, &excepted);
+    findings.extend(through_associated_types(root, &exports, &excepted));
+    findings.extend(not_offered(root, &lower, &exports, &excepted)?);
+    Ok(findings)
+}
 
-    // The same item under two public paths.
+/// Where an item of a crate beneath may be public: `storage::Name` (the
+/// root) and, for an item of a crate the facade depends on,
+/// `storage::<room>::Name`.
+fn places(lower: &[Lower], source: &str) -> Vec<String> {
+    let (krate, name) = source.rsplit_once("::").unwrap_or(("", source));
+    let mut places = vec![format!("storage::{name}")];
+    if let Some(below) = lower.iter().find(|below| below.krate == krate) {
+        places.push(format!("storage::{}::{name}", below.room));
+    }
+    places
+}
+
+/// The same item under two public paths. An item of a crate beneath may be
+/// at the root and in its room (a seed name whose kind has a room).
+fn redundant(lower: &[Lower], exports: &[Export], excepted: &BTreeSet<String>) -> Vec<Finding> {
     let mut by_source: BTreeMap<&str, Vec<&Export>> = BTreeMap::new();
-    for export in &exports {
+    for export in exports {
         by_source
             .entry(export.source.as_str())
             .or_default()
             .push(export);
     }
+    let mut findings = Vec::new();
     for (source, paths) in by_source.iter().filter(|(_, paths)| paths.len() > 1) {
-        if !excepted.contains(last(source)) {
-            let all: Vec<&str> = paths.iter().map(|e| e.public.as_str()).collect();
+        let root_and_room = places(lower, source);
+        let all: Vec<&str> = paths.iter().map(|e| e.public.as_str()).collect();
+        let allowed = root_and_room.len() == 2
+            && all.len() == 2
+            && root_and_room
+                .iter()
+                .all(|place| all.contains(&place.as_str()));
+        if !allowed && !excepted.contains(last(source)) {
             findings.push(Finding::new(
                 &paths[1].location,
                 format!(
@@ -309,35 +392,80 @@ fn findings(root: &Path) -> Result<Vec<Finding>, String> {
             ));
         }
     }
-    // A type surfaced again through an associated type of an exported type.
+    findings
+}
+
+/// A type surfaced again through an associated type of an exported type.
+fn through_associated_types(
+    root: &Path,
+    exports: &[Export],
+    excepted: &BTreeSet<String>,
+) -> Vec<Finding> {
     let exported: BTreeSet<&str> = exports.iter().map(|e| last(&e.public)).collect();
+    let export_of = |name: &str| exports.iter().find(|e| last(&e.public) == name);
+    let mut findings = Vec::new();
     for (ty, target, assoc) in associated_types(root) {
         if exported.contains(ty.as_str())
             && exported.contains(target.as_str())
             && !excepted.contains(&target)
         {
-            let location = exports
-                .iter()
-                .find(|e| last(&e.public) == target)
-                .map_or(String::new(), |e| e.location.clone());
+            let (location, target_path) = export_of(&target).map_or_else(
+                || (String::new(), format!("storage::{target}")),
+                |e| (e.location.clone(), e.public.clone()),
+            );
+            let ty_path =
+                export_of(&ty).map_or_else(|| format!("storage::{ty}"), |e| e.public.clone());
             findings.push(Finding::new(location, format!(
-                "redundant_reexport: `storage::{target}` is also reachable as `<storage::{ty} as {assoc}`; list it under \"Audit exceptions\" in crates/storage/README.md with the reason, or drop one path"
+                "redundant_reexport: `{target_path}` is also reachable as `<{ty_path} as {assoc}`; list it under \"Audit exceptions\" in crates/storage/README.md with the reason, or drop one path"
             )));
         }
     }
-    // Public items of the lower crates the facade does not offer.
-    for (krate, dir) in LOWER {
-        let dir = root.join(dir);
-        if !dir.exists() {
-            continue;
-        }
-        for (name, line) in root_names(&dir)? {
-            if !exported.contains(name.as_str()) && !excepted.contains(&name) {
-                findings.push(Finding::new(
-                    format!("{}:{line}", relative(root, &dir.join("src/lib.rs"))),
-                    format!("public `{krate}::{name}` is not re-exported by the facade: users would have to depend on `{krate}` to name it"),
-                ));
+    findings
+}
+
+/// Public items of the crates beneath that the facade does not offer at
+/// the root or in their room.
+fn not_offered(
+    root: &Path,
+    lower: &[Lower],
+    exports: &[Export],
+    excepted: &BTreeSet<String>,
+) -> Result<Vec<Finding>, String> {
+    let mut findings = Vec::new();
+    for below in lower {
+        let krate = below.krate.as_str();
+        for (name, line) in root_names(&below.dir)? {
+            if excepted.contains(&name) {
+                continue;
             }
+            let source = format!("{krate}::{name}");
+            let offered: Vec<&str> = exports
+                .iter()
+                .filter(|e| e.source == source)
+                .map(|e| e.public.as_str())
+                .collect();
+            let root_and_room = places(lower, &source);
+            if offered
+                .iter()
+                .any(|public| root_and_room.iter().any(|place| place == public))
+            {
+                continue;
+            }
+            let (at_root, in_room) = (&root_and_room[0], &root_and_room[root_and_room.len() - 1]);
+            let message = if offered.is_empty() {
+                format!(
+                    "public `{source}` is not re-exported by the facade: users would have to depend on `{krate}` to name it (offer it as `{at_root}` or `{in_room}`)"
+                )
+            } else {
+                format!(
+                    "public `{source}` is offered as {}; its places are `{at_root}` (the root) and `{in_room}` (its room)",
+                    offered.join(" and ")
+                )
+            };
+            findings.push(Finding::new(
+                format!("{}:{line}", relative(root, &below.dir.join("src/lib.rs"))),
+                message,
+            ));
         }
     }
     Ok(findings)
