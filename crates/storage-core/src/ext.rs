@@ -230,7 +230,7 @@ pub trait ResourceExt: Send + Sync + 'static {
     /// waiters already blocked there wake with it), a range crossing `len`
     /// is `Ready` once its part before `len` is covered, `next_gap` stops
     /// at `len`, and a write ending past `len` is refused. [`len`](Self::len)
-    /// stays `None` until `commit` (the seed's meaning);
+    /// stays `None` until `commit`;
     /// [`expected_len`](Self::expected_len) answers at once. `commit(Some(n))`
     /// must give `n == len`; `commit(None)` commits with `Some(len)` when
     /// `0..len` is covered and is refused while bytes are missing. The

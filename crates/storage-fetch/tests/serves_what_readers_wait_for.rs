@@ -120,10 +120,10 @@ fn a_reader_at_the_download_front_starts_no_request() {
     );
 }
 
-/// Found by a probe: a second seek took the first seek's slot, and the
-/// first reader waited until the in-order request reached it (10 s). Now
-/// the in-order fill gives its slot first, and a seek that gives its slot
-/// away is asked again first.
+/// A second seek does not starve the first: the in-order fill gives up its
+/// slot before a seek does, and a seek that gives its slot away is asked
+/// again first, so each reader is served before the in-order requests
+/// reach it.
 #[test]
 fn two_seeks_in_a_row_are_both_served_first() {
     let data = content(3, 8_000_000);

@@ -203,9 +203,9 @@ fn cancelling_the_resource_stops_a_stalled_download() {
     assert!(matches!(result, Err(FetchError::Cancelled)), "{result:?}");
 }
 
-/// Found by a probe: a 416 inside the file, or an empty 206, were asked
-/// again at once, thousands of times a second. Now they are failures,
-/// retried with backoff, and the download gives up after `retries`.
+/// A 416 inside the file, or an empty 206, is a failure: retried with
+/// backoff (never asked again at once, thousands of times a second), and
+/// the download gives up after `retries`.
 #[test]
 fn answers_with_no_bytes_are_retried_with_backoff_and_bounded() {
     let data = content(8, 100_000);
@@ -233,8 +233,8 @@ fn answers_with_no_bytes_are_retried_with_backoff_and_bounded() {
     }
 }
 
-/// Found by a probe: a 416 that names no length was taken to say the file
-/// ends where the request started, and an empty file was committed.
+/// A 416 that names no length says nothing of where the file ends: it is a
+/// failure, retried, and never commits an empty file.
 #[test]
 fn a_416_without_a_length_is_a_failure_not_an_empty_file() {
     let data = content(9, 100_000);
@@ -249,9 +249,10 @@ fn a_416_without_a_length_is_a_failure_not_an_empty_file() {
     assert!(read_all(&resource) == data);
 }
 
-/// Found by a probe: a resume answered by a whole new version without any
-/// validator (a 200 to `If-Range`) was taken for a server without ranges,
-/// and the old bytes were kept beside the new ones.
+/// A resume answered by a whole new version without any validator (a 200
+/// to `If-Range`) cannot be told from a changed file, so it is taken for
+/// one: the download starts over and never keeps the old bytes beside the
+/// new ones.
 #[test]
 fn a_whole_answer_without_a_validator_to_a_resume_starts_over() {
     let old = content(10, 500_000);
@@ -270,8 +271,7 @@ fn a_whole_answer_without_a_validator_to_a_resume_starts_over() {
     assert_eq!(seen[0].if_range.as_deref(), Some("\"v1\""));
 }
 
-/// Found by a probe: a redirect loop was retried like a network fault
-/// (66 requests); it is refused at once now.
+/// A redirect loop is refused at once, not retried like a network fault.
 #[test]
 fn a_redirect_loop_fails_at_once() {
     let runtime = runtime();
@@ -353,9 +353,9 @@ fn child_fetching_past_a_file_size_limit() {
     }
 }
 
-/// Found by a probe: a write the resource refused (a full disk, a file
-/// size limit) ended the download but left the resource active, and a
-/// reader blocked on it waited for good. The resource fails now.
+/// A write the resource refuses (a full disk, a file size limit) ends the
+/// download and fails the resource, so a reader blocked on it gets an
+/// error instead of waiting for good.
 #[cfg(target_os = "linux")]
 #[test]
 fn a_full_disk_fails_the_resource_so_readers_get_an_error() {

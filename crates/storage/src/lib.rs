@@ -41,9 +41,9 @@
 //!
 //! The root holds what an application names: the resources and their
 //! options, [`ResourceExt`], [`StorageResource`], the decorators, the
-//! cursors, the errors, [`Cache`] and its companions, and every name of the
-//! seed library (a port from `kithara_storage` is a rename). The rest lives
-//! in a room of its own:
+//! cursors, the errors, [`Cache`] and its companions, and every name
+//! `kithara_storage` has (a port from it is a rename). The rest lives in a
+//! room of its own:
 //!
 //! - [`driver`]: what a driver author implements and builds on (the driver
 //!   traits, `DriverState`, `DefaultOpen`, `RangeTracker`, `RangeSet`).
@@ -53,8 +53,9 @@
 //!   `MEM_CHUNK_BYTES`) and `MemDriver`.
 //! - [`fetch`]: the downloader (feature `fetch`).
 //!
-//! The seed's driver names (`Driver`, `DriverIo`, `DriverState`,
-//! `MmapDriver`, `MemDriver`) are at the root and in their room.
+//! The driver names `kithara_storage` has (`Driver`, `DriverIo`,
+//! `DriverState`, `MmapDriver`, `MemDriver`) are at the root and in their
+//! room.
 //!
 //! # Examples
 //!

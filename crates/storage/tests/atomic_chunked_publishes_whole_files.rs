@@ -285,9 +285,11 @@ fn a_committing_mark_with_the_journal_still_there_resumes() {
 fn what_nobody_vouched_for_at_the_temporary_path_is_never_published() {
     let dir = tempfile::tempdir().unwrap();
     for (name, leftover) in [
-        // The seed's leftover after a kill: a partial file, no journal.
+        // A partial file with no journal, as `kithara-storage` leaves one
+        // after a kill.
         ("seed.bin", &b"half a download"[..]),
-        // The seed's claim, created empty before its factory ran.
+        // An empty file: `kithara-storage`'s claim, made before anything is
+        // written.
         ("empty.bin", b""),
         // Another program's file that happens to have the name.
         ("report", b"someone's report"),

@@ -29,9 +29,9 @@ use syn::{
 use super::{Finding, Outcome};
 use crate::workspace::{self, relative};
 
-/// Crates whose circles are reported as warnings, not failures: they had
-/// circles when this check was written. Every other crate fails on one; a
-/// crate listed here without a circle is reported, to be taken off.
+/// Crates whose circles are reported as warnings, not failures. Every
+/// other crate fails on one; a crate listed here without a circle is
+/// reported, to be taken off.
 pub const WARN_ONLY: [&str; 5] = [
     "storage",
     "storage-core",

@@ -364,7 +364,8 @@ fn places(lower: &[Lower], source: &str) -> Vec<String> {
 }
 
 /// The same item under two public paths. An item of a crate beneath may be
-/// at the root and in its room (a seed name whose kind has a room).
+/// at the root and in its room (a name `kithara_storage` has, whose kind
+/// has a room).
 fn redundant(lower: &[Lower], exports: &[Export], excepted: &BTreeSet<String>) -> Vec<Finding> {
     let mut by_source: BTreeMap<&str, Vec<&Export>> = BTreeMap::new();
     for export in exports {

@@ -196,8 +196,9 @@ pub fn expected_len_lasts_until_reactivate_or_replace<H: Harness>(h: &H) {
     failed.set_expected_len(9).unwrap();
 }
 
-/// Found by the model over `AtomicChunked`, whose commit reopens the
-/// published file: the reopened resource forgot the length on a failure.
+/// A failure after a commit keeps the committed length as `expected_len`,
+/// also where the commit reopens the published file (as `AtomicChunked`'s
+/// does); `reactivate` clears it.
 pub fn a_failure_after_a_commit_keeps_its_length<H: Harness>(h: &H) {
     let expected = h.fresh();
     expected.set_expected_len(42).unwrap();

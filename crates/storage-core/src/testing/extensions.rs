@@ -1,5 +1,5 @@
-//! Behaviours beyond the seed, run against every driver: timed and async
-//! waits, interrupts, and the `Read + Seek` cursor.
+//! Cases for timed and async waits, interrupts, and the `Read + Seek`
+//! cursor, run against every driver.
 
 #![allow(
     missing_docs,

@@ -44,8 +44,8 @@ pub(super) fn exists(path: &Path) -> bool {
 /// `Err` when something is at `temp` with no claim file beside it. This
 /// library makes the claim before the temporary file and removes it after,
 /// so such a file is not one of its downloads (another program's file, or
-/// a leftover of the seed crate, which claimed by the file's existence):
-/// it is left alone, never taken over or deleted.
+/// one left by `kithara-storage`, which claims a download by the file's
+/// existence): it is left alone, never taken over or deleted.
 pub(super) fn check_ours_or_absent(temp: &Path) -> StorageResult<()> {
     if exists(temp) && !exists(&claim_path(temp)) {
         let why = io::Error::new(
