@@ -223,6 +223,47 @@ impl AvailabilityObserver for RecordingObserver {
     }
 }
 
+/// Checks that every byte `resource` reports available within
+/// `0..expected.len()` is `expected`'s; returns how many bytes that is.
+///
+/// # Panics
+///
+/// When a byte reported available is not `expected`'s, or cannot be read.
+pub fn assert_available_bytes_are(resource: &impl ResourceExt, expected: &[u8], what: &str) -> u64 {
+    let mut held = 0;
+    for range in available(resource, expected.len() as u64) {
+        assert_eq!(
+            resource.wait_range(range.clone()).unwrap(),
+            WaitOutcome::Ready,
+            "{what}: {range:?}"
+        );
+        let start = usize::try_from(range.start).unwrap();
+        let end = usize::try_from(range.end).unwrap();
+        let mut buf = vec![0; end - start];
+        assert_eq!(resource.read_at(range.start, &mut buf).unwrap(), buf.len());
+        assert!(
+            buf == expected[start..end],
+            "{what}: bytes in {range:?} reported available are not the written ones"
+        );
+        held += range.end - range.start;
+    }
+    held
+}
+
+/// The available ranges of `resource` within `0..len`, in order.
+pub fn available(resource: &impl ResourceExt, len: u64) -> Vec<Range<u64>> {
+    let mut ranges = Vec::new();
+    let mut at = 0;
+    while at < len {
+        let gap = resource.next_gap(at, len).unwrap_or(len..len);
+        if gap.start > at {
+            ranges.push(at..gap.start);
+        }
+        at = gap.end;
+    }
+    ranges
+}
+
 /// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
 #[must_use]
 pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
