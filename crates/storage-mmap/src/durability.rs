@@ -12,7 +12,10 @@
 use std::{
     io,
     path::{Path, PathBuf},
-    sync::{Arc, PoisonError},
+    sync::{
+        Arc, PoisonError,
+        atomic::{AtomicBool, Ordering},
+    },
     thread::{self, JoinHandle},
 };
 
@@ -23,6 +26,8 @@ use storage_core::{StorageError, StorageResult};
 use crate::{
     checkpoint::Checkpoints,
     journal,
+    journaling::Journaling,
+    mapped::MappedStore,
     poison::Poison,
     store::{Store, io_error, is_at_path},
     sys,
@@ -33,32 +38,44 @@ use crate::{
 #[derive(Clone, Debug)]
 pub(crate) struct Finisher {
     /// The driver's store: its file to sync, its lock to release.
-    pub(crate) store: Arc<ShardedLock<Store>>,
-    pub(crate) path: PathBuf,
-    pub(crate) journal_path: PathBuf,
+    store: Arc<ShardedLock<Store>>,
+    path: PathBuf,
+    journal_path: PathBuf,
     /// The identity of this handle's journal: only that one is removed.
-    pub(crate) journal_id: Option<(u64, u64)>,
+    journal_id: Option<(u64, u64)>,
     /// A failed data sync of the file: then it is never called durable.
-    pub(crate) poison: Poison,
+    poison: Poison,
 }
 
 /// Why the durability work stopped short.
 #[derive(Debug)]
-pub(crate) struct Unfinished {
-    pub(crate) error: StorageError,
+struct Unfinished {
+    error: StorageError,
     /// The file's data could not be synced. After a failed `fsync` the
     /// kernel may have dropped the dirty pages and a retry can succeed
     /// without writing them, so this handle never calls the file durable
     /// again: the journal stays, and reopening resumes from it.
-    pub(crate) data_lost: bool,
+    data_lost: bool,
 }
 
 impl Finisher {
+    /// What the durability work of a commit needs, for `store` and
+    /// `journal` as they are now.
+    pub(crate) fn new(store: &MappedStore, journal: &Journaling) -> Self {
+        Self {
+            store: store.shared(),
+            path: store.path().to_path_buf(),
+            journal_path: journal.path().to_path_buf(),
+            journal_id: journal.id(),
+            poison: journal.poison().clone(),
+        }
+    }
+
     /// The file synced (`fdatasync`: its data and the length needed to
     /// read it, as a commit changed it), the journal removed (if it is
     /// this handle's), the directory synced, the lock released to a
     /// reader's. Stops at the first failure, leaving the journal.
-    pub(crate) fn finish(&self) -> Result<(), Unfinished> {
+    fn finish(&self) -> Result<(), Unfinished> {
         let store = || self.store.read().unwrap_or_else(PoisonError::into_inner);
         let synced = store()
             .file(&self.path)
@@ -179,15 +196,22 @@ enum Phase {
     },
 }
 
-/// The durability owed by the last commit; locked after the driver's
-/// writer-side calls (which `Resource` serialises), never while waiting
-/// for the store.
+/// The durability owed by the last commit, and by a replacement's rename;
+/// locked after the driver's writer-side calls (which `Resource`
+/// serialises), never while waiting for the store.
 #[derive(Debug, Default)]
 pub(crate) struct Durability {
     /// Guards the phase. Held across a retry's I/O in `settle` and
     /// `finish_on_drop`: only `sync`, the drop and the driver's
     /// writer-side calls take it, and all of them wait for that work anyway.
     phase: Mutex<Phase>,
+    /// A replacement that was not made durable renamed a file over the
+    /// path: the next `sync` syncs the directory too (after the file), so
+    /// that the rename survives a power loss as `sync` promises. Not the
+    /// phase: that work is also finished by the drop, which would make
+    /// every non-durable replacement durable (and slow) at the last
+    /// handle's drop.
+    rename_owed: AtomicBool,
 }
 
 impl Durability {
@@ -330,6 +354,16 @@ impl Durability {
     /// Nothing is owed any more (a new journal supersedes the commit's).
     pub(crate) fn clear(&self) {
         *self.phase.lock() = Phase::Settled;
+    }
+
+    /// A rename is owed a directory sync by the next `sync`.
+    pub(crate) fn owe_rename(&self) {
+        self.rename_owed.store(true, Ordering::Release);
+    }
+
+    /// Whether a rename was owed a directory sync; it is not any more.
+    pub(crate) fn take_owed_rename(&self) -> bool {
+        self.rename_owed.swap(false, Ordering::AcqRel)
     }
 }
 

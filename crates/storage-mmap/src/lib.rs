@@ -50,7 +50,9 @@ mod durability;
 mod durable;
 pub mod fs;
 mod journal;
+mod journaling;
 mod map;
+mod mapped;
 mod open;
 mod poison;
 mod pool;
@@ -60,7 +62,6 @@ mod replace;
 mod space;
 mod store;
 mod sys;
-mod write;
 
 use std::path::PathBuf;
 

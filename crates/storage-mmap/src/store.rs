@@ -49,6 +49,12 @@ pub(crate) fn io_error(path: &Path, what: &'static str, error: io::Error) -> Sto
     StorageError::io(what, path, error)
 }
 
+/// A second handle of `file`, for the checkpoint thread to sync.
+pub(crate) fn second_handle(file: &File, path: &Path) -> StorageResult<File> {
+    file.try_clone()
+        .map_err(|e| io_error(path, "cannot duplicate the handle of", e))
+}
+
 pub(crate) fn open_file(path: &Path, writable: bool) -> StorageResult<File> {
     OpenOptions::new()
         .read(true)
