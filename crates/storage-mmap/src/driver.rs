@@ -6,13 +6,22 @@ use std::ops::Range;
 use parking_lot::Mutex;
 use storage_core::{DownloadRecord, DriverIo, RangeSet, StorageError, StorageResult, WriteKind};
 
-use crate::{
-    OpenMode,
+mod durability;
+mod journaling;
+mod mapped;
+mod open;
+mod replace;
+
+pub use replace::MmapStaged;
+
+use self::{
     durability::{Durability, Finisher},
     journaling::Journaling,
-    map::Mapping,
     mapped::{Exclusion, MappedStore},
-    replace::{self, MmapStaged},
+};
+use crate::{
+    OpenMode,
+    map::Mapping,
     store::{Store, io_error, second_handle},
     sys,
 };
@@ -59,7 +68,7 @@ pub struct MmapDriver {
 
 impl MmapDriver {
     /// A driver of `store`, opened in `mode`, keeping `journal`.
-    pub(crate) fn new(mode: OpenMode, store: MappedStore, journal: Journaling) -> Self {
+    fn new(mode: OpenMode, store: MappedStore, journal: Journaling) -> Self {
         Self {
             mode,
             store,

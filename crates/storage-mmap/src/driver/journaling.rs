@@ -13,8 +13,7 @@ use storage_core::{RangeSet, StorageError, StorageResult};
 
 use crate::{
     checkpoint::{CheckpointPolicy, Checkpoints, Flusher},
-    durability::remove_journal_if,
-    journal::{Journal, Replacement},
+    journal::{self, Journal, Replacement},
     poison::Poison,
     store::io_error,
     sys,
@@ -24,7 +23,7 @@ use crate::{
 /// durable and journaled at checkpoints; only the journal this handle made
 /// or resumed is ever removed by it.
 #[derive(Debug)]
-pub(crate) struct Journaling {
+pub(super) struct Journaling {
     /// The journal's path, beside the file.
     path: PathBuf,
     /// When written bytes are checkpointed, for every journal this handle
@@ -45,7 +44,7 @@ pub(crate) struct Journaling {
 }
 
 /// An active file's checkpoints, stopped for a replacement.
-pub(crate) struct Stopped {
+pub(super) struct Stopped {
     journal: Journal,
     pending: Vec<Range<u64>>,
     data_file: Arc<File>,
@@ -54,7 +53,7 @@ pub(crate) struct Stopped {
 impl Journaling {
     /// The journal at `path`, kept by `checkpoints` when the file opened
     /// active.
-    pub(crate) fn new(
+    pub(super) fn new(
         path: PathBuf,
         policy: CheckpointPolicy,
         checkpoints: Option<Checkpoints>,
@@ -74,34 +73,34 @@ impl Journaling {
     }
 
     /// The journal's path.
-    pub(crate) fn path(&self) -> &Path {
+    pub(super) fn path(&self) -> &Path {
         &self.path
     }
 
     /// The identity of this handle's journal, if it keeps or kept one.
-    pub(crate) fn id(&self) -> Option<(u64, u64)> {
+    pub(super) fn id(&self) -> Option<(u64, u64)> {
         *self.id.lock()
     }
 
     /// The record of a failed data sync of this handle's file.
-    pub(crate) fn poison(&self) -> &Poison {
+    pub(super) fn poison(&self) -> &Poison {
         &self.poison
     }
 
     /// Whether the file is active (a journal is kept).
-    pub(crate) fn is_active(&self) -> bool {
+    pub(super) fn is_active(&self) -> bool {
         self.checkpoints.lock().is_some()
     }
 
     /// Notes that `range` was written (nothing once committed).
-    pub(crate) fn record(&self, range: Range<u64>) {
+    pub(super) fn record(&self, range: Range<u64>) {
         if let Some(checkpoints) = self.checkpoints.lock().as_ref() {
             checkpoints.record(range);
         }
     }
 
     /// Appends the download's identity to the journal.
-    pub(crate) fn record_identity(
+    pub(super) fn record_identity(
         &self,
         expected_len: Option<u64>,
         validator: Option<&str>,
@@ -116,19 +115,19 @@ impl Journaling {
     }
 
     /// A handle to checkpoint with from `sync`, if the file is active.
-    pub(crate) fn flusher(&self) -> Option<Flusher> {
+    pub(super) fn flusher(&self) -> Option<Flusher> {
         self.checkpoints.lock().as_ref().map(Checkpoints::flusher)
     }
 
     /// Takes the checkpoints out (a commit hands them to its background
     /// work, which stops them).
-    pub(crate) fn take(&self) -> Option<Checkpoints> {
+    pub(super) fn take(&self) -> Option<Checkpoints> {
         self.checkpoints.lock().take()
     }
 
     /// Stops the checkpoints, if any, with nothing more journaled (a
     /// replacement made the file they kept a new one).
-    pub(crate) fn stop(&self) {
+    pub(super) fn stop(&self) {
         if let Some(orphaned) = self.checkpoints.lock().take() {
             drop(orphaned.stop());
         }
@@ -136,7 +135,7 @@ impl Journaling {
 
     /// The last checkpoint (the drop): what was written becomes durable
     /// and journaled.
-    pub(crate) fn finish(&mut self) {
+    pub(super) fn finish(&mut self) {
         if let Some(checkpoints) = self.checkpoints.get_mut().take() {
             let _ = checkpoints.finish();
         }
@@ -146,7 +145,7 @@ impl Journaling {
     /// `open` runs first, under the journal's lock: it gives a handle of
     /// the file to sync and the ranges that hold data. On an error the
     /// journal at the path is the one that was there.
-    pub(crate) fn start(
+    pub(super) fn start(
         &self,
         open: impl FnOnce(&Poison) -> StorageResult<(File, RangeSet<u64>)>,
     ) -> StorageResult<bool> {
@@ -171,7 +170,7 @@ impl Journaling {
 
     /// A new journal, whole, with no range and no identity, in place of the
     /// old one (a restarted download); on failure the old one goes on.
-    pub(crate) fn restart(&self) -> StorageResult<()> {
+    pub(super) fn restart(&self) -> StorageResult<()> {
         let mut checkpoints = self.checkpoints.lock();
         let Some(old) = checkpoints.take() else {
             return Ok(());
@@ -207,7 +206,7 @@ impl Journaling {
     /// Stops the checkpoints of the active file at `file_path` and marks
     /// the replacement `mark` in its journal; on an error the checkpoints
     /// go on.
-    pub(crate) fn stop_and_mark(
+    pub(super) fn stop_and_mark(
         &self,
         file_path: &Path,
         mark: Replacement,
@@ -239,7 +238,7 @@ impl Journaling {
     }
 
     /// Checkpoints again, as before a replacement that did not land.
-    pub(crate) fn resume(&self, stopped: Stopped) {
+    pub(super) fn resume(&self, stopped: Stopped) {
         *self.checkpoints.lock() = Some(Checkpoints::resume(
             stopped.data_file,
             stopped.journal,
@@ -252,10 +251,11 @@ impl Journaling {
     /// After a replacement: this handle's journal, or the stale one it
     /// marked (`marked`), is stale now and goes, durably; another
     /// download's journal stays.
-    pub(crate) fn retire(&self, marked: Option<(u64, u64)>) -> StorageResult<()> {
+    pub(super) fn retire(&self, marked: Option<(u64, u64)>) -> StorageResult<()> {
         let own = self.id();
         let removed =
-            remove_journal_if(&self.path, |id| id.is_some() && (id == own || id == marked));
+            journal::remove_if_ours(&self.path, |id| id.is_some() && (id == own || id == marked))
+                .map_err(|e| io_error(&self.path, "cannot remove", e));
         if removed.is_ok() && sys::entry_id(&self.path) != own {
             *self.id.lock() = None;
         }

@@ -7,12 +7,11 @@ use std::{
 
 use storage_core::{Driver, DriverState, RangeSet, StorageResult};
 
+use super::{MmapDriver, journaling::Journaling, mapped::MappedStore};
 use crate::{
-    MmapDriver, MmapOpenOptions, MmapOptions, OpenMode,
+    MmapOpenOptions, MmapOptions, OpenMode,
     checkpoint::{CheckpointPolicy, Checkpoints},
     journal::{self, Journal},
-    journaling::Journaling,
-    mapped::MappedStore,
     poison::Poison,
     space::DEFAULT_INITIAL_LEN,
     store::{Access, Held, Store, io_error, second_handle},

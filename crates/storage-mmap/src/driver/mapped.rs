@@ -23,7 +23,7 @@ use crate::{
 /// The driver's file: the store (file handle, lock, mapping) and how far
 /// it has been written.
 #[derive(Debug)]
-pub(crate) struct MappedStore {
+pub(super) struct MappedStore {
     /// The backing file's path.
     path: PathBuf,
     /// Guards the file handle and the mapping: readers and fresh writes
@@ -39,7 +39,7 @@ pub(crate) struct MappedStore {
 
 /// Which lock a write of the file holds while the kernel copies its bytes.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Exclusion {
+pub(super) enum Exclusion {
     /// The bytes may be read right now: keep readers out.
     Exclusive,
     /// No reader reads these bytes until the write returns (a fresh write).
@@ -53,7 +53,7 @@ fn to_index(offset: u64) -> usize {
 
 impl MappedStore {
     /// `store` at `path`, written up to `extent`.
-    pub(crate) fn new(path: PathBuf, store: Store, extent: u64) -> Self {
+    pub(super) fn new(path: PathBuf, store: Store, extent: u64) -> Self {
         Self {
             path,
             store: Arc::new(store.into()),
@@ -62,38 +62,38 @@ impl MappedStore {
     }
 
     /// The backing file's path.
-    pub(crate) fn path(&self) -> &Path {
+    pub(super) fn path(&self) -> &Path {
         &self.path
     }
 
     /// The store, shared. A poisoned lock is taken as is: no code panics
     /// while holding it, and the store is consistent between statements.
-    pub(crate) fn read(&self) -> ShardedLockReadGuard<'_, Store> {
+    pub(super) fn read(&self) -> ShardedLockReadGuard<'_, Store> {
         self.store.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The store, exclusively.
-    pub(crate) fn write(&self) -> ShardedLockWriteGuard<'_, Store> {
+    pub(super) fn write(&self) -> ShardedLockWriteGuard<'_, Store> {
         self.store.write().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The store's lock itself, for a commit's background work.
-    pub(crate) fn shared(&self) -> Arc<ShardedLock<Store>> {
+    pub(super) fn shared(&self) -> Arc<ShardedLock<Store>> {
         Arc::clone(&self.store)
     }
 
     /// One past the highest byte written or committed.
-    pub(crate) fn extent(&self) -> u64 {
+    pub(super) fn extent(&self) -> u64 {
         self.extent.load(Ordering::Acquire)
     }
 
     /// Sets the extent to a commit's (or a replacement's) length.
-    pub(crate) fn set_extent(&self, len: u64) {
+    pub(super) fn set_extent(&self, len: u64) {
         self.extent.store(len, Ordering::Release);
     }
 
     /// Copies the bytes at `offset`, up to `effective_len`, into `buf`.
-    pub(crate) fn read_at(&self, offset: u64, buf: &mut [u8], effective_len: u64) -> usize {
+    pub(super) fn read_at(&self, offset: u64, buf: &mut [u8], effective_len: u64) -> usize {
         let store = self.read();
         let bytes = store.map.bytes();
         let end = effective_len.min(bytes.len() as u64);
@@ -112,7 +112,7 @@ impl MappedStore {
     /// Writes `data` (not empty) at `offset` of an active file, growing it
     /// first when it passes the end, and raises the extent. Returns the
     /// end of the written range.
-    pub(crate) fn write_active(
+    pub(super) fn write_active(
         &self,
         offset: u64,
         data: &[u8],
@@ -149,7 +149,7 @@ impl MappedStore {
 
     /// Makes `range` (a hole: no reader reads it) read as zeros, when this
     /// handle writes its file.
-    pub(crate) fn zero_range(&self, range: Range<u64>) -> StorageResult<()> {
+    pub(super) fn zero_range(&self, range: Range<u64>) -> StorageResult<()> {
         let store = self.read();
         if !store.file_writable {
             // Nothing is written through this handle; the commit refuses.
@@ -164,7 +164,7 @@ impl MappedStore {
 
     /// A write into a committed `ReadWrite` file, within its length: under
     /// the exclusive lock, so no other handle maps the file meanwhile.
-    pub(crate) fn rewrite_in_place(&self, offset: u64, data: &[u8]) -> StorageResult<()> {
+    pub(super) fn rewrite_in_place(&self, offset: u64, data: &[u8]) -> StorageResult<()> {
         let mut store = self.write();
         if offset + data.len() as u64 > store.len {
             // A committed file is rewritten in place; growing it needs reactivate.
@@ -182,7 +182,7 @@ impl MappedStore {
 
     /// Installs a replacement's file, renamed over the path and mapped
     /// (`len` bytes): readers read it from here on.
-    pub(crate) fn install_replacement(&self, file: std::fs::File, map: Mapping, len: u64) {
+    pub(super) fn install_replacement(&self, file: std::fs::File, map: Mapping, len: u64) {
         let mut store = self.write();
         store.file = Some(file);
         store.file_writable = true;
@@ -196,7 +196,7 @@ impl MappedStore {
 mod tests {
     use storage_core::{ResourceExt, StorageError, testing::pattern};
 
-    use crate::{MmapResource, OpenMode, durability::tests::open_in, sys::probe};
+    use crate::{MmapResource, OpenMode, driver::durability::tests::open_in, sys::probe};
 
     /// A new file `name` in a directory of its own, opened `Auto`.
     fn fresh(name: &str) -> (tempfile::TempDir, std::path::PathBuf, MmapResource) {

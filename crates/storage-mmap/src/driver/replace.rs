@@ -8,12 +8,14 @@ use std::{
 
 use storage_core::{StorageError, StorageResult};
 
-use crate::{
+use super::{
     durability::{Durability, Finisher},
-    journal::{self, Replacement},
     journaling::{Journaling, Stopped},
-    map::Mapping,
     mapped::MappedStore,
+};
+use crate::{
+    journal::{self, Replacement},
+    map::Mapping,
     store::{Held, io_error, is_at_path, lock, open_locked},
     sys,
 };
@@ -63,7 +65,7 @@ impl std::fmt::Debug for MmapStaged<'_> {
 impl MmapStaged<'_> {
     /// Installs the replacement as the driver's file: readers read it from
     /// here on. Then the journals it made stale go.
-    pub(crate) fn publish(
+    pub(super) fn publish(
         self,
         store: &MappedStore,
         journal: &Journaling,
@@ -100,7 +102,7 @@ impl MmapStaged<'_> {
 /// between the rename and the journal's removal is recognised on reopening
 /// (see `journal`). The last commit's durability work is done (the caller
 /// waited for it under `lifecycle`).
-pub(crate) fn stage<'a>(
+pub(super) fn stage<'a>(
     lifecycle: parking_lot::MutexGuard<'a, ()>,
     mapped: &MappedStore,
     journal: &Journaling,
