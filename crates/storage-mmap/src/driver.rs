@@ -82,7 +82,7 @@ impl MmapDriver {
     /// the data written.
     #[must_use]
     pub fn storage_len(&self) -> u64 {
-        self.store.read().len
+        self.store.read().len()
     }
 
     /// What the durability work of a commit needs, for this handle now.
@@ -151,7 +151,7 @@ impl DriverIo for MmapDriver {
         // The data is not synced first: until the background sync below is
         // done, the journal stays, and only its ranges (synced at their
         // checkpoints) are trusted after a crash.
-        let old_len = store.len;
+        let old_len = store.len();
         // No reader can touch a page past the new end: the exclusive lock
         // is held, and the old mapping is dropped before it is released.
         // It is kept through the cut where the platform allows cutting a
@@ -160,7 +160,7 @@ impl DriverIo for MmapDriver {
         // mapped again either (Linux refuses a shared mapping of an
         // append-only file opened for writing).
         if !sys::CAN_CUT_MAPPED {
-            store.map = Mapping::Empty;
+            store.unmap();
         }
         let file = store.file(path)?;
         let resized = file
@@ -249,7 +249,7 @@ impl DriverIo for MmapDriver {
                 .map_err(|e| io_error(path, "cannot sync", e))?;
             // Only the ranges that hold data, cut to the file.
             let mut ranges = available.clone();
-            ranges.remove(store.len..u64::MAX);
+            ranges.remove(store.len()..u64::MAX);
             Ok((second_handle(file, path)?, ranges))
         });
         match started {
@@ -308,7 +308,7 @@ impl DriverIo for MmapDriver {
             }
             let store = self.store.read();
             let rename_owed = self.durability.take_owed_rename();
-            if !store.file_writable && !rename_owed {
+            if !store.is_writable() && !rename_owed {
                 return Ok(()); // read-only: nothing written to sync
             }
             (

@@ -111,7 +111,7 @@ impl Finisher {
             // immutable directory, an append-only journal): it gets the
             // whole file's mark, so a reopen takes the file for the
             // committed one it is instead of a download to fetch again.
-            let _ = journal::mark_whole_if_ours(&self.journal_path, is_ours, store().map.bytes());
+            let _ = journal::mark_whole_if_ours(&self.journal_path, is_ours, store().bytes());
             return Err(retryable(error));
         }
         // The journal's removal, and the file's own name (a new download's,

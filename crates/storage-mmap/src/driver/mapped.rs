@@ -16,7 +16,7 @@ use storage_core::{StorageError, StorageResult};
 
 use crate::{
     map::Mapping,
-    store::{Held, Store, io_error},
+    store::{Store, io_error},
     sys::{self, write_all_at},
 };
 
@@ -95,7 +95,7 @@ impl MappedStore {
     /// Copies the bytes at `offset`, up to `effective_len`, into `buf`.
     pub(super) fn read_at(&self, offset: u64, buf: &mut [u8], effective_len: u64) -> usize {
         let store = self.read();
-        let bytes = store.map.bytes();
+        let bytes = store.bytes();
         let end = effective_len.min(bytes.len() as u64);
         if offset >= end {
             // Past the mapping: the end, or a read that a shrinking commit
@@ -125,7 +125,7 @@ impl MappedStore {
         // grown mapping (and the copy of an overwrite).
         let (writable, len) = {
             let store = self.read();
-            (store.file_writable, store.len)
+            (store.is_writable(), store.len())
         };
         if !writable {
             // Only an active store writes here, and it opened its file for writing.
@@ -151,7 +151,7 @@ impl MappedStore {
     /// handle writes its file.
     pub(super) fn zero_range(&self, range: Range<u64>) -> StorageResult<()> {
         let store = self.read();
-        if !store.file_writable {
+        if !store.is_writable() {
             // Nothing is written through this handle; the commit refuses.
             return Ok(());
         }
@@ -166,11 +166,11 @@ impl MappedStore {
     /// the exclusive lock, so no other handle maps the file meanwhile.
     pub(super) fn rewrite_in_place(&self, offset: u64, data: &[u8]) -> StorageResult<()> {
         let mut store = self.write();
-        if offset + data.len() as u64 > store.len {
+        if offset + data.len() as u64 > store.len() {
             // A committed file is rewritten in place; growing it needs reactivate.
             return Err(StorageError::Committed);
         }
-        let was_exclusive = store.held == Held::Exclusive;
+        let was_exclusive = store.is_exclusive();
         store.acquire_exclusive(&self.path)?;
         let written = write_all_at(store.file(&self.path)?, data, offset)
             .map_err(|e| io_error(&self.path, "cannot write", e));
@@ -184,10 +184,7 @@ impl MappedStore {
     /// (`len` bytes): readers read it from here on.
     pub(super) fn install_replacement(&self, file: std::fs::File, map: Mapping, len: u64) {
         let mut store = self.write();
-        store.file = Some(file);
-        store.file_writable = true;
-        store.held = Held::Shared;
-        store.install(map, len);
+        store.take_up(file, map, len);
         self.set_extent(len);
     }
 }

@@ -148,10 +148,10 @@ fn open_existing(
         (true, false) => (Access::PreferWrite, Held::Shared),
     };
     let mut store = Store::open_existing(path, access, held)?;
-    if writer && store.len == 0 {
+    if writer && store.len() == 0 {
         return Ok(Opened::Empty);
     }
-    let Some(contents) = read_journal(journal_path, store.map.bytes(), writer)? else {
+    let Some(contents) = read_journal(journal_path, store.bytes(), writer)? else {
         // Committed (or committed since the look): a reader's lock.
         store.release_to_shared(path);
         if writer {
@@ -159,13 +159,13 @@ fn open_existing(
             // exclusive lock writes one, and none does now.
             let _ = journal::remove_if_present(&journal::temp_path_for(journal_path));
         }
-        let len = store.len;
+        let len = store.len();
         return Ok(Opened::Ready(store, committed(len), None));
     };
     // An unfinished file: exactly the journaled ranges are there (cut to
     // the file, should someone have shortened it).
     let mut available = contents.ranges.clone();
-    available.remove(store.len..u64::MAX);
+    available.remove(store.len()..u64::MAX);
     let mut checkpoints = None;
     if writer {
         // A journal appeared after the look: the writer's lock is needed.

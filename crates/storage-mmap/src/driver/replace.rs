@@ -115,17 +115,16 @@ pub(super) fn stage<'a>(
     let (owns_path, permissions) = {
         let store = mapped.read();
         let permissions = store
-            .file
-            .as_ref()
+            .backing()
             .and_then(|file| file.metadata().ok())
             .map(|meta| meta.permissions());
         // This handle's writer lock guards the path only while its file is
         // the one there (not deleted or replaced from outside).
-        let at_path = match &store.file {
+        let at_path = match store.backing() {
             Some(file) => is_at_path(file, path)?,
             None => false,
         };
-        (store.held == Held::Exclusive && at_path, permissions)
+        (store.is_exclusive() && at_path, permissions)
     };
     let mut guard = if owns_path {
         None
@@ -271,7 +270,7 @@ fn rename_into_place(
     for _ in 0..16 {
         let _name = sys::dir_lock(path);
         let ours = owns_path
-            && match &mapped.read().file {
+            && match mapped.read().backing() {
                 Some(file) => is_at_path(file, path)?,
                 None => false,
             };
