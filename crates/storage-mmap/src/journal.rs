@@ -23,6 +23,10 @@
 //! (`u64::MAX` for none), the validator's length (`u32`) and its UTF-8
 //! bytes), appended and synced when a download declares what it downloads
 //! (`set_expected_len`, `set_validator`); the last one read wins.
+//!
+//! A handle removes a journal only by its identity (`remove_if_ours`,
+//! checked under the directory lock): never one that another download put
+//! at the path since.
 
 use std::{
     fs::{self, File, OpenOptions},
@@ -118,7 +122,7 @@ fn u64_at(bytes: &[u8]) -> u64 {
 }
 
 /// Parses journal bytes: the valid records, stopping at the first bad one.
-pub(crate) fn parse(bytes: &[u8]) -> Contents {
+fn parse(bytes: &[u8]) -> Contents {
     let mut contents = Contents::default();
     if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
         return contents;

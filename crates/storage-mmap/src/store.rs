@@ -55,7 +55,7 @@ pub(crate) fn second_handle(file: &File, path: &Path) -> StorageResult<File> {
         .map_err(|e| io_error(path, "cannot duplicate the handle of", e))
 }
 
-pub(crate) fn open_file(path: &Path, writable: bool) -> StorageResult<File> {
+fn open_file(path: &Path, writable: bool) -> StorageResult<File> {
     OpenOptions::new()
         .read(true)
         .write(writable)
