@@ -41,11 +41,12 @@ use crate::{
 /// mapping holds an advisory lock on its file (shared while it reads,
 /// exclusive while it writes), and anything that could shrink or rewrite
 /// the file needs the exclusive one: so no other handle of this library —
-/// in this process or another — truncates a file this one maps. It is sound as long as no other program
-/// writes or truncates the file while the resource is open; see the crate
-/// README for that hazard.
+/// in this process or another — truncates a file this one maps. It is
+/// sound as long as no other program writes or truncates the file while
+/// the resource is open; see the crate README for that hazard.
 #[derive(Debug)]
 pub struct MmapDriver {
+    /// How the file was opened: a `ReadOnly` driver refuses every change.
     mode: OpenMode,
     /// The file, its lock and mapping, and how far it is written.
     store: MappedStore,
