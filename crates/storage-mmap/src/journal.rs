@@ -23,6 +23,10 @@
 //! (`u64::MAX` for none), the validator's length (`u32`) and its UTF-8
 //! bytes), appended and synced when a download declares what it downloads
 //! (`set_expected_len`, `set_validator`); the last one read wins.
+//!
+//! A handle removes a journal only by its identity (`remove_if_ours`,
+//! checked under the directory lock): never one that another download put
+//! at the path since.
 
 use std::{
     fs::{self, File, OpenOptions},
@@ -118,7 +122,7 @@ fn u64_at(bytes: &[u8]) -> u64 {
 }
 
 /// Parses journal bytes: the valid records, stopping at the first bad one.
-pub(crate) fn parse(bytes: &[u8]) -> Contents {
+fn parse(bytes: &[u8]) -> Contents {
     let mut contents = Contents::default();
     if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
         return contents;
@@ -360,6 +364,54 @@ pub(crate) fn remove_if_present(path: &Path) -> io::Result<()> {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
     }
+}
+
+/// Removes the journal at `path`, durably, when its identity passes
+/// `is_ours` (checked under the directory lock, so no rename by a handle
+/// of this library swaps it in between). One already gone is no error;
+/// another's journal stays.
+pub(crate) fn remove_if_ours(
+    path: &Path,
+    is_ours: impl Fn(Option<(u64, u64)>) -> bool,
+) -> io::Result<()> {
+    if unlink_if_ours(path, is_ours)? {
+        sync_dir(path)?;
+    }
+    Ok(())
+}
+
+/// As [`remove_if_ours`], without the directory sync; whether it removed one.
+pub(crate) fn unlink_if_ours(
+    path: &Path,
+    is_ours: impl Fn(Option<(u64, u64)>) -> bool,
+) -> io::Result<bool> {
+    let _name = sys::dir_lock(path);
+    let at_path = sys::entry_id(path);
+    if at_path.is_none() || !is_ours(at_path) {
+        return Ok(false);
+    }
+    remove_if_present(path)?;
+    Ok(true)
+}
+
+/// Appends to the journal at `path`, if `is_ours`, the mark of the whole
+/// file `contents` (length and crc32): a reopen that finds the file
+/// matching it opens it committed (as after a replacement). Only for a
+/// file whose data is durable.
+pub(crate) fn mark_whole_if_ours(
+    path: &Path,
+    is_ours: impl Fn(Option<(u64, u64)>) -> bool,
+    contents: &[u8],
+) -> io::Result<bool> {
+    let mark = Replacement {
+        len: contents.len() as u64,
+        crc: crc32fast::hash(contents),
+    };
+    let _name = sys::dir_lock(path);
+    if !is_ours(sys::entry_id(path)) {
+        return Ok(false);
+    }
+    mark_existing(path, mark)
 }
 
 #[cfg(test)]

@@ -45,22 +45,18 @@ compile_error!(
 mod checkpoint;
 mod chunked;
 mod driver;
-mod durability;
 #[cfg(all(unix, any(test, feature = "testing")))]
 mod durable;
 pub mod fs;
 mod journal;
 mod map;
-mod open;
 mod poison;
 mod pool;
 #[cfg(all(test, target_os = "linux"))]
 mod power_loss;
-mod replace;
 mod space;
 mod store;
 mod sys;
-mod write;
 
 use std::path::PathBuf;
 
@@ -68,8 +64,7 @@ pub use checkpoint::{
     CHECKPOINT_BYTES, CHECKPOINT_INTERVAL, CHECKPOINT_MAX_DELAY, CheckpointPolicy,
 };
 pub use chunked::{AtomicChunked, OpenIntent};
-pub use driver::MmapDriver;
-pub use replace::MmapStaged;
+pub use driver::{MmapDriver, MmapStaged};
 pub use space::DEFAULT_INITIAL_LEN;
 use storage_core::Resource;
 

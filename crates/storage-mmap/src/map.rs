@@ -32,13 +32,16 @@ impl Mapping {
         }
         let len = map_len(len)?;
         // SAFETY: the file is at least `len` bytes long (the caller sized it)
-        // and the driver never shrinks it while this mapping is alive:
-        // truncation first drops the mapping under the driver's exclusive
-        // lock. The mapping is read-only; the driver writes with pwrite, and
-        // never a byte a reader may read at that moment: overwrites hold the
-        // exclusive lock, and fresh writes (`write_fresh`) target bytes that
-        // `Resource` does not let any reader read until the write returns.
-        // Changes by other processes are the hazard `MmapDriver` documents.
+        // and no reader touches a page that a truncation removes: the
+        // driver cuts its file only under its exclusive lock (a commit, in
+        // `driver.rs`), and installs the new mapping before releasing it
+        // (the old one dropped before the cut where the platform cannot cut
+        // a mapped file). The mapping is read-only; the driver writes with
+        // pwrite, and never a byte a reader may read at that moment:
+        // overwrites hold the exclusive lock, and fresh writes
+        // (`Exclusion::Shared` in `mapped.rs`) target bytes that `Resource`
+        // does not let any reader read until the write returns. Changes by
+        // other processes are the hazard `MmapDriver` documents.
         let map = unsafe { MmapOptions::new().len(len).map(file)? };
         Ok(Self::ReadOnly(map))
     }

@@ -19,7 +19,7 @@ use std::{
 use parking_lot::{Condvar, Mutex};
 
 /// The most threads the pool runs at once.
-pub(crate) const MAX_WORKERS: usize = 4;
+const MAX_WORKERS: usize = 4;
 
 /// How long a worker waits without work before its thread ends.
 const IDLE_EXIT: Duration = Duration::from_secs(10);

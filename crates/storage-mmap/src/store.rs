@@ -34,14 +34,14 @@ pub(crate) enum Held {
 #[derive(Debug)]
 pub(crate) struct Store {
     /// `None` only for a `ReadOnly` resource on a missing file.
-    pub(crate) file: Option<File>,
+    file: Option<File>,
     /// Whether `file` was opened for writing.
-    pub(crate) file_writable: bool,
+    file_writable: bool,
     /// The lock `file` holds.
-    pub(crate) held: Held,
-    pub(crate) map: Mapping,
+    held: Held,
+    map: Mapping,
     /// Length of the file, which is also the length of the mapping.
-    pub(crate) len: u64,
+    len: u64,
 }
 
 /// A `StorageError::Io` that names the operation and the path.
@@ -49,7 +49,13 @@ pub(crate) fn io_error(path: &Path, what: &'static str, error: io::Error) -> Sto
     StorageError::io(what, path, error)
 }
 
-pub(crate) fn open_file(path: &Path, writable: bool) -> StorageResult<File> {
+/// A second handle of `file`, for the checkpoint thread to sync.
+pub(crate) fn second_handle(file: &File, path: &Path) -> StorageResult<File> {
+    file.try_clone()
+        .map_err(|e| io_error(path, "cannot duplicate the handle of", e))
+}
+
+fn open_file(path: &Path, writable: bool) -> StorageResult<File> {
     OpenOptions::new()
         .read(true)
         .write(writable)
@@ -391,5 +397,46 @@ impl Store {
     pub(crate) fn install(&mut self, map: Mapping, len: u64) {
         self.map = map;
         self.len = len;
+    }
+
+    /// Drops the mapping, before a cut where the platform cannot cut a
+    /// mapped file (the length stays until [`Store::install`]).
+    pub(crate) fn unmap(&mut self) {
+        self.map = Mapping::Empty;
+    }
+
+    /// Takes up `file`, renamed over the path with a shared lock on it
+    /// and mapped as `map` (`len` bytes): a replacement.
+    pub(crate) fn take_up(&mut self, file: File, map: Mapping, len: u64) {
+        self.file = Some(file);
+        self.file_writable = true;
+        self.held = Held::Shared;
+        self.install(map, len);
+    }
+
+    /// The file's length, which is also the mapping's.
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// The mapped bytes.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        self.map.bytes()
+    }
+
+    /// Whether the file was opened for writing.
+    pub(crate) fn is_writable(&self) -> bool {
+        self.file_writable
+    }
+
+    /// Whether the store holds the exclusive lock of a writer.
+    pub(crate) fn is_exclusive(&self) -> bool {
+        self.held == Held::Exclusive
+    }
+
+    /// The file, if there is one (see [`Store::file`] for an error
+    /// without one).
+    pub(crate) fn backing(&self) -> Option<&File> {
+        self.file.as_ref()
     }
 }

@@ -1,18 +1,20 @@
 //! Opening a file: fresh, committed, or unfinished (resumed from its journal).
 
-use std::{fs, io, path::Path};
+use std::{
+    fs, io,
+    path::{Path, PathBuf},
+};
 
-use parking_lot::Mutex;
 use storage_core::{Driver, DriverState, RangeSet, StorageResult};
 
+use super::{MmapDriver, journaling::Journaling, mapped::MappedStore};
 use crate::{
-    MmapDriver, MmapOpenOptions, MmapOptions, OpenMode,
+    MmapOpenOptions, MmapOptions, OpenMode,
     checkpoint::{CheckpointPolicy, Checkpoints},
-    driver::second_handle,
     journal::{self, Journal},
     poison::Poison,
     space::DEFAULT_INITIAL_LEN,
-    store::{Access, Held, Store, io_error},
+    store::{Access, Held, Store, io_error, second_handle},
 };
 
 fn committed(len: u64) -> DriverState {
@@ -109,7 +111,7 @@ impl Driver for MmapDriver {
             _ => create(&path, &journal_path, initial_len, policy)?,
         };
         state.path = Some(path.clone());
-        Ok(Self::assemble(
+        Ok(assemble(
             path,
             journal_path,
             mode,
@@ -146,10 +148,10 @@ fn open_existing(
         (true, false) => (Access::PreferWrite, Held::Shared),
     };
     let mut store = Store::open_existing(path, access, held)?;
-    if writer && store.len == 0 {
+    if writer && store.len() == 0 {
         return Ok(Opened::Empty);
     }
-    let Some(contents) = read_journal(journal_path, store.map.bytes(), writer)? else {
+    let Some(contents) = read_journal(journal_path, store.bytes(), writer)? else {
         // Committed (or committed since the look): a reader's lock.
         store.release_to_shared(path);
         if writer {
@@ -157,13 +159,13 @@ fn open_existing(
             // exclusive lock writes one, and none does now.
             let _ = journal::remove_if_present(&journal::temp_path_for(journal_path));
         }
-        let len = store.len;
+        let len = store.len();
         return Ok(Opened::Ready(store, committed(len), None));
     };
     // An unfinished file: exactly the journaled ranges are there (cut to
     // the file, should someone have shortened it).
     let mut available = contents.ranges.clone();
-    available.remove(store.len..u64::MAX);
+    available.remove(store.len()..u64::MAX);
     let mut checkpoints = None;
     if writer {
         // A journal appeared after the look: the writer's lock is needed.
@@ -221,42 +223,27 @@ fn create(
     Ok((store, DriverState::default(), checkpoints))
 }
 
-impl MmapDriver {
-    fn assemble(
-        path: std::path::PathBuf,
-        journal_path: std::path::PathBuf,
-        mode: OpenMode,
-        policy: CheckpointPolicy,
-        store: Store,
-        state: DriverState,
-        checkpoints: Option<Checkpoints>,
-    ) -> (Self, DriverState) {
-        let extent = if state.is_committed {
-            state.final_len.unwrap_or(0)
-        } else {
-            state.available.last().map_or(0, |last| last.end)
-        };
-        let journal_id = checkpoints.as_ref().and_then(Checkpoints::journal_id);
-        let poison = checkpoints
-            .as_ref()
-            .map(Checkpoints::poison)
-            .unwrap_or_default();
-        let driver = Self {
-            path,
-            journal_path,
-            mode,
-            policy,
-            store: std::sync::Arc::new(store.into()),
-            extent: extent.into(),
-            checkpoints: Mutex::new(checkpoints),
-            lifecycle: Mutex::new(()),
-            durability: crate::durability::Durability::default(),
-            poison,
-            journal_id: Mutex::new(journal_id),
-            rename_owed: std::sync::atomic::AtomicBool::new(false),
-        };
-        (driver, state)
-    }
+/// The driver of an opened `store`, its extent taken from `state`.
+fn assemble(
+    path: PathBuf,
+    journal_path: PathBuf,
+    mode: OpenMode,
+    policy: CheckpointPolicy,
+    store: Store,
+    state: DriverState,
+    checkpoints: Option<Checkpoints>,
+) -> (MmapDriver, DriverState) {
+    let extent = if state.is_committed {
+        state.final_len.unwrap_or(0)
+    } else {
+        state.available.last().map_or(0, |last| last.end)
+    };
+    let driver = MmapDriver::new(
+        mode,
+        MappedStore::new(path, store, extent),
+        Journaling::new(journal_path, policy, checkpoints),
+    );
+    (driver, state)
 }
 
 #[cfg(test)]

@@ -4,14 +4,16 @@ use std::{
     fs::{self, File},
     io::Write,
     path::Path,
-    sync::atomic::Ordering,
 };
 
 use storage_core::{StorageError, StorageResult};
 
+use super::{
+    durability::{Durability, Finisher},
+    journaling::{Journaling, Stopped},
+    mapped::MappedStore,
+};
 use crate::{
-    MmapDriver,
-    checkpoint::Checkpoints,
     journal::{self, Replacement},
     map::Mapping,
     store::{Held, io_error, is_at_path, lock, open_locked},
@@ -33,15 +35,9 @@ fn guard_current(path: &Path) -> StorageResult<Option<File>> {
     }
 }
 
-/// Replaces the driver's file with `data`: the new file is written whole
-/// beside the old one, mapped, and renamed over the path (the commit
-/// point), then installed as the driver's file. A crash at any instant
-/// leaves the old file or the new one at the path. An active file first
-/// marks the replacement in its journal, so a crash between the rename and
-/// the journal's removal is recognised on reopening (see `journal`).
 /// A replacement renamed into place but not yet installed: the new file,
 /// mapped, and what finishing it needs. Holds the driver's lifecycle lock
-/// from [`MmapDriver`]'s `stage` to its `publish`.
+/// from [`MmapDriver`](crate::MmapDriver)'s `stage` to its `publish`.
 pub struct MmapStaged<'a> {
     _lifecycle: parking_lot::MutexGuard<'a, ()>,
     file: File,
@@ -66,26 +62,16 @@ impl std::fmt::Debug for MmapStaged<'_> {
     }
 }
 
-impl MmapDriver {
-    /// Everything of a replacement that can fail: the new file written
-    /// beside the old one, mapped, and renamed over the path (the commit
-    /// point). A crash at any instant leaves the old file or the new one at
-    /// the path. An active file first marks the replacement in its
-    /// journal, so a crash between the rename and the journal's removal is
-    /// recognised on reopening (see `journal`).
-    pub(crate) fn stage_replacement(
-        &self,
-        data: &[u8],
-        durable: bool,
-    ) -> StorageResult<MmapStaged<'_>> {
-        let lifecycle = self.lifecycle.lock();
-        stage(self, lifecycle, data, durable)
-    }
-
-    /// Installs a staged replacement as the driver's file: readers read it
-    /// from here on. Then the journals it made stale go.
-    pub(crate) fn publish_replacement(&self, staged: MmapStaged<'_>) {
-        let MmapStaged {
+impl MmapStaged<'_> {
+    /// Installs the replacement as the driver's file: readers read it from
+    /// here on. Then the journals it made stale go.
+    pub(super) fn publish(
+        self,
+        store: &MappedStore,
+        journal: &Journaling,
+        durability: &Durability,
+    ) {
+        let Self {
             _lifecycle,
             file,
             map,
@@ -94,56 +80,51 @@ impl MmapDriver {
             stopped,
             marked,
             must_sync,
-        } = staged;
-        {
-            let mut store = self.write();
-            store.file = Some(file);
-            store.file_writable = true;
-            store.held = Held::Shared;
-            store.install(map, len);
-            self.extent.store(len, Ordering::Release);
-        }
+        } = self;
+        store.install_replacement(file, map, len);
         // A new file: an earlier file's failed sync, or the durability its
         // commit still owed, no longer applies (the stale journal goes below).
-        self.poison.clear();
-        self.durability.clear();
+        journal.poison().clear();
+        durability.clear();
         // An orphaned download's checkpoints (its file was deleted from
         // outside) have nothing more to do.
-        if let Some(orphaned) = self.checkpoints.lock().take() {
-            drop(orphaned.stop());
-        }
+        journal.stop();
         drop(guard);
         drop(stopped);
-        retire_journals(self, marked, must_sync);
+        retire_journals(store, journal, durability, marked, must_sync);
     }
 }
 
-fn stage<'a>(
-    driver: &'a MmapDriver,
+/// Everything of a replacement that can fail: the new file written beside
+/// the old one, mapped, and renamed over the path (the commit point). A
+/// crash at any instant leaves the old file or the new one at the path. An
+/// active file first marks the replacement in its journal, so a crash
+/// between the rename and the journal's removal is recognised on reopening
+/// (see `journal`). The last commit's durability work is done (the caller
+/// waited for it under `lifecycle`).
+pub(super) fn stage<'a>(
     lifecycle: parking_lot::MutexGuard<'a, ()>,
+    mapped: &MappedStore,
+    journal: &Journaling,
     data: &[u8],
     durable: bool,
 ) -> StorageResult<MmapStaged<'a>> {
-    let path = driver.path.as_path();
+    let path = mapped.path();
     let len = data.len() as u64;
-    // The last commit's durability work first: it syncs, unlocks and
-    // removes what belongs to the file being replaced.
-    driver.durability.wait();
-    let active = driver.checkpoints.lock().is_some();
+    let active = journal.is_active();
     let (owns_path, permissions) = {
-        let store = driver.read();
+        let store = mapped.read();
         let permissions = store
-            .file
-            .as_ref()
+            .backing()
             .and_then(|file| file.metadata().ok())
             .map(|meta| meta.permissions());
         // This handle's writer lock guards the path only while its file is
         // the one there (not deleted or replaced from outside).
-        let at_path = match &store.file {
+        let at_path = match store.backing() {
             Some(file) => is_at_path(file, path)?,
             None => false,
         };
-        (store.held == Held::Exclusive && at_path, permissions)
+        (store.is_exclusive() && at_path, permissions)
     };
     let mut guard = if owns_path {
         None
@@ -165,18 +146,26 @@ fn stage<'a>(
         crc: crc32fast::hash(data),
     };
     let stopped = if active && owns_path {
-        Some(stop_and_mark(driver, mark)?)
+        Some(journal.stop_and_mark(path, mark)?)
     } else {
         None
     };
-    let renamed = rename_into_place(driver, temp, &mut guard, owns_path, stopped.is_none(), mark);
+    let renamed = rename_into_place(
+        mapped,
+        journal.path(),
+        temp,
+        &mut guard,
+        owns_path,
+        stopped.is_none(),
+        mark,
+    );
     let (file, marked) = match renamed {
         Ok(renamed) => renamed,
         Err(e) => {
             // The old file stays; a mark names contents that are not at
             // the path, so reopening ignores it.
             if let Some(stopped) = stopped {
-                stopped.resume(driver);
+                journal.resume(stopped);
             }
             return Err(e);
         }
@@ -193,72 +182,22 @@ fn stage<'a>(
     })
 }
 
-/// An active file's checkpoints, stopped for a replacement.
-struct Stopped {
-    journal: journal::Journal,
-    pending: Vec<std::ops::Range<u64>>,
-    data_file: std::sync::Arc<File>,
-}
-
-impl Stopped {
-    /// Checkpoints again, as before the replacement (which did not land).
-    fn resume(self, driver: &MmapDriver) {
-        *driver.checkpoints.lock() = Some(Checkpoints::resume(
-            self.data_file,
-            self.journal,
-            self.pending,
-            driver.poison.clone(),
-            driver.policy,
-        ));
-    }
-}
-
-/// Stops the checkpoints of this handle's active file and marks the
-/// replacement in its journal; on an error the checkpoints go on.
-fn stop_and_mark(driver: &MmapDriver, mark: Replacement) -> StorageResult<Stopped> {
-    let Some(checkpoints) = driver.checkpoints.lock().take() else {
-        return Err(StorageError::Failed("the journal went away".into()));
-    };
-    let (journal, pending, data_file) = checkpoints.stop();
-    let Some(mut journal) = journal else {
-        return Err(io_error(
-            &driver.path,
-            "cannot journal the replacement of",
-            std::io::Error::other("the checkpoint thread died"),
-        ));
-    };
-    let marked = journal.mark_replacement(mark);
-    let stopped = Stopped {
-        journal,
-        pending,
-        data_file,
-    };
-    match marked {
-        Ok(()) => Ok(stopped),
-        Err(e) => {
-            stopped.resume(driver);
-            Err(io_error(&driver.journal_path, "cannot write", e))
-        }
-    }
-}
-
 /// After a replacement: this handle's journal, or the stale one it marked,
 /// is stale now and goes (durably when `durable`); another download's
 /// journal stays. A failure is kept for `sync`, and the mark still says
 /// the replacement landed.
-fn retire_journals(driver: &MmapDriver, marked: Option<(u64, u64)>, durable: bool) {
-    let own = *driver.journal_id.lock();
-    let removed = driver.remove_journal_if(|id| id.is_some() && (id == own || id == marked));
-    if removed.is_ok() && sys::entry_id(&driver.journal_path) != own {
-        *driver.journal_id.lock() = None;
-    }
-    match removed {
-        Err(e) => driver.durability.set_retry(Some(e)),
-        Ok(()) if durable => driver.durability.finish_now(&driver.finisher()),
+fn retire_journals(
+    store: &MappedStore,
+    journal: &Journaling,
+    durability: &Durability,
+    marked: Option<(u64, u64)>,
+    durable: bool,
+) {
+    match journal.retire(marked) {
+        Err(e) => durability.set_retry(Some(e)),
+        Ok(()) if durable => durability.finish_now(&Finisher::new(store, journal)),
         // Not durable now; durable at the next `sync`.
-        Ok(()) => driver
-            .rename_owed
-            .store(true, std::sync::atomic::Ordering::Release),
+        Ok(()) => durability.owe_rename(),
     }
 }
 
@@ -318,19 +257,20 @@ fn write_beside(
     reason = "the state of one replacement, passed once"
 )]
 fn rename_into_place(
-    driver: &MmapDriver,
+    mapped: &MappedStore,
+    journal_path: &Path,
     mut temp: tempfile::NamedTempFile,
     guard: &mut Option<File>,
     owns_path: bool,
     mark_idle: bool,
     mark: Replacement,
 ) -> StorageResult<(File, Option<(u64, u64)>)> {
-    let path = driver.path.as_path();
+    let path = mapped.path();
     let mut marked = None;
     for _ in 0..16 {
         let _name = sys::dir_lock(path);
         let ours = owns_path
-            && match &driver.read().file {
+            && match mapped.read().backing() {
                 Some(file) => is_at_path(file, path)?,
                 None => false,
             };
@@ -343,11 +283,11 @@ fn rename_into_place(
                 *guard = guard_current(path)?;
             }
         }
-        if mark_idle && driver.journal_path.exists() {
+        if mark_idle && journal_path.exists() {
             // The bytes the mark names are durable (`write_beside`).
-            journal::mark_existing(&driver.journal_path, mark)
-                .map_err(|e| io_error(&driver.journal_path, "cannot write", e))?;
-            marked = sys::entry_id(&driver.journal_path);
+            journal::mark_existing(journal_path, mark)
+                .map_err(|e| io_error(journal_path, "cannot write", e))?;
+            marked = sys::entry_id(journal_path);
         }
         let unguarded = !ours && guard.is_none();
         let persisted = if unguarded {

@@ -11,8 +11,11 @@
 
 use std::{
     io,
-    path::{Path, PathBuf},
-    sync::{Arc, PoisonError},
+    path::PathBuf,
+    sync::{
+        Arc, PoisonError,
+        atomic::{AtomicBool, Ordering},
+    },
     thread::{self, JoinHandle},
 };
 
@@ -20,6 +23,7 @@ use crossbeam_utils::sync::ShardedLock;
 use parking_lot::Mutex;
 use storage_core::{StorageError, StorageResult};
 
+use super::{journaling::Journaling, mapped::MappedStore};
 use crate::{
     checkpoint::Checkpoints,
     journal,
@@ -31,34 +35,46 @@ use crate::{
 /// What a commit's durability work needs, detached from the driver so a
 /// background thread can own it.
 #[derive(Clone, Debug)]
-pub(crate) struct Finisher {
+pub(super) struct Finisher {
     /// The driver's store: its file to sync, its lock to release.
-    pub(crate) store: Arc<ShardedLock<Store>>,
-    pub(crate) path: PathBuf,
-    pub(crate) journal_path: PathBuf,
+    store: Arc<ShardedLock<Store>>,
+    path: PathBuf,
+    journal_path: PathBuf,
     /// The identity of this handle's journal: only that one is removed.
-    pub(crate) journal_id: Option<(u64, u64)>,
+    journal_id: Option<(u64, u64)>,
     /// A failed data sync of the file: then it is never called durable.
-    pub(crate) poison: Poison,
+    poison: Poison,
 }
 
 /// Why the durability work stopped short.
 #[derive(Debug)]
-pub(crate) struct Unfinished {
-    pub(crate) error: StorageError,
+struct Unfinished {
+    error: StorageError,
     /// The file's data could not be synced. After a failed `fsync` the
     /// kernel may have dropped the dirty pages and a retry can succeed
     /// without writing them, so this handle never calls the file durable
     /// again: the journal stays, and reopening resumes from it.
-    pub(crate) data_lost: bool,
+    data_lost: bool,
 }
 
 impl Finisher {
+    /// What the durability work of a commit needs, for `store` and
+    /// `journal` as they are now.
+    pub(super) fn new(store: &MappedStore, journal: &Journaling) -> Self {
+        Self {
+            store: store.shared(),
+            path: store.path().to_path_buf(),
+            journal_path: journal.path().to_path_buf(),
+            journal_id: journal.id(),
+            poison: journal.poison().clone(),
+        }
+    }
+
     /// The file synced (`fdatasync`: its data and the length needed to
     /// read it, as a commit changed it), the journal removed (if it is
     /// this handle's), the directory synced, the lock released to a
     /// reader's. Stops at the first failure, leaving the journal.
-    pub(crate) fn finish(&self) -> Result<(), Unfinished> {
+    fn finish(&self) -> Result<(), Unfinished> {
         let store = || self.store.read().unwrap_or_else(PoisonError::into_inner);
         let synced = store()
             .file(&self.path)
@@ -88,12 +104,14 @@ impl Finisher {
                 .map_err(retryable)?
         };
         let is_ours = |id: Option<(u64, u64)>| ours && (own.is_none() || id == own);
-        if let Err(error) = unlink_journal_if(&self.journal_path, is_ours) {
+        let unlinked = journal::unlink_if_ours(&self.journal_path, is_ours)
+            .map_err(|e| io_error(&self.journal_path, "cannot remove", e));
+        if let Err(error) = unlinked {
             // The file is whole and durable, but its journal stays (an
             // immutable directory, an append-only journal): it gets the
             // whole file's mark, so a reopen takes the file for the
             // committed one it is instead of a download to fetch again.
-            let _ = mark_whole_if(&self.journal_path, is_ours, &store().map);
+            let _ = journal::mark_whole_if_ours(&self.journal_path, is_ours, store().bytes());
             return Err(retryable(error));
         }
         // The journal's removal, and the file's own name (a new download's,
@@ -106,56 +124,6 @@ impl Finisher {
             .release_to_shared(&self.path);
         Ok(())
     }
-}
-
-/// Removes the journal at `journal_path`, durably, when its identity passes
-/// `is_ours` (checked under the directory lock, so no rename by a handle
-/// of this library swaps it in between). One already gone is no error;
-/// another's journal stays.
-pub(crate) fn remove_journal_if(
-    journal_path: &Path,
-    is_ours: impl Fn(Option<(u64, u64)>) -> bool,
-) -> StorageResult<()> {
-    if unlink_journal_if(journal_path, is_ours)? {
-        journal::sync_dir(journal_path).map_err(|e| io_error(journal_path, "cannot remove", e))?;
-    }
-    Ok(())
-}
-
-/// As [`remove_journal_if`], without the directory sync; whether it removed one.
-fn unlink_journal_if(
-    journal_path: &Path,
-    is_ours: impl Fn(Option<(u64, u64)>) -> bool,
-) -> StorageResult<bool> {
-    let _name = sys::dir_lock(journal_path);
-    let at_path = sys::entry_id(journal_path);
-    if at_path.is_none() || !is_ours(at_path) {
-        return Ok(false);
-    }
-    journal::remove_if_present(journal_path)
-        .map_err(|e| io_error(journal_path, "cannot remove", e))?;
-    Ok(true)
-}
-
-/// Appends to the journal at `journal_path`, if `is_ours`, the mark of the
-/// whole file `map` shows (length and crc32): a reopen that finds the file
-/// matching it opens it committed (as after a replacement). Only for a
-/// file whose data is durable.
-fn mark_whole_if(
-    journal_path: &Path,
-    is_ours: impl Fn(Option<(u64, u64)>) -> bool,
-    map: &crate::map::Mapping,
-) -> std::io::Result<bool> {
-    let bytes = map.bytes();
-    let mark = journal::Replacement {
-        len: bytes.len() as u64,
-        crc: crc32fast::hash(bytes),
-    };
-    let _name = sys::dir_lock(journal_path);
-    if !is_ours(sys::entry_id(journal_path)) {
-        return Ok(false);
-    }
-    journal::mark_existing(journal_path, mark)
 }
 
 /// Where the last commit's durability stands.
@@ -179,22 +147,29 @@ enum Phase {
     },
 }
 
-/// The durability owed by the last commit; locked after the driver's
-/// writer-side calls (which `Resource` serialises), never while waiting
-/// for the store.
+/// The durability owed by the last commit, and by a replacement's rename;
+/// locked after the driver's writer-side calls (which `Resource`
+/// serialises), never while waiting for the store.
 #[derive(Debug, Default)]
-pub(crate) struct Durability {
+pub(super) struct Durability {
     /// Guards the phase. Held across a retry's I/O in `settle` and
     /// `finish_on_drop`: only `sync`, the drop and the driver's
     /// writer-side calls take it, and all of them wait for that work anyway.
     phase: Mutex<Phase>,
+    /// A replacement that was not made durable renamed a file over the
+    /// path: the next `sync` syncs the directory too (after the file), so
+    /// that the rename survives a power loss as `sync` promises. Not the
+    /// phase: that work is also finished by the drop, which would make
+    /// every non-durable replacement durable (and slow) at the last
+    /// handle's drop.
+    rename_owed: AtomicBool,
 }
 
 impl Durability {
     /// Runs `finisher` in the background, after stopping `checkpoints` (their
     /// pending ranges are covered by the final sync). Without a thread to be
     /// had, it runs here.
-    pub(crate) fn start(&self, checkpoints: Option<Checkpoints>, finisher: Finisher) {
+    pub(super) fn start(&self, checkpoints: Option<Checkpoints>, finisher: Finisher) {
         let work = move || {
             if let Some(checkpoints) = checkpoints {
                 drop(checkpoints.stop());
@@ -244,7 +219,7 @@ impl Durability {
     }
 
     /// Waits for the background work, if any, and records how it ended.
-    pub(crate) fn wait(&self) {
+    pub(super) fn wait(&self) {
         let mut phase = self.phase.lock();
         if !matches!(*phase, Phase::Running(_)) {
             return;
@@ -263,13 +238,13 @@ impl Durability {
 
     /// Whether a commit is still owed durability (running, or failed): the
     /// writer's lock and the journal must stay. Never waits.
-    pub(crate) fn owed(&self) -> bool {
+    pub(super) fn owed(&self) -> bool {
         !matches!(*self.phase.lock(), Phase::Settled)
     }
 
     /// Waits, then: `Ok` when nothing is owed; the background error, once;
     /// else one more try of `finisher` (never after a failed data sync).
-    pub(crate) fn settle(&self, finisher: impl FnOnce() -> Finisher) -> StorageResult<()> {
+    pub(super) fn settle(&self, finisher: impl FnOnce() -> Finisher) -> StorageResult<()> {
         self.wait();
         let mut phase = self.phase.lock();
         if let Phase::Retry { report } = &mut *phase {
@@ -308,7 +283,7 @@ impl Durability {
 
     /// The drop's last chance: waits, then tries once more whatever can
     /// be retried (its error has nobody left to be reported to).
-    pub(crate) fn finish_on_drop(&self, finisher: impl FnOnce() -> Finisher) {
+    pub(super) fn finish_on_drop(&self, finisher: impl FnOnce() -> Finisher) {
         self.wait();
         let mut phase = self.phase.lock();
         if let Phase::Retry { .. } = &*phase {
@@ -318,23 +293,33 @@ impl Durability {
 
     /// Runs `finisher` here and now (a durable replacement), keeping a
     /// failure for `sync`.
-    pub(crate) fn finish_now(&self, finisher: &Finisher) {
+    pub(super) fn finish_now(&self, finisher: &Finisher) {
         *self.phase.lock() = Self::phase_of(finisher.finish());
     }
 
     /// A replacement's inline step that failed: `sync` reports and retries it.
-    pub(crate) fn set_retry(&self, report: Option<StorageError>) {
+    pub(super) fn set_retry(&self, report: Option<StorageError>) {
         *self.phase.lock() = Phase::Retry { report };
     }
 
     /// Nothing is owed any more (a new journal supersedes the commit's).
-    pub(crate) fn clear(&self) {
+    pub(super) fn clear(&self) {
         *self.phase.lock() = Phase::Settled;
+    }
+
+    /// A rename is owed a directory sync by the next `sync`.
+    pub(super) fn owe_rename(&self) {
+        self.rename_owed.store(true, Ordering::Release);
+    }
+
+    /// Whether a rename was owed a directory sync; it is not any more.
+    pub(super) fn take_owed_rename(&self) -> bool {
+        self.rename_owed.swap(false, Ordering::AcqRel)
     }
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+pub(in crate::driver) mod tests {
     use storage_core::{CancellationToken, ResourceExt, ResourceStatus, testing::pattern};
 
     use crate::{MmapOptions, MmapResource, OpenMode, journal, sys::probe};
@@ -344,7 +329,7 @@ pub(crate) mod tests {
     }
 
     /// Opens `path` in `mode` (for this crate's tests).
-    pub(crate) fn open_in(path: &std::path::Path, mode: OpenMode) -> MmapResource {
+    pub(in crate::driver) fn open_in(path: &std::path::Path, mode: OpenMode) -> MmapResource {
         MmapResource::open(
             CancellationToken::new(),
             MmapOptions {

@@ -1,45 +1,131 @@
-//! Writes of the file: fresh bytes beside readers, overwrites, growth, and
-//! rewrites in place of a committed `ReadWrite` file.
+//! `MappedStore`: the file and its mapping behind the driver's sharded
+//! lock, with the written extent: what readers read, and the writes that
+//! never change a byte a reader reads at that moment.
 
-use std::{ops::Range, sync::atomic::Ordering};
+use std::{
+    ops::Range,
+    path::{Path, PathBuf},
+    sync::{
+        Arc, PoisonError,
+        atomic::{AtomicU64, Ordering},
+    },
+};
 
+use crossbeam_utils::sync::{ShardedLock, ShardedLockReadGuard, ShardedLockWriteGuard};
 use storage_core::{StorageError, StorageResult};
 
 use crate::{
-    MmapDriver, OpenMode,
-    driver::Exclusion,
-    store::{Held, Store, io_error},
+    map::Mapping,
+    store::{Store, io_error},
     sys::{self, write_all_at},
 };
 
-impl MmapDriver {
-    pub(crate) fn write_bytes(
+/// The driver's file: the store (file handle, lock, mapping) and how far
+/// it has been written.
+#[derive(Debug)]
+pub(super) struct MappedStore {
+    /// The backing file's path.
+    path: PathBuf,
+    /// Guards the file handle and the mapping: readers and fresh writes
+    /// share it; overwrites, the swap of a grown mapping, commit and
+    /// reactivate hold it exclusively. Sharded: a reader locks only its
+    /// thread's shard, so parallel readers do not contend on one lock word.
+    /// Shared with the thread that makes a commit durable (`durability`).
+    store: Arc<ShardedLock<Store>>,
+    /// One past the highest byte written or committed (raised by writes
+    /// under the shared lock, set by commit under the exclusive one).
+    extent: AtomicU64,
+}
+
+/// Which lock a write of the file holds while the kernel copies its bytes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Exclusion {
+    /// The bytes may be read right now: keep readers out.
+    Exclusive,
+    /// No reader reads these bytes until the write returns (a fresh write).
+    Shared,
+}
+
+/// An offset already checked to lie within a mapping (whose length is a `usize`).
+fn to_index(offset: u64) -> usize {
+    usize::try_from(offset).unwrap_or(usize::MAX)
+}
+
+impl MappedStore {
+    /// `store` at `path`, written up to `extent`.
+    pub(super) fn new(path: PathBuf, store: Store, extent: u64) -> Self {
+        Self {
+            path,
+            store: Arc::new(store.into()),
+            extent: extent.into(),
+        }
+    }
+
+    /// The backing file's path.
+    pub(super) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The store, shared. A poisoned lock is taken as is: no code panics
+    /// while holding it, and the store is consistent between statements.
+    pub(super) fn read(&self) -> ShardedLockReadGuard<'_, Store> {
+        self.store.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The store, exclusively.
+    pub(super) fn write(&self) -> ShardedLockWriteGuard<'_, Store> {
+        self.store.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The store's lock itself, for a commit's background work.
+    pub(super) fn shared(&self) -> Arc<ShardedLock<Store>> {
+        Arc::clone(&self.store)
+    }
+
+    /// One past the highest byte written or committed.
+    pub(super) fn extent(&self) -> u64 {
+        self.extent.load(Ordering::Acquire)
+    }
+
+    /// Sets the extent to a commit's (or a replacement's) length.
+    pub(super) fn set_extent(&self, len: u64) {
+        self.extent.store(len, Ordering::Release);
+    }
+
+    /// Copies the bytes at `offset`, up to `effective_len`, into `buf`.
+    pub(super) fn read_at(&self, offset: u64, buf: &mut [u8], effective_len: u64) -> usize {
+        let store = self.read();
+        let bytes = store.bytes();
+        let end = effective_len.min(bytes.len() as u64);
+        if offset >= end {
+            // Past the mapping: the end, or a read that a shrinking commit
+            // overtook (`Resource` sees the rewrite and reads again).
+            return 0;
+        }
+        // Both are at most `bytes.len()`, so they fit in a `usize`.
+        let (start, end) = (to_index(offset), to_index(end));
+        let count = buf.len().min(end - start);
+        buf[..count].copy_from_slice(&bytes[start..start + count]);
+        count
+    }
+
+    /// Writes `data` (not empty) at `offset` of an active file, growing it
+    /// first when it passes the end, and raises the extent. Returns the
+    /// end of the written range.
+    pub(super) fn write_active(
         &self,
         offset: u64,
         data: &[u8],
-        committed: bool,
         exclusion: Exclusion,
-    ) -> StorageResult<()> {
-        if self.mode == OpenMode::ReadOnly {
-            return Err(StorageError::ReadOnly);
-        }
-        if committed && self.mode != OpenMode::ReadWrite {
-            return Err(StorageError::Committed);
-        }
-        if data.is_empty() {
-            return Ok(());
-        }
+    ) -> StorageResult<u64> {
         let end = offset + data.len() as u64;
-        if committed {
-            return self.rewrite_in_place(offset, data);
-        }
         // `Resource` never runs two writes (or a write and a commit) at once,
         // so the store cannot change between the steps below but for
         // readers, who keep reading through every step except the swap of a
         // grown mapping (and the copy of an overwrite).
         let (writable, len) = {
             let store = self.read();
-            (store.file_writable, store.len)
+            (store.is_writable(), store.len())
         };
         if !writable {
             // Only an active store writes here, and it opened its file for writing.
@@ -58,42 +144,14 @@ impl MmapDriver {
         };
         written.map_err(|e| io_error(&self.path, "cannot write", e))?;
         self.extent.fetch_max(end, Ordering::AcqRel);
-        if let Some(checkpoints) = self.checkpoints.lock().as_ref() {
-            checkpoints.record(offset..end);
-        }
-        Ok(())
+        Ok(end)
     }
 
-    /// The length a commit with `final_len` gives the file (the written
-    /// extent for `None`). Refuses a file cut from outside below the
-    /// written bytes that length keeps: committing it would publish zeros
-    /// where the resource says data is (as `reactivate` refuses it).
-    pub(crate) fn commit_target(
-        &self,
-        store: &Store,
-        final_len: Option<u64>,
-    ) -> StorageResult<u64> {
-        let extent = self.extent.load(Ordering::Acquire);
-        let target = final_len.unwrap_or(extent);
-        let kept = extent.min(target);
-        let on_disk = store
-            .file(&self.path)?
-            .metadata()
-            .map_err(|e| io_error(&self.path, "cannot inspect", e))?
-            .len();
-        if on_disk < kept {
-            let why = format!("truncated from outside: {on_disk} bytes on disk, {kept} written");
-            let error = std::io::Error::new(std::io::ErrorKind::InvalidData, why);
-            return Err(io_error(&self.path, "cannot commit", error));
-        }
-        Ok(target)
-    }
-
-    /// Makes `range` (a hole: no reader reads it) read as zeros — what
-    /// `DriverIo::zero_hole` asks of this driver.
-    pub(crate) fn zero_bytes(&self, range: Range<u64>) -> StorageResult<()> {
+    /// Makes `range` (a hole: no reader reads it) read as zeros, when this
+    /// handle writes its file.
+    pub(super) fn zero_range(&self, range: Range<u64>) -> StorageResult<()> {
         let store = self.read();
-        if self.mode == OpenMode::ReadOnly || !store.file_writable {
+        if !store.is_writable() {
             // Nothing is written through this handle; the commit refuses.
             return Ok(());
         }
@@ -106,16 +164,13 @@ impl MmapDriver {
 
     /// A write into a committed `ReadWrite` file, within its length: under
     /// the exclusive lock, so no other handle maps the file meanwhile.
-    fn rewrite_in_place(&self, offset: u64, data: &[u8]) -> StorageResult<()> {
-        let _lifecycle = self.lifecycle.lock();
-        // After the commit's background work, which may release the lock.
-        self.durability.wait();
+    pub(super) fn rewrite_in_place(&self, offset: u64, data: &[u8]) -> StorageResult<()> {
         let mut store = self.write();
-        if offset + data.len() as u64 > store.len {
+        if offset + data.len() as u64 > store.len() {
             // A committed file is rewritten in place; growing it needs reactivate.
             return Err(StorageError::Committed);
         }
-        let was_exclusive = store.held == Held::Exclusive;
+        let was_exclusive = store.is_exclusive();
         store.acquire_exclusive(&self.path)?;
         let written = write_all_at(store.file(&self.path)?, data, offset)
             .map_err(|e| io_error(&self.path, "cannot write", e));
@@ -124,13 +179,21 @@ impl MmapDriver {
         }
         written
     }
+
+    /// Installs a replacement's file, renamed over the path and mapped
+    /// (`len` bytes): readers read it from here on.
+    pub(super) fn install_replacement(&self, file: std::fs::File, map: Mapping, len: u64) {
+        let mut store = self.write();
+        store.take_up(file, map, len);
+        self.set_extent(len);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use storage_core::{ResourceExt, StorageError, testing::pattern};
 
-    use crate::{MmapResource, OpenMode, durability::tests::open_in, sys::probe};
+    use crate::{MmapResource, OpenMode, driver::durability::tests::open_in, sys::probe};
 
     /// A new file `name` in a directory of its own, opened `Auto`.
     fn fresh(name: &str) -> (tempfile::TempDir, std::path::PathBuf, MmapResource) {
