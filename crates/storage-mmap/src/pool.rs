@@ -1,6 +1,6 @@
 //! The process's background workers: the checkpoints of every active file
-//! run here, on a few threads shared by all resources, in the order they
-//! fall due.
+//! and the durability work of every commit run here, on a few threads
+//! shared by all resources, in the order they fall due.
 //!
 //! A task is scheduled for an instant; the earliest due runs first (a slow
 //! disk under one resource delays the others by at most the time its

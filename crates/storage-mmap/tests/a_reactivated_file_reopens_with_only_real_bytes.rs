@@ -17,6 +17,10 @@ fn open(path: &Path, mode: OpenMode) -> Result<MmapResource, StorageError> {
 
 const CHILD_ENV: &str = "STORAGE_REACTIVATE_CHILD";
 
+// Every open that follows the drop of the file's other handles retries a
+// `Locked`: a child that a test beside it spawns holds a copy of every open
+// file (and its lock) until it execs (`retry_locked`).
+
 #[test]
 fn holes_stay_holes_after_commit_none_reactivate_and_reopen() {
     let dir = tempfile::tempdir().unwrap();
@@ -28,7 +32,7 @@ fn holes_stay_holes_after_commit_none_reactivate_and_reopen() {
     r.reactivate().unwrap();
     drop(r);
 
-    let reopened = open(&path, OpenMode::Auto).unwrap();
+    let reopened = support::retry_locked(|| open(&path, OpenMode::Auto)).unwrap();
     assert_eq!(reopened.status(), ResourceStatus::Active);
     assert!(!reopened.contains_range(10..100));
     assert_eq!(reopened.next_gap(0, 110), Some(10..100));
@@ -56,7 +60,7 @@ fn a_rewrite_in_place_after_commit_is_durable_before_reactivate_journals_it() {
     r.reactivate().unwrap();
     r.write_at(64, &[5; 16]).unwrap();
     drop(r);
-    let reopened = open(&path, OpenMode::Auto).unwrap();
+    let reopened = support::retry_locked(|| open(&path, OpenMode::Auto)).unwrap();
     let mut expected = vec![7u8; 80];
     expected[8..16].fill(9);
     expected[64..].fill(5);
@@ -107,7 +111,7 @@ fn a_reactivating_writer_killed_at_random_moments_reopens_with_only_real_bytes()
         support::sleep_for(Duration::from_micros(u64::from(pattern(round, 2)[1]) * 100));
         child.kill().unwrap();
         child.wait().unwrap();
-        let reopened = open(&path, OpenMode::Auto).unwrap();
+        let reopened = support::retry_locked(|| open(&path, OpenMode::Auto)).unwrap();
         let status = reopened.status();
         if status == ResourceStatus::Active {
             assert_available_bytes_are(&reopened, &expected, &format!("round {round}"));
@@ -136,11 +140,11 @@ fn reactivating_a_read_only_handle_of_an_unfinished_file_says_read_only() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("unfinished.bin");
     drop({
-        let r = open(&path, OpenMode::Auto).unwrap();
+        let r = support::retry_locked(|| open(&path, OpenMode::Auto)).unwrap();
         r.write_at(0, b"part").unwrap();
         r
     });
-    let r = open(&path, OpenMode::ReadOnly).unwrap();
+    let r = support::retry_locked(|| open(&path, OpenMode::ReadOnly)).unwrap();
     assert_eq!(r.status(), ResourceStatus::Active);
     assert!(matches!(r.reactivate(), Err(StorageError::ReadOnly)));
 }

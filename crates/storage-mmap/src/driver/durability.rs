@@ -1,7 +1,9 @@
 //! Durability after a commit, off the writer's path: `commit` publishes at
 //! once; the final sync of the file, the journal's removal and the
-//! directory sync run on a background thread, in that order, and `sync()`
-//! and the drop wait for them.
+//! directory sync run on the process's background pool (`pool`), in that
+//! order, and `sync()` and the drop wait for them — or do them on their own
+//! thread when the pool has not started them yet, so a busy pool never
+//! makes a caller wait for other resources' work.
 //!
 //! Until they finish, the journal is on disk: a crash reopens the file as
 //! a resumable download with its journaled (durable) ranges, never as a
@@ -16,11 +18,11 @@ use std::{
         Arc, PoisonError,
         atomic::{AtomicBool, Ordering},
     },
-    thread::{self, JoinHandle},
+    time::Instant,
 };
 
 use crossbeam_utils::sync::ShardedLock;
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use storage_core::{StorageError, StorageResult};
 
 use super::{journaling::Journaling, mapped::MappedStore};
@@ -28,12 +30,13 @@ use crate::{
     checkpoint::Checkpoints,
     journal,
     poison::Poison,
+    pool,
     store::{Store, io_error, is_at_path},
     sys,
 };
 
 /// What a commit's durability work needs, detached from the driver so a
-/// background thread can own it.
+/// pool worker can own it.
 #[derive(Clone, Debug)]
 pub(super) struct Finisher {
     /// The driver's store: its file to sync, its lock to release.
@@ -132,8 +135,8 @@ enum Phase {
     /// Nothing is owed (no commit, or a durable one).
     #[default]
     Settled,
-    /// The background thread is finishing a commit.
-    Running(JoinHandle<Result<(), Unfinished>>),
+    /// The pool is finishing a commit (or has it queued).
+    Running(Arc<Job>),
     /// A commit's last steps failed where a retry is sound (the journal's
     /// removal, the directory sync): `report` is the error still to be
     /// returned by `sync`; later calls try again.
@@ -145,6 +148,76 @@ enum Phase {
         kind: io::ErrorKind,
         message: String,
     },
+}
+
+/// A commit's durability work, handed to the pool.
+struct Work {
+    checkpoints: Option<Checkpoints>,
+    finisher: Finisher,
+}
+
+impl Work {
+    fn run(self) -> Result<(), Unfinished> {
+        if let Some(checkpoints) = self.checkpoints {
+            drop(checkpoints.stop());
+        }
+        self.finisher.finish()
+    }
+}
+
+/// One commit's work on the pool, and how it ended. Whoever comes first
+/// runs it: a pool worker, or a thread that must wait for it (`join`).
+pub(super) struct Job {
+    /// The work, until someone takes it to run.
+    work: Mutex<Option<Work>>,
+    /// How it ended, once it has; signalled by `done`.
+    result: Mutex<Option<Result<(), Unfinished>>>,
+    done: Condvar,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job").finish_non_exhaustive()
+    }
+}
+
+impl Job {
+    /// Runs the work if nobody has taken it, and keeps its result.
+    fn run_here(&self) -> bool {
+        let Some(work) = self.work.lock().take() else {
+            return false;
+        };
+        // Caught: a panic must not leave `join` waiting for ever.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work.run()))
+            .unwrap_or_else(|_| {
+                Err(Unfinished {
+                    error: StorageError::Failed("the commit's sync panicked".into()),
+                    data_lost: false,
+                })
+            });
+        *self.result.lock() = Some(result);
+        self.done.notify_all();
+        true
+    }
+
+    /// The work's result: run here if the pool has not started it, else
+    /// waited for.
+    fn join(&self) -> Result<(), Unfinished> {
+        self.run_here();
+        let mut result = self.result.lock();
+        loop {
+            if let Some(result) = result.take() {
+                return result;
+            }
+            self.done.wait(&mut result);
+        }
+    }
+}
+
+impl pool::Task for Job {
+    fn run(&self) {
+        self.run_here();
+    }
 }
 
 /// The durability owed by the last commit, and by a replacement's rename;
@@ -170,28 +243,18 @@ impl Durability {
     /// pending ranges are covered by the final sync). Without a thread to be
     /// had, it runs here.
     pub(super) fn start(&self, checkpoints: Option<Checkpoints>, finisher: Finisher) {
-        let work = move || {
-            if let Some(checkpoints) = checkpoints {
-                drop(checkpoints.stop());
-            }
-            finisher.finish()
-        };
-        // The closure is moved into the thread only if it starts; a slot
-        // brings it back otherwise.
-        let slot = Arc::new(Mutex::new(Some(work)));
-        let thread_slot = Arc::clone(&slot);
-        let spawned = thread::Builder::new()
-            .name("storage-commit".into())
-            .spawn(move || match thread_slot.lock().take() {
-                Some(work) => work(),
-                None => Ok(()),
-            });
-        let phase = match spawned {
-            Ok(handle) => Phase::Running(handle),
-            Err(_) => match slot.lock().take() {
-                Some(work) => Self::phase_of(work()),
-                None => Phase::Settled,
-            },
+        let job = Arc::new(Job {
+            work: Mutex::new(Some(Work {
+                checkpoints,
+                finisher,
+            })),
+            result: Mutex::new(None),
+            done: Condvar::new(),
+        });
+        let task = Arc::downgrade(&job) as std::sync::Weak<dyn pool::Task>;
+        let phase = match pool::schedule(task, Instant::now()) {
+            Ok(()) => Phase::Running(job),
+            Err(pool::NoWorker) => Self::phase_of(job.join()),
         };
         *self.phase.lock() = phase;
     }
@@ -224,15 +287,8 @@ impl Durability {
         if !matches!(*phase, Phase::Running(_)) {
             return;
         }
-        if let Phase::Running(handle) = std::mem::take(&mut *phase) {
-            *phase = match handle.join() {
-                Ok(result) => Self::phase_of(result),
-                Err(_) => Phase::Retry {
-                    report: Some(StorageError::Failed(
-                        "the commit's sync thread panicked".into(),
-                    )),
-                },
-            };
+        if let Phase::Running(job) = std::mem::take(&mut *phase) {
+            *phase = Self::phase_of(job.join());
         }
     }
 
