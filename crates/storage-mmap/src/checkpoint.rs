@@ -216,12 +216,12 @@ impl pool::Task for Shared {
 
 impl Checkpoints {
     pub(crate) fn new(
-        data: File,
+        data: Arc<File>,
         journal: Journal,
         poison: Poison,
         policy: CheckpointPolicy,
     ) -> Self {
-        Self::resume(Arc::new(data), journal, Vec::new(), poison, policy)
+        Self::resume(data, journal, Vec::new(), poison, policy)
     }
 
     /// Checkpoints again after [`stop`](Self::stop), with `pending` (the
@@ -406,7 +406,7 @@ mod tests {
             std::iter::empty::<&Range<u64>>(),
         )
         .unwrap();
-        let checkpoints = Checkpoints::new(data, journal, Poison::default(), policy);
+        let checkpoints = Checkpoints::new(Arc::new(data), journal, Poison::default(), policy);
         (dir, checkpoints)
     }
 

@@ -22,7 +22,7 @@ use self::{
 use crate::{
     OpenMode,
     map::Mapping,
-    store::{Store, io_error, second_handle},
+    store::{Store, io_error},
     sys,
 };
 
@@ -251,7 +251,7 @@ impl DriverIo for MmapDriver {
             // Only the ranges that hold data, cut to the file.
             let mut ranges = available.clone();
             ranges.remove(store.len()..u64::MAX);
-            Ok((second_handle(file, path)?, ranges))
+            Ok((store.shared_file(path)?, ranges))
         });
         match started {
             Ok(true) => {
@@ -313,7 +313,7 @@ impl DriverIo for MmapDriver {
                 return Ok(()); // read-only: nothing written to sync
             }
             (
-                second_handle(store.file(path)?, path),
+                store.shared_file(path),
                 // A replacement may land while this file syncs: a failure
                 // then poisons the file gone, not the new one.
                 self.journal.poison().file(),

@@ -230,10 +230,14 @@ fn frame(payload: &[u8]) -> Vec<u8> {
     record
 }
 
-/// An open journal, appended to.
+/// A journal, appended to. It holds no descriptor between records: each
+/// append or sync opens the file for that moment (a resource keeps one
+/// descriptor, its data file's), checking that it is still this journal.
 #[derive(Debug)]
 pub(crate) struct Journal {
-    file: File,
+    path: PathBuf,
+    /// The journal file's identity (see [`Journal::id`]).
+    id: Option<(u64, u64)>,
 }
 
 use crate::sys;
@@ -282,7 +286,27 @@ impl Journal {
             let _ = fs::remove_file(path);
             return Err(e);
         }
-        Ok(Self { file })
+        Ok(Self::of(path, &file))
+    }
+
+    fn of(path: &Path, file: &File) -> Self {
+        Self {
+            path: path.to_path_buf(),
+            id: file.metadata().ok().and_then(|meta| sys::file_id(&meta)),
+        }
+    }
+
+    /// The journal file, opened to append, if it is still this journal.
+    fn open(&self) -> io::Result<File> {
+        let file = OpenOptions::new().append(true).open(&self.path)?;
+        let id = file.metadata().ok().and_then(|meta| sys::file_id(&meta));
+        if id.is_none() || id != self.id {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "the journal was replaced from outside",
+            ));
+        }
+        Ok(file)
     }
 
     /// Opens an existing journal to append after its valid prefix (a torn
@@ -295,14 +319,7 @@ impl Journal {
         let file = open_existing(path, OpenOptions::new().write(true))?
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "the journal went away"))?;
         file.set_len(contents.valid_len)?;
-        let mut journal = Self { file };
-        journal.seek_end()?;
-        Ok(journal)
-    }
-
-    fn seek_end(&mut self) -> io::Result<()> {
-        use std::io::Seek;
-        self.file.seek(io::SeekFrom::End(0)).map(|_| ())
+        Ok(Self::of(path, &file))
     }
 
     /// Appends one record with `ranges` (nothing when there are none).
@@ -314,13 +331,13 @@ impl Journal {
         if ranges.peek().is_none() {
             return Ok(());
         }
-        self.file.write_all(&encode(ranges))
+        self.open()?.write_all(&encode(ranges))
     }
 
     /// The journal file's identity, to tell it from another journal later
     /// put at its path.
     pub(crate) fn id(&self) -> Option<(u64, u64)> {
-        sys::file_id(&self.file.metadata().ok()?)
+        self.id
     }
 
     /// Appends an identity record and makes it durable.
@@ -329,20 +346,21 @@ impl Journal {
         expected_len: Option<u64>,
         validator: Option<&str>,
     ) -> io::Result<()> {
-        self.file
-            .write_all(&frame(&encode_identity(expected_len, validator)))?;
-        sys::sync_data(&self.file)
+        let mut file = self.open()?;
+        file.write_all(&frame(&encode_identity(expected_len, validator)))?;
+        sys::sync_data(&file)
     }
 
     /// Appends a replacement mark and makes it durable.
     pub(crate) fn mark_replacement(&mut self, mark: Replacement) -> io::Result<()> {
-        self.file.write_all(&encode_mark(mark))?;
-        sys::sync_data(&self.file)
+        let mut file = self.open()?;
+        file.write_all(&encode_mark(mark))?;
+        sys::sync_data(&file)
     }
 
     /// Makes the appended records durable.
     pub(crate) fn sync(&self) -> io::Result<()> {
-        sys::sync_data(&self.file)
+        sys::sync_data(&self.open()?)
     }
 }
 

@@ -4,6 +4,7 @@ use std::{
     fs::{self, File, OpenOptions},
     io,
     path::Path,
+    sync::Arc,
 };
 
 use storage_core::{StorageError, StorageResult};
@@ -34,7 +35,7 @@ pub(crate) enum Held {
 #[derive(Debug)]
 pub(crate) struct Store {
     /// `None` only for a `ReadOnly` resource on a missing file.
-    file: Option<File>,
+    file: Option<Arc<File>>,
     /// Whether `file` was opened for writing.
     file_writable: bool,
     /// The lock `file` holds.
@@ -49,10 +50,10 @@ pub(crate) fn io_error(path: &Path, what: &'static str, error: io::Error) -> Sto
     StorageError::io(what, path, error)
 }
 
-/// A second handle of `file`, for the checkpoint thread to sync.
-pub(crate) fn second_handle(file: &File, path: &Path) -> StorageResult<File> {
-    file.try_clone()
-        .map_err(|e| io_error(path, "cannot duplicate the handle of", e))
+/// A store without a file (a read-only resource of a missing path).
+fn no_file(path: &Path) -> StorageError {
+    let error = io::Error::new(io::ErrorKind::NotFound, "no backing file");
+    io_error(path, "cannot write", error)
 }
 
 fn open_file(path: &Path, writable: bool) -> StorageResult<File> {
@@ -213,7 +214,7 @@ impl Store {
         let len = meta.len();
         let map = Mapping::read_only(&file, len).map_err(|e| io_error(path, "cannot map", e))?;
         Ok(Self {
-            file: Some(file),
+            file: Some(Arc::new(file)),
             file_writable,
             held,
             map,
@@ -266,7 +267,7 @@ impl Store {
         })();
         match made {
             Ok(map) => Ok(Self {
-                file: Some(file),
+                file: Some(Arc::new(file)),
                 file_writable: true,
                 held: Held::Exclusive,
                 map,
@@ -286,10 +287,7 @@ impl Store {
     }
 
     pub(crate) fn file(&self, path: &Path) -> StorageResult<&File> {
-        self.file.as_ref().ok_or_else(|| {
-            let error = io::Error::new(io::ErrorKind::NotFound, "no backing file");
-            io_error(path, "cannot write", error)
-        })
+        self.file.as_deref().ok_or_else(|| no_file(path))
     }
 
     /// Takes the exclusive lock for a change that other mappings must not
@@ -313,7 +311,7 @@ impl Store {
             // with it the old handle's lock, which would refuse this
             // handle's upgrade below: let go of it explicitly.
             let _ = lock(self.file(path)?, path, Held::Nothing);
-            self.file = Some(writable);
+            self.file = Some(Arc::new(writable));
             self.file_writable = true;
             self.held = Held::Shared;
         }
@@ -408,7 +406,7 @@ impl Store {
     /// Takes up `file`, renamed over the path with a shared lock on it
     /// and mapped as `map` (`len` bytes): a replacement.
     pub(crate) fn take_up(&mut self, file: File, map: Mapping, len: u64) {
-        self.file = Some(file);
+        self.file = Some(Arc::new(file));
         self.file_writable = true;
         self.held = Held::Shared;
         self.install(map, len);
@@ -437,6 +435,12 @@ impl Store {
     /// The file, if there is one (see [`Store::file`] for an error
     /// without one).
     pub(crate) fn backing(&self) -> Option<&File> {
-        self.file.as_ref()
+        self.file.as_deref()
+    }
+
+    /// The file, shared: the one descriptor a resource holds, for the
+    /// checkpoints and a sync to use beside the store.
+    pub(crate) fn shared_file(&self, path: &Path) -> StorageResult<Arc<File>> {
+        self.file.clone().ok_or_else(|| no_file(path))
     }
 }

@@ -16,16 +16,17 @@ fn open(path: &Path, mode: OpenMode) -> Result<MmapResource, StorageError> {
 }
 
 /// A replacement of an active file, stopped between its steps. The journal
-/// is moved aside while the replacement runs (its handle keeps writing to
-/// it), then put back beside the old or the new file: the states a crash
-/// before or after the rename leaves.
+/// gets a second name while the replacement runs (what its handle writes
+/// lands under both; the replacement removes only the first), then is put
+/// back beside the old or the new file: the states a crash before or after
+/// the rename leaves.
 fn replace_with_the_journal_aside(path: &Path, old: &[u8], new: &[u8]) -> Vec<u8> {
     let r = open(path, OpenMode::Auto).unwrap();
     r.write_at(0, &old[..1000]).unwrap();
     r.write_at(2000, &old[2000..3000]).unwrap();
     r.sync().unwrap();
     let aside = path.with_extension("journal-aside");
-    fs::rename(journal_path(path), &aside).unwrap();
+    fs::hard_link(journal_path(path), &aside).unwrap();
     r.replace_all(new, false).unwrap();
     drop(r);
     fs::read(&aside).unwrap()

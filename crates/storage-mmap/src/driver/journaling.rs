@@ -147,7 +147,7 @@ impl Journaling {
     /// journal at the path is the one that was there.
     pub(super) fn start(
         &self,
-        open: impl FnOnce(&Poison) -> StorageResult<(File, RangeSet<u64>)>,
+        open: impl FnOnce(&Poison) -> StorageResult<(Arc<File>, RangeSet<u64>)>,
     ) -> StorageResult<bool> {
         let mut checkpoints = self.checkpoints.lock();
         if checkpoints.is_some() {

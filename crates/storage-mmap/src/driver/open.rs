@@ -14,7 +14,7 @@ use crate::{
     journal::{self, Journal},
     poison::Poison,
     space::DEFAULT_INITIAL_LEN,
-    store::{Access, Held, Store, io_error, second_handle},
+    store::{Access, Held, Store, io_error},
 };
 
 fn committed(len: u64) -> DriverState {
@@ -173,7 +173,7 @@ fn open_existing(
         let _ = journal::remove_if_present(&journal::temp_path_for(journal_path));
         let journal = Journal::resume(journal_path, &contents)
             .map_err(|e| io_error(journal_path, "cannot write", e))?;
-        let data = second_handle(store.file(path)?, path)?;
+        let data = store.shared_file(path)?;
         checkpoints = Some(Checkpoints::new(data, journal, Poison::default(), policy));
     }
     let state = DriverState {
@@ -215,7 +215,7 @@ fn create(
     )?;
     let checkpoints = match journal {
         Some(journal) => {
-            let data = second_handle(store.file(path)?, path)?;
+            let data = store.shared_file(path)?;
             Some(Checkpoints::new(data, journal, Poison::default(), policy))
         }
         None => None,
