@@ -161,7 +161,9 @@ pub enum WriteKind<'a> {
     /// right now.
     Active,
     /// A committed resource (a driver that does not write after commit
-    /// returns `Err(StorageError::Committed)`). `holes` are the parts of the
+    /// returns `Err(StorageError::Committed)`, as the behaviour suite
+    /// expects; one that rewrites in place, as the file driver's `ReadWrite`
+    /// mode does, is tested on its own). `holes` are the parts of the
     /// range where no byte is available: if the write fails partway, the
     /// driver makes them read as zeros again.
     Committed {
@@ -184,8 +186,11 @@ pub enum DownloadRecord<'a> {
         validator: Option<&'a str>,
     },
     /// The download starts over (`restart`: the remote file changed): a
-    /// store reopened afterwards has no range and no identity. The bytes
-    /// may stay: the next commit names them as holes.
+    /// store reopened afterwards has no range and no identity, and nothing
+    /// counts as written (a `commit(None)` ends at what is written after
+    /// it). Nothing is available, so no reader reads the store: it may drop
+    /// the old bytes; bytes it keeps below a later write's end the next
+    /// commit names as holes.
     Restarted,
 }
 

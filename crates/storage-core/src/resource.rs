@@ -86,6 +86,10 @@ struct Shared<D: DriverIo> {
     /// driver changes its bytes until the state shows the change, so a read
     /// that saw it odd, or saw it move while it ran, reads again.
     rewrites: AtomicU64,
+    /// The highest readable end before a rewrite (a restart, a cut, a
+    /// replacement): a reader that took its snapshot before it may still be
+    /// copying bytes below, so a write there is never `WriteKind::Fresh`.
+    once_readable: AtomicU64,
     /// Set by the cancellation waker before it wakes the waiters.
     cancelled: AtomicBool,
     /// Keeps the cancellation waker registered while the resource lives.
@@ -216,6 +220,7 @@ impl<D: DriverIo> Resource<D> {
             prefix_end: AtomicU64::new(0),
             snapshot_seq: AtomicU64::new(0),
             rewrites: AtomicU64::new(0),
+            once_readable: AtomicU64::new(0),
             cancelled: AtomicBool::new(false),
             cancel_watch: Mutex::new(None),
             demand: Arc::default(),
@@ -297,13 +302,19 @@ impl<D: DriverIo> Shared<D> {
         holes
     }
 
-    /// Runs `change`, which rewrites or cuts readable bytes, inside the
-    /// `rewrites` sequence lock (see `read_at`). Called under the writer lock.
-    fn rewriting<T>(&self, change: impl FnOnce() -> T) -> T {
+    /// Opens the `rewrites` sequence lock (see `read_at`) for a change that
+    /// rewrites or cuts readable bytes, until the guard drops — also when
+    /// the driver panics, so readers never wait for a sequence left open.
+    /// Bytes readable before it may still be read by a reader that took
+    /// its snapshot before: no write into them is fresh from now on.
+    /// Called under the writer lock.
+    fn rewriting(&self, readable_before: u64) -> Rewriting<'_> {
+        self.once_readable
+            .fetch_max(readable_before, Ordering::AcqRel);
         self.rewrites.fetch_add(1, Ordering::AcqRel);
-        let out = change();
-        self.rewrites.fetch_add(1, Ordering::AcqRel);
-        out
+        Rewriting {
+            rewrites: &self.rewrites,
+        }
     }
 
     fn is_cancelled(&self) -> bool {
@@ -332,6 +343,17 @@ impl<D: DriverIo> Shared<D> {
     /// Lock-free answer to "is `range` available", `true` only when certain.
     fn fast_covered(&self, range: &Range<u64>) -> bool {
         range.end <= self.prefix_end.load(Ordering::Acquire)
+    }
+}
+
+/// An open `rewrites` sequence, closed when dropped (see `Shared::rewriting`).
+struct Rewriting<'a> {
+    rewrites: &'a AtomicU64,
+}
+
+impl Drop for Rewriting<'_> {
+    fn drop(&mut self) {
+        self.rewrites.fetch_add(1, Ordering::AcqRel);
     }
 }
 

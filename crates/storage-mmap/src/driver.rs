@@ -219,7 +219,11 @@ impl DriverIo for MmapDriver {
             } => self.journal.record_identity(expected_len, validator),
             DownloadRecord::Restarted => {
                 let _lifecycle = self.lifecycle.lock();
-                self.journal.restart()
+                self.journal.restart()?;
+                // Nothing is written any more: a `commit(None)` ends at what
+                // is written from here on, and cuts the old bytes away.
+                self.store.set_extent(0);
+                Ok(())
             }
         }
     }

@@ -72,3 +72,27 @@ fn a_restart_forgets_the_bytes_and_the_identity_for_a_reopen_too() {
     reopened.read_at(0, &mut buf).unwrap();
     assert_eq!(buf, [2; 100]);
 }
+
+#[test]
+fn a_restarted_download_committed_short_reopens_with_only_its_new_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("restarted.flac");
+    let r = open(&path);
+    r.write_at(0, &vec![0xAB; 100_000]).unwrap();
+    r.sync().unwrap();
+    r.restart().unwrap();
+    r.write_at(0, b"0123456789").unwrap();
+    r.commit(None).unwrap();
+    r.sync().unwrap();
+    drop(r);
+    let reopened = open(&path);
+    assert_eq!(
+        reopened.status(),
+        ResourceStatus::Committed {
+            final_len: Some(10)
+        }
+    );
+    let mut all = Vec::new();
+    reopened.read_into(&mut all).unwrap();
+    assert_eq!(all, b"0123456789");
+}

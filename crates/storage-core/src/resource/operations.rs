@@ -66,6 +66,7 @@ impl<D: DriverIo> ResourceExt for Resource<D> {
             WriteKind::Committed { holes: &holes }
         } else if D::FRESH_WRITES
             && !range.is_empty()
+            && range.start >= shared.once_readable.load(Ordering::Acquire)
             && !shared.state.lock().tracker.overlaps(&range)
         {
             WriteKind::Fresh
@@ -163,27 +164,21 @@ impl<D: DriverIo> ResourceExt for Resource<D> {
         // `DriverIo::commit`): named when one may hold bytes no write
         // recorded. On an error the resource stays active, its holes as
         // unavailable as they were.
-        let (unclean, extent, cuts) = {
+        let (unclean, extent, readable, cuts) = {
             let state = shared.state.lock();
-            let cuts = final_len.is_some_and(|n| n < super::readable_in(&state));
-            (state.holes_unclean, state.tracker.extent(), cuts)
+            let readable = super::readable_in(&state);
+            let cuts = final_len.is_some_and(|n| n < readable);
+            (state.holes_unclean, state.tracker.extent(), readable, cuts)
         };
         let holes = if unclean {
             shared.holes(&(0..final_len.unwrap_or(extent)))
         } else {
             Vec::new()
         };
-        if cuts {
-            // Readers that overlap the cut read again (see `read_at`); the
-            // sequence closes once the state shows the cut, below.
-            shared.rewrites.fetch_add(1, Ordering::AcqRel);
-        }
-        if let Err(e) = shared.driver.commit(final_len, &holes) {
-            if cuts {
-                shared.rewrites.fetch_add(1, Ordering::AcqRel);
-            }
-            return Err(e);
-        }
+        // Readers that overlap the cut read again (see `read_at`); the
+        // sequence closes once the state shows the cut, below.
+        let rewriting = cuts.then(|| shared.rewriting(readable));
+        shared.driver.commit(final_len, &holes)?;
         let (failed, tasks) = {
             let mut state = shared.state.lock();
             state.holes_unclean = false;
@@ -199,10 +194,8 @@ impl<D: DriverIo> ResourceExt for Resource<D> {
                 state.phase = Phase::Committed { final_len };
             }
             shared.publish(&state);
-            if cuts {
-                // The state shows the cut: readers may trust what they read.
-                shared.rewrites.fetch_add(1, Ordering::AcqRel);
-            }
+            // The state shows the cut: readers may trust what they read.
+            drop(rewriting);
             (failed, state.waiters.wake_all())
         };
         tasks.wake();
@@ -339,6 +332,9 @@ impl<D: DriverIo> ResourceExt for Resource<D> {
                 return Err(StorageError::Committed);
             }
         }
+        // Readers that took their snapshot before read again.
+        let readable = super::readable_in(&shared.state.lock());
+        let rewriting = shared.rewriting(readable);
         shared.driver.record(DownloadRecord::Restarted)?;
         let mut state = shared.state.lock();
         state.tracker = RangeTracker::new();
@@ -347,9 +343,7 @@ impl<D: DriverIo> ResourceExt for Resource<D> {
         // The old bytes are still in the store: zeroed before a commit.
         state.holes_unclean = true;
         shared.publish(&state);
-        // One step of the sequence lock (two, so it stays even): the state
-        // changed at once, under its lock.
-        shared.rewrites.fetch_add(2, Ordering::AcqRel);
+        drop(rewriting);
         let tasks = state.waiters.wake_all();
         drop(state);
         tasks.wake();
@@ -425,7 +419,9 @@ impl<D: DriverIo> ResourceExt for Resource<D> {
         let staged = shared.driver.stage(data, durable)?;
         // Readers that overlap the swap read again (see `read_at`): the
         // driver may change its bytes and length in any order.
-        let (failed, tasks) = shared.rewriting(|| {
+        let readable = super::readable_in(&shared.state.lock());
+        let (failed, tasks) = {
+            let rewriting = shared.rewriting(readable);
             shared.driver.publish(staged);
             let mut state = shared.state.lock();
             state.tracker = RangeTracker::new();
@@ -442,8 +438,9 @@ impl<D: DriverIo> ResourceExt for Resource<D> {
                 };
             }
             shared.publish(&state);
+            drop(rewriting);
             (failed, state.waiters.wake_all())
-        });
+        };
         tasks.wake();
         drop(writer);
         if let Some(reason) = failed {

@@ -32,6 +32,9 @@ impl<D: DriverIo> Shared<D> {
             let count = shared.read_once(offset, buf)?;
             // A replacement or a shrinking commit ran meanwhile: the bytes
             // may pair the old length with the new contents.
+            // The copies above happen before the check (a driver may copy
+            // without a lock).
+            fence(Ordering::Acquire);
             if rewrites.is_multiple_of(2) && shared.rewrites.load(Ordering::Acquire) == rewrites {
                 zero_past(buf, count, discarded);
                 return Ok(count);
@@ -79,6 +82,7 @@ impl<D: DriverIo> Shared<D> {
                 }
                 filled += n;
             }
+            fence(Ordering::Acquire);
             if rewrites.is_multiple_of(2) && shared.rewrites.load(Ordering::Acquire) == rewrites {
                 buf.truncate(filled);
                 return Ok(filled);

@@ -106,6 +106,27 @@ pub fn a_restarted_download_commits_zeros_where_the_old_version_was<H: Harness>(
     );
 }
 
+/// After a restart, `commit(None)` ends at what was written since, and a
+/// later longer commit shows zeros past it, never the old version.
+pub fn a_restarted_download_committed_short_then_longer_shows_no_old_byte<H: Harness>(h: &H) {
+    let r = h.fresh();
+    r.write_at(0, &[0xAB; 4096]).unwrap();
+    r.restart().unwrap();
+    r.write_at(0, b"0123456789").unwrap();
+    r.commit(None).unwrap();
+    let mut all = Vec::new();
+    r.read_into(&mut all).unwrap();
+    assert_eq!(all, b"0123456789", "commit(None) after a restart");
+    r.reactivate().unwrap();
+    r.commit(Some(2048)).unwrap();
+    r.read_into(&mut all).unwrap();
+    assert_eq!(&all[..10], b"0123456789");
+    assert!(
+        all[10..].iter().all(|&b| b == 0),
+        "a byte of the old version past the new one's end"
+    );
+}
+
 /// A validator is kept with the resource; a restart forgets the ranges,
 /// the expected length and the validator, and wakes no reader early.
 pub fn a_validator_is_kept_and_a_restart_forgets_everything<H: Harness>(h: &H) {

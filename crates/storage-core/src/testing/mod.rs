@@ -367,6 +367,7 @@ macro_rules! behaviour_suite {
             a_cursor_that_must_wait_asks_for_the_whole_read,
             a_validator_is_kept_and_a_restart_forgets_everything,
             a_restarted_download_commits_zeros_where_the_old_version_was,
+            a_restarted_download_committed_short_then_longer_shows_no_old_byte,
         );
     };
     (@tests $harness:expr; $($name:ident),* $(,)?) => {

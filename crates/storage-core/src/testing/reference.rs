@@ -128,7 +128,11 @@ impl DriverIo for ReferenceDriver {
         Ok(())
     }
 
-    fn record(&self, _record: DownloadRecord<'_>) -> StorageResult<()> {
+    fn record(&self, record: DownloadRecord<'_>) -> StorageResult<()> {
+        if record == DownloadRecord::Restarted {
+            // Nothing is written any more: the old bytes go.
+            self.bytes.lock().clear();
+        }
         Ok(())
     }
 }
