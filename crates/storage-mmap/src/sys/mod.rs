@@ -184,7 +184,7 @@ pub(crate) fn zero_range(file: &File, range: std::ops::Range<u64>) -> io::Result
 /// Makes `file`'s data (and the length needed to read it) durable.
 pub(crate) fn sync_data(file: &File) -> io::Result<()> {
     probe::may_fail(file)?;
-    file.sync_data()?;
+    os::sync(file, true)?;
     probe::synced(&Synced::File(file));
     Ok(())
 }
@@ -192,7 +192,7 @@ pub(crate) fn sync_data(file: &File) -> io::Result<()> {
 /// Makes `file`'s data and metadata durable.
 pub(crate) fn sync_all(file: &File) -> io::Result<()> {
     probe::may_fail(file)?;
-    file.sync_all()?;
+    os::sync(file, false)?;
     probe::synced(&Synced::File(file));
     Ok(())
 }

@@ -2,12 +2,21 @@
 //! data, no reservation, and no directory sync (a directory cannot be
 //! opened for syncing there; std and other stores skip it too).
 
-use std::{fs::File, io, os::windows::io::AsRawHandle, path::Path};
+use std::{
+    fs::File,
+    io,
+    os::windows::io::{AsRawHandle, FromRawHandle},
+    path::Path,
+};
 
 use windows_sys::Win32::{
-    Foundation::{ERROR_LOCK_VIOLATION, ERROR_NOT_LOCKED, HANDLE},
+    Foundation::{
+        ERROR_ACCESS_DENIED, ERROR_LOCK_VIOLATION, ERROR_NOT_LOCKED, GENERIC_WRITE, HANDLE,
+        INVALID_HANDLE_VALUE,
+    },
     Storage::FileSystem::{
-        LOCKFILE_EXCLUSIVE_LOCK, LOCKFILE_FAIL_IMMEDIATELY, LockFileEx, UnlockFileEx,
+        FILE_SHARE_DELETE, FILE_SHARE_READ, FILE_SHARE_WRITE, LOCKFILE_EXCLUSIVE_LOCK,
+        LOCKFILE_FAIL_IMMEDIATELY, LockFileEx, ReOpenFile, UnlockFileEx,
     },
     System::IO::OVERLAPPED,
 };
@@ -69,6 +78,33 @@ pub(super) fn lock_dir(_dir: &Path) -> Option<File> {
 )]
 pub(super) fn sync_dir(_dir: &Path) -> io::Result<()> {
     Ok(())
+}
+
+/// Makes `file` durable (`FlushFileBuffers`, which std's `sync_data` and
+/// `sync_all` both call). That call needs write access: a handle opened
+/// for reading is reopened for writing (`ReOpenFile`), whose flush covers
+/// every handle's writes (the cache is the file's, not the handle's).
+pub(super) fn sync(file: &File, data_only: bool) -> io::Result<()> {
+    let synced = if data_only {
+        file.sync_data()
+    } else {
+        file.sync_all()
+    };
+    match synced {
+        Err(error) if error.raw_os_error() == Some(ERROR_ACCESS_DENIED.cast_signed()) => {
+            let share = FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE;
+            // SAFETY: the handle is open for the borrow of `file`; the call
+            // only reads it.
+            let writable = unsafe { ReOpenFile(handle(file), GENERIC_WRITE, share, 0) };
+            if writable == INVALID_HANDLE_VALUE {
+                return Err(error);
+            }
+            // SAFETY: `writable` is a new handle that nothing else owns;
+            // the `File` closes it.
+            unsafe { File::from_raw_handle(writable) }.sync_all()
+        }
+        other => other,
+    }
 }
 
 /// The byte whose lock is the file's lock: shared or exclusive, held by
