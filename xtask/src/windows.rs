@@ -84,13 +84,9 @@ const GREEN: [(&str, &[&str]); 5] = [
 ];
 
 /// The packages `--all` builds and runs.
-const PACKAGES_TESTED: [&str; 5] = [
-    "storage-core",
-    "storage-mem",
-    "storage-mmap",
-    "storage-cache",
-    "stream-storage",
-];
+#[rustfmt::skip]
+const PACKAGES_TESTED: [&str; 5] =
+    ["storage-core", "storage-mem", "storage-mmap", "storage-cache", "stream-storage"];
 
 /// Sets up what is missing, builds and runs the tests; `true` when every
 /// binary run passed.
@@ -147,7 +143,11 @@ pub fn run(root: &Path, all: bool) -> bool {
     for (name, exe) in &binaries {
         let outcome = run_one(exe, &prefix, &logs.join(format!("{name}.log")));
 
-        println!("{:4}  {name}: {}", outcome.verdict(), outcome.summary);
+        println!(
+            "{:4}  {name}: {}",
+            if outcome.green { "pass" } else { "FAIL" },
+            outcome.summary
+        );
         for failure in &outcome.failures {
             println!("      {failure}");
         }
@@ -290,12 +290,6 @@ struct Outcome {
     failures: Vec<String>,
 }
 
-impl Outcome {
-    fn verdict(&self) -> &'static str {
-        if self.green { "pass" } else { "FAIL" }
-    }
-}
-
 /// Runs `exe` under Wine, its output to `log`, killed after [`TIME_BOUND`].
 fn run_one(exe: &Path, prefix: &Path, log: &Path) -> Outcome {
     let failed_to = |summary: String| Outcome {
@@ -305,10 +299,8 @@ fn run_one(exe: &Path, prefix: &Path, log: &Path) -> Outcome {
         summary,
         failures: Vec::new(),
     };
-    let Ok(file) = fs::File::create(log) else {
-        return failed_to(format!("cannot write {}", log.display()));
-    };
-    let Ok(err) = file.try_clone() else {
+    let opened = fs::File::create(log).and_then(|file| Ok((file.try_clone()?, file)));
+    let Ok((err, file)) = opened else {
         return failed_to(format!("cannot write {}", log.display()));
     };
     let started = Instant::now();
