@@ -1,9 +1,10 @@
 //! `cargo xtask`: the workspace's developer commands (`audit`, `bench`,
-//! `portability`).
+//! `portability`, `windows`).
 
 mod audit;
 mod checks;
 mod portability;
+mod windows;
 mod workspace;
 
 use std::{path::PathBuf, process::ExitCode};
@@ -23,6 +24,11 @@ commands:
                        aarch64-apple-ios, aarch64-linux-android, or the
                        targets given); adds a missing target's standard
                        library with rustup; exits 1 if one fails
+  windows [--all]      build the tests for x86_64-pc-windows-gnu and run them
+                       under Wine (installs mingw and Wine with apt-get, the
+                       target with rustup, a Wine prefix in the target dir);
+                       the binaries known to pass, or with --all every test
+                       binary of the library crates; exits 1 if one fails
   help                 this text
 ";
 
@@ -76,6 +82,14 @@ fn main() -> ExitCode {
         Some("portability") => {
             let targets: Vec<String> = args.collect();
             if portability::run(&workspace::default_root(), &targets) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Some("windows") => {
+            let all = args.any(|arg| arg == "--all");
+            if windows::run(&workspace::default_root(), all) {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE

@@ -3,7 +3,9 @@
 
 mod support;
 
-use std::{fs, io, path::Path, process::Command};
+use std::{fs, io};
+#[cfg(unix)] // Only the Unix-gated read-only helpers below use them.
+use std::{path::Path, process::Command};
 
 use storage_cache::{Cache, CacheOptions};
 use storage_core::{CancellationToken, ResourceExt, ResourceStatus, StorageError};
@@ -127,6 +129,7 @@ fn a_second_cache_on_one_directory_is_refused_at_once() {
 
 /// Makes `dir` read-only for this process, even as root (`chattr +i`);
 /// returns whether `chattr` was used.
+#[cfg(unix)] // Unix permission bits and chattr; Windows has neither.
 fn make_read_only(dir: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o555)).unwrap();
@@ -141,6 +144,7 @@ fn make_read_only(dir: &Path) -> bool {
     true
 }
 
+#[cfg(unix)] // Unix permission bits and chattr; Windows has neither.
 fn undo_read_only(dir: &Path, chattr: bool) {
     use std::os::unix::fs::PermissionsExt;
     if chattr {
@@ -156,6 +160,7 @@ fn undo_read_only(dir: &Path, chattr: bool) {
     fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).unwrap();
 }
 
+#[cfg(unix)] // A read-only directory is made with Unix permission bits and chattr.
 #[test]
 fn a_read_only_directory_is_an_error_naming_it() {
     let parent = tempfile::tempdir().unwrap();

@@ -162,7 +162,7 @@ fn two_handles_reactivating_at_once_are_both_refused() {
     }
 }
 
-#[cfg(unix)]
+#[cfg(unix)] // A file made unwritable with chattr (support::Protected, Unix only).
 #[test]
 fn a_handle_opened_for_reading_only_can_reactivate_once_the_file_is_writable() {
     let dir = tempfile::tempdir().unwrap();

@@ -45,9 +45,10 @@ fn read_into_and_read_at_agree_on_holes() {
     drop(r);
     // Bytes in the hole that the journal does not vouch for.
     {
-        use std::os::unix::fs::FileExt;
-        let file = fs::OpenOptions::new().write(true).open(&path).unwrap();
-        file.write_all_at(&[0xEE; 10], 10).unwrap();
+        use std::io::{Seek, SeekFrom, Write};
+        let mut file = fs::OpenOptions::new().write(true).open(&path).unwrap();
+        file.seek(SeekFrom::Start(10)).unwrap();
+        file.write_all(&[0xEE; 10]).unwrap();
     }
     let reopened = open(&path, OpenMode::Auto).unwrap();
     let mut via_read_at = vec![0xFF; 30];

@@ -144,7 +144,7 @@ fn a_failed_open_leaves_the_directory_as_it_found_it() {
     assert_eq!(fs::metadata(&path).unwrap().len(), 0);
 }
 
-#[cfg(unix)]
+#[cfg(unix)] // FIFOs and symlinks are made with Unix calls.
 #[test]
 fn a_path_that_is_not_a_regular_file_is_refused_and_left_alone() {
     let dir = tempfile::tempdir().unwrap();

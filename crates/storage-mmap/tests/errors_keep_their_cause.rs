@@ -53,7 +53,7 @@ fn a_missing_directory_reaches_the_caller_as_not_a_directory() {
     assert!(err.source().and_then(|e| e.source()).is_some(), "{err}");
 }
 
-#[cfg(unix)]
+#[cfg(unix)] // A file made unwritable with Unix mode bits and chattr.
 #[test]
 fn a_permission_error_reaches_the_caller_as_permission_denied() {
     let dir = tempfile::tempdir().unwrap();

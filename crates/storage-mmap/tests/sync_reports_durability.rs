@@ -6,7 +6,9 @@ mod support;
 use std::path::Path;
 
 use storage_core::{ResourceExt, ResourceStatus, StorageError};
-use storage_mmap::{MmapResource, OpenMode, fs::journal_path};
+#[cfg(unix)] // Only the Unix-gated tests below name the journal.
+use storage_mmap::fs::journal_path;
+use storage_mmap::{MmapResource, OpenMode};
 use support::pattern;
 
 fn open(path: &Path, mode: OpenMode) -> Result<MmapResource, StorageError> {
@@ -56,7 +58,7 @@ fn sync_on_an_active_file_makes_what_was_written_resumable_after_a_kill() {
     assert!(buf == data[..100_000]);
 }
 
-#[cfg(unix)]
+#[cfg(unix)] // A journal pinned with chattr (support::Protected, Unix only).
 #[test]
 fn a_commit_whose_journal_cannot_be_removed_commits_and_sync_reports_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -90,7 +92,7 @@ fn a_commit_whose_journal_cannot_be_removed_commits_and_sync_reports_it() {
 /// the data is durable, and the journal left behind carries the whole
 /// file's mark, so a reopen (after a crash, or this drop) finds the file
 /// committed and whole, not a download to fetch again.
-#[cfg(unix)]
+#[cfg(unix)] // A journal pinned with chattr (support::Protected, Unix only).
 #[test]
 fn a_commit_whose_journal_cannot_be_removed_reopens_committed_and_whole() {
     let dir = tempfile::tempdir().unwrap();
@@ -118,7 +120,7 @@ fn a_commit_whose_journal_cannot_be_removed_reopens_committed_and_whole() {
     assert!(!journal.exists(), "the writer's reopen removed it");
 }
 
-#[cfg(unix)]
+#[cfg(unix)] // A journal pinned with chattr (support::Protected, Unix only).
 #[test]
 fn dropping_a_resource_finishes_an_unsynced_commit() {
     let dir = tempfile::tempdir().unwrap();

@@ -474,7 +474,7 @@ fn a_fail_while_a_commit_reopens_is_not_lost() {
     assert_eq!(fs::read(&canonical).unwrap(), b"whole");
 }
 
-#[cfg(unix)]
+#[cfg(unix)] // Symlinks need a privilege on Windows.
 #[test]
 fn a_symlink_at_the_canonical_path_is_replaced_never_followed() {
     let dir = tempfile::tempdir().unwrap();
@@ -489,7 +489,7 @@ fn a_symlink_at_the_canonical_path_is_replaced_never_followed() {
     assert_eq!(fs::read(&canonical).unwrap(), b"download");
 }
 
-#[cfg(unix)]
+#[cfg(unix)] // Symlinks need a privilege on Windows.
 #[test]
 fn a_temporary_file_replaced_from_outside_is_not_published() {
     let dir = tempfile::tempdir().unwrap();
@@ -508,7 +508,7 @@ fn a_temporary_file_replaced_from_outside_is_not_published() {
     assert!(fs::symlink_metadata(&temp).unwrap().is_symlink());
 }
 
-#[cfg(unix)]
+#[cfg(unix)] // FIFOs and symlinks are made with Unix calls.
 #[test]
 fn odd_things_at_the_temporary_path_are_refused_and_left_alone() {
     let dir = tempfile::tempdir().unwrap();

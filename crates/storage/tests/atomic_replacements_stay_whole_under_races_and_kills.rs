@@ -8,10 +8,11 @@
 
 mod support;
 
+#[cfg(unix)] // Only the Unix-gated tests below run a command (mkfifo).
+use std::process::Command;
 use std::{
     fs,
     path::Path,
-    process::Command,
     sync::{Arc, Barrier},
     thread,
     time::Duration,
@@ -289,7 +290,7 @@ fn opens_racing_a_replacement_are_whole() {
     within("the replacer", move || replacer.join().unwrap());
 }
 
-#[cfg(unix)]
+#[cfg(unix)] // A journal pinned with chattr (support::Protected, Unix only).
 #[test]
 fn a_replacement_after_a_commit_that_kept_its_journal_reopens_committed() {
     let dir = tempfile::tempdir().unwrap();
@@ -316,7 +317,7 @@ fn a_replacement_after_a_commit_that_kept_its_journal_reopens_committed() {
     assert!(all == vec![b'n'; 20_000]);
 }
 
-#[cfg(unix)]
+#[cfg(unix)] // Unix file modes.
 #[test]
 fn a_replacement_keeps_the_file_mode_whoever_makes_it() {
     use std::os::unix::fs::PermissionsExt;
@@ -355,7 +356,7 @@ fn a_replacement_does_not_rename_over_a_download_that_took_the_path() {
     assert_eq!(fs::read(&path).unwrap(), vec![7; 4000]);
 }
 
-#[cfg(unix)]
+#[cfg(unix)] // FIFOs and symlinks are made with Unix calls.
 #[test]
 fn a_journal_path_that_is_not_a_regular_file_is_an_error_not_a_hang() {
     let dir = tempfile::tempdir().unwrap();
@@ -403,7 +404,7 @@ fn a_journal_path_that_is_not_a_regular_file_is_an_error_not_a_hang() {
 
 /// Opens `path` after taking away the symlink at its journal path, and
 /// puts the link back, so the handle meets it when it replaces.
-#[cfg(unix)]
+#[cfg(unix)] // Symlinks need a privilege on Windows.
 fn open_after_removing_link(path: &Path) -> MmapResource {
     let link = journal_of(path);
     let target = fs::read_link(&link).unwrap();

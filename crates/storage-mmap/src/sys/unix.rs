@@ -19,6 +19,15 @@ use super::{Kind, Refused};
 /// touched until the mapping is dropped, which the caller ensures).
 pub(crate) const CAN_CUT_MAPPED: bool = true;
 
+/// `fdatasync` or `fsync`; either works on a descriptor opened for reading.
+pub(super) fn sync(file: &File, data_only: bool) -> io::Result<()> {
+    if data_only {
+        file.sync_data()
+    } else {
+        file.sync_all()
+    }
+}
+
 pub(super) fn write_all_at(file: &File, data: &[u8], offset: u64) -> io::Result<()> {
     std::os::unix::fs::FileExt::write_all_at(file, data, offset)
 }

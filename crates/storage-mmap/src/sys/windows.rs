@@ -1,8 +1,25 @@
-//! Windows: `seek_write`, std's handle locks, no reservation, and no
-//! directory sync (a directory cannot be opened for syncing there; std and
-//! other stores skip it too). Built by construction only (see `sys`).
+//! Windows: `seek_write`, byte-range locks (`LockFileEx`) far past the
+//! data, no reservation, and no directory sync (a directory cannot be
+//! opened for syncing there; std and other stores skip it too).
 
-use std::{fs::File, fs::TryLockError, io, path::Path};
+use std::{
+    fs::File,
+    io,
+    os::windows::io::{AsRawHandle, FromRawHandle},
+    path::Path,
+};
+
+use windows_sys::Win32::{
+    Foundation::{
+        ERROR_ACCESS_DENIED, ERROR_LOCK_VIOLATION, ERROR_NOT_LOCKED, GENERIC_WRITE, HANDLE,
+        INVALID_HANDLE_VALUE,
+    },
+    Storage::FileSystem::{
+        FILE_SHARE_DELETE, FILE_SHARE_READ, FILE_SHARE_WRITE, LOCKFILE_EXCLUSIVE_LOCK,
+        LOCKFILE_FAIL_IMMEDIATELY, LockFileEx, ReOpenFile, UnlockFileEx,
+    },
+    System::IO::OVERLAPPED,
+};
 
 use super::{Kind, Refused};
 
@@ -63,17 +80,133 @@ pub(super) fn sync_dir(_dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-pub(crate) fn try_lock(file: &File, kind: Kind) -> Result<(), Refused> {
-    let taken = match kind {
-        Kind::Unlock => return file.unlock().map_err(Refused::Io),
-        Kind::Shared => file.try_lock_shared(),
-        Kind::Exclusive => file.try_lock(),
+/// Makes `file` durable (`FlushFileBuffers`, which std's `sync_data` and
+/// `sync_all` both call). That call needs write access: a handle opened
+/// for reading is reopened for writing (`ReOpenFile`), whose flush covers
+/// every handle's writes (the cache is the file's, not the handle's).
+pub(super) fn sync(file: &File, data_only: bool) -> io::Result<()> {
+    let synced = if data_only {
+        file.sync_data()
+    } else {
+        file.sync_all()
     };
-    match taken {
-        Ok(()) => Ok(()),
-        Err(TryLockError::WouldBlock) => Err(Refused::Conflict),
-        Err(TryLockError::Error(e)) => Err(Refused::Io(e)),
+    match synced {
+        Err(error) if error.raw_os_error() == Some(ERROR_ACCESS_DENIED.cast_signed()) => {
+            let share = FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE;
+            // SAFETY: the handle is open for the borrow of `file`; the call
+            // only reads it.
+            let writable = unsafe { ReOpenFile(handle(file), GENERIC_WRITE, share, 0) };
+            if writable == INVALID_HANDLE_VALUE {
+                return Err(error);
+            }
+            // SAFETY: `writable` is a new handle that nothing else owns;
+            // the `File` closes it.
+            unsafe { File::from_raw_handle(writable) }.sync_all()
+        }
+        other => other,
     }
+}
+
+/// The byte whose lock is the file's lock: shared or exclusive, held by
+/// one handle. Windows locks are mandatory (a locked byte cannot be read
+/// or written through another handle), so the lock bytes lie far past any
+/// data a file of this crate holds (locking past the end is allowed).
+const STATE: u64 = 1 << 62;
+
+/// The byte held exclusively while a handle changes its lock on [`STATE`]:
+/// Windows neither upgrades nor downgrades a lock in place, so a change is
+/// an unlock and a lock, and the gate keeps every other handle from
+/// slipping in between. Each change takes it (waiting: it is held for two
+/// system calls, never across a wait).
+const GATE: u64 = STATE + 1;
+
+/// A lock on the one byte at `at`: `Ok(false)` when another handle holds a
+/// conflicting one (only asked with `wait` off).
+fn lock_byte(file: &File, at: u64, exclusive: bool, wait: bool) -> io::Result<bool> {
+    let mut flags = 0;
+    if exclusive {
+        flags |= LOCKFILE_EXCLUSIVE_LOCK;
+    }
+    if !wait {
+        flags |= LOCKFILE_FAIL_IMMEDIATELY;
+    }
+    let mut overlapped = at_offset(at);
+    // SAFETY: the handle is open for the borrow of `file`; `overlapped`
+    // lives across the call, which completes before returning (the handle
+    // is synchronous: std opens files without FILE_FLAG_OVERLAPPED).
+    let done = unsafe { LockFileEx(handle(file), flags, 0, 1, 0, &raw mut overlapped) };
+    if done != 0 {
+        return Ok(true);
+    }
+    let error = io::Error::last_os_error();
+    if error.raw_os_error() == Some(ERROR_LOCK_VIOLATION.cast_signed()) {
+        Ok(false)
+    } else {
+        Err(error)
+    }
+}
+
+/// Releases this handle's lock on the byte at `at`: `Ok(false)` when it
+/// held none (Windows says `ERROR_NOT_LOCKED`, Wine `ERROR_LOCK_VIOLATION`).
+fn unlock_byte(file: &File, at: u64) -> io::Result<bool> {
+    let mut overlapped = at_offset(at);
+    // SAFETY: as in `lock_byte`.
+    let done = unsafe { UnlockFileEx(handle(file), 0, 1, 0, &raw mut overlapped) };
+    if done != 0 {
+        return Ok(true);
+    }
+    let error = io::Error::last_os_error();
+    let not_held = [ERROR_NOT_LOCKED, ERROR_LOCK_VIOLATION].map(|code| Some(code.cast_signed()));
+    if not_held.contains(&error.raw_os_error()) {
+        Ok(false)
+    } else {
+        Err(error)
+    }
+}
+
+fn at_offset(at: u64) -> OVERLAPPED {
+    let mut overlapped = OVERLAPPED::default();
+    #[allow(clippy::cast_possible_truncation, reason = "the two halves of `at`")]
+    {
+        overlapped.Anonymous.Anonymous.Offset = at as u32;
+        overlapped.Anonymous.Anonymous.OffsetHigh = (at >> 32) as u32;
+    }
+    overlapped
+}
+
+fn handle(file: &File) -> HANDLE {
+    file.as_raw_handle()
+}
+
+/// Takes, changes or drops `file`'s lock, as `flock` does on Unix: an
+/// upgrade that is refused keeps the shared lock, a downgrade never lets
+/// an exclusive locker in.
+pub(crate) fn try_lock(file: &File, kind: Kind) -> Result<(), Refused> {
+    let exclusive = match kind {
+        Kind::Unlock => return unlock_byte(file, STATE).map(drop).map_err(Refused::Io),
+        Kind::Shared => false,
+        Kind::Exclusive => true,
+    };
+    lock_byte(file, GATE, true, true).map_err(Refused::Io)?;
+    let changed = change(file, exclusive);
+    let opened = unlock_byte(file, GATE).map_err(Refused::Io);
+    changed.and(opened.map(drop))
+}
+
+/// The change itself, under the gate: no other handle takes or changes a
+/// lock meanwhile, so the shared lock given up for a refused upgrade is
+/// taken back (only shared locks can be beside it).
+fn change(file: &File, exclusive: bool) -> Result<(), Refused> {
+    let held = unlock_byte(file, STATE).map_err(Refused::Io)?;
+    if lock_byte(file, STATE, exclusive, false).map_err(Refused::Io)? {
+        return Ok(());
+    }
+    if held && !lock_byte(file, STATE, false, false).map_err(Refused::Io)? {
+        return Err(Refused::Io(io::Error::other(
+            "the shared lock given up for an upgrade could not be taken back",
+        )));
+    }
+    Err(Refused::Conflict)
 }
 
 /// Windows reports no capacity here and reserves nothing: the file is

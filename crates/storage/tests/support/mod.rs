@@ -63,14 +63,14 @@ pub enum Forbid {
 
 /// A file protected from this process (root included) until dropped,
 /// even when an assertion fails in between.
-#[cfg(unix)]
+#[cfg(unix)] // Unix mode bits and chattr.
 pub struct Protected {
     file: std::path::PathBuf,
     forbid: Forbid,
     root: bool,
 }
 
-#[cfg(unix)]
+#[cfg(unix)] // Unix mode bits and chattr.
 impl Protected {
     pub fn new(file: &std::path::Path, forbid: Forbid) -> Self {
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -102,7 +102,7 @@ impl Protected {
     }
 }
 
-#[cfg(unix)]
+#[cfg(unix)] // Unix mode bits and chattr.
 impl Drop for Protected {
     fn drop(&mut self) {
         use std::os::unix::fs::PermissionsExt;
