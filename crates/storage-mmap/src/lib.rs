@@ -65,6 +65,9 @@ pub use checkpoint::{
 };
 pub use chunked::{AtomicChunked, OpenIntent};
 pub use driver::{MmapDriver, MmapStaged};
+pub use pool::{
+    DEFAULT_BACKGROUND_THREADS, MAX_BACKGROUND_THREADS, background_threads, set_background_threads,
+};
 pub use space::DEFAULT_INITIAL_LEN;
 use storage_core::Resource;
 

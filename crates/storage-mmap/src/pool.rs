@@ -5,21 +5,62 @@
 //! A task is scheduled for an instant; the earliest due runs first (a slow
 //! disk under one resource delays the others by at most the time its
 //! workers are busy, never by its whole queue). Threads start when work is
-//! due and no worker is free, up to [`MAX_WORKERS`], and end after
-//! [`IDLE_EXIT`] without work: a process that stops downloading keeps no
-//! thread of this crate.
+//! due and no worker is free, up to [`background_threads`] (4 unless the
+//! application chose otherwise with [`set_background_threads`]), and end
+//! after [`IDLE_EXIT`] without work: a process that stops downloading keeps
+//! no thread of this crate. With 0 threads (or none to be had), the work is
+//! done on the caller's thread.
 
 use std::{
     collections::BTreeMap,
-    sync::{Arc, Weak},
+    sync::{
+        Arc, Weak,
+        atomic::{AtomicUsize, Ordering},
+    },
     thread,
     time::{Duration, Instant},
 };
 
 use parking_lot::{Condvar, Mutex};
 
-/// The most threads the pool runs at once.
-const MAX_WORKERS: usize = 4;
+/// The most threads the pool runs at once unless the application chooses.
+pub const DEFAULT_BACKGROUND_THREADS: usize = 4;
+
+/// The most threads [`set_background_threads`] accepts.
+pub const MAX_BACKGROUND_THREADS: usize = 64;
+
+/// The most threads the pool runs at once (see [`set_background_threads`]).
+static MAX_WORKERS: AtomicUsize = AtomicUsize::new(DEFAULT_BACKGROUND_THREADS);
+
+/// Sets the most threads this process's background work (every mmap
+/// resource's checkpoints and the durability work of its commits) runs on
+/// at once, for the whole process; `0` runs that work on the caller's
+/// thread (a checkpoint on the writer's, a commit's syncs in `commit`
+/// itself). Values above [`MAX_BACKGROUND_THREADS`] are taken as it.
+///
+/// Lowering it takes effect as the threads in excess finish their task:
+/// none is interrupted, and the queue is drained before the last one ends.
+/// Every promise of `sync()`, the drop and a crash holds for any value.
+///
+/// # Examples
+///
+/// ```
+/// storage_mmap::set_background_threads(2);
+/// assert_eq!(storage_mmap::background_threads(), 2);
+/// # storage_mmap::set_background_threads(storage_mmap::DEFAULT_BACKGROUND_THREADS);
+/// ```
+pub fn set_background_threads(threads: usize) {
+    MAX_WORKERS.store(threads.min(MAX_BACKGROUND_THREADS), Ordering::Relaxed);
+    // Idle workers above the new bound end now.
+    POOL.changed.notify_all();
+}
+
+/// The most threads the background pool runs at once (see
+/// [`set_background_threads`]).
+#[must_use]
+pub fn background_threads() -> usize {
+    MAX_WORKERS.load(Ordering::Relaxed)
+}
 
 /// How long a worker waits without work before its thread ends.
 const IDLE_EXIT: Duration = Duration::from_secs(10);
@@ -79,17 +120,13 @@ pub(crate) fn schedule(task: Weak<dyn Task>, at: Instant) -> Result<(), NoWorker
     let sequence = queue.sequence;
     queue.sequence += 1;
     queue.due.insert((at, sequence), task);
-    if queue.idle == 0 && queue.workers < MAX_WORKERS {
-        if thread::Builder::new()
-            .name("storage-background".into())
-            .spawn(work)
-            .is_ok()
-        {
-            queue.workers += 1;
-        } else if queue.workers == 0 {
-            queue.due.remove(&(at, sequence));
-            return Err(NoWorker);
-        }
+    if queue.idle == 0 && queue.workers < background_threads() && spawn_worker().is_ok() {
+        queue.workers += 1;
+    }
+    if queue.workers == 0 {
+        // None allowed (0 threads), or none to be had.
+        queue.due.remove(&(at, sequence));
+        return Err(NoWorker);
     }
     if first {
         // An idle worker may be waiting for a later instant.
@@ -98,12 +135,35 @@ pub(crate) fn schedule(task: Weak<dyn Task>, at: Instant) -> Result<(), NoWorker
     Ok(())
 }
 
-/// A worker: runs due tasks until it has waited [`IDLE_EXIT`] for one.
+/// Starts a worker thread (in the test build, fails while a test says the
+/// process is out of threads).
+fn spawn_worker() -> std::io::Result<()> {
+    #[cfg(test)]
+    if testing::REFUSE_THREADS.load(Ordering::SeqCst) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::WouldBlock,
+            "no thread (a test's fault)",
+        ));
+    }
+    thread::Builder::new()
+        .name("storage-background".into())
+        .spawn(work)
+        .map(drop)
+}
+
+/// A worker: runs due tasks until it has waited [`IDLE_EXIT`] for one, or
+/// until the pool has more threads than it may (then with the queue empty
+/// if it is the last one).
 fn work() {
     loop {
         let task = {
             let mut queue = POOL.queue.lock();
             loop {
+                let limit = background_threads();
+                if queue.workers > limit && (limit > 0 || queue.due.is_empty()) {
+                    queue.workers -= 1;
+                    return;
+                }
                 let now = Instant::now();
                 match queue.due.first_key_value().map(|(key, _)| key.0) {
                     Some(at) if at <= now => {
@@ -137,6 +197,15 @@ fn run(task: &Arc<dyn Task>) {
 #[cfg(test)]
 pub(crate) fn workers() -> usize {
     POOL.queue.lock().workers
+}
+
+/// The unit tests' fault: a process out of threads.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::sync::atomic::AtomicBool;
+
+    /// While set, no worker thread can be started.
+    pub(crate) static REFUSE_THREADS: AtomicBool = AtomicBool::new(false);
 }
 
 #[cfg(test)]
@@ -190,7 +259,7 @@ mod tests {
             ),
             (1, 1)
         );
-        assert!(workers() <= MAX_WORKERS);
+        assert!(workers() <= DEFAULT_BACKGROUND_THREADS);
         drop((early, late));
     }
 }

@@ -106,13 +106,15 @@ pub mod driver {
 }
 
 /// The file-backed driver's tuning (feature `mmap`): how often an active
-/// file's journal records what is durable, and a new file's size. The
-/// resource, its options and [`MmapDriver`] are at the crate root.
+/// file's journal records what is durable, a new file's size, and how many
+/// threads the process's background work runs on. The resource, its
+/// options and [`MmapDriver`] are at the crate root.
 #[cfg(feature = "mmap")]
 pub mod mmap {
     pub use storage_mmap::{
         CHECKPOINT_BYTES, CHECKPOINT_INTERVAL, CHECKPOINT_MAX_DELAY, CheckpointPolicy,
-        DEFAULT_INITIAL_LEN, MmapDriver, MmapStaged,
+        DEFAULT_BACKGROUND_THREADS, DEFAULT_INITIAL_LEN, MAX_BACKGROUND_THREADS, MmapDriver,
+        MmapStaged, background_threads, set_background_threads,
     };
 }
 
