@@ -153,6 +153,9 @@ fn checkpoint(
     if ranges.is_empty() {
         return Ok(());
     }
+    // A new file's journal is provisional: its name is made durable before
+    // the data it will name is synced.
+    journal.make_name_durable()?;
     poison.sync(|| sys::sync_data(data))?;
     let merged: RangeSet<u64> = ranges.into_iter().collect();
     journal.append(merged.iter())
@@ -352,9 +355,11 @@ impl Flusher {
             return Err(io::Error::other("the journal was lost"));
         };
         let ranges = shared.take_pending();
-        let result = shared
-            .poison
-            .sync(|| sys::sync_data(&shared.data))
+        // `sync` asks for durability: a new file's provisional journal is
+        // made durable first (before the data it names).
+        let result = journal
+            .make_name_durable()
+            .and_then(|()| shared.poison.sync(|| sys::sync_data(&shared.data)))
             .and_then(|()| {
                 let merged: RangeSet<u64> = ranges.iter().cloned().collect();
                 journal.append(merged.iter())?;

@@ -238,6 +238,9 @@ pub(crate) struct Journal {
     path: PathBuf,
     /// The journal file's identity (see [`Journal::id`]).
     id: Option<(u64, u64)>,
+    /// Whether the journal's name (and first record) are known durable: a
+    /// provisional journal's are not until its first range is recorded.
+    name_durable: bool,
 }
 
 use crate::sys;
@@ -289,10 +292,73 @@ impl Journal {
         Ok(Self::of(path, &file))
     }
 
+    /// Creates (or replaces) the journal of a new file at `path`, with no
+    /// range, *provisionally*: written to a temporary name and renamed into
+    /// place like [`Journal::create`], but nothing is synced. A new file
+    /// costs no disk sync until something is to be made durable: the first
+    /// range recorded (a checkpoint) syncs the journal and its directory
+    /// before the data it names (see [`Journal::make_name_durable`]), and a
+    /// commit's background work syncs the file before it removes the
+    /// journal.
+    ///
+    /// Why no sync is needed before: the caller created its data file empty
+    /// and holds it locked, and gives it a length only after this returns.
+    /// A crash can then leave the journal without a file (ignored, replaced
+    /// by the next download), both (an unfinished download with nothing
+    /// journaled), neither, or an empty file (a new file) — never the data
+    /// file with data and without this journal: the file's length is set
+    /// after the journal's name, and a file system that keeps one keeps the
+    /// other (the names and lengths of one directory reach the disk in the
+    /// order they were made on the journaling file systems, and a directory
+    /// sync — the only way this crate makes a name durable — takes both);
+    /// the first sync of the data file comes after the journal's name is
+    /// durable (a file system that makes a file's name durable with its
+    /// `fsync`, as btrfs does, cannot keep the file without the journal).
+    pub(crate) fn create_provisional(path: &Path) -> io::Result<Self> {
+        let temp = temp_path_for(path);
+        let written = (|| {
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&temp)?;
+            file.write_all(MAGIC)?;
+            // Under the directory lock, as in `create`.
+            let _name = sys::dir_lock(path);
+            fs::rename(&temp, path)?;
+            Ok(file)
+        })();
+        match written {
+            Ok(file) => Ok(Self {
+                name_durable: false,
+                ..Self::of(path, &file)
+            }),
+            Err(e) => {
+                let _ = fs::remove_file(&temp);
+                Err(e)
+            }
+        }
+    }
+
+    /// Makes the journal's name and first record durable, once (a no-op
+    /// for a journal created whole): before the first range is recorded,
+    /// so no range is journaled, and no data synced, while a power loss
+    /// could keep the data file without its journal.
+    pub(crate) fn make_name_durable(&mut self) -> io::Result<()> {
+        if self.name_durable {
+            return Ok(());
+        }
+        sys::sync_all(&self.open()?)?;
+        sync_dir(&self.path)?;
+        self.name_durable = true;
+        Ok(())
+    }
+
     fn of(path: &Path, file: &File) -> Self {
         Self {
             path: path.to_path_buf(),
             id: file.metadata().ok().and_then(|meta| sys::file_id(&meta)),
+            name_durable: true,
         }
     }
 
@@ -321,7 +387,13 @@ impl Journal {
         let file = open_existing(path, OpenOptions::new().write(true))?
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "the journal went away"))?;
         file.set_len(contents.valid_len)?;
-        Ok(Self::of(path, &file))
+        // Perhaps a provisional journal of a process that died before its
+        // first checkpoint: its name is made durable before a range is
+        // added to it.
+        Ok(Self {
+            name_durable: false,
+            ..Self::of(path, &file)
+        })
     }
 
     /// Appends one record with `ranges` (nothing when there are none).

@@ -101,6 +101,34 @@ fn check_crash(
     }
 }
 
+/// Checks the file `name` of `session` at every sync point from now on
+/// (until `probe::set(None)`), against the whole files in `expected`
+/// (the first is the download whose bytes an active reopen must match).
+fn check_every_sync_point(
+    session: &Path,
+    crashes: &Path,
+    name: &'static str,
+    expected: Vec<Arc<Vec<u8>>>,
+) -> Arc<Mutex<Seen>> {
+    let durable = Arc::new(DurableImage::new(session));
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let crash = crashes.join("now");
+    let recorded = Arc::clone(&seen);
+    probe::set(Some(Arc::new(move |event: &Synced<'_>| {
+        if CHECKING.get() {
+            return;
+        }
+        if !durable.record(event) {
+            return;
+        }
+        CHECKING.set(true);
+        let expected: Vec<&[u8]> = expected.iter().map(|bytes| bytes.as_slice()).collect();
+        check_crash(&durable, &crash, name, &expected, &mut recorded.lock());
+        CHECKING.set(false);
+    })));
+    seen
+}
+
 #[test]
 fn a_power_loss_at_any_sync_point_leaves_only_true_bytes() {
     let _exclusive = probe::EXCLUSIVE.lock();
@@ -111,29 +139,16 @@ fn a_power_loss_at_any_sync_point_leaves_only_true_bytes() {
     let download = Arc::new(pattern(7, len));
     let replacement = Arc::new(pattern(8, 300_000));
     let plain = Arc::new(pattern(9, 200_000));
-    let durable = Arc::new(DurableImage::new(session.path()));
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    {
-        let (durable, seen) = (Arc::clone(&durable), Arc::clone(&seen));
-        let crash = crashes.path().join("now");
-        let (download, replacement, plain) = (
+    let seen = check_every_sync_point(
+        session.path(),
+        crashes.path(),
+        name,
+        vec![
             Arc::clone(&download),
             Arc::clone(&replacement),
             Arc::clone(&plain),
-        );
-        probe::set(Some(Arc::new(move |event: &Synced<'_>| {
-            if CHECKING.get() {
-                return;
-            }
-            if !durable.record(event) {
-                return;
-            }
-            CHECKING.set(true);
-            let expected: [&[u8]; 3] = [&download, &replacement, &plain];
-            check_crash(&durable, &crash, name, &expected, &mut seen.lock());
-            CHECKING.set(false);
-        })));
-    }
+        ],
+    );
     let path: PathBuf = session.path().join(name);
     // The session: an out-of-order download with checkpoints, a sync, a
     // commit and its sync, a drop; then a durable replacement and a plain
@@ -179,4 +194,56 @@ fn a_power_loss_at_any_sync_point_leaves_only_true_bytes() {
     assert!(seen.failures.is_empty(), "{:#?}", seen.failures);
     assert!(seen.points >= 8, "only {} sync points", seen.points);
     assert!(seen.active > 0 && seen.committed > 0);
+}
+
+/// A new small file costs no sync until it is committed, its journal only
+/// provisional: a neighbour in the same directory that syncs the directory
+/// meanwhile makes the new file's name durable with its journal's, and a
+/// power loss at any point reopens the new file unfinished (with only true
+/// bytes) or committed and whole — never committed with a wrong byte.
+#[test]
+fn a_new_file_s_provisional_journal_survives_a_neighbour_s_directory_sync() {
+    let _exclusive = probe::EXCLUSIVE.lock();
+    let session = tempfile::tempdir().unwrap();
+    let crashes = tempfile::tempdir().unwrap();
+    let name = "segment.bin";
+    let download = Arc::new(pattern(11, 100 * 1024));
+    let seen = check_every_sync_point(
+        session.path(),
+        crashes.path(),
+        name,
+        vec![Arc::clone(&download)],
+    );
+    let path = session.path().join(name);
+    let neighbour = |i: u64| {
+        let other = MmapResource::open(
+            CancellationToken::new(),
+            MmapOptions::new(session.path().join(format!("neighbour-{i}.bin"))),
+        )
+        .unwrap();
+        other.write_all(&pattern(20 + i, 5000)).unwrap();
+        other.sync().unwrap();
+    };
+    {
+        let resource =
+            MmapResource::open(CancellationToken::new(), MmapOptions::new(&path)).unwrap();
+        neighbour(0);
+        resource.write_at(0, &download[..60_000]).unwrap();
+        neighbour(1);
+        resource.write_at(60_000, &download[60_000..]).unwrap();
+        resource.commit(Some(download.len() as u64)).unwrap();
+        neighbour(2);
+        resource.sync().unwrap();
+    }
+    probe::set(None);
+    let seen = seen.lock();
+    println!(
+        "{} crash points: {} with no file, {} active, {} committed",
+        seen.points, seen.absent, seen.active, seen.committed
+    );
+    assert!(seen.failures.is_empty(), "{:#?}", seen.failures);
+    assert!(
+        seen.active > 0 && seen.committed > 0,
+        "the file was never seen unfinished and committed"
+    );
 }

@@ -203,8 +203,10 @@ fn create(
         len,
         || {
             let _ = journal::remove_if_present(&journal::temp_path_for(journal_path));
+            // Provisional (no sync): the file is empty and locked, and is
+            // given its length only after this.
             journal = Some(
-                Journal::create(journal_path, std::iter::empty())
+                Journal::create_provisional(journal_path)
                     .map_err(|e| io_error(journal_path, "cannot write", e))?,
             );
             Ok(())
