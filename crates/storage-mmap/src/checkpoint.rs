@@ -102,6 +102,8 @@ struct Pending {
 /// Shared between the writer, the pool's workers and `sync`.
 #[derive(Debug)]
 struct Shared {
+    /// Itself, to schedule a retry from a worker.
+    me: Weak<Shared>,
     /// The journal. Whoever checkpoints (a worker, or `sync` through
     /// [`Flusher::flush`]) holds it from taking the pending ranges until
     /// they are journaled, so a checkpoint never returns while ranges taken
@@ -173,7 +175,9 @@ impl Shared {
     }
 
     /// A checkpoint of what is pending now; says whether there was any
-    /// (none once stopped: the journal is the stopper's).
+    /// (none once stopped: the journal is the stopper's). Ranges it could
+    /// not journal are pending again, ahead of those written since: the
+    /// next checkpoint, `sync` or the drop journals them or says why not.
     fn checkpoint_pending(&self) -> io::Result<bool> {
         let mut journal = self.journal.lock();
         let Some(journal) = journal.as_mut() else {
@@ -181,17 +185,52 @@ impl Shared {
         };
         let ranges = self.take_pending();
         let any = !ranges.is_empty();
-        checkpoint(&self.data, journal, ranges, &self.poison).map(|()| any)
+        match checkpoint(&self.data, journal, ranges.clone(), &self.poison) {
+            Ok(()) => Ok(any),
+            Err(e) => {
+                self.put_back(ranges);
+                Err(e)
+            }
+        }
+    }
+
+    /// Ranges a checkpoint took but could not journal, pending again ahead
+    /// of what was written since; says when to try again (within the
+    /// policy's delay), if sooner than scheduled. The caller holds the
+    /// journal.
+    fn put_back(&self, ranges: Vec<Range<u64>>) -> Option<Instant> {
+        if ranges.is_empty() {
+            return None;
+        }
+        let mut pending = self.pending.lock();
+        pending.bytes += ranges
+            .iter()
+            .map(|range| range.end - range.start)
+            .sum::<u64>();
+        pending.ranges.splice(0..0, ranges);
+        let at = self
+            .policy
+            .max_delay
+            .and_then(|delay| Instant::now().checked_add(delay))
+            .filter(|&at| pending.due.is_none_or(|due| at < due));
+        if at.is_some() {
+            pending.due = at;
+        }
+        at
     }
 }
 
 impl Shared {
     /// Has the pool run this file's checkpoint at `at` (the caller set
-    /// `due`); with no thread to be had, checkpoints on the caller's
-    /// thread now.
-    fn schedule(self: &Arc<Self>, at: Instant) {
+    /// `due`). With no thread to be had (or 0 allowed), the checkpoint runs
+    /// on the caller's thread if it is due now or `by_bytes` made it due
+    /// (the byte bound is what keeps a fast download's loss small); a
+    /// checkpoint due later by time only waits for the next write that
+    /// crosses the byte bound, `sync` or the drop — a write never pays a
+    /// sync for the time bound.
+    fn schedule(self: &Arc<Self>, at: Instant, by_bytes: bool) {
         let task = Arc::downgrade(self) as Weak<dyn pool::Task>;
-        if pool::schedule(task, at).is_err() {
+        if pool::schedule(task, at).is_err() && (by_bytes || at <= Instant::now()) {
             let _ = self.checkpoint_pending();
         }
     }
@@ -210,9 +249,24 @@ impl pool::Task for Shared {
         }
         // A failure poisons the handle: `sync` and the commit report it;
         // nothing is journaled any more.
-        if let Ok(true) | Err(_) = self.checkpoint_pending() {
-            self.taken
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match self.checkpoint_pending() {
+            Ok(true) => {
+                self.taken
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            Ok(false) => {}
+            Err(_) => {
+                self.taken
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                // The ranges are pending again (`checkpoint_pending`); tried
+                // again within the policy's delay (not here and now: a
+                // worker never spins on a failing disk).
+                let due = self.pending.lock().due;
+                if let Some(at) = due {
+                    let task = Weak::clone(&self.me) as Weak<dyn pool::Task>;
+                    let _ = pool::schedule(task, at);
+                }
+            }
         }
     }
 }
@@ -237,7 +291,8 @@ impl Checkpoints {
         policy: CheckpointPolicy,
     ) -> Self {
         let checkpoints = Self {
-            shared: Arc::new(Shared {
+            shared: Arc::new_cyclic(|me| Shared {
+                me: Weak::clone(me),
                 journal: Mutex::new(Some(journal)),
                 pending: Mutex::new(Pending::default()),
                 data,
@@ -298,13 +353,13 @@ impl Checkpoints {
             let Some(at) = by_time.into_iter().chain(by_bytes).min() else {
                 return;
             };
-            if pending.due.is_some_and(|due| due <= at) {
+            if pending.due.is_some_and(|due| due <= at) && !crossed {
                 return;
             }
-            pending.due = Some(at);
-            at
+            pending.due = Some(pending.due.map_or(at, |due| due.min(at)));
+            (at, crossed)
         };
-        self.shared.schedule(due);
+        self.shared.schedule(due.0, due.1);
     }
 
     /// Stops the checkpoints (waiting for one under way) and returns the
@@ -365,31 +420,15 @@ impl Flusher {
                 journal.append(merged.iter())?;
                 journal.sync()
             });
-        if result.is_err() && !ranges.is_empty() {
+        if result.is_err() {
             // Still pending, ahead of what was written since, and due
             // again within the policy's delay.
-            let due = {
-                let mut pending = shared.pending.lock();
-                pending.bytes += ranges
-                    .iter()
-                    .map(|range| range.end - range.start)
-                    .sum::<u64>();
-                pending.ranges.splice(0..0, ranges);
-                let at = shared
-                    .policy
-                    .max_delay
-                    .and_then(|delay| Instant::now().checked_add(delay))
-                    .filter(|&at| pending.due.is_none_or(|due| at < due));
-                if at.is_some() {
-                    pending.due = at;
-                }
-                at
-            };
+            let due = shared.put_back(ranges);
             // Unlocked first: with no worker to be had, the checkpoint runs
             // here and takes the journal.
             drop(guard);
             if let Some(at) = due {
-                shared.schedule(at);
+                shared.schedule(at, false);
             }
         }
         result
@@ -413,6 +452,51 @@ mod tests {
         .unwrap();
         let checkpoints = Checkpoints::new(Arc::new(data), journal, Poison::default(), policy);
         (dir, checkpoints)
+    }
+
+    /// With no background thread, a write never pays a sync for the time
+    /// bound: only crossing the byte bound checkpoints on its thread.
+    #[test]
+    fn without_a_worker_only_the_byte_bound_checkpoints_on_the_writer_s_thread() {
+        use std::sync::atomic::AtomicUsize;
+
+        use crate::sys::{self, Synced};
+
+        let _exclusive = crate::sys::probe::EXCLUSIVE.lock();
+        let (dir, checkpoints) = fresh(CheckpointPolicy {
+            bytes: 64 * 1024,
+            min_interval: Duration::ZERO,
+            max_delay: Some(Duration::from_secs(1)),
+        });
+        let data_id = sys::entry_id(&dir.path().join("data"));
+        let syncs = Arc::new(AtomicUsize::new(0));
+        {
+            let syncs = Arc::clone(&syncs);
+            crate::sys::probe::set(Some(Arc::new(move |event: &Synced<'_>| {
+                if let Synced::File(file) = event
+                    && file.metadata().ok().and_then(|m| sys::file_id(&m)) == data_id
+                {
+                    syncs.fetch_add(1, Ordering::SeqCst);
+                }
+            })));
+        }
+        crate::pool::testing::NO_WORKER.set(true);
+        // 60 writes of 1 KiB: due by time (in a second), not by bytes.
+        for i in 0..60u64 {
+            checkpoints.record(i * 1024..(i + 1) * 1024);
+        }
+        let by_time = syncs.load(Ordering::SeqCst);
+        // Crossing the byte bound: one checkpoint, here.
+        checkpoints.record(60 * 1024..70 * 1024);
+        let by_bytes = syncs.load(Ordering::SeqCst);
+        crate::pool::testing::NO_WORKER.set(false);
+        crate::sys::probe::set(None);
+        assert!(
+            by_time <= 1,
+            "{by_time} syncs for 60 small writes without a worker"
+        );
+        assert_eq!(by_bytes, by_time + 1, "the byte bound made no checkpoint");
+        assert_eq!(journaled(&dir), 70 * 1024);
     }
 
     fn journaled(dir: &tempfile::TempDir) -> u64 {

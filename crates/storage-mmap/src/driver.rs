@@ -65,6 +65,11 @@ pub struct MmapDriver {
     /// into an active file never take it, so a sync's `fdatasync` does not
     /// stop them. Locked before everything else here.
     lifecycle: Mutex<()>,
+    /// Whether bytes of the committed file may not be durable yet beyond
+    /// what a commit's work syncs (a rewrite in place, a replacement, a
+    /// file opened as it was found): `sync` syncs the data only then, so a
+    /// commit's `sync` costs its own work alone.
+    unsynced: std::sync::atomic::AtomicBool,
 }
 
 impl MmapDriver {
@@ -76,6 +81,7 @@ impl MmapDriver {
             journal,
             durability: Durability::default(),
             lifecycle: Mutex::new(()),
+            unsynced: true.into(),
         }
     }
 
@@ -207,6 +213,9 @@ impl DriverIo for MmapDriver {
         // `sync` waits for it and reports its errors.
         self.store.set_extent(target);
         let checkpoints = self.journal.take();
+        // Everything written so far is the commit's work to sync.
+        self.unsynced
+            .store(false, std::sync::atomic::Ordering::SeqCst);
         self.durability.start(checkpoints, self.finisher());
         Ok(())
     }
@@ -233,6 +242,8 @@ impl DriverIo for MmapDriver {
             return Err(StorageError::ReadOnly);
         }
         let _lifecycle = self.lifecycle.lock();
+        self.unsynced
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         // The last commit's durability work first: it must not remove the
         // journal made below, nor release the lock taken below.
         self.durability.wait();
@@ -292,6 +303,8 @@ impl DriverIo for MmapDriver {
     }
 
     fn publish(&self, staged: MmapStaged<'_>) {
+        self.unsynced
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         staged.publish(&self.store, &self.journal, &self.durability);
     }
 
@@ -313,8 +326,13 @@ impl DriverIo for MmapDriver {
             }
             let store = self.store.read();
             let rename_owed = self.durability.take_owed_rename();
-            if !store.is_writable() && !rename_owed {
-                return Ok(()); // read-only: nothing written to sync
+            let unsynced = self
+                .unsynced
+                .swap(false, std::sync::atomic::Ordering::SeqCst);
+            if (!store.is_writable() || !unsynced) && !rename_owed {
+                // Read-only, or nothing written since the commit whose work
+                // `settle` saw durable.
+                return Ok(());
             }
             (
                 store.shared_file(path),
@@ -341,8 +359,12 @@ impl DriverIo for MmapDriver {
                 Ok(())
             }
         });
-        if synced.is_err() && rename_owed {
-            self.durability.owe_rename();
+        if synced.is_err() {
+            if rename_owed {
+                self.durability.owe_rename();
+            }
+            self.unsynced
+                .store(true, std::sync::atomic::Ordering::SeqCst);
         }
         synced
     }
@@ -352,6 +374,8 @@ impl DriverIo for MmapDriver {
             WriteKind::Fresh => self.write_active(offset, data, Exclusion::Shared),
             WriteKind::Active => self.write_active(offset, data, Exclusion::Exclusive),
             WriteKind::Committed { holes } => {
+                self.unsynced
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
                 let written = self.rewrite(offset, data);
                 if written.is_err() {
                     // A failed rewrite may have stored part of itself in a

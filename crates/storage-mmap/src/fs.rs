@@ -62,6 +62,31 @@ pub fn journal_owner(journal: &Path) -> Option<PathBuf> {
     (crate::journal::path_for(&owner) == journal).then_some(owner)
 }
 
+/// Whether `path` is named as one of this driver's side files (a journal,
+/// or a journal's temporary file) of some other file: such a path is not
+/// opened as a resource (the other file's journal would be written over
+/// it).
+#[must_use]
+pub fn is_side_file(path: &Path) -> bool {
+    if journal_owner(path).is_some() {
+        return true;
+    }
+    // A journal's temporary file: its name is a journal's plus a suffix.
+    let Some(name) = path.file_name().and_then(|name| name.to_str()) else {
+        return false;
+    };
+    let added = crate::journal::temp_path_for(Path::new("a"))
+        .as_os_str()
+        .len()
+        - 1;
+    name.get(..name.len().saturating_sub(added))
+        .filter(|stem| !stem.is_empty())
+        .map(|stem| path.with_file_name(stem))
+        .is_some_and(|journal| {
+            journal_owner(&journal).is_some() && crate::journal::temp_path_for(&journal) == path
+        })
+}
+
 /// Removes a download: the file at `path` and its [`side_files`]. Each is
 /// tried, and one already gone is no error.
 ///

@@ -241,6 +241,11 @@ pub(crate) struct Journal {
     /// Whether the journal's name (and first record) are known durable: a
     /// provisional journal's are not until its first range is recorded.
     name_durable: bool,
+    /// The length of its valid records: the next record is written here.
+    len: u64,
+    /// A record's write failed partway: its torn bytes are cut off before
+    /// the next one (else every later record would follow them, unread).
+    torn: bool,
 }
 
 use crate::sys;
@@ -274,9 +279,9 @@ impl Journal {
             // land in between.
             let _name = sys::dir_lock(path);
             fs::rename(&temp, path)?;
-            Ok(file)
+            Ok((file, bytes.len() as u64))
         })();
-        let file = match written {
+        let (file, len) = match written {
             Ok(file) => file,
             Err(e) => {
                 let _ = fs::remove_file(&temp);
@@ -289,7 +294,7 @@ impl Journal {
             let _ = fs::remove_file(path);
             return Err(e);
         }
-        Ok(Self::of(path, &file))
+        Ok(Self::of(path, &file, len))
     }
 
     /// Creates (or replaces) the journal of a new file at `path`, with no
@@ -331,7 +336,7 @@ impl Journal {
         match written {
             Ok(file) => Ok(Self {
                 name_durable: false,
-                ..Self::of(path, &file)
+                ..Self::of(path, &file, MAGIC.len() as u64)
             }),
             Err(e) => {
                 let _ = fs::remove_file(&temp);
@@ -348,23 +353,66 @@ impl Journal {
         if self.name_durable {
             return Ok(());
         }
-        sys::sync_all(&self.open()?)?;
+        let file = self.open_or_recreate()?;
+        sys::sync_all(&file)?;
         sync_dir(&self.path)?;
         self.name_durable = true;
         Ok(())
     }
 
-    fn of(path: &Path, file: &File) -> Self {
+    fn of(path: &Path, file: &File, len: u64) -> Self {
         Self {
             path: path.to_path_buf(),
             id: file.metadata().ok().and_then(|meta| sys::file_id(&meta)),
             name_durable: true,
+            len,
+            torn: false,
         }
     }
 
-    /// The journal file, opened to append, if it is still this journal.
+    /// Writes one record after the valid ones (cutting a torn one off
+    /// first); on a failure partway the torn bytes are cut off now, or
+    /// before the next record.
+    fn write_record(&mut self, file: &File, record: &[u8]) -> io::Result<()> {
+        if self.torn {
+            file.set_len(self.len)?;
+            self.torn = false;
+        }
+        match sys::write_all_at(file, record, self.len) {
+            Ok(()) => {
+                self.len += record.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                self.torn = file.set_len(self.len).is_err();
+                Err(e)
+            }
+        }
+    }
+
+    /// The journal file, opened to write records; if it is gone (removed,
+    /// or replaced, from outside) while its file is still there, a new
+    /// empty journal, born whole, takes its place: the file stays marked
+    /// unfinished (a missing journal would make it look committed), and
+    /// what the lost one held is only fetched again.
+    fn open_or_recreate(&mut self) -> io::Result<File> {
+        match self.open() {
+            // Not when the download went with it (its file removed too).
+            Err(e)
+                if e.kind() == io::ErrorKind::NotFound
+                    && crate::fs::journal_owner(&self.path).is_some_and(|file| file.exists()) =>
+            {
+                *self = Self::create(&self.path, std::iter::empty())?;
+                self.open()
+            }
+            opened => opened,
+        }
+    }
+
+    /// The journal file, opened to write records, if it is still this
+    /// journal.
     fn open(&self) -> io::Result<File> {
-        let file = OpenOptions::new().append(true).open(&self.path)?;
+        let file = OpenOptions::new().write(true).open(&self.path)?;
         // Where the platform cannot tell one file from another (`file_id`
         // is `None`), the path is trusted.
         let id = file.metadata().ok().and_then(|meta| sys::file_id(&meta));
@@ -392,7 +440,7 @@ impl Journal {
         // added to it.
         Ok(Self {
             name_durable: false,
-            ..Self::of(path, &file)
+            ..Self::of(path, &file, contents.valid_len)
         })
     }
 
@@ -405,7 +453,8 @@ impl Journal {
         if ranges.peek().is_none() {
             return Ok(());
         }
-        self.open()?.write_all(&encode(ranges))
+        let file = self.open_or_recreate()?;
+        self.write_record(&file, &encode(ranges))
     }
 
     /// The journal file's identity, to tell it from another journal later
@@ -420,21 +469,22 @@ impl Journal {
         expected_len: Option<u64>,
         validator: Option<&str>,
     ) -> io::Result<()> {
-        let mut file = self.open()?;
-        file.write_all(&frame(&encode_identity(expected_len, validator)))?;
+        let file = self.open_or_recreate()?;
+        self.write_record(&file, &frame(&encode_identity(expected_len, validator)))?;
         sys::sync_data(&file)
     }
 
     /// Appends a replacement mark and makes it durable.
     pub(crate) fn mark_replacement(&mut self, mark: Replacement) -> io::Result<()> {
-        let mut file = self.open()?;
-        file.write_all(&encode_mark(mark))?;
+        let file = self.open_or_recreate()?;
+        self.write_record(&file, &encode_mark(mark))?;
         sys::sync_data(&file)
     }
 
     /// Makes the appended records durable.
-    pub(crate) fn sync(&self) -> io::Result<()> {
-        sys::sync_data(&self.open()?)
+    pub(crate) fn sync(&mut self) -> io::Result<()> {
+        let file = self.open_or_recreate()?;
+        sys::sync_data(&file)
     }
 }
 
@@ -635,6 +685,41 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_record_cut_short_is_cut_off_so_later_records_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("torn.storage-journal");
+        let mut journal = Journal::create_provisional(&path).unwrap();
+        journal.append([0..10].iter()).unwrap();
+        // A full disk: the next record is stored in part, then fails.
+        crate::sys::probe::cut_next_write_of(&path, 5);
+        assert!(journal.append([100..200].iter()).is_err());
+        journal.append([20..30].iter()).unwrap();
+        journal.record_identity(Some(500), Some("v1")).unwrap();
+        let contents = read(&path).unwrap().unwrap();
+        assert_eq!(contents.ranges, set(&[0..10, 20..30]));
+        assert_eq!(contents.expected_len, Some(500));
+        assert_eq!(fs::metadata(&path).unwrap().len(), contents.valid_len);
+    }
+
+    #[test]
+    fn a_journal_removed_from_outside_is_made_anew_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gone.storage-journal");
+        fs::write(dir.path().join("gone"), b"its file").unwrap();
+        let mut journal = Journal::create(&path, [0..10].iter()).unwrap();
+        fs::remove_file(&path).unwrap();
+        journal.sync().unwrap();
+        assert_eq!(read(&path).unwrap().unwrap().ranges, set(&[]));
+        journal.append([20..30].iter()).unwrap();
+        assert_eq!(read(&path).unwrap().unwrap().ranges, set(&[20..30]));
+        // The download removed whole (its file too): no journal comes back.
+        fs::remove_file(dir.path().join("gone")).unwrap();
+        fs::remove_file(&path).unwrap();
+        assert!(journal.sync().is_err());
+        assert!(!path.exists());
     }
 
     #[test]

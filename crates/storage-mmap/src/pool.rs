@@ -112,6 +112,10 @@ pub(crate) struct NoWorker;
 /// [`NoWorker`] when the pool has no thread and cannot start one (the
 /// process is out of threads or memory): nothing was scheduled.
 pub(crate) fn schedule(task: Weak<dyn Task>, at: Instant) -> Result<(), NoWorker> {
+    #[cfg(test)]
+    if testing::NO_WORKER.get() {
+        return Err(NoWorker);
+    }
     let mut queue = POOL.queue.lock();
     let first = queue
         .due
@@ -160,23 +164,32 @@ fn work() {
             let mut queue = POOL.queue.lock();
             loop {
                 let limit = background_threads();
-                if queue.workers > limit && (limit > 0 || queue.due.is_empty()) {
+                let now = Instant::now();
+                let next = queue.due.first_key_value().map(|(key, _)| key.0);
+                // Above the bound: a worker ends, the last one (with 0
+                // allowed) once nothing is due now — a task due later is
+                // its owner's to run (at its next write, `sync` or drop).
+                if queue.workers > limit && (limit > 0 || next.is_none_or(|at| at > now)) {
                     queue.workers -= 1;
                     return;
                 }
-                let now = Instant::now();
-                match queue.due.first_key_value().map(|(key, _)| key.0) {
+                match next {
                     Some(at) if at <= now => {
                         break queue.due.pop_first().map(|(_, task)| task);
                     }
                     next => {
                         queue.idle += 1;
-                        let until = next.unwrap_or(now + IDLE_EXIT);
+                        let until = next.map_or(now + IDLE_EXIT, |at| at.min(now + IDLE_EXIT));
                         let timed_out = POOL.changed.wait_until(&mut queue, until).timed_out();
                         queue.idle -= 1;
-                        if timed_out && next.is_none() && queue.due.is_empty() {
-                            queue.workers -= 1;
-                            return;
+                        if timed_out && next.is_none_or(|at| at > until) {
+                            // Idle for a while: tasks whose owner is gone
+                            // keep no thread waiting for their instant.
+                            queue.due.retain(|_, task| task.strong_count() > 0);
+                            if queue.due.is_empty() {
+                                queue.workers -= 1;
+                                return;
+                            }
                         }
                     }
                 }
@@ -202,10 +215,16 @@ pub(crate) fn workers() -> usize {
 /// The unit tests' fault: a process out of threads.
 #[cfg(test)]
 pub(crate) mod testing {
-    use std::sync::atomic::AtomicBool;
+    use std::{cell::Cell, sync::atomic::AtomicBool};
 
     /// While set, no worker thread can be started.
     pub(crate) static REFUSE_THREADS: AtomicBool = AtomicBool::new(false);
+
+    thread_local! {
+        /// While set, this thread's scheduling finds no worker (as with 0
+        /// threads), without changing the pool for other tests.
+        pub(crate) static NO_WORKER: Cell<bool> = const { Cell::new(false) };
+    }
 }
 
 #[cfg(test)]

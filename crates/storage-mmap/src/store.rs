@@ -46,6 +46,27 @@ pub(crate) struct Store {
 }
 
 /// A `StorageError::Io` that names the operation and the path.
+/// Creates `dir` and its missing ancestors, and makes each new one's name
+/// durable (a sync of the directory that holds it): else a power loss
+/// after a `sync()` could take the new file with its directory. Costs
+/// nothing when `dir` exists.
+fn create_dirs(dir: &Path) -> StorageResult<()> {
+    let missing: Vec<&Path> = dir
+        .ancestors()
+        .take_while(|ancestor| !ancestor.as_os_str().is_empty() && !ancestor.is_dir())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    fs::create_dir_all(dir).map_err(|e| io_error(dir, "cannot create directory", e))?;
+    // Outermost first: each directory's own entry, in the one above it.
+    for created in missing.iter().rev() {
+        sys::sync_dir(created)
+            .map_err(|e| io_error(created, "cannot sync the directory that holds", e))?;
+    }
+    Ok(())
+}
+
 pub(crate) fn io_error(path: &Path, what: &'static str, error: io::Error) -> StorageError {
     StorageError::io(what, path, error)
 }
@@ -234,8 +255,7 @@ impl Store {
         undo_growth: impl FnOnce(),
     ) -> StorageResult<Self> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            fs::create_dir_all(parent)
-                .map_err(|e| io_error(parent, "cannot create directory", e))?;
+            create_dirs(parent)?;
         }
         let mut options = OpenOptions::new();
         options.read(true).write(true);
@@ -442,5 +462,49 @@ impl Store {
     /// checkpoints and a sync to use beside the store.
     pub(crate) fn shared_file(&self, path: &Path) -> StorageResult<Arc<File>> {
         self.file.clone().ok_or_else(|| no_file(path))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{path::PathBuf, sync::Arc};
+
+    use parking_lot::Mutex;
+
+    use super::*;
+    use crate::sys::{Synced, probe};
+
+    /// Directories an open creates are made durable in the directory that
+    /// holds each (else a power loss after a `sync()` could take the new
+    /// file with them); an existing directory costs no sync.
+    #[test]
+    fn directories_an_open_creates_are_synced_where_they_are_named() {
+        let _exclusive = probe::EXCLUSIVE.lock();
+        let root = tempfile::tempdir().unwrap();
+        let synced = Arc::new(Mutex::new(Vec::<PathBuf>::new()));
+        {
+            let synced = Arc::clone(&synced);
+            probe::set(Some(Arc::new(move |event: &Synced<'_>| {
+                if let Synced::Dir(dir) = event {
+                    synced.lock().push(dir.to_path_buf());
+                }
+            })));
+        }
+        let deep = root.path().join("new_a/new_b");
+        create_dirs(&deep).unwrap();
+        let first = synced.lock().clone();
+        create_dirs(&deep).unwrap();
+        probe::set(None);
+        assert!(deep.is_dir());
+        assert_eq!(
+            first,
+            vec![root.path().to_path_buf(), root.path().join("new_a")],
+            "each new directory's entry, outermost first"
+        );
+        assert_eq!(
+            synced.lock().len(),
+            2,
+            "an existing directory was synced again"
+        );
     }
 }

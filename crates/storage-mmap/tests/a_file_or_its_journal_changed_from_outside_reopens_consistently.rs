@@ -121,3 +121,30 @@ fn a_writer_whose_file_was_renamed_over_from_outside_removes_its_own_journal() {
         }
     );
 }
+
+/// The journal of an unfinished download deleted from outside (before its
+/// first checkpoint, or after a sync): the drop makes a new one, so the
+/// file reopens unfinished with only true bytes — never committed with
+/// bytes nobody wrote.
+#[test]
+fn an_unfinished_download_whose_journal_was_deleted_reopens_unfinished() {
+    for sync_first in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal-deleted.bin");
+        let expected = pattern(41, 1000);
+        let r = open(&path, OpenMode::Auto).unwrap();
+        r.write_at(0, &expected).unwrap();
+        if sync_first {
+            r.sync().unwrap();
+        }
+        fs::remove_file(journal_path(&path)).unwrap();
+        drop(r);
+        let reopened = open(&path, OpenMode::Auto).unwrap();
+        assert_eq!(
+            reopened.status(),
+            ResourceStatus::Active,
+            "synced first: {sync_first}"
+        );
+        support::assert_available_bytes_are(&reopened, &expected, "the reopen");
+    }
+}

@@ -159,3 +159,32 @@ fn a_path_that_is_not_a_regular_file_is_refused_and_left_alone() {
     }
     assert_eq!(names_in(dir.path()), vec!["socket".to_owned()]);
 }
+
+/// A path named as another file's journal (or its temporary) is refused:
+/// opening that other file would write its journal over it.
+#[test]
+fn a_path_named_as_a_journal_is_refused_and_nothing_is_made() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["x.storage-journal", "x.storage-journal.tmp"] {
+        let path = dir.path().join(name);
+        let error = open(&path, OpenMode::Auto).expect_err(name);
+        assert!(error.to_string().contains(name), "{error}");
+        assert!(
+            names_in(dir.path()).is_empty(),
+            "{name}: something was made"
+        );
+    }
+    // Names that only look alike are ordinary files.
+    for name in [
+        "x.storage-journalx",
+        "storage-journal",
+        ".storage-journal.tmp.bin",
+    ] {
+        let path = dir.path().join(name);
+        open(&path, OpenMode::Auto)
+            .unwrap()
+            .write_all(b"data")
+            .unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"data", "{name}");
+    }
+}

@@ -175,3 +175,75 @@ fn with_no_background_threads_the_work_runs_inline_and_nothing_is_lost() {
     let dir = run_child(true);
     check_files(dir.path());
 }
+
+/// This process's background workers (threads named `storage-background`).
+fn background_workers() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter_map(|task| std::fs::read_to_string(task.path().join("comm")).ok())
+        // The kernel keeps 15 bytes of a thread's name.
+        .filter(|name| name.trim() == "storage-backgro")
+        .count()
+}
+
+/// In a child of its own (the bound is the process's): a checkpoint
+/// scheduled an hour ahead, its resource dropped, then 0 threads — no
+/// worker stays to wait for it.
+#[test]
+fn child_setting_zero_threads() {
+    let Ok(dir) = std::env::var(CHILD) else {
+        return;
+    };
+    let resource = storage_mmap::MmapResource::open(
+        storage_core::CancellationToken::new(),
+        storage_mmap::MmapOptions::new(Path::new(&dir).join("later.bin")).checkpoints(
+            storage_mmap::CheckpointPolicy {
+                max_delay: Some(std::time::Duration::from_secs(3600)),
+                ..storage_mmap::CheckpointPolicy::default()
+            },
+        ),
+    )
+    .unwrap();
+    resource.write_at(0, b"x").unwrap();
+    // A new thread takes its name once it runs.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while background_workers() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no worker to wait for the checkpoint"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    drop(resource);
+    storage_mmap::set_background_threads(0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while background_workers() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a worker waits for a task whose resource is gone"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    println!("\nchild: done");
+}
+
+#[test]
+fn set_to_zero_threads_no_worker_stays_for_a_later_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let output = within("the child setting 0 threads", move || {
+        Command::new(exe)
+            .args(["--exact", "child_setting_zero_threads", "--nocapture"])
+            .args(["--test-threads", "1"])
+            .env(CHILD, dir.path())
+            .output()
+    })
+    .unwrap();
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && said.lines().any(|line| line == "child: done"),
+        "the child failed: {said}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

@@ -854,11 +854,103 @@ pub(in crate::driver) mod tests {
         let r = open_in(&path, OpenMode::ReadWrite);
         r.write_all(&[1; 8192]).unwrap();
         r.sync().unwrap();
+        // A rewrite in place: the next sync has its bytes to sync.
+        r.write_at(0, &[1; 16]).unwrap();
         write_during_a_held_sync(&r, &path, |r| r.write_at(100, &[3; 16])).unwrap();
         let mut back = [0; 8192];
         assert_eq!(r.read_at(0, &mut back).unwrap(), 8192);
         assert!(back[100..116].iter().all(|&b| b == 3));
         assert!(back[..100].iter().chain(&back[116..]).all(|&b| b == 1));
+    }
+
+    /// Item 3 of the scale work: a new small file costs no sync before its
+    /// commit (its journal is provisional), and `sync()` after the commit
+    /// costs one data sync and one directory sync — no journal sync, no
+    /// second data sync.
+    #[test]
+    fn a_new_small_file_costs_one_data_sync_and_one_directory_sync() {
+        use std::sync::{Arc, atomic::AtomicUsize, atomic::Ordering};
+
+        use crate::sys::{self, Synced};
+
+        let _exclusive = probe::EXCLUSIVE.lock();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("segment.ts");
+        let (data, dirs, others) = (
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicUsize::new(0)),
+        );
+        let r = open(&path);
+        let data_id = sys::entry_id(&path);
+        {
+            let (data, dirs, others) = (Arc::clone(&data), Arc::clone(&dirs), Arc::clone(&others));
+            let dir = dir.path().to_path_buf();
+            probe::set(Some(Arc::new(move |event: &Synced<'_>| match event {
+                Synced::File(file) => {
+                    if file.metadata().ok().and_then(|m| sys::file_id(&m)) == data_id {
+                        data.fetch_add(1, Ordering::SeqCst);
+                    } else {
+                        others.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+                Synced::Dir(synced) if *synced == dir.as_path() => {
+                    dirs.fetch_add(1, Ordering::SeqCst);
+                }
+                Synced::Dir(_) => {}
+            })));
+        }
+        r.write_at(0, &pattern(5, 100 * 1024)).unwrap();
+        r.commit(Some(100 * 1024)).unwrap();
+        r.sync().unwrap();
+        r.sync().unwrap(); // nothing more to make durable
+        drop(r);
+        probe::set(None);
+        let counts = (
+            data.load(Ordering::SeqCst),
+            dirs.load(Ordering::SeqCst),
+            others.load(Ordering::SeqCst),
+        );
+        assert_eq!(
+            counts,
+            (1, 1, 0),
+            "(data syncs, directory syncs, journal syncs)"
+        );
+        assert!(!journal::path_for(&path).exists());
+    }
+
+    /// A checkpoint that fails in the background (here its journal's
+    /// directory sync) leaves its ranges pending: the next `sync()`
+    /// journals them, and a reopen finds them.
+    #[test]
+    fn ranges_of_a_failed_background_checkpoint_are_journaled_by_the_next_sync() {
+        use crate::CheckpointPolicy;
+
+        let _exclusive = probe::EXCLUSIVE.lock();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("failing-checkpoint.bin");
+        let failing = probe::fail_syncs_of(dir.path(), Some(1));
+        let r = MmapResource::open(
+            CancellationToken::new(),
+            MmapOptions::new(&path).checkpoints(CheckpointPolicy {
+                bytes: 1,
+                ..CheckpointPolicy::default()
+            }),
+        )
+        .unwrap();
+        r.write_at(0, &[7; 1000]).unwrap();
+        eventually("the background checkpoint failed", || {
+            failing.remaining() == Some(0)
+        });
+        r.sync().unwrap();
+        drop(r);
+        drop(failing);
+        let reopened = open(&path);
+        assert_eq!(reopened.status(), ResourceStatus::Active);
+        assert!(
+            reopened.contains_range(0..1000),
+            "bytes synced by `sync()` lost: the failed checkpoint dropped them"
+        );
     }
 
     #[test]

@@ -77,9 +77,20 @@ impl Journaling {
         &self.path
     }
 
-    /// The identity of this handle's journal, if it keeps or kept one.
+    /// The identity of this handle's journal, if it keeps or kept one (the
+    /// live one's: a journal removed from outside is made anew by the
+    /// checkpoints).
     pub(super) fn id(&self) -> Option<(u64, u64)> {
-        *self.id.lock()
+        let live = self
+            .checkpoints
+            .lock()
+            .as_ref()
+            .and_then(Checkpoints::journal_id);
+        let mut id = self.id.lock();
+        if live.is_some() {
+            *id = live;
+        }
+        *id
     }
 
     /// The record of a failed data sync of this handle's file.
@@ -122,7 +133,11 @@ impl Journaling {
     /// Takes the checkpoints out (a commit hands them to its background
     /// work, which stops them).
     pub(super) fn take(&self) -> Option<Checkpoints> {
-        self.checkpoints.lock().take()
+        let taken = self.checkpoints.lock().take();
+        if let Some(live) = taken.as_ref().and_then(Checkpoints::journal_id) {
+            *self.id.lock() = Some(live);
+        }
+        taken
     }
 
     /// Stops the checkpoints, if any, with nothing more journaled (a

@@ -96,6 +96,13 @@ impl Driver for MmapDriver {
                 },
             checkpoints: policy,
         } = opts;
+        if crate::fs::is_side_file(&path) {
+            let error = io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the name of a journal this driver keeps beside another file: choose another name",
+            );
+            return Err(io_error(&path, "cannot open", error));
+        }
         let journal_path = journal::path_for(&path);
         let writer = mode != OpenMode::ReadOnly;
         let existing = length_of(&path)?;
