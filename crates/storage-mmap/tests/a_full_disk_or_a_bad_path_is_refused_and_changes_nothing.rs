@@ -188,3 +188,26 @@ fn a_path_named_as_a_journal_is_refused_and_nothing_is_made() {
         assert_eq!(fs::read(&path).unwrap(), b"data", "{name}");
     }
 }
+
+/// Another program holding a lock on the directory (`flock DIR command`)
+/// delays a new file's open and its commit's sync by a bounded time, never
+/// for as long as it holds the lock.
+#[cfg(unix)] // `flock` on a directory
+#[test]
+fn a_directory_locked_by_another_program_never_stops_an_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let held = fs::File::open(dir.path()).unwrap();
+    held.lock().unwrap();
+    let path = dir.path().join("under-a-foreign-lock.bin");
+    let done = support::within(
+        "an open and a sync under a foreign directory lock",
+        move || {
+            let r = open(&path, OpenMode::Auto).unwrap();
+            r.write_all(b"data").unwrap();
+            r.sync().unwrap();
+            fs::read(&path).unwrap()
+        },
+    );
+    assert_eq!(done, b"data");
+    drop(held);
+}

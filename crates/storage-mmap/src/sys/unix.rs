@@ -93,13 +93,28 @@ pub(crate) fn no_follow_no_block(options: &mut std::fs::OpenOptions) {
     options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
 }
 
+/// How long a directory lock held by someone else is waited for: this
+/// crate holds it for a `stat` and a `rename`; another program (`flock
+/// DIR command`) may hold it for as long as it likes.
+const DIR_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub(super) fn lock_dir(dir: &Path) -> Option<File> {
     let handle = File::open(dir).ok()?;
     // `flock` on the directory: per open file description, so two handles
-    // in one process exclude each other too. Waited for: held for a
-    // `stat` and a `rename` at most.
-    handle.lock().ok()?;
-    Some(handle)
+    // in one process exclude each other too. Waited for, within a bound:
+    // past it, the caller goes on without it, as where the directory
+    // cannot be opened (the lock orders this crate's own handles' journal
+    // renames and removals; a program holding it that long is not one).
+    let deadline = std::time::Instant::now() + DIR_LOCK_WAIT;
+    loop {
+        match handle.try_lock() {
+            Ok(()) => return Some(handle),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_micros(200));
+            }
+            Err(_) => return None,
+        }
+    }
 }
 
 pub(super) fn sync_dir(dir: &Path) -> io::Result<()> {
