@@ -29,6 +29,7 @@ enum Claim {
         fresh: bool,
         name: EntryName,
         committed_len: Option<u64>,
+        checked: bool,
     },
 }
 
@@ -127,16 +128,33 @@ impl Cache {
                 io::Error::from(io::ErrorKind::InvalidInput),
             ));
         }
-        let (slot, fresh, name, committed_len) = match self.claim(key)? {
-            Claim::Shared(handle) => return Ok(handle),
-            Claim::Open {
-                slot,
-                fresh,
-                name,
-                committed_len,
-            } => (slot, fresh, name, committed_len),
-        };
         let shared = &self.shared;
+        let (slot, fresh, name, committed_len) = loop {
+            match self.claim(key)? {
+                Claim::Shared(handle) => return Ok(handle),
+                Claim::Open {
+                    slot,
+                    fresh,
+                    name,
+                    committed_len,
+                    checked: true,
+                } => break (slot, fresh, name, committed_len),
+                // Taken from a sealed index: its marker is read first.
+                Claim::Open { slot, name, .. } => match shared.verify(slot, key) {
+                    Ok(true) => {
+                        let state = shared.state.lock();
+                        let committed_len = state.get(slot).and_then(|e| e.committed_len);
+                        break (slot, false, name, committed_len);
+                    }
+                    // Not `key`'s any more: out of the books; look again
+                    // (a miss).
+                    Ok(false) => {
+                        shared.changed.notify_all();
+                    }
+                    Err(error) => return self.install(slot, key, false, Err(error)),
+                },
+            }
+        };
         let opened = if fresh {
             shared.open_new(slot, key, name, cancel).map(|r| (r, false))
         } else {
@@ -185,6 +203,7 @@ impl Cache {
                     committed_len: None,
                     stamp: (0, 0),
                     lease: LeaseState::Opening,
+                    checked: true,
                 });
                 break (slot, true);
             }
@@ -197,6 +216,7 @@ impl Cache {
             fresh,
             name: entry.name,
             committed_len: entry.committed_len,
+            checked: entry.checked,
         })
     }
 
@@ -272,7 +292,12 @@ impl Cache {
 
     fn set_pinned(&self, key: &str, pinned: bool) -> StorageResult<()> {
         let shared = &self.shared;
-        let found = shared.state.lock().find(key);
+        let mut found = shared.state.lock().find(key);
+        if let Some(slot) = found
+            && !shared.ensure_checked(slot, key)?
+        {
+            found = None;
+        }
         // The slot is looked up again, with its key, under the lock the
         // marker is written with: removed or evicted meanwhile, it may
         // hold another key by then.
@@ -311,6 +336,14 @@ impl Cache {
     /// until then).
     pub fn remove(&self, key: &str) -> StorageResult<()> {
         let shared = &self.shared;
+        // An entry taken from a sealed index: its marker is read first
+        // (another key's files are never deleted for this one).
+        let found = shared.state.lock().find(key);
+        if let Some(slot) = found
+            && !shared.ensure_checked(slot, key)?
+        {
+            return Ok(());
+        }
         let _markers = shared.markers.lock();
         let mut state = shared.state.lock();
         let Some(slot) = state.find(key) else {

@@ -50,6 +50,7 @@ mod marker;
 mod names;
 mod policy;
 mod scan;
+mod seal;
 mod shared;
 mod state;
 

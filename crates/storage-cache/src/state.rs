@@ -51,12 +51,20 @@ pub(crate) struct NewEntry<L> {
     pub stamp: Stamp,
     /// Its lease.
     pub lease: LeaseState<L>,
+    /// What the books say was read from its marker (or written to it) in
+    /// this session; `false` for an entry taken from a sealed index, whose
+    /// marker is read before it is used (see `Shared::verify`).
+    pub checked: bool,
 }
 
 /// One entry of the cache. What decides whether it may be evicted (its
 /// lease, pin and removal), its size and its last use change only through
 /// [`State`], which keeps the totals and the eviction order in step.
 #[derive(Debug)]
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "independent facts of one entry"
+)]
 pub(crate) struct Entry<L> {
     /// The key.
     pub key: Arc<str>,
@@ -69,6 +77,9 @@ pub(crate) struct Entry<L> {
     /// Its marker on disk was synced (file and directory) since it was
     /// last written: it survives a power loss.
     pub durable_marker: bool,
+    /// Its marker was read or written in this session (see
+    /// [`NewEntry::checked`]).
+    pub checked: bool,
     /// Its data file's length (what it occupies, reservations included).
     bytes: u64,
     /// Its last use, as the eviction policy ranks it.
@@ -122,6 +133,9 @@ pub(crate) struct Doomed {
     pub name: EntryName,
     /// Its data file's length.
     pub bytes: u64,
+    /// Its key when its marker was never read in this session (taken from
+    /// a sealed index): the marker is read before the files are deleted.
+    pub unchecked: Option<Arc<str>>,
 }
 
 /// The books: entries, totals and the counters of [`crate::CacheStats`].
@@ -148,6 +162,8 @@ pub(crate) struct State<L> {
     /// immutable file, an orphan at open): on disk until the next open
     /// removes them, so they count, though nothing can evict them.
     leftover: u64,
+    /// How many names are reserved by files that could not be deleted.
+    stuck: usize,
     /// The highest `bytes` after any change (and its eviction) since open.
     peak_bytes: u64,
     /// `resource()` calls served a whole committed entry.
@@ -170,6 +186,7 @@ impl<L> State<L> {
             max_bytes,
             bytes: 0,
             leftover: 0,
+            stuck: 0,
             peak_bytes: 0,
             hits: 0,
             misses: 0,
@@ -254,6 +271,7 @@ impl<L> State<L> {
             committed_len: new.committed_len,
             stamp: new.stamp,
             durable_marker: false,
+            checked: new.checked,
             bytes: new.bytes,
             last_use: self.policy.insert(),
             pinned: new.pinned,
@@ -286,6 +304,7 @@ impl<L> State<L> {
         Some(Doomed {
             name: entry.name,
             bytes: entry.bytes,
+            unchecked: (!entry.checked).then_some(entry.key),
         })
     }
 
@@ -295,6 +314,7 @@ impl<L> State<L> {
         if let Some(name) = name {
             self.names.insert(name);
         }
+        self.stuck += 1;
         self.leftover += bytes;
         self.bytes += bytes;
     }
@@ -315,6 +335,18 @@ impl<L> State<L> {
             self.policy
                 .set_evictable(slot, entry.last_use, entry.evictable());
         }
+    }
+
+    /// Whether every entry is reachable by key and every file on disk
+    /// belongs to one: no entry removed while leased, no leftover.
+    pub fn settled(&self) -> bool {
+        self.stuck == 0 && self.iter().all(|e| !e.detached)
+    }
+
+    /// An eviction counted by [`Self::evict_over_budget`] did not happen
+    /// (its marker, read before deleting, pinned it).
+    pub fn unevict(&mut self) {
+        self.evictions = self.evictions.saturating_sub(1);
     }
 
     /// Makes `name` available again: its files are gone.
@@ -416,6 +448,7 @@ mod tests {
             committed_len: None,
             stamp: (0, 0),
             lease: LeaseState::Idle,
+            checked: true,
         }
     }
 
