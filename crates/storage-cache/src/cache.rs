@@ -16,7 +16,7 @@ use crate::{
     names::{EntryName, key_hash},
     policy::LastUse,
     shared::{Lease, Release, Shared, remove_if_present},
-    state::{LeaseState, NewEntry},
+    state::{Entry, LeaseState, NewEntry},
 };
 
 /// What [`Cache::claim`] found.
@@ -143,7 +143,7 @@ impl Cache {
                 Claim::Open { slot, name, .. } => match shared.verify(slot, key) {
                     Ok(true) => {
                         let state = shared.state.lock();
-                        let committed_len = state.get(slot).and_then(|e| e.committed_len);
+                        let committed_len = state.get(slot).and_then(Entry::committed_len);
                         break (slot, false, name, committed_len);
                     }
                     // Not `key`'s any more: out of the books; look again
@@ -214,9 +214,9 @@ impl Cache {
         Ok(Claim::Open {
             slot,
             fresh,
-            name: entry.name,
-            committed_len: entry.committed_len,
-            checked: entry.checked,
+            name: entry.name(),
+            committed_len: entry.committed_len(),
+            checked: entry.checked(),
         })
     }
 
@@ -352,8 +352,8 @@ impl Cache {
         let Some(entry) = state.get(slot) else {
             return Ok(());
         };
-        let name = entry.name;
-        if !matches!(entry.lease(), LeaseState::Idle) {
+        let name = entry.name();
+        if !entry.idle() {
             state.detach(slot);
             drop(state);
             return remove_if_present(&shared.path(name.marker()));
@@ -407,7 +407,7 @@ impl Cache {
                         key: e.key.to_string(),
                         bytes: e.bytes(),
                         pinned: e.pinned(),
-                        leased: !matches!(e.lease(), LeaseState::Idle),
+                        leased: !e.idle(),
                     },
                 )
             })

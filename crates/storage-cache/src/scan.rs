@@ -16,7 +16,7 @@ use crate::{
     CacheOptions,
     index::{self, IndexRecord, Stamp},
     marker::Marker,
-    names::{EntryName, FileKind, INDEX_FILE, LOCK_FILE, classify},
+    names::{EntryName, FileKind, INDEX_FILE, LOCK_FILE, classify, key_hash},
     policy::Recalled,
     seal,
     shared::{Books, Shared, remove_if_present},
@@ -339,7 +339,9 @@ fn open_sealed(dir: &Path, sealed: Sealed) -> StorageResult<(Vec<Found>, Vec<Pat
         let data_meta = fs::symlink_metadata(dir.join(name.data())).ok();
         let marker_meta = fs::symlink_metadata(dir.join(name.marker())).ok();
         match (marker, data_meta, marker_meta) {
-            (Some(marker), Some(data_meta), Some(marker_meta)) if data_meta.is_file() => {
+            (Some(marker), Some(data_meta), Some(marker_meta))
+                if data_meta.is_file() && key_hash(&marker.key) == name.hash =>
+            {
                 journals.remove(&name);
                 found.push(Found {
                     name,
@@ -436,6 +438,7 @@ pub(crate) fn open(dir: &Path, options: CacheOptions) -> StorageResult<Arc<Share
     let mut found = found;
     found.sort_unstable_by_key(|f| f.order);
     let mut state = Books::new(options.max_bytes);
+    state.reserve(found.len());
     let mut doubles = Vec::new();
     for f in found {
         // A second entry of one key (only an entry added from outside can
@@ -445,7 +448,7 @@ pub(crate) fn open(dir: &Path, options: CacheOptions) -> StorageResult<Arc<Share
             continue;
         }
         state.insert(NewEntry {
-            key: Arc::from(f.key),
+            key: f.key,
             name: f.name,
             bytes: f.bytes,
             pinned: f.pinned,
@@ -527,10 +530,12 @@ fn scan(dir: &Path) -> StorageResult<(Vec<Found>, Vec<PathBuf>)> {
                 (m.key, m.pinned, m.committed_len, order)
             }),
         };
-        // A torn marker, or a second entry of one key (a kill while an
-        // evicted entry's files were being deleted): orphans.
+        // A torn marker, a key that is not this name's (a marker copied to
+        // another entry's name: names are their keys' hashes), or a second
+        // entry of one key (a kill while an evicted entry's files were
+        // being deleted): orphans.
         let Some((key, pinned, committed_len, order)) =
-            described.filter(|(key, ..)| keys.insert(key.clone()))
+            described.filter(|(key, ..)| key_hash(key) == name.hash && keys.insert(key.clone()))
         else {
             orphans.extend([name.marker(), name.data()].map(|f| dir.join(f)));
             continue;

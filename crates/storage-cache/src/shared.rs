@@ -124,7 +124,7 @@ fn adopt(
     }
     state.forget_name(name);
     state.insert(NewEntry {
-        key: Arc::from(marker.key),
+        key: marker.key,
         name,
         bytes,
         pinned: marker.pinned,
@@ -166,7 +166,7 @@ impl Shared {
             _ => {
                 let forget = |state: &mut Books| {
                     if let Some(entry) = state.get_mut(slot) {
-                        entry.committed_len = None;
+                        entry.set_committed_len(None);
                     }
                 };
                 remove_if_present(&path)?;
@@ -270,10 +270,10 @@ impl Shared {
             let state = self.state.lock();
             match state.get(slot) {
                 Some(entry) if state.holds(slot, key) => {
-                    if entry.checked {
+                    if entry.checked() {
                         return Ok(true);
                     }
-                    entry.name
+                    entry.name()
                 }
                 _ => return Ok(false),
             }
@@ -287,9 +287,9 @@ impl Shared {
         }
         if let Some(marker) = marker.as_ref().filter(|m| *m.key == *key) {
             if let Some(entry) = state.get_mut(slot) {
-                entry.committed_len = marker.committed_len;
+                entry.set_committed_len(marker.committed_len);
                 entry.stamp = stamp;
-                entry.checked = true;
+                entry.set_checked();
             }
             state.set_pinned(slot, marker.pinned);
             return Ok(true);
@@ -319,11 +319,11 @@ impl Shared {
                 let Some(entry) = state.get(slot).filter(|_| state.holds(slot, key)) else {
                     return Ok(false);
                 };
-                if entry.checked {
+                if entry.checked() {
                     return Ok(true);
                 }
                 // Only a call checking it holds an unchecked entry.
-                if matches!(entry.lease(), LeaseState::Idle) {
+                if entry.idle() {
                     state.hold(slot);
                     break;
                 }
@@ -390,13 +390,13 @@ impl Shared {
         };
         // A marker that survived a power loss once (a pin, a synced
         // commit) is never put at risk again by a rewrite that does not.
-        let durable = durable || entry.pinned() || entry.durable_marker;
+        let durable = durable || entry.pinned() || entry.durable_marker();
         let marker = Marker {
             key: entry.key.as_ref().into(),
             pinned: entry.pinned(),
-            committed_len: entry.committed_len,
+            committed_len: entry.committed_len(),
         };
-        let path = self.path(entry.name.marker());
+        let path = self.path(entry.name().marker());
         drop(state);
         let written = marker.write(&path, durable).and_then(|()| {
             fs::symlink_metadata(&path)
@@ -410,7 +410,8 @@ impl Shared {
             Ok(meta) => {
                 if let Some(entry) = state.get_mut(slot).filter(|_| still) {
                     entry.stamp = index::stamp(&meta);
-                    entry.durable_marker = durable;
+                    entry.set_durable_marker(durable);
+                    entry.set_checked();
                 }
                 Ok(true)
             }
@@ -430,8 +431,8 @@ impl Shared {
         let path = {
             let state = self.state.lock();
             match state.get(slot) {
-                Some(entry) if state.holds(slot, key) && !entry.durable_marker => {
-                    self.path(entry.name.marker())
+                Some(entry) if state.holds(slot, key) && !entry.durable_marker() => {
+                    self.path(entry.name().marker())
                 }
                 _ => return Ok(()),
             }
@@ -441,7 +442,7 @@ impl Shared {
         if state.holds(slot, key)
             && let Some(entry) = state.get_mut(slot)
         {
-            entry.durable_marker = true;
+            entry.set_durable_marker(true);
         }
         Ok(())
     }
@@ -454,18 +455,18 @@ impl Shared {
         key: &str,
         len: Option<u64>,
     ) -> StorageResult<Option<u64>> {
-        let before = self.state.lock().get(slot).and_then(|e| e.committed_len);
+        let before = self.state.lock().get(slot).and_then(Entry::committed_len);
         if before == len {
             return Ok(before);
         }
         let set = move |state: &mut Books| {
             if let Some(entry) = state.get_mut(slot) {
-                entry.committed_len = len;
+                entry.set_committed_len(len);
             }
         };
         let reset = move |state: &mut Books| {
             if let Some(entry) = state.get_mut(slot) {
-                entry.committed_len = before;
+                entry.set_committed_len(before);
             }
         };
         self.write_marker(slot, key, false, set, reset)
@@ -552,11 +553,11 @@ impl Shared {
             .iter()
             .filter(|e| !e.detached() && e.stamp != (0, 0))
             .map(|e| IndexRecord {
-                name: e.name,
+                name: e.name(),
                 stamp: e.stamp,
                 last_use: e.last_use().persisted(),
                 pinned: e.pinned(),
-                committed_len: e.committed_len,
+                committed_len: e.committed_len(),
                 bytes: e.bytes(),
                 key: e.key.as_ref().into(),
             })
