@@ -32,7 +32,7 @@ use crate::names::EntryName;
 const MAGIC: &[u8; 8] = b"SCINDEX2";
 const NO_LENGTH: u64 = u64::MAX;
 /// The bytes of a record with an empty key.
-const RECORD_MIN: usize = 8 + 4 + 16 + 8 + 8 + 8 + 1 + 4;
+pub(crate) const RECORD_MIN: usize = 8 + 4 + 16 + 8 + 8 + 8 + 1 + 4;
 
 /// What identifies one version of a marker file: its inode and its
 /// modification time (on platforms without inodes, its length and time).
@@ -100,6 +100,17 @@ fn take<'a, const N: usize>(rest: &mut &'a [u8]) -> Option<&'a [u8; N]> {
 /// Parses an index; `None` when it is torn, corrupt or foreign (then the
 /// directory alone is read).
 pub(crate) fn decode(bytes: &[u8]) -> Option<Vec<IndexRecord>> {
+    let mut records = Vec::new();
+    decode_each(bytes, |record| records.push(record))?;
+    Some(records)
+}
+
+/// Parses an index, handing each record to `each` in the order written
+/// (least recently used first); the count, or `None` when it is torn,
+/// corrupt or foreign — checked by its crc32 before the first record is
+/// handed over, so `None` after some were is a file that lies about itself
+/// behind a valid crc32 (the caller then drops what it got).
+pub(crate) fn decode_each(bytes: &[u8], mut each: impl FnMut(IndexRecord)) -> Option<u64> {
     let (body, crc) = bytes.split_at_checked(bytes.len().checked_sub(4)?)?;
     if crc32fast::hash(body).to_le_bytes() != crc {
         return None;
@@ -111,7 +122,6 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Vec<IndexRecord>> {
     if count > (rest.len() / RECORD_MIN) as u64 {
         return None;
     }
-    let mut records = Vec::with_capacity(usize::try_from(count).ok()?);
     for _ in 0..count {
         let hash = u64::from_le_bytes(*take::<8>(&mut rest)?);
         let probe = u32::from_le_bytes(*take::<4>(&mut rest)?);
@@ -130,7 +140,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Vec<IndexRecord>> {
         let key_len = usize::try_from(u32::from_le_bytes(*take::<4>(&mut rest)?)).ok()?;
         let (key, tail) = rest.split_at_checked(key_len)?;
         rest = tail;
-        records.push(IndexRecord {
+        each(IndexRecord {
             name: EntryName { hash, probe },
             stamp,
             last_use,
@@ -140,7 +150,13 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Vec<IndexRecord>> {
             key: std::str::from_utf8(key).ok()?.into(),
         });
     }
-    rest.is_empty().then_some(records)
+    rest.is_empty().then_some(count)
+}
+
+/// The crc32 an index file ends with (of everything before it).
+pub(crate) fn trailing_crc(bytes: &[u8]) -> Option<u32> {
+    let (_, crc) = bytes.split_last_chunk::<4>()?;
+    Some(u32::from_le_bytes(*crc))
 }
 
 /// Reads the index at `path`: `Ok(None)` when there is none or it is not
@@ -160,7 +176,8 @@ pub(crate) fn read(path: &Path) -> StorageResult<Option<Vec<IndexRecord>>> {
 /// Replaces the index at `path` with `records`, whole and durably, through
 /// the mmap driver's replacement (temporary file, sync, rename).
 ///
-/// Returns the written file's length and crc32 (what a seal records).
+/// Returns the written file's length and its own crc32 (its last four
+/// bytes, covering the rest): what a seal records.
 ///
 /// # Errors
 ///
@@ -177,7 +194,7 @@ pub(crate) fn write(path: &Path, records: &[IndexRecord]) -> StorageResult<(u64,
     let bytes = encode(records);
     resource.replace_all(&bytes, true)?;
     resource.sync()?;
-    Ok((bytes.len() as u64, crc32fast::hash(&bytes)))
+    Ok((bytes.len() as u64, trailing_crc(&bytes).unwrap_or(0)))
 }
 
 #[cfg(test)]

@@ -53,10 +53,11 @@ impl Found {
     }
 }
 
-/// What a valid seal let the open trust: the index records, and whether
-/// the directory's names are as the close left them.
+/// What a valid seal let the open trust: the index's bytes (the sealed
+/// length, ending with the sealed crc32), and whether the directory's names
+/// are as the close left them.
 struct Sealed {
-    records: Vec<IndexRecord>,
+    bytes: Vec<u8>,
     unchanged: bool,
 }
 
@@ -131,14 +132,13 @@ fn unseal(dir: &Path, lock: &File, lock_path: &Path) -> StorageResult<Option<Sea
     let Ok(bytes) = fs::read(dir.join(INDEX_FILE)) else {
         return Ok(None);
     };
-    if bytes.len() as u64 != seal.index_len || crc32fast::hash(&bytes) != seal.index_crc {
+    // The index's own crc32 covers the rest of it (checked as it is
+    // decoded): a seal naming its length and that crc32 names this file.
+    if bytes.len() as u64 != seal.index_len || index::trailing_crc(&bytes) != Some(seal.index_crc) {
         return Ok(None);
     }
-    let Some(records) = index::decode(&bytes) else {
-        return Ok(None);
-    };
     let unchanged = seal::dir_stamp(dir).is_ok_and(|stamp| stamp == seal.dir);
-    Ok(Some(Sealed { records, unchanged }))
+    Ok(Some(Sealed { bytes, unchanged }))
 }
 
 /// Creates and removes a probe file: a cache must create and delete files,
@@ -289,16 +289,43 @@ fn list_names(dir: &Path) -> StorageResult<Names> {
     Ok(names)
 }
 
-/// The entries of a directory whose index is sealed (and the files to
-/// remove): the index's records as they are when no name changed since
-/// the close; otherwise the directory is listed by name, records whose
-/// files are gone are forgotten, and the entries the index does not know
-/// (or whose marker was replaced: a new inode) are read from their markers.
-fn open_sealed(dir: &Path, sealed: Sealed) -> StorageResult<(Vec<Found>, Vec<PathBuf>)> {
-    let Sealed { records, unchanged } = sealed;
-    if unchanged {
-        return Ok((records.into_iter().map(Found::sealed).collect(), Vec::new()));
+/// The books of a sealed index, when no name changed since the close:
+/// its records as they are, added in the order written (least recently
+/// used first), unchecked. `false` (and the books left empty) if the index
+/// does not parse.
+fn open_trusted(state: &mut Books, bytes: &[u8]) -> bool {
+    // The record count, after the magic (checked as the index is decoded).
+    let Some(count) = bytes.get(8..16).and_then(|c| <[u8; 8]>::try_from(c).ok()) else {
+        return false;
+    };
+    // A lying count is refused by the decoding (its crc32 first): reserve
+    // no more than the file could hold.
+    let count = u64::from_le_bytes(count).min(bytes.len() as u64 / index::RECORD_MIN as u64);
+    state.reserve(usize::try_from(count).unwrap_or(0));
+    let parsed = index::decode_each(bytes, |record| {
+        state.insert(NewEntry {
+            key: record.key,
+            name: record.name,
+            bytes: record.bytes,
+            pinned: record.pinned,
+            committed_len: record.committed_len,
+            stamp: record.stamp,
+            lease: LeaseState::Idle,
+            checked: false,
+        });
+    });
+    if parsed.is_none() {
+        *state = Books::new(state.stats().max_bytes);
     }
+    parsed.is_some()
+}
+
+/// The entries of a directory whose index is sealed but whose names
+/// changed since the close (and the files to remove): the directory is
+/// listed by name, records whose files are gone are forgotten, and the
+/// entries the index does not know (or whose marker was replaced: a new
+/// inode) are read from their markers; the rest is the index's, unchecked.
+fn open_sealed(dir: &Path, records: Vec<IndexRecord>) -> StorageResult<(Vec<Found>, Vec<PathBuf>)> {
     let Names {
         mut data,
         mut markers,
@@ -428,16 +455,22 @@ fn read_index(dir: &Path) -> HashMap<EntryName, IndexRecord> {
 /// [`Cache::open`](crate::Cache::open).
 pub(crate) fn open(dir: &Path, options: CacheOptions) -> StorageResult<Arc<Shared>> {
     let (owner, sealed) = take_ownership(dir)?;
-    let (found, orphans) = match sealed {
-        Some(sealed) => open_sealed(dir, sealed)?,
+    let mut state = Books::new(options.max_bytes);
+    let (mut found, orphans) = match sealed {
+        Some(Sealed {
+            bytes,
+            unchanged: true,
+        }) if open_trusted(&mut state, &bytes) => (Vec::new(), Vec::new()),
+        Some(Sealed { bytes, .. }) => match index::decode(&bytes) {
+            Some(records) => open_sealed(dir, records)?,
+            None => scan(dir)?,
+        },
         None => scan(dir)?,
     };
     let stuck = remove_orphans(&orphans);
 
     // Least recently used first: each insertion is a use.
-    let mut found = found;
     found.sort_unstable_by_key(|f| f.order);
-    let mut state = Books::new(options.max_bytes);
     state.reserve(found.len());
     let mut doubles = Vec::new();
     for f in found {

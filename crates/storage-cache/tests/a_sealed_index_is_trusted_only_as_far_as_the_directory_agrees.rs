@@ -280,3 +280,24 @@ fn a_corrupt_seal_is_not_trusted() {
         fs::write(&lock, &seal).unwrap();
     });
 }
+
+#[test]
+fn a_marker_copied_to_another_entrys_name_is_an_orphan_in_a_full_scan() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(dir.path(), 1 << 20);
+    put(&cache, "a", 1, 1000);
+    let b = put(&cache, "b", 2, 2000);
+    drop(cache);
+    // "a"'s marker now names "b" (whose name is another hash), and no seal.
+    let a_marker = marker_of(&data_file(dir.path(), 1000));
+    let b_marker = marker_of(&data_file(dir.path(), 2000));
+    fs::copy(&b_marker, &a_marker).unwrap();
+    support::break_seal(dir.path());
+
+    let cache = open(dir.path(), 1 << 20);
+    assert_eq!(cache.stats().entries, 1, "one entry of b, none at a's name");
+    assert!(!cache.contains("a"));
+    assert!(!a_marker.exists(), "removed as an orphan");
+    assert_eq!(read_all(&get(&cache, "b")), b);
+    assert_eq!(cache.stats().bytes, data_bytes(dir.path()));
+}
