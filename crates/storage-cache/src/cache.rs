@@ -50,14 +50,19 @@ pub struct Cache {
 impl Cache {
     /// Opens (or creates) the cache directory `dir` under `options`.
     ///
-    /// The directory is scanned: every entry with a marker and a data file
-    /// is kept — whole, or partial with its journal — and everything else
-    /// (temporary files, journals or markers without data, data without a
-    /// marker, unknown names) is removed. The index, when valid, spares
-    /// reading markers it already knows and gives the last-use order; when
-    /// it is missing, stale or corrupt, the directory alone is read and no
-    /// entry or pin is lost. If the entries found exceed `max_bytes`, the
-    /// least recently used are evicted at once.
+    /// After a clean close (the last clone and lease dropped) the index is
+    /// *sealed*: this open then trusts it — no marker read, no file
+    /// `stat`ed — listing the directory by name only if a name changed
+    /// while it was closed, and reads each entry's marker lazily, before
+    /// its first use, pin, unpin, removal or eviction (see the crate
+    /// README). Otherwise the directory is scanned: every entry with a
+    /// marker and a data file is kept — whole, or partial with its journal
+    /// — and everything else (temporary files, journals or markers without
+    /// data, data without a marker, unknown names) is removed. The index,
+    /// when valid, spares reading markers it already knows and gives the
+    /// last-use order; when it is missing, stale or corrupt, the directory
+    /// alone is read and no entry or pin is lost. If the entries found
+    /// exceed `max_bytes`, the least recently used are evicted at once.
     ///
     /// # Errors
     ///
