@@ -433,6 +433,41 @@ impl Cache {
         self.shared.save_index()
     }
 
+    /// Closes this handle, and the cache if it is the last handle (no other
+    /// clone, no lease): the index is written and sealed now, with its
+    /// errors reported — what dropping the last handle does silently. A
+    /// sealed index lets the next open trust it (see the crate README).
+    ///
+    /// Returns `Ok(true)` when the index was sealed; `Ok(false)` when other
+    /// clones or leases keep the cache open (the last of them to drop
+    /// closes it), or when the directory holds files the index cannot
+    /// account for (an entry removed while leased, a file that could not
+    /// be deleted: the next open then scans).
+    ///
+    /// # Errors
+    ///
+    /// `Io` when the index or the seal cannot be written; the next open
+    /// then scans the directory.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use storage_cache::{Cache, CacheOptions};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let cache = Cache::open(dir.path(), CacheOptions::default())?;
+    /// let other = cache.clone();
+    /// assert!(!cache.close()?, "a clone keeps it open");
+    /// assert!(other.close()?, "the last handle seals the index");
+    /// # Ok::<(), storage_core::StorageError>(())
+    /// ```
+    pub fn close(self) -> StorageResult<bool> {
+        match Arc::try_unwrap(self.shared) {
+            Ok(shared) => shared.close(),
+            Err(_) => Ok(false),
+        }
+    }
+
     /// The cache directory.
     #[must_use]
     pub fn dir(&self) -> &Path {

@@ -503,6 +503,7 @@ pub(crate) fn open(dir: &Path, options: CacheOptions) -> StorageResult<Arc<Share
         changed: Condvar::new(),
         markers: Mutex::new(()),
         index: Mutex::new(()),
+        closed: std::sync::atomic::AtomicBool::new(false),
         owner,
     });
     shared.bury(doomed);

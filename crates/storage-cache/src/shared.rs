@@ -48,6 +48,8 @@ pub(crate) struct Shared {
     pub(crate) markers: Mutex<()>,
     /// Serialises index saves (held across the index's I/O).
     pub(crate) index: Mutex<()>,
+    /// The clean close ran (`Cache::close`): the drop does not run it again.
+    pub(crate) closed: std::sync::atomic::AtomicBool,
     /// The open lock file: its advisory lock makes this process the
     /// directory's owner until this is dropped.
     pub(crate) owner: File,
@@ -573,10 +575,15 @@ impl Shared {
     /// The clean close: the index written, then sealed (see `seal.rs`) if
     /// it records the whole directory. Runs when the last clone and lease
     /// are gone, so nothing changes the books meanwhile.
-    fn close(&self) -> StorageResult<()> {
+    /// `Ok(true)` when sealed; `Ok(false)` when it could not be (see
+    /// [`State::settled`]) or was already closed.
+    pub(crate) fn close(&self) -> StorageResult<bool> {
+        if self.closed.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return Ok(false);
+        }
         let (index_len, index_crc, complete) = self.write_index()?;
         if !complete {
-            return Ok(());
+            return Ok(false);
         }
         let lock_path = self.path(LOCK_FILE.to_owned());
         let sealed = seal::settled_dir_stamp(&self.dir).and_then(|dir| {
@@ -587,7 +594,9 @@ impl Shared {
             };
             seal::write(&self.owner, &lock_path, &seal)
         });
-        sealed.map_err(|e| StorageError::io("cannot seal the cache index", &lock_path, e))
+        sealed
+            .map(|()| true)
+            .map_err(|e| StorageError::io("cannot seal the cache index", &lock_path, e))
     }
 }
 

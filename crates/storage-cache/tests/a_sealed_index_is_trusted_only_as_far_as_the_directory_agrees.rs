@@ -301,3 +301,23 @@ fn a_marker_copied_to_another_entrys_name_is_an_orphan_in_a_full_scan() {
     assert_eq!(read_all(&get(&cache, "b")), b);
     assert_eq!(cache.stats().bytes, data_bytes(dir.path()));
 }
+
+#[test]
+fn an_explicit_close_seals_only_as_the_last_handle() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(dir.path(), 1 << 20);
+    put(&cache, "a", 1, 1000);
+    let lease = get(&cache, "a");
+    let clone = cache.clone();
+    assert!(!cache.close().unwrap(), "a clone and a lease keep it open");
+    assert!(!sealed(dir.path()));
+    assert!(!clone.close().unwrap(), "the lease keeps it open");
+    assert!(!sealed(dir.path()));
+    drop(lease);
+    assert!(sealed(dir.path()), "the last lease's drop closed it");
+
+    let cache = open(dir.path(), 1 << 20);
+    assert!(cache.contains("a"));
+    assert!(cache.close().unwrap());
+    assert!(sealed(dir.path()));
+}
