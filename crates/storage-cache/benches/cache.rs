@@ -1,6 +1,6 @@
 //! The cache's rows of the performance table, each beside its baseline in
 //! the same run: a hit `resource(key)` against `MmapResource::open` of the
-//! same file, and `Cache::open` of 10,000 and 50,000 entries each way it
+//! same file, and `Cache::open` of 10,000 and 25,000 entries each way it
 //! can go (time per entry, to see it is linear, and the bytes it keeps per
 //! entry), medians of 3 rounds.
 //!
@@ -244,7 +244,7 @@ fn sizes() -> Vec<usize> {
     std::env::args()
         .find_map(|a| a.strip_prefix("--sizes=").map(str::to_owned))
         .map_or_else(
-            || vec![10_000, 50_000],
+            || vec![10_000, 25_000],
             |list| {
                 list.split(',')
                     .map(|n| n.trim().parse().expect("--sizes=N,N,..."))
