@@ -1,9 +1,15 @@
 //! The cache's rows of the performance table, each beside its baseline in
 //! the same run: a hit `resource(key)` against `MmapResource::open` of the
-//! same file, and `Cache::open` of 25,000 / 50,000 / 100,000 entries (time
-//! per entry, to see it is linear, and the bytes it keeps per entry).
+//! same file, and `Cache::open` of 10,000 and 25,000 entries each way it
+//! can go (time per entry, to see it is linear, and the bytes it keeps per
+//! entry), medians of 3 rounds.
 //!
-//! `cargo bench -p storage-cache --bench cache` (`-- --quick`: fewer rounds).
+//! `cargo bench -p storage-cache --bench cache` (`-- --quick`: fewer hit
+//! rounds; `-- --sizes=10000,100000,1000000`: other sizes; `--open-only`:
+//! no hit rows; `--sealed-only`: only the sealed opens and the close, the
+//! full scans shown as 0). Directories of many entries are made in the directory
+//! `CACHE_BENCH_DIR` names (a million entries are two million files: give
+//! it a disk with room and inodes), else in the system's temp dir.
 
 #![allow(
     clippy::cast_precision_loss,
@@ -142,56 +148,122 @@ fn populate(dir: &Path, n: usize) {
     }
 }
 
-/// `Cache::open` of `n` entries: without an index (every marker read) and
-/// with one; the bytes the open cache keeps per entry beyond its key.
-fn open_many(n: usize, rounds: usize) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    populate(dir.path(), n);
-    let (mut cold, mut warm) = (Vec::new(), Vec::new());
-    let mut kept = 0.0;
-    for _ in 0..rounds {
-        let _ = fs::remove_file(dir.path().join("cache.index"));
-        let started = Instant::now();
-        let cache = Cache::open(dir.path(), options(u64::MAX)).expect("open");
-        cold.push(started.elapsed());
-        assert_eq!(cache.stats().entries, n as u64, "every entry found");
-        drop(cache);
-        let region = Region::new(GLOBAL);
-        let started = Instant::now();
-        let cache = Cache::open(dir.path(), options(u64::MAX)).expect("open");
-        warm.push(started.elapsed());
-        let change = region.change();
-        assert_eq!(cache.stats().entries, n as u64, "every entry found");
-        // stats_alloc counts a realloc's growth in `bytes_allocated` (and its
-        // shrinking in `bytes_deallocated`) already.
-        kept = change.bytes_allocated as f64 - change.bytes_deallocated as f64;
-        drop(cache);
+/// Breaks the seal of `dir` (as a kill would): the next open scans.
+fn break_seal(dir: &Path) {
+    fs::write(dir.join("cache.lock"), b"").expect("break the seal");
+}
+
+/// Changes a name in `dir` (a file created and removed): the directory's
+/// stamp moves, so a sealed open lists the directory by name.
+fn touch_names(dir: &Path) {
+    let probe = dir.join("bench-probe");
+    fs::write(&probe, b"").expect("probe");
+    fs::remove_file(&probe).expect("probe");
+}
+
+/// Opens `dir`; the time it took, and the bytes the open cache keeps
+/// allocated (all of them, keys included).
+fn timed_open(dir: &Path, n: usize) -> (Cache, Duration, f64) {
+    let region = Region::new(GLOBAL);
+    let started = Instant::now();
+    let cache = Cache::open(dir, options(u64::MAX)).expect("open");
+    let took = started.elapsed();
+    let change = region.change();
+    assert_eq!(cache.stats().entries, n as u64, "every entry found");
+    // stats_alloc counts a realloc's growth in `bytes_allocated` (and its
+    // shrinking in `bytes_deallocated`) already.
+    let kept = change.bytes_allocated as f64 - change.bytes_deallocated as f64;
+    (cache, took, kept)
+}
+
+/// `Cache::open` of `n` entries, each way it can go: no index (every
+/// marker read), an index without a seal (a kill: every file `stat`ed,
+/// the markers it vouches for not read), a sealed index with the directory
+/// unchanged (nothing listed), a sealed index after a name changed (the
+/// directory listed by name); the clean close that writes and seals the
+/// index; the bytes the open cache keeps per entry beyond its key.
+fn open_many(n: usize, rounds: usize, sealed_only: bool) {
+    let parent = std::env::var_os("CACHE_BENCH_DIR")
+        .and_then(|scratch| tempfile::tempdir_in(scratch).ok())
+        .unwrap_or_else(|| tempfile::tempdir().expect("temp dir"));
+    let dir = parent.path();
+    populate(dir, n);
+    let mut rows: [Vec<f64>; 5] = Default::default();
+    let mut kept = Vec::new();
+    if sealed_only {
+        // One untimed open writes the index and seals it.
+        drop(timed_open(dir, n));
     }
-    let seconds = |d: Vec<Duration>| median(d.iter().map(Duration::as_secs_f64).collect());
-    let (cold, warm) = (seconds(cold), seconds(warm));
+    for _ in 0..rounds {
+        let (mut cold, mut hinted) = (Duration::ZERO, Duration::ZERO);
+        if !sealed_only {
+            let _ = fs::remove_file(dir.join("cache.index"));
+            break_seal(dir);
+            let cache;
+            (cache, cold, _) = timed_open(dir, n);
+            drop(cache);
+            break_seal(dir);
+            let cache;
+            (cache, hinted, _) = timed_open(dir, n);
+            drop(cache);
+        }
+        let (cache, sealed, bytes) = timed_open(dir, n);
+        kept.push(bytes);
+        let started = Instant::now();
+        drop(cache);
+        let close = started.elapsed();
+        touch_names(dir);
+        let (cache, listed, _) = timed_open(dir, n);
+        drop(cache);
+        for (row, d) in rows.iter_mut().zip([cold, hinted, sealed, listed, close]) {
+            row.push(d.as_secs_f64());
+        }
+    }
+    let [cold, hinted, sealed, listed, close] = rows.map(median);
     let keys: usize = (0..n).map(|i| key(i).len()).sum();
+    let per = |s: f64| s * 1e6 / n as f64;
     println!(
-        "| `Cache::open`, {n} entries | with index {:.3} s ({:.2} µs/entry); without {:.3} s ({:.2} µs/entry) | — | kept: {:.0} B/entry beyond the key (target < 2 s, < 300 B) |",
-        warm,
-        warm * 1e6 / n as f64,
-        cold,
-        cold * 1e6 / n as f64,
-        (kept - keys as f64) / n as f64,
+        "| `Cache::open`, {n} entries, sealed index, nothing changed | {sealed:.3} s ({:.2} µs/entry) | no index: {cold:.3} s ({:.2} µs/entry) | kept: {:.0} B/entry beyond the key (target < 1 s at 1M, < 200 B) |",
+        per(sealed),
+        per(cold),
+        (median(kept) - keys as f64) / n as f64,
     );
+    println!(
+        "| `Cache::open`, {n} entries, sealed index, a name changed (listed by name) | {listed:.3} s ({:.2} µs/entry) | index without a seal (a kill; every file stat'ed): {hinted:.3} s ({:.2} µs/entry) | |",
+        per(listed),
+        per(hinted),
+    );
+    println!(
+        "| clean close of {n} entries (index written and synced, seal) | {close:.3} s ({:.2} µs/entry) | — | |",
+        per(close),
+    );
+}
+
+/// The sizes of `--sizes=10000,100000,1000000`, or the default ones.
+fn sizes() -> Vec<usize> {
+    std::env::args()
+        .find_map(|a| a.strip_prefix("--sizes=").map(str::to_owned))
+        .map_or_else(
+            || vec![10_000, 25_000],
+            |list| {
+                list.split(',')
+                    .map(|n| n.trim().parse().expect("--sizes=N,N,..."))
+                    .collect()
+            },
+        )
 }
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
+    let open_only = std::env::args().any(|a| a == "--open-only");
+    let sealed_only = std::env::args().any(|a| a == "--sealed-only");
     let (rounds, calls) = if quick { (3, 500) } else { (9, 2000) };
     println!("| workload | cache | baseline (same run) | ratio / figure |");
     println!("| --- | --- | --- | --- |");
-    hits(rounds, calls);
-    let sizes: &[usize] = if std::env::args().any(|a| a == "--open-only-100k") {
-        &[100_000]
-    } else {
-        &[25_000, 50_000, 100_000]
-    };
-    for &n in sizes {
-        open_many(n, if quick { 1 } else { 3 });
+    if !open_only {
+        hits(rounds, calls);
+    }
+    for n in sizes() {
+        open_many(n, 3, sealed_only);
     }
 }

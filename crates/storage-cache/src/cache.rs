@@ -16,7 +16,7 @@ use crate::{
     names::{EntryName, key_hash},
     policy::LastUse,
     shared::{Lease, Release, Shared, remove_if_present},
-    state::{LeaseState, NewEntry},
+    state::{Entry, LeaseState, NewEntry},
 };
 
 /// What [`Cache::claim`] found.
@@ -29,6 +29,7 @@ enum Claim {
         fresh: bool,
         name: EntryName,
         committed_len: Option<u64>,
+        checked: bool,
     },
 }
 
@@ -49,14 +50,19 @@ pub struct Cache {
 impl Cache {
     /// Opens (or creates) the cache directory `dir` under `options`.
     ///
-    /// The directory is scanned: every entry with a marker and a data file
-    /// is kept — whole, or partial with its journal — and everything else
-    /// (temporary files, journals or markers without data, data without a
-    /// marker, unknown names) is removed. The index, when valid, spares
-    /// reading markers it already knows and gives the last-use order; when
-    /// it is missing, stale or corrupt, the directory alone is read and no
-    /// entry or pin is lost. If the entries found exceed `max_bytes`, the
-    /// least recently used are evicted at once.
+    /// After a clean close (the last clone and lease dropped) the index is
+    /// *sealed*: this open then trusts it — no marker read, no file
+    /// `stat`ed — listing the directory by name only if a name changed
+    /// while it was closed, and reads each entry's marker lazily, before
+    /// its first use, pin, unpin, removal or eviction (see the crate
+    /// README). Otherwise the directory is scanned: every entry with a
+    /// marker and a data file is kept — whole, or partial with its journal
+    /// — and everything else (temporary files, journals or markers without
+    /// data, data without a marker, unknown names) is removed. The index,
+    /// when valid, spares reading markers it already knows and gives the
+    /// last-use order; when it is missing, stale or corrupt, the directory
+    /// alone is read and no entry or pin is lost. If the entries found
+    /// exceed `max_bytes`, the least recently used are evicted at once.
     ///
     /// # Errors
     ///
@@ -127,16 +133,33 @@ impl Cache {
                 io::Error::from(io::ErrorKind::InvalidInput),
             ));
         }
-        let (slot, fresh, name, committed_len) = match self.claim(key)? {
-            Claim::Shared(handle) => return Ok(handle),
-            Claim::Open {
-                slot,
-                fresh,
-                name,
-                committed_len,
-            } => (slot, fresh, name, committed_len),
-        };
         let shared = &self.shared;
+        let (slot, fresh, name, committed_len) = loop {
+            match self.claim(key)? {
+                Claim::Shared(handle) => return Ok(handle),
+                Claim::Open {
+                    slot,
+                    fresh,
+                    name,
+                    committed_len,
+                    checked: true,
+                } => break (slot, fresh, name, committed_len),
+                // Taken from a sealed index: its marker is read first.
+                Claim::Open { slot, name, .. } => match shared.verify(slot, key) {
+                    Ok(true) => {
+                        let state = shared.state.lock();
+                        let committed_len = state.get(slot).and_then(Entry::committed_len);
+                        break (slot, false, name, committed_len);
+                    }
+                    // Not `key`'s any more: out of the books; look again
+                    // (a miss).
+                    Ok(false) => {
+                        shared.changed.notify_all();
+                    }
+                    Err(error) => return self.install(slot, key, false, Err(error)),
+                },
+            }
+        };
         let opened = if fresh {
             shared.open_new(slot, key, name, cancel).map(|r| (r, false))
         } else {
@@ -185,6 +208,7 @@ impl Cache {
                     committed_len: None,
                     stamp: (0, 0),
                     lease: LeaseState::Opening,
+                    checked: true,
                 });
                 break (slot, true);
             }
@@ -195,8 +219,9 @@ impl Cache {
         Ok(Claim::Open {
             slot,
             fresh,
-            name: entry.name,
-            committed_len: entry.committed_len,
+            name: entry.name(),
+            committed_len: entry.committed_len(),
+            checked: entry.checked(),
         })
     }
 
@@ -272,7 +297,12 @@ impl Cache {
 
     fn set_pinned(&self, key: &str, pinned: bool) -> StorageResult<()> {
         let shared = &self.shared;
-        let found = shared.state.lock().find(key);
+        let mut found = shared.state.lock().find(key);
+        if let Some(slot) = found
+            && !shared.ensure_checked(slot, key)?
+        {
+            found = None;
+        }
         // The slot is looked up again, with its key, under the lock the
         // marker is written with: removed or evicted meanwhile, it may
         // hold another key by then.
@@ -311,6 +341,14 @@ impl Cache {
     /// until then).
     pub fn remove(&self, key: &str) -> StorageResult<()> {
         let shared = &self.shared;
+        // An entry taken from a sealed index: its marker is read first
+        // (another key's files are never deleted for this one).
+        let found = shared.state.lock().find(key);
+        if let Some(slot) = found
+            && !shared.ensure_checked(slot, key)?
+        {
+            return Ok(());
+        }
         let _markers = shared.markers.lock();
         let mut state = shared.state.lock();
         let Some(slot) = state.find(key) else {
@@ -319,8 +357,8 @@ impl Cache {
         let Some(entry) = state.get(slot) else {
             return Ok(());
         };
-        let name = entry.name;
-        if !matches!(entry.lease(), LeaseState::Idle) {
+        let name = entry.name();
+        if !entry.idle() {
             state.detach(slot);
             drop(state);
             return remove_if_present(&shared.path(name.marker()));
@@ -374,7 +412,7 @@ impl Cache {
                         key: e.key.to_string(),
                         bytes: e.bytes(),
                         pinned: e.pinned(),
-                        leased: !matches!(e.lease(), LeaseState::Idle),
+                        leased: !e.idle(),
                     },
                 )
             })
@@ -393,6 +431,41 @@ impl Cache {
     /// `Io` when the index cannot be written; the old one is then kept.
     pub fn save_index(&self) -> StorageResult<()> {
         self.shared.save_index()
+    }
+
+    /// Closes this handle, and the cache if it is the last handle (no other
+    /// clone, no lease): the index is written and sealed now, with its
+    /// errors reported — what dropping the last handle does silently. A
+    /// sealed index lets the next open trust it (see the crate README).
+    ///
+    /// Returns `Ok(true)` when the index was sealed; `Ok(false)` when other
+    /// clones or leases keep the cache open (the last of them to drop
+    /// closes it), or when the directory holds files the index cannot
+    /// account for (an entry removed while leased, a file that could not
+    /// be deleted: the next open then scans).
+    ///
+    /// # Errors
+    ///
+    /// `Io` when the index or the seal cannot be written; the next open
+    /// then scans the directory.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use storage_cache::{Cache, CacheOptions};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let cache = Cache::open(dir.path(), CacheOptions::default())?;
+    /// let other = cache.clone();
+    /// assert!(!cache.close()?, "a clone keeps it open");
+    /// assert!(other.close()?, "the last handle seals the index");
+    /// # Ok::<(), storage_core::StorageError>(())
+    /// ```
+    pub fn close(self) -> StorageResult<bool> {
+        match Arc::try_unwrap(self.shared) {
+            Ok(shared) => shared.close(),
+            Err(_) => Ok(false),
+        }
     }
 
     /// The cache directory.

@@ -10,11 +10,17 @@
 //! the index lists but the directory lacks are forgotten. So a missing,
 //! stale or corrupt index costs time, never an entry or a pin.
 //!
-//! Layout: magic `SCINDEX1`, entry count `u64`, then per entry: hash `u64`,
+//! It also keeps each entry's data length, so that an open that may trust
+//! the index whole (a *sealed* one, see `seal.rs`) needs no `stat` of the
+//! data files for `stats().bytes`. Records are written least recently used
+//! first: an open adds them in that order without sorting.
+//!
+//! Layout: magic `SCINDEX2`, entry count `u64`, then per entry: hash `u64`,
 //! probe `u32`, stamp `u64` × 2, last use `u64`, committed length `u64`
-//! (`u64::MAX`: none), pinned `u8`, key length `u32`, key; then a crc32 of
-//! everything before it. Little-endian. Written with the mmap driver's whole
-//! replacement (`replace_all(bytes, durable = true)`).
+//! (`u64::MAX`: none), data length `u64`, pinned `u8`, key length `u32`,
+//! key; then a crc32 of everything before it. Little-endian. Written with
+//! the mmap driver's whole replacement (`replace_all(bytes, durable =
+//! true)`).
 
 use std::{fs, io, path::Path};
 
@@ -23,8 +29,10 @@ use storage_mmap::{MmapOptions, MmapResource, OpenMode};
 
 use crate::names::EntryName;
 
-const MAGIC: &[u8; 8] = b"SCINDEX1";
+const MAGIC: &[u8; 8] = b"SCINDEX2";
 const NO_LENGTH: u64 = u64::MAX;
+/// The bytes of a record with an empty key.
+pub(crate) const RECORD_MIN: usize = 8 + 4 + 16 + 8 + 8 + 8 + 1 + 4;
 
 /// What identifies one version of a marker file: its inode and its
 /// modification time (on platforms without inodes, its length and time).
@@ -49,6 +57,8 @@ pub(crate) struct IndexRecord {
     pub pinned: bool,
     /// The committed length, as the marker says.
     pub committed_len: Option<u64>,
+    /// The data file's length.
+    pub bytes: u64,
     /// The key, as the marker says.
     pub key: Box<str>,
 }
@@ -56,7 +66,7 @@ pub(crate) struct IndexRecord {
 /// The index's bytes.
 pub(crate) fn encode(records: &[IndexRecord]) -> Vec<u8> {
     let keys: usize = records.iter().map(|r| r.key.len()).sum();
-    let mut bytes = Vec::with_capacity(16 + records.len() * 49 + keys + 4);
+    let mut bytes = Vec::with_capacity(16 + records.len() * RECORD_MIN + keys + 4);
     bytes.extend_from_slice(MAGIC);
     bytes.extend_from_slice(&(records.len() as u64).to_le_bytes());
     for record in records {
@@ -66,6 +76,7 @@ pub(crate) fn encode(records: &[IndexRecord]) -> Vec<u8> {
         bytes.extend_from_slice(&record.stamp.1.to_le_bytes());
         bytes.extend_from_slice(&record.last_use.to_le_bytes());
         bytes.extend_from_slice(&record.committed_len.unwrap_or(NO_LENGTH).to_le_bytes());
+        bytes.extend_from_slice(&record.bytes.to_le_bytes());
         bytes.push(u8::from(record.pinned));
         bytes.extend_from_slice(
             &u32::try_from(record.key.len())
@@ -89,17 +100,28 @@ fn take<'a, const N: usize>(rest: &mut &'a [u8]) -> Option<&'a [u8; N]> {
 /// Parses an index; `None` when it is torn, corrupt or foreign (then the
 /// directory alone is read).
 pub(crate) fn decode(bytes: &[u8]) -> Option<Vec<IndexRecord>> {
+    let mut records = Vec::new();
+    decode_each(bytes, |record| records.push(record))?;
+    Some(records)
+}
+
+/// Parses an index, handing each record to `each` in the order written
+/// (least recently used first); the count, or `None` when it is torn,
+/// corrupt or foreign — checked by its crc32 before the first record is
+/// handed over, so `None` after some were is a file that lies about itself
+/// behind a valid crc32 (the caller then drops what it got).
+pub(crate) fn decode_each(bytes: &[u8], mut each: impl FnMut(IndexRecord)) -> Option<u64> {
     let (body, crc) = bytes.split_at_checked(bytes.len().checked_sub(4)?)?;
     if crc32fast::hash(body).to_le_bytes() != crc {
         return None;
     }
     let mut rest = body.strip_prefix(MAGIC)?;
     let count = u64::from_le_bytes(*take::<8>(&mut rest)?);
-    // Each record takes at least 49 bytes: a count beyond that is a lie.
-    if count > (rest.len() / 49) as u64 {
+    // Each record takes at least `RECORD_MIN` bytes: a count beyond that is
+    // a lie.
+    if count > (rest.len() / RECORD_MIN) as u64 {
         return None;
     }
-    let mut records = Vec::with_capacity(usize::try_from(count).ok()?);
     for _ in 0..count {
         let hash = u64::from_le_bytes(*take::<8>(&mut rest)?);
         let probe = u32::from_le_bytes(*take::<4>(&mut rest)?);
@@ -109,6 +131,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Vec<IndexRecord>> {
         );
         let last_use = u64::from_le_bytes(*take::<8>(&mut rest)?);
         let committed_len = u64::from_le_bytes(*take::<8>(&mut rest)?);
+        let data_len = u64::from_le_bytes(*take::<8>(&mut rest)?);
         let pinned = match take::<1>(&mut rest)? {
             [0] => false,
             [1] => true,
@@ -117,16 +140,23 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Vec<IndexRecord>> {
         let key_len = usize::try_from(u32::from_le_bytes(*take::<4>(&mut rest)?)).ok()?;
         let (key, tail) = rest.split_at_checked(key_len)?;
         rest = tail;
-        records.push(IndexRecord {
+        each(IndexRecord {
             name: EntryName { hash, probe },
             stamp,
             last_use,
             pinned,
             committed_len: (committed_len != NO_LENGTH).then_some(committed_len),
+            bytes: data_len,
             key: std::str::from_utf8(key).ok()?.into(),
         });
     }
-    rest.is_empty().then_some(records)
+    rest.is_empty().then_some(count)
+}
+
+/// The crc32 an index file ends with (of everything before it).
+pub(crate) fn trailing_crc(bytes: &[u8]) -> Option<u32> {
+    let (_, crc) = bytes.split_last_chunk::<4>()?;
+    Some(u32::from_le_bytes(*crc))
 }
 
 /// Reads the index at `path`: `Ok(None)` when there is none or it is not
@@ -146,10 +176,13 @@ pub(crate) fn read(path: &Path) -> StorageResult<Option<Vec<IndexRecord>>> {
 /// Replaces the index at `path` with `records`, whole and durably, through
 /// the mmap driver's replacement (temporary file, sync, rename).
 ///
+/// Returns the written file's length and its own crc32 (its last four
+/// bytes, covering the rest): what a seal records.
+///
 /// # Errors
 ///
 /// `Io` when the directory refuses the file; the old index is then kept.
-pub(crate) fn write(path: &Path, records: &[IndexRecord]) -> StorageResult<()> {
+pub(crate) fn write(path: &Path, records: &[IndexRecord]) -> StorageResult<(u64, u32)> {
     let resource = MmapResource::open(
         CancellationToken::new(),
         MmapOptions {
@@ -158,8 +191,10 @@ pub(crate) fn write(path: &Path, records: &[IndexRecord]) -> StorageResult<()> {
             mode: OpenMode::Auto,
         },
     )?;
-    resource.replace_all(&encode(records), true)?;
-    resource.sync()
+    let bytes = encode(records);
+    resource.replace_all(&bytes, true)?;
+    resource.sync()?;
+    Ok((bytes.len() as u64, trailing_crc(&bytes).unwrap_or(0)))
 }
 
 #[cfg(test)]
@@ -176,6 +211,7 @@ mod tests {
             last_use: 33,
             pinned: !probe.is_multiple_of(2),
             committed_len: (!probe.is_multiple_of(3)).then_some(u64::from(probe) * 1000),
+            bytes: u64::from(probe) * 4096,
             key: key.into(),
         }
     }

@@ -16,7 +16,9 @@
 //!   budget: writes still succeed and [`CacheStats::overshoot`] shows it.
 //! - [`Cache::pin`] keeps an entry across restarts and evictions.
 //! - The directory is the truth: each entry's key, pin and committed length
-//!   live in a small marker beside its file, and the index is only a hint.
+//!   live in a small marker beside its file, and the index is only a hint
+//!   — trusted whole at open only when a clean close sealed it, each
+//!   entry's marker then read before the entry is used.
 //! - One process owns a directory at a time (an advisory lock).
 //!
 //! Entries are [`storage_mmap`] resources; see the crate README for the
@@ -50,6 +52,7 @@ mod marker;
 mod names;
 mod policy;
 mod scan;
+mod seal;
 mod shared;
 mod state;
 

@@ -18,8 +18,9 @@ use crate::{
     CacheOptions,
     index::{self, IndexRecord},
     marker::Marker,
-    names::{EntryName, INDEX_FILE},
-    state::{Doomed, Entry, LeaseState, State},
+    names::{EntryName, INDEX_FILE, LOCK_FILE},
+    seal::{self, Seal},
+    state::{Doomed, Entry, LeaseState, NewEntry, State},
 };
 
 /// The books of a cache: entries whose live leases are [`Lease`]s.
@@ -47,9 +48,11 @@ pub(crate) struct Shared {
     pub(crate) markers: Mutex<()>,
     /// Serialises index saves (held across the index's I/O).
     pub(crate) index: Mutex<()>,
+    /// The clean close ran (`Cache::close`): the drop does not run it again.
+    pub(crate) closed: std::sync::atomic::AtomicBool,
     /// The open lock file: its advisory lock makes this process the
     /// directory's owner until this is dropped.
-    pub(crate) _owner: File,
+    pub(crate) owner: File,
 }
 
 /// What all clones of one entry's handle share. Its fields drop in order:
@@ -101,6 +104,40 @@ fn open_file(
     )
 }
 
+/// Puts back into the books the entry whose files are at `name` (`bytes`
+/// long) as its `marker` says, read at `stamp` (a pin found before
+/// eviction, or another key's marker found where an unchecked entry's
+/// was). Another key is taken in only if it hashes to `name` and the books
+/// have no entry for it; otherwise the files are returned, to be deleted.
+fn adopt(
+    state: &mut Books,
+    name: EntryName,
+    bytes: u64,
+    marker: Marker,
+    stamp: index::Stamp,
+) -> Option<Doomed> {
+    let fits = crate::names::key_hash(&marker.key) == name.hash;
+    if !fits || state.find(&marker.key).is_some() {
+        return Some(Doomed {
+            name,
+            bytes,
+            unchecked: None,
+        });
+    }
+    state.forget_name(name);
+    state.insert(NewEntry {
+        key: marker.key,
+        name,
+        bytes,
+        pinned: marker.pinned,
+        committed_len: marker.committed_len,
+        stamp,
+        lease: LeaseState::Idle,
+        checked: true,
+    });
+    None
+}
+
 /// Removes `path`; a missing file is not an error.
 pub(crate) fn remove_if_present(path: &Path) -> StorageResult<()> {
     match fs::remove_file(path) {
@@ -131,7 +168,7 @@ impl Shared {
             _ => {
                 let forget = |state: &mut Books| {
                     if let Some(entry) = state.get_mut(slot) {
-                        entry.committed_len = None;
+                        entry.set_committed_len(None);
                     }
                 };
                 remove_if_present(&path)?;
@@ -157,27 +194,151 @@ impl Shared {
     /// Deletes the files of `doomed` entries, then frees their names. A name
     /// whose files could not be deleted stays reserved (no new key takes
     /// it) and its bytes count until the next open, which removes them.
-    pub(crate) fn bury(&self, doomed: Vec<Doomed>) {
-        if doomed.is_empty() {
-            return;
+    ///
+    /// An entry taken from a sealed index whose marker was never read is
+    /// read first (the directory is the truth): pinned from outside while
+    /// the cache was closed, it goes back into the books, pinned; holding
+    /// another key, the files are that key's (see [`Self::adopt`]). Then
+    /// the budget is enforced again, until nothing more is doomed.
+    pub(crate) fn bury(&self, mut doomed: Vec<Doomed>) {
+        while !doomed.is_empty() {
+            // Under `markers`: a marker write under way for one of them (a
+            // pin of an idle entry evicted meanwhile) lands before its
+            // files go, never after, where it would name another key's
+            // files.
+            let markers = self.markers.lock();
+            let mut spared = Vec::new();
+            let mut deleted = Vec::new();
+            for d in doomed {
+                if let Some(key) = &d.unchecked {
+                    let path = self.path(d.name.marker());
+                    match Marker::read(&path) {
+                        Ok(Some(marker)) if marker.pinned || *marker.key != **key => {
+                            let stamp =
+                                fs::symlink_metadata(&path).map_or((0, 0), |m| index::stamp(&m));
+                            spared.push((d, marker, stamp));
+                            continue;
+                        }
+                        // Unreadable: nothing is deleted that could not be
+                        // checked (left for the next open, counted).
+                        Err(_) => {
+                            deleted.push((d, false));
+                            continue;
+                        }
+                        Ok(_) => {}
+                    }
+                }
+                let gone = self.delete_files(d.name).is_ok();
+                deleted.push((d, gone));
+            }
+            let mut state = self.state.lock();
+            for (d, gone) in deleted {
+                if gone {
+                    state.forget_name(d.name);
+                } else {
+                    // Out of the books (their markers went first: no open
+                    // takes them for entries), but on disk until the next
+                    // open: counted.
+                    state.leftover(Some(d.name), d.bytes);
+                }
+            }
+            let mut again = Vec::new();
+            let came_back = !spared.is_empty();
+            for (d, marker, stamp) in spared {
+                state.unevict();
+                if let Some(orphan) = adopt(&mut state, d.name, d.bytes, marker, stamp) {
+                    again.push(orphan);
+                }
+            }
+            if came_back {
+                again.extend(state.evict_over_budget());
+            }
+            self.changed.notify_all();
+            drop(state);
+            drop(markers);
+            doomed = again;
         }
-        // Under `markers`: a marker write under way for one of them (a pin
-        // of an idle entry evicted meanwhile) lands before its files go,
-        // never after, where it would name another key's files.
+    }
+
+    /// Reads the marker of the unchecked entry in `slot` (holding `key`),
+    /// which the caller holds (its lease `Opening`), and makes the books say
+    /// what it says. `Ok(true)`: it is still `key`'s entry, with the pin and
+    /// committed length its marker has now. `Ok(false)`: its marker is gone,
+    /// torn or another key's, and the entry is out of the books (its files
+    /// then are that key's, see [`adopt`], or are deleted).
+    pub(crate) fn verify(&self, slot: usize, key: &str) -> StorageResult<bool> {
         let markers = self.markers.lock();
-        let (buried, stuck): (Vec<Doomed>, Vec<Doomed>) = doomed
-            .into_iter()
-            .partition(|d| self.delete_files(d.name).is_ok());
-        drop(markers);
+        let name = {
+            let state = self.state.lock();
+            match state.get(slot) {
+                Some(entry) if state.holds(slot, key) => {
+                    if entry.checked() {
+                        return Ok(true);
+                    }
+                    entry.name()
+                }
+                _ => return Ok(false),
+            }
+        };
+        let path = self.path(name.marker());
+        let marker = Marker::read(&path)?;
+        let stamp = fs::symlink_metadata(&path).map_or((0, 0), |m| index::stamp(&m));
         let mut state = self.state.lock();
-        for doomed in buried {
-            state.forget_name(doomed.name);
+        if !state.holds(slot, key) {
+            return Ok(false);
         }
-        // Out of the books (their markers went first: no open takes them
-        // for entries), but on disk until the next open: counted.
-        for doomed in stuck {
-            state.leftover(Some(doomed.name), doomed.bytes);
+        if let Some(marker) = marker.as_ref().filter(|m| *m.key == *key) {
+            if let Some(entry) = state.get_mut(slot) {
+                entry.set_committed_len(marker.committed_len);
+                entry.stamp = stamp;
+                entry.set_checked();
+            }
+            state.set_pinned(slot, marker.pinned);
+            return Ok(true);
         }
+        let doomed = state.take_out(slot);
+        let orphan = match (doomed, marker) {
+            (Some(doomed), Some(marker)) => {
+                adopt(&mut state, doomed.name, doomed.bytes, marker, stamp)
+            }
+            (doomed, None) => doomed,
+            (None, Some(_)) => None,
+        };
+        drop(state);
+        drop(markers);
+        self.bury(orphan.into_iter().collect());
+        Ok(false)
+    }
+
+    /// Makes sure the books say what the marker of the entry in `slot`
+    /// (holding `key`) says, reading it if it was never read (see
+    /// [`Self::verify`]); waits while another call opens or checks it.
+    /// `Ok(false)` when `slot` no longer holds `key`.
+    pub(crate) fn ensure_checked(&self, slot: usize, key: &str) -> StorageResult<bool> {
+        {
+            let mut state = self.state.lock();
+            loop {
+                let Some(entry) = state.get(slot).filter(|_| state.holds(slot, key)) else {
+                    return Ok(false);
+                };
+                if entry.checked() {
+                    return Ok(true);
+                }
+                // Only a call checking it holds an unchecked entry.
+                if entry.idle() {
+                    state.hold(slot);
+                    break;
+                }
+                self.changed.wait(&mut state);
+            }
+        }
+        let result = self.verify(slot, key);
+        let mut state = self.state.lock();
+        if !matches!(result, Ok(false)) && state.holds(slot, key) {
+            state.unhold(slot);
+        }
+        self.changed.notify_all();
+        result
     }
 
     /// The last lease of `slot` is gone (its file closed): the entry becomes
@@ -231,13 +392,13 @@ impl Shared {
         };
         // A marker that survived a power loss once (a pin, a synced
         // commit) is never put at risk again by a rewrite that does not.
-        let durable = durable || entry.pinned() || entry.durable_marker;
+        let durable = durable || entry.pinned() || entry.durable_marker();
         let marker = Marker {
             key: entry.key.as_ref().into(),
             pinned: entry.pinned(),
-            committed_len: entry.committed_len,
+            committed_len: entry.committed_len(),
         };
-        let path = self.path(entry.name.marker());
+        let path = self.path(entry.name().marker());
         drop(state);
         let written = marker.write(&path, durable).and_then(|()| {
             fs::symlink_metadata(&path)
@@ -251,7 +412,8 @@ impl Shared {
             Ok(meta) => {
                 if let Some(entry) = state.get_mut(slot).filter(|_| still) {
                     entry.stamp = index::stamp(&meta);
-                    entry.durable_marker = durable;
+                    entry.set_durable_marker(durable);
+                    entry.set_checked();
                 }
                 Ok(true)
             }
@@ -271,8 +433,8 @@ impl Shared {
         let path = {
             let state = self.state.lock();
             match state.get(slot) {
-                Some(entry) if state.holds(slot, key) && !entry.durable_marker => {
-                    self.path(entry.name.marker())
+                Some(entry) if state.holds(slot, key) && !entry.durable_marker() => {
+                    self.path(entry.name().marker())
                 }
                 _ => return Ok(()),
             }
@@ -282,7 +444,7 @@ impl Shared {
         if state.holds(slot, key)
             && let Some(entry) = state.get_mut(slot)
         {
-            entry.durable_marker = true;
+            entry.set_durable_marker(true);
         }
         Ok(())
     }
@@ -295,18 +457,18 @@ impl Shared {
         key: &str,
         len: Option<u64>,
     ) -> StorageResult<Option<u64>> {
-        let before = self.state.lock().get(slot).and_then(|e| e.committed_len);
+        let before = self.state.lock().get(slot).and_then(Entry::committed_len);
         if before == len {
             return Ok(before);
         }
         let set = move |state: &mut Books| {
             if let Some(entry) = state.get_mut(slot) {
-                entry.committed_len = len;
+                entry.set_committed_len(len);
             }
         };
         let reset = move |state: &mut Books| {
             if let Some(entry) = state.get_mut(slot) {
-                entry.committed_len = before;
+                entry.set_committed_len(before);
             }
         };
         self.write_marker(slot, key, false, set, reset)
@@ -371,6 +533,13 @@ impl Shared {
 impl Shared {
     /// See [`Cache::save_index`].
     pub(crate) fn save_index(&self) -> StorageResult<()> {
+        self.write_index().map(|_| ())
+    }
+
+    /// Writes the index; its file's length and crc32, and whether it
+    /// records every entry and the directory holds no other file of the
+    /// cache's (what a seal may vouch for).
+    fn write_index(&self) -> StorageResult<(u64, u32, bool)> {
         let _index = self.index.lock();
         // The mmap driver creates missing parent directories: a cache
         // directory deleted from outside must not come back this way.
@@ -382,26 +551,58 @@ impl Shared {
             ));
         }
         let state = self.state.lock();
-        let records: Vec<IndexRecord> = state
+        let mut records: Vec<IndexRecord> = state
             .iter()
             .filter(|e| !e.detached() && e.stamp != (0, 0))
             .map(|e| IndexRecord {
-                name: e.name,
+                name: e.name(),
                 stamp: e.stamp,
                 last_use: e.last_use().persisted(),
                 pinned: e.pinned(),
-                committed_len: e.committed_len,
+                committed_len: e.committed_len(),
+                bytes: e.bytes(),
                 key: e.key.as_ref().into(),
             })
             .collect();
+        let complete = state.settled() && records.len() == state.len();
         drop(state);
-        index::write(&self.path(INDEX_FILE.to_owned()), &records)
+        // Least recently used first: the order an open adds them in.
+        records.sort_unstable_by_key(|r| r.last_use);
+        let (len, crc) = index::write(&self.path(INDEX_FILE.to_owned()), &records)?;
+        Ok((len, crc, complete))
+    }
+
+    /// The clean close: the index written, then sealed (see `seal.rs`) if
+    /// it records the whole directory. Runs when the last clone and lease
+    /// are gone, so nothing changes the books meanwhile.
+    /// `Ok(true)` when sealed; `Ok(false)` when it could not be (see
+    /// [`State::settled`]) or was already closed.
+    pub(crate) fn close(&self) -> StorageResult<bool> {
+        if self.closed.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return Ok(false);
+        }
+        let (index_len, index_crc, complete) = self.write_index()?;
+        if !complete {
+            return Ok(false);
+        }
+        let lock_path = self.path(LOCK_FILE.to_owned());
+        let sealed = seal::settled_dir_stamp(&self.dir).and_then(|dir| {
+            let seal = Seal {
+                index_len,
+                index_crc,
+                dir,
+            };
+            seal::write(&self.owner, &lock_path, &seal)
+        });
+        sealed
+            .map(|()| true)
+            .map_err(|e| StorageError::io("cannot seal the cache index", &lock_path, e))
     }
 }
 
 impl Drop for Shared {
     fn drop(&mut self) {
         // A hint only: a failure costs the next open some time, no entry.
-        let _ = self.save_index();
+        let _ = self.close();
     }
 }

@@ -8,14 +8,14 @@
 //! an entry's handles share (`L`), which they only hold and hand back.
 
 use std::{
-    collections::{HashMap, HashSet},
-    sync::{Arc, Weak},
+    collections::{BTreeMap, HashMap},
+    sync::Weak,
 };
 
 use crate::{
     CacheStats,
     index::Stamp,
-    names::EntryName,
+    names::{EntryName, key_hash},
     policy::{LastUse, Lru},
 };
 
@@ -38,8 +38,8 @@ pub(crate) enum LeaseState<L> {
 #[derive(Debug)]
 pub(crate) struct NewEntry<L> {
     /// The key.
-    pub key: Arc<str>,
-    /// Its files' name.
+    pub key: Box<str>,
+    /// Its files' name (the key's hash, and a probe).
     pub name: EntryName,
     /// Its data file's length.
     pub bytes: u64,
@@ -51,38 +51,112 @@ pub(crate) struct NewEntry<L> {
     pub stamp: Stamp,
     /// Its lease.
     pub lease: LeaseState<L>,
+    /// What the books say was read from its marker (or written to it) in
+    /// this session; `false` for an entry taken from a sealed index, whose
+    /// marker is read before it is used (see `Shared::verify`).
+    pub checked: bool,
 }
 
-/// One entry of the cache. What decides whether it may be evicted (its
-/// lease, pin and removal), its size and its last use change only through
-/// [`State`], which keeps the totals and the eviction order in step.
+/// One entry of the cache, in 80 bytes: what decides whether it may be
+/// evicted (its lease, pin and removal), its size and its last use change
+/// only through [`State`], which keeps the totals and the eviction order in
+/// step. Its name is kept as the key's hash (in the name map too) and a
+/// probe; its flags in one byte.
 #[derive(Debug)]
 pub(crate) struct Entry<L> {
     /// The key.
-    pub key: Arc<str>,
-    /// Its files' name.
-    pub name: EntryName,
-    /// The length it was committed at, as its marker says.
-    pub committed_len: Option<u64>,
+    pub key: Box<str>,
     /// The stamp of its marker on disk, for the index.
     pub stamp: Stamp,
-    /// Its marker on disk was synced (file and directory) since it was
-    /// last written: it survives a power loss.
-    pub durable_marker: bool,
+    /// Its name's hash (the key's).
+    hash: u64,
     /// Its data file's length (what it occupies, reservations included).
     bytes: u64,
+    /// The length it was committed at, as its marker says
+    /// ([`NO_LENGTH`]: none).
+    committed: u64,
     /// Its last use, as the eviction policy ranks it.
     last_use: LastUse,
-    /// Never evicted.
-    pinned: bool,
-    /// Its lease.
-    lease: LeaseState<L>,
-    /// Removed while leased: no longer reachable by key, its files go when
-    /// the last lease does.
-    detached: bool,
+    /// The handles' lease while [`LEASE_LIVE`] (dangling otherwise).
+    lease: Weak<L>,
+    /// Its name's probe.
+    probe: u32,
+    /// `PINNED`, `DETACHED`, `DURABLE_MARKER`, `CHECKED`, and the lease's
+    /// kind (`LEASE_*`).
+    flags: u8,
 }
 
+/// [`Entry::committed`] when the entry was never committed (or its length
+/// is unknown).
+const NO_LENGTH: u64 = u64::MAX;
+/// Never evicted.
+const PINNED: u8 = 1;
+/// Removed while leased: no longer reachable by key, its files go when the
+/// last lease does.
+const DETACHED: u8 = 1 << 1;
+/// Its marker on disk was synced (file and directory) since it was last
+/// written: it survives a power loss.
+const DURABLE_MARKER: u8 = 1 << 2;
+/// Its marker was read or written in this session (see
+/// [`NewEntry::checked`]).
+const CHECKED: u8 = 1 << 3;
+/// The lease's kind, in the top bits.
+const LEASE_MASK: u8 = 0b11 << 4;
+const LEASE_IDLE: u8 = 0;
+const LEASE_OPENING: u8 = 1 << 4;
+const LEASE_LIVE: u8 = 2 << 4;
+
 impl<L> Entry<L> {
+    fn flag(&self, flag: u8) -> bool {
+        self.flags & flag != 0
+    }
+
+    fn set_flag(&mut self, flag: u8, on: bool) {
+        if on {
+            self.flags |= flag;
+        } else {
+            self.flags &= !flag;
+        }
+    }
+
+    /// Its files' name.
+    pub fn name(&self) -> EntryName {
+        EntryName {
+            hash: self.hash,
+            probe: self.probe,
+        }
+    }
+
+    /// The length it was committed at, as its marker says.
+    pub fn committed_len(&self) -> Option<u64> {
+        (self.committed != NO_LENGTH).then_some(self.committed)
+    }
+
+    /// Records the length it was committed at (as its marker will say).
+    pub fn set_committed_len(&mut self, len: Option<u64>) {
+        self.committed = len.unwrap_or(NO_LENGTH);
+    }
+
+    /// Its marker was synced since it was last written.
+    pub fn durable_marker(&self) -> bool {
+        self.flag(DURABLE_MARKER)
+    }
+
+    /// See [`Self::durable_marker`].
+    pub fn set_durable_marker(&mut self, durable: bool) {
+        self.set_flag(DURABLE_MARKER, durable);
+    }
+
+    /// Its marker was read or written in this session.
+    pub fn checked(&self) -> bool {
+        self.flag(CHECKED)
+    }
+
+    /// Its marker was just read or written.
+    pub fn set_checked(&mut self) {
+        self.set_flag(CHECKED, true);
+    }
+
     /// Its data file's length.
     pub fn bytes(&self) -> u64 {
         self.bytes
@@ -95,24 +169,46 @@ impl<L> Entry<L> {
 
     /// Pinned: never evicted.
     pub fn pinned(&self) -> bool {
-        self.pinned
+        self.flag(PINNED)
     }
 
     /// Its lease.
-    pub fn lease(&self) -> &LeaseState<L> {
-        &self.lease
+    pub fn lease(&self) -> LeaseState<L> {
+        match self.flags & LEASE_MASK {
+            LEASE_IDLE => LeaseState::Idle,
+            LEASE_OPENING => LeaseState::Opening,
+            _ => LeaseState::Live(self.lease.clone()),
+        }
+    }
+
+    /// Whether no handle is out or being opened.
+    pub fn idle(&self) -> bool {
+        self.flags & LEASE_MASK == LEASE_IDLE
+    }
+
+    fn set_lease(&mut self, lease: LeaseState<L>) {
+        let (kind, weak) = match lease {
+            LeaseState::Idle => (LEASE_IDLE, Weak::new()),
+            LeaseState::Opening => (LEASE_OPENING, Weak::new()),
+            LeaseState::Live(weak) => (LEASE_LIVE, weak),
+        };
+        self.flags = (self.flags & !LEASE_MASK) | kind;
+        self.lease = weak;
     }
 
     /// Removed while leased (see [`State::detach`]).
     pub fn detached(&self) -> bool {
-        self.detached
+        self.flag(DETACHED)
     }
 
     /// Neither leased (or about to be) nor pinned nor detached.
     fn evictable(&self) -> bool {
-        matches!(self.lease, LeaseState::Idle) && !self.pinned && !self.detached
+        self.idle() && !self.pinned() && !self.detached()
     }
 }
+
+/// What the name map holds for a name whose files no entry holds.
+const RESERVED: u32 = u32::MAX;
 
 /// An entry taken out of the books whose files must now be deleted.
 #[derive(Debug)]
@@ -122,6 +218,9 @@ pub(crate) struct Doomed {
     pub name: EntryName,
     /// Its data file's length.
     pub bytes: u64,
+    /// Its key when its marker was never read in this session (taken from
+    /// a sealed index): the marker is read before the files are deleted.
+    pub unchecked: Option<Box<str>>,
 }
 
 /// The books: entries, totals and the counters of [`crate::CacheStats`].
@@ -131,12 +230,16 @@ pub(crate) struct State<L> {
     entries: Vec<Option<Entry<L>>>,
     /// Free slots of `entries`.
     free: Vec<usize>,
-    /// Key → slot, for entries reachable by key (not detached ones).
-    by_key: HashMap<Arc<str>, usize>,
-    /// Every name with files on disk or about to: entries' names and the
-    /// names of doomed entries whose files are still being deleted. A new
-    /// key never takes one of these.
-    names: HashSet<EntryName>,
+    /// The name map: every name with files on disk or about to, to the
+    /// slot of its entry, or to [`RESERVED`] (a doomed entry whose files
+    /// are being deleted, files that could not be). A new key never takes
+    /// one of these. Names of probe 0 (all but the second and later keys of
+    /// one 64-bit hash) by hash; the rest in `more`.
+    first: HashMap<u64, u32>,
+    /// The names of probe 1 and more.
+    more: BTreeMap<(u64, u32), u32>,
+    /// How many entries are reachable by key (not detached).
+    reachable: usize,
     /// The eviction order of the evictable entries.
     policy: Lru,
     /// The budget.
@@ -148,6 +251,8 @@ pub(crate) struct State<L> {
     /// immutable file, an orphan at open): on disk until the next open
     /// removes them, so they count, though nothing can evict them.
     leftover: u64,
+    /// How many names are reserved by files that could not be deleted.
+    stuck: usize,
     /// The highest `bytes` after any change (and its eviction) since open.
     peak_bytes: u64,
     /// `resource()` calls served a whole committed entry.
@@ -164,12 +269,14 @@ impl<L> State<L> {
         Self {
             entries: Vec::new(),
             free: Vec::new(),
-            by_key: HashMap::new(),
-            names: HashSet::new(),
+            first: HashMap::new(),
+            more: BTreeMap::new(),
+            reachable: 0,
             policy: Lru::new(),
             max_bytes,
             bytes: 0,
             leftover: 0,
+            stuck: 0,
             peak_bytes: 0,
             hits: 0,
             misses: 0,
@@ -201,9 +308,44 @@ impl<L> State<L> {
         }
     }
 
-    /// The slot of `key`.
+    /// Makes room for `more` entries (an open knows how many it adds).
+    pub fn reserve(&mut self, more: usize) {
+        self.entries.reserve_exact(more);
+        self.first.reserve(more);
+    }
+
+    /// The slot `name` maps to (an entry's, or [`RESERVED`]).
+    fn name_slot(&self, name: EntryName) -> Option<u32> {
+        if name.probe == 0 {
+            self.first.get(&name.hash).copied()
+        } else {
+            self.more.get(&(name.hash, name.probe)).copied()
+        }
+    }
+
+    fn set_name(&mut self, name: EntryName, slot: u32) {
+        if name.probe == 0 {
+            self.first.insert(name.hash, slot);
+        } else {
+            self.more.insert((name.hash, name.probe), slot);
+        }
+    }
+
+    /// The slot of `key`: among the names of its hash, the entry holding it
+    /// (reachable by key).
     pub fn find(&self, key: &str) -> Option<usize> {
-        self.by_key.get(key).copied()
+        let hash = key_hash(key);
+        let others = self
+            .more
+            .range((hash, 1)..=(hash, u32::MAX))
+            .map(|(_, &slot)| slot);
+        self.first
+            .get(&hash)
+            .copied()
+            .into_iter()
+            .chain(others)
+            .map(|slot| slot as usize)
+            .find(|&slot| self.holds(slot, key))
     }
 
     /// The entry in `slot`. Slots handed out by this type are live until
@@ -215,7 +357,7 @@ impl<L> State<L> {
     /// Whether `slot` holds `key`'s entry, reachable by key (not detached).
     pub fn holds(&self, slot: usize, key: &str) -> bool {
         self.get(slot)
-            .is_some_and(|e| !e.detached && *e.key == *key)
+            .is_some_and(|e| !e.detached() && *e.key == *key)
     }
 
     /// As [`Self::get`], mutable (its public fields: the marker's record).
@@ -225,7 +367,7 @@ impl<L> State<L> {
 
     /// How many entries are reachable by key.
     pub fn len(&self) -> usize {
-        self.by_key.len()
+        self.reachable
     }
 
     /// Every live entry, detached ones included.
@@ -237,7 +379,7 @@ impl<L> State<L> {
     pub fn free_name(&self, hash: u64) -> EntryName {
         (0..=u32::MAX)
             .map(|probe| EntryName { hash, probe })
-            .find(|name| !self.names.contains(name))
+            .find(|&name| self.name_slot(name).is_none())
             // 2^32 keys with one 64-bit hash cannot be held in memory.
             .unwrap_or(EntryName {
                 hash,
@@ -246,25 +388,32 @@ impl<L> State<L> {
     }
 
     /// Adds `new`, used now; it is evictable at once if idle and unpinned.
+    /// Its name must be free (or reserved by this entry's own files) and
+    /// its key's hash; its key not reachable already.
     pub fn insert(&mut self, new: NewEntry<L>) -> usize {
+        debug_assert_eq!(key_hash(&new.key), new.name.hash, "a name is its key's");
         let slot = self.free.pop().unwrap_or(self.entries.len());
-        let entry = Entry {
+        let mut entry = Entry {
             key: new.key,
-            name: new.name,
-            committed_len: new.committed_len,
             stamp: new.stamp,
-            durable_marker: false,
+            hash: new.name.hash,
             bytes: new.bytes,
+            committed: NO_LENGTH,
             last_use: self.policy.insert(),
-            pinned: new.pinned,
-            lease: new.lease,
-            detached: false,
+            lease: Weak::new(),
+            probe: new.name.probe,
+            flags: 0,
         };
+        entry.set_committed_len(new.committed_len);
+        entry.set_flag(PINNED, new.pinned);
+        entry.set_flag(CHECKED, new.checked);
+        entry.set_lease(new.lease);
         self.policy
             .set_evictable(slot, entry.last_use, entry.evictable());
-        self.names.insert(entry.name);
+        // Slots fit in 32 bits: 2^32 entries cannot be held in memory.
+        self.set_name(entry.name(), u32::try_from(slot).unwrap_or(RESERVED));
         self.bytes += entry.bytes;
-        self.by_key.insert(Arc::clone(&entry.key), slot);
+        self.reachable += 1;
         if slot == self.entries.len() {
             self.entries.push(Some(entry));
         } else {
@@ -279,22 +428,28 @@ impl<L> State<L> {
         let entry = self.entries.get_mut(slot)?.take()?;
         self.free.push(slot);
         self.policy.remove(entry.last_use);
-        if !entry.detached {
-            self.by_key.remove(&entry.key);
+        if !entry.detached() {
+            self.reachable -= 1;
         }
         self.bytes -= entry.bytes;
+        let name = entry.name();
+        self.set_name(name, RESERVED);
         Some(Doomed {
-            name: entry.name,
+            name,
             bytes: entry.bytes,
+            unchecked: (!entry.checked()).then_some(entry.key),
         })
     }
 
     /// Counts `bytes` of files that could not be deleted, and keeps `name`
     /// (if they had one) from new keys until the next open.
     pub fn leftover(&mut self, name: Option<EntryName>, bytes: u64) {
-        if let Some(name) = name {
-            self.names.insert(name);
+        if let Some(name) = name
+            && self.name_slot(name).is_none()
+        {
+            self.set_name(name, RESERVED);
         }
+        self.stuck += 1;
         self.leftover += bytes;
         self.bytes += bytes;
     }
@@ -303,7 +458,7 @@ impl<L> State<L> {
     /// its data (`resource()` calls wait for it), without a use.
     pub fn hold(&mut self, slot: usize) {
         if let Some(entry) = self.entries.get_mut(slot).and_then(Option::as_mut) {
-            entry.lease = LeaseState::Opening;
+            entry.set_lease(LeaseState::Opening);
             self.policy.set_evictable(slot, entry.last_use, false);
         }
     }
@@ -311,23 +466,41 @@ impl<L> State<L> {
     /// Puts the entry [`Self::hold`] held back as it was.
     pub fn unhold(&mut self, slot: usize) {
         if let Some(entry) = self.entries.get_mut(slot).and_then(Option::as_mut) {
-            entry.lease = LeaseState::Idle;
+            entry.set_lease(LeaseState::Idle);
             self.policy
                 .set_evictable(slot, entry.last_use, entry.evictable());
         }
     }
 
+    /// Whether every entry is reachable by key and every file on disk
+    /// belongs to one: no entry removed while leased, no leftover.
+    pub fn settled(&self) -> bool {
+        self.stuck == 0 && self.iter().all(|e| !e.detached())
+    }
+
+    /// An eviction counted by [`Self::evict_over_budget`] did not happen
+    /// (its marker, read before deleting, pinned it).
+    pub fn unevict(&mut self) {
+        self.evictions = self.evictions.saturating_sub(1);
+    }
+
     /// Makes `name` available again: its files are gone.
     pub fn forget_name(&mut self, name: EntryName) {
-        self.names.remove(&name);
+        if name.probe == 0 {
+            self.first.remove(&name.hash);
+        } else {
+            self.more.remove(&(name.hash, name.probe));
+        }
     }
 
     /// Detaches the entry in `slot` from its key (removed while leased).
     pub fn detach(&mut self, slot: usize) {
-        if let Some(entry) = self.entries.get_mut(slot).and_then(Option::as_mut) {
-            entry.detached = true;
+        if let Some(entry) = self.entries.get_mut(slot).and_then(Option::as_mut)
+            && !entry.detached()
+        {
+            entry.set_flag(DETACHED, true);
             self.policy.set_evictable(slot, entry.last_use, false);
-            self.by_key.remove(&entry.key);
+            self.reachable -= 1;
         }
     }
 
@@ -337,7 +510,7 @@ impl<L> State<L> {
         let Some(entry) = self.entries.get_mut(slot).and_then(Option::as_mut) else {
             return;
         };
-        entry.lease = lease;
+        entry.set_lease(lease);
         let evictable = entry.evictable();
         self.policy.touch(slot, &mut entry.last_use, evictable);
     }
@@ -355,7 +528,7 @@ impl<L> State<L> {
         let Some(entry) = self.entries.get_mut(slot).and_then(Option::as_mut) else {
             return;
         };
-        entry.pinned = pinned;
+        entry.set_flag(PINNED, pinned);
         self.policy
             .set_evictable(slot, entry.last_use, entry.evictable());
     }
@@ -416,6 +589,7 @@ mod tests {
             committed_len: None,
             stamp: (0, 0),
             lease: LeaseState::Idle,
+            checked: true,
         }
     }
 
@@ -452,5 +626,37 @@ mod tests {
             hash: crate::names::key_hash(key),
             probe: 0,
         }
+    }
+
+    #[test]
+    fn entries_are_80_bytes_and_found_by_their_keys_hash_at_any_probe() {
+        assert_eq!(std::mem::size_of::<Option<Entry<u64>>>(), 80);
+        let mut state: State<()> = State::new(u64::MAX);
+        let hash = crate::names::key_hash("a");
+        // Probe 0 held by files no entry holds: "a" goes to probe 1.
+        state.leftover(Some(EntryName { hash, probe: 0 }), 0);
+        let name = state.free_name(hash);
+        assert_eq!(name.probe, 1);
+        let slot = state.insert(NewEntry {
+            name,
+            ..entry("a", 10)
+        });
+        assert_eq!(state.find("a"), Some(slot));
+        assert_eq!(state.find("b"), None);
+        assert_eq!(state.free_name(hash).probe, 2);
+        // Detached: not found by key, its name still held.
+        state.detach(slot);
+        assert_eq!((state.find("a"), state.len()), (None, 0));
+        assert_eq!(state.free_name(hash).probe, 2);
+        let doomed = state.take_out(slot).unwrap();
+        assert_eq!(doomed.name, name);
+        assert_eq!(state.free_name(hash).probe, 2, "reserved until forgotten");
+        state.forget_name(name);
+        assert_eq!(state.free_name(hash).probe, 1);
+        // A slot reused by another key.
+        let b = state.insert(entry("b", 5));
+        assert_eq!(b, slot);
+        assert_eq!((state.find("b"), state.find("a")), (Some(b), None));
+        assert_eq!(state.len(), 1);
     }
 }

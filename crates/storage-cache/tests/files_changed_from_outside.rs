@@ -72,6 +72,9 @@ fn a_committed_file_cut_while_the_cache_was_closed_is_partial_after_reopen() {
         .unwrap()
         .set_len(10)
         .unwrap();
+    // Without a seal (a kill, say), the open stats the file: its length
+    // counts at once.
+    support::break_seal(dir.path());
     let cache = open(dir.path(), 1 << 20);
     assert_eq!(cache.stats().bytes, 10);
     let r = get(&cache, "a");
@@ -79,6 +82,27 @@ fn a_committed_file_cut_while_the_cache_was_closed_is_partial_after_reopen() {
     let mut head = vec![0; 10];
     r.read_at(0, &mut head).unwrap();
     assert_eq!(head, data[..10]);
+}
+
+#[test]
+fn a_committed_file_cut_behind_a_sealed_index_is_partial_at_first_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = put(&open(dir.path(), 1 << 20), "a", 1, 1000);
+    // Cut in place: no name changes, so the sealed index is trusted at
+    // open (its length stands until the entry's first use).
+    fs::OpenOptions::new()
+        .write(true)
+        .open(data_file(dir.path(), 1000))
+        .unwrap()
+        .set_len(10)
+        .unwrap();
+    let cache = open(dir.path(), 1 << 20);
+    let r = get(&cache, "a");
+    assert_eq!(r.status(), ResourceStatus::Active, "never served whole");
+    let mut head = vec![0; 10];
+    r.read_at(0, &mut head).unwrap();
+    assert_eq!(head, data[..10]);
+    assert_eq!(cache.stats().bytes, data_bytes(dir.path()));
 }
 
 #[test]

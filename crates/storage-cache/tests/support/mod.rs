@@ -104,3 +104,14 @@ pub fn bounded<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'st
     rx.recv_timeout(LIMIT)
         .unwrap_or_else(|_| panic!("{what} took longer than {LIMIT:?}"))
 }
+
+/// Breaks the seal a clean close left in `dir/cache.lock`, as a kill or a
+/// power loss would have: the next open scans the directory in full.
+pub fn break_seal(dir: &Path) {
+    fs::write(dir.join("cache.lock"), b"").unwrap();
+}
+
+/// Whether `dir/cache.lock` holds a seal (the last close was clean).
+pub fn sealed(dir: &Path) -> bool {
+    fs::metadata(dir.join("cache.lock")).is_ok_and(|m| m.len() > 0)
+}
