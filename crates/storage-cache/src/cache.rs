@@ -198,6 +198,10 @@ impl Cache {
                         break (slot, false);
                     }
                 }
+            } else if state.is_burying(key) {
+                // Evicted unchecked, its marker being read: it may come
+                // back (pinned from outside).
+                shared.changed.wait(&mut state);
             } else {
                 let name = state.free_name(key_hash(key));
                 let slot = state.insert(NewEntry {
@@ -297,7 +301,7 @@ impl Cache {
 
     fn set_pinned(&self, key: &str, pinned: bool) -> StorageResult<()> {
         let shared = &self.shared;
-        let mut found = shared.state.lock().find(key);
+        let mut found = shared.find(key);
         if let Some(slot) = found
             && !shared.ensure_checked(slot, key)?
         {
@@ -343,7 +347,7 @@ impl Cache {
         let shared = &self.shared;
         // An entry taken from a sealed index: its marker is read first
         // (another key's files are never deleted for this one).
-        let found = shared.state.lock().find(key);
+        let found = shared.find(key);
         if let Some(slot) = found
             && !shared.ensure_checked(slot, key)?
         {
@@ -389,7 +393,7 @@ impl Cache {
     /// Whether the cache holds an entry for `key` (whole or partial).
     #[must_use]
     pub fn contains(&self, key: &str) -> bool {
-        self.shared.state.lock().find(key).is_some()
+        self.shared.find(key).is_some()
     }
 
     /// The cache's counters and sizes at this instant.

@@ -45,6 +45,24 @@ const LEN: usize = 8 + 8 + 4 + 16 + 4;
 /// at most), so an unchanged stamp proves no name changed.
 const SETTLE: Duration = Duration::from_millis(20);
 
+/// The same on a file system that keeps whole seconds (ext3, ext4 with
+/// 128-byte inodes, HFS+: 1 s; FAT: 2 s), told by a modification time
+/// with no fraction of a second: a change within the same second would
+/// leave the stamp as it was.
+const SETTLE_WHOLE_SECONDS: Duration = Duration::from_secs(2);
+
+/// How long after `modified` a seal may be written (see [`SETTLE`]).
+fn settle_after(modified: SystemTime) -> Duration {
+    let whole_second = modified
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .is_ok_and(|since| since.subsec_nanos() == 0);
+    if whole_second {
+        SETTLE_WHOLE_SECONDS
+    } else {
+        SETTLE
+    }
+}
+
 /// What a clean close vouched for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Seal {
@@ -127,10 +145,11 @@ pub(crate) fn dir_stamp(dir: &Path) -> io::Result<Stamp> {
 /// When `dir` cannot be read.
 pub(crate) fn settled_dir_stamp(dir: &Path) -> io::Result<Stamp> {
     let meta = fs::metadata(dir)?;
-    if let Ok(modified) = meta.modified()
-        && let Ok(wait) = (modified + SETTLE).duration_since(SystemTime::now())
-    {
-        std::thread::sleep(wait.min(SETTLE));
+    if let Ok(modified) = meta.modified() {
+        let settle = settle_after(modified);
+        if let Ok(wait) = (modified + settle).duration_since(SystemTime::now()) {
+            std::thread::sleep(wait.min(settle));
+        }
     }
     Ok(index::stamp(&meta))
 }
@@ -151,6 +170,14 @@ pub(crate) fn write(mut lock: &File, lock_path: &Path, seal: &Seal) -> io::Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stamp_of_whole_seconds_waits_out_a_coarse_clock() {
+        let fine = SystemTime::UNIX_EPOCH + Duration::new(1_765_000_000, 123_456_789);
+        let whole = SystemTime::UNIX_EPOCH + Duration::from_secs(1_765_000_000);
+        assert_eq!(settle_after(fine), SETTLE);
+        assert_eq!(settle_after(whole), SETTLE_WHOLE_SECONDS);
+    }
 
     #[test]
     fn seals_round_trip_and_damage_is_refused() {

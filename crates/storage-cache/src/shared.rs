@@ -178,6 +178,21 @@ impl Shared {
         }
     }
 
+    /// The slot of `key`'s entry; waits while an eviction reads the
+    /// marker of `key`'s unchecked entry (it may come back pinned).
+    pub(crate) fn find(&self, key: &str) -> Option<usize> {
+        let mut state = self.state.lock();
+        loop {
+            if let Some(slot) = state.find(key) {
+                return Some(slot);
+            }
+            if !state.is_burying(key) {
+                return None;
+            }
+            self.changed.wait(&mut state);
+        }
+    }
+
     pub(crate) fn path(&self, file: String) -> PathBuf {
         self.dir.join(file)
     }
@@ -233,6 +248,9 @@ impl Shared {
             }
             let mut state = self.state.lock();
             for (d, gone) in deleted {
+                if let Some(key) = &d.unchecked {
+                    state.buried(key);
+                }
                 if gone {
                     state.forget_name(d.name);
                 } else {
@@ -245,6 +263,9 @@ impl Shared {
             let mut again = Vec::new();
             let came_back = !spared.is_empty();
             for (d, marker, stamp) in spared {
+                if let Some(key) = &d.unchecked {
+                    state.buried(key);
+                }
                 state.unevict();
                 if let Some(orphan) = adopt(&mut state, d.name, d.bytes, marker, stamp) {
                     again.push(orphan);

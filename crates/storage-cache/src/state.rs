@@ -261,6 +261,11 @@ pub(crate) struct State<L> {
     misses: u64,
     /// Entries evicted for the budget.
     evictions: u64,
+    /// Keys of unchecked entries evicted whose markers are not read yet
+    /// (`Shared::bury`): until then a lookup of one waits, since its marker
+    /// may bring it back (pinned from outside) — a new entry made for the
+    /// key meanwhile would have its files taken for orphans.
+    burying: Vec<Box<str>>,
 }
 
 impl<L> State<L> {
@@ -281,6 +286,20 @@ impl<L> State<L> {
             hits: 0,
             misses: 0,
             evictions: 0,
+            burying: Vec::new(),
+        }
+    }
+
+    /// Whether `key`'s entry was evicted unchecked and its marker is not
+    /// read yet (a lookup waits for [`Self::buried`]).
+    pub fn is_burying(&self, key: &str) -> bool {
+        self.burying.iter().any(|burying| **burying == *key)
+    }
+
+    /// `key`'s evicted entry is decided: deleted, or back in the books.
+    pub fn buried(&mut self, key: &str) {
+        if let Some(at) = self.burying.iter().position(|burying| **burying == *key) {
+            self.burying.swap_remove(at);
         }
     }
 
@@ -552,6 +571,9 @@ impl<L> State<L> {
             };
             if let Some(victim) = self.take_out(slot) {
                 self.evictions += 1;
+                if let Some(key) = &victim.unchecked {
+                    self.burying.push(key.clone());
+                }
                 doomed.push(victim);
             }
         }

@@ -321,3 +321,108 @@ fn an_explicit_close_seals_only_as_the_last_handle() {
     assert!(cache.close().unwrap());
     assert!(sealed(dir.path()));
 }
+
+/// Entries pinned from outside while closed (markers rewritten in place,
+/// the seal still valid) are evicted unchecked by a large write while
+/// another thread looks their keys up: a lookup waits while an eviction
+/// reads the marker, so the entry comes back pinned and whole — never a
+/// fresh entry made meanwhile whose arrival had the pinned files deleted
+/// as orphans (1–2 of 600 lost in every run before).
+#[test]
+fn a_pin_written_from_outside_survives_an_eviction_racing_a_lookup() {
+    use std::{
+        io::Write,
+        sync::{
+            Arc,
+            atomic::{AtomicBool, Ordering},
+        },
+        time::{Duration, Instant},
+    };
+
+    use storage_core::CancellationToken;
+
+    const N: usize = 600;
+    const LEN: usize = 1000;
+    // Each key's bytes are its own (its number first).
+    let content_of = |i: usize| {
+        let mut content = support::content(i as u64, LEN);
+        content[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        content
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut pinned_markers = Vec::new();
+    {
+        let cache = support::open_sized(dir.path(), 1 << 40, 64);
+        for i in 0..N {
+            let key = format!("k{i}");
+            let content = content_of(i);
+            let r = get(&cache, &key);
+            r.write_all(&content).unwrap();
+            drop(r);
+            cache.pin(&key).unwrap();
+            let marker = marker_of(&data_file_of(dir.path(), &content));
+            pinned_markers.push((marker.clone(), fs::read(&marker).unwrap()));
+            cache.unpin(&key).unwrap();
+        }
+        assert!(cache.close().unwrap());
+    }
+    // Pinned from outside, in place: no name changes, the seal holds.
+    for (marker, pinned) in &pinned_markers {
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(marker)
+            .unwrap();
+        file.write_all(pinned).unwrap();
+    }
+    let cache = support::open_sized(dir.path(), (N * LEN) as u64 + 64, 64);
+    let stop = Arc::new(AtomicBool::new(false));
+    let racer = {
+        let (cache, stop) = (cache.clone(), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                for i in 0..N {
+                    let key = format!("k{i}");
+                    if !cache.contains(&key) {
+                        drop(cache.resource(&key, CancellationToken::new()));
+                    }
+                }
+            }
+        })
+    };
+    // Far over the budget: the unchecked entries are the victims.
+    let big = get(&cache, "big");
+    big.write_at(0, &vec![7; N * LEN / 2]).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    support::bounded("the racing lookups", move || racer.join().unwrap());
+    drop(big);
+    let pinned: Vec<String> = cache
+        .entries()
+        .into_iter()
+        .filter(|e| e.pinned)
+        .map(|e| e.key)
+        .collect();
+    for i in 0..N {
+        let key = format!("k{i}");
+        assert!(
+            pinned.contains(&key),
+            "{key}, pinned on disk, is not pinned"
+        );
+        assert!(
+            read_all(&get(&cache, &key)) == content_of(i),
+            "{key}: wrong bytes"
+        );
+    }
+}
+
+/// The data file in `dir` holding exactly `content`.
+fn data_file_of(dir: &Path, content: &[u8]) -> std::path::PathBuf {
+    files(dir)
+        .into_iter()
+        .filter(|n| !n.contains('.'))
+        .map(|n| dir.join(n))
+        .find(|p| fs::read(p).is_ok_and(|bytes| bytes == content))
+        .unwrap()
+}
