@@ -292,16 +292,15 @@ impl Journal {
     fn of(path: &Path, file: &File) -> Self {
         Self {
             path: path.to_path_buf(),
-            id: file.metadata().ok().and_then(|meta| sys::file_id(&meta)),
+            id: sys::file_id(file),
         }
     }
 
     /// The journal file, opened to append, if it is still this journal.
     fn open(&self) -> io::Result<File> {
         let file = OpenOptions::new().append(true).open(&self.path)?;
-        // Where the platform cannot tell one file from another (`file_id`
-        // is `None`), the path is trusted.
-        let id = file.metadata().ok().and_then(|meta| sys::file_id(&meta));
+        // Where the identity could not be read, the path is trusted.
+        let id = sys::file_id(&file);
         if self.id.is_some() && id != self.id {
             return Err(io::Error::new(
                 io::ErrorKind::NotFound,

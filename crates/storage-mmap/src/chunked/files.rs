@@ -162,14 +162,12 @@ pub(super) fn sync_dir(path: &Path) -> StorageResult<()> {
 /// platform cannot tell.
 pub(super) fn is_entry(file: &File, path: &Path) -> StorageResult<bool> {
     let entry = match fs::symlink_metadata(path) {
-        Ok(meta) => meta,
+        Ok(meta) if meta.is_symlink() => return Ok(false),
+        Ok(_) => sys::entry_id(path),
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(StorageError::io("cannot inspect", path, e)),
     };
-    let held = file
-        .metadata()
-        .map_err(|e| StorageError::io("cannot inspect", path, e))?;
-    Ok(sys::same_file(&held, &entry).unwrap_or(true))
+    Ok(sys::same_id(sys::file_id(file), entry).unwrap_or(true))
 }
 
 #[cfg(test)]

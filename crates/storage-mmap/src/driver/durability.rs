@@ -782,7 +782,7 @@ pub(in crate::driver) mod tests {
         let released = Mutex::new(released);
         let hook: probe::Hook = Arc::new(move |event: &Synced<'_>| {
             if let Synced::File(file) = event
-                && file.metadata().ok().and_then(|m| sys::file_id(&m)) == Some(data_id)
+                && sys::file_id(file) == Some(data_id)
             {
                 let _ = entered.send(());
                 let _ = released.lock().recv_timeout(Duration::from_secs(30));

@@ -81,7 +81,7 @@ pub(crate) fn may_fail(file: &std::fs::File) -> std::io::Result<()> {
     if let Some(before) = before {
         before(&super::Synced::File(file));
     }
-    may_fail_id(file.metadata().ok().and_then(|meta| super::file_id(&meta)))
+    may_fail_id(super::file_id(file))
 }
 
 /// As `may_fail`, for the sync of directory `dir` (set up with
@@ -128,10 +128,7 @@ pub(crate) fn cut_write(file: &std::fs::File, len: usize) -> Option<usize> {
     if cuts.is_empty() {
         return None;
     }
-    let id = file
-        .metadata()
-        .ok()
-        .and_then(|meta| super::file_id(&meta))?;
+    let id = super::file_id(file)?;
     let at = cuts.iter().position(|(cut, _)| *cut == id)?;
     Some(cuts.swap_remove(at).1.min(len))
 }

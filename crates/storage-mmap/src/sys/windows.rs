@@ -5,23 +5,35 @@
 use std::{
     fs::File,
     io,
-    os::windows::io::{AsRawHandle, FromRawHandle},
+    os::windows::{
+        ffi::OsStrExt,
+        fs::OpenOptionsExt,
+        io::{AsRawHandle, FromRawHandle},
+    },
     path::Path,
 };
 
 use windows_sys::Win32::{
     Foundation::{
-        ERROR_ACCESS_DENIED, ERROR_LOCK_VIOLATION, ERROR_NOT_LOCKED, GENERIC_WRITE, HANDLE,
-        INVALID_HANDLE_VALUE,
+        ERROR_ACCESS_DENIED, ERROR_LOCK_VIOLATION, ERROR_NOT_LOCKED, ERROR_SHARING_VIOLATION,
+        ERROR_USER_MAPPED_FILE, GENERIC_WRITE, HANDLE, INVALID_HANDLE_VALUE,
     },
     Storage::FileSystem::{
-        FILE_SHARE_DELETE, FILE_SHARE_READ, FILE_SHARE_WRITE, LOCKFILE_EXCLUSIVE_LOCK,
-        LOCKFILE_FAIL_IMMEDIATELY, LockFileEx, ReOpenFile, UnlockFileEx,
+        BY_HANDLE_FILE_INFORMATION, FILE_ATTRIBUTE_TEMPORARY, FILE_FLAG_BACKUP_SEMANTICS,
+        FILE_FLAG_OPEN_REPARSE_POINT, FILE_SHARE_DELETE, FILE_SHARE_READ, FILE_SHARE_WRITE,
+        GetFileAttributesW, GetFileInformationByHandle, INVALID_FILE_ATTRIBUTES,
+        LOCKFILE_EXCLUSIVE_LOCK, LOCKFILE_FAIL_IMMEDIATELY, LockFileEx, ReOpenFile,
+        SetFileAttributesW, UnlockFileEx,
     },
     System::IO::OVERLAPPED,
 };
 
 use super::{Kind, Refused};
+
+/// The sharing every handle of this crate allows: others may read, write,
+/// and delete or rename the file (std's default, spelled out where a
+/// handle is opened by hand).
+const SHARE_ALL: u32 = FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE;
 
 /// Windows refuses to cut a file while a view of it is mapped: the
 /// mapping is dropped first.
@@ -39,7 +51,6 @@ pub(super) fn write_all_at(file: &File, mut data: &[u8], mut offset: u64) -> io:
     Ok(())
 }
 
-/// No stable file identity in std here: callers assume the same file.
 /// No hole punching here: zeros are written instead.
 #[allow(
     clippy::unnecessary_wraps,
@@ -49,8 +60,37 @@ pub(super) fn punch_hole(_file: &File, _range: std::ops::Range<u64>) -> io::Resu
     Ok(false)
 }
 
-pub(super) fn file_id(_meta: &std::fs::Metadata) -> Option<(u64, u64)> {
-    None
+/// The file's index on its volume (`GetFileInformationByHandle`): a
+/// file's identity for as long as it exists; `None` when the handle
+/// cannot be asked. The volume's serial number is left out (the first
+/// half is 0): Wine reports 0 for a handle whose file was renamed since it
+/// was opened, and the files compared here are at one path or in one
+/// directory, on one volume.
+pub(super) fn file_id(file: &File) -> Option<(u64, u64)> {
+    let mut info = BY_HANDLE_FILE_INFORMATION::default();
+    // SAFETY: the handle is open for the borrow of `file`; `info` lives
+    // across the call, which only writes it.
+    let done = unsafe { GetFileInformationByHandle(handle(file), &raw mut info) };
+    (done != 0).then(|| {
+        let index = (u64::from(info.nFileIndexHigh) << 32) | u64::from(info.nFileIndexLow);
+        (0, index)
+    })
+}
+
+/// The identity of the file at `path` (of a link itself unless `follow`):
+/// the entry is opened without any access (no sharing conflict with the
+/// handles that hold it) and asked.
+pub(super) fn path_id(path: &Path, follow: bool) -> io::Result<Option<(u64, u64)>> {
+    let mut flags = FILE_FLAG_BACKUP_SEMANTICS;
+    if !follow {
+        flags |= FILE_FLAG_OPEN_REPARSE_POINT;
+    }
+    let entry = std::fs::OpenOptions::new()
+        .access_mode(0)
+        .share_mode(SHARE_ALL)
+        .custom_flags(flags)
+        .open(path)?;
+    Ok(file_id(&entry))
 }
 
 /// No inode in std here: the length and the modification time
@@ -92,10 +132,9 @@ pub(super) fn sync(file: &File, data_only: bool) -> io::Result<()> {
     };
     match synced {
         Err(error) if error.raw_os_error() == Some(ERROR_ACCESS_DENIED.cast_signed()) => {
-            let share = FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE;
             // SAFETY: the handle is open for the borrow of `file`; the call
             // only reads it.
-            let writable = unsafe { ReOpenFile(handle(file), GENERIC_WRITE, share, 0) };
+            let writable = unsafe { ReOpenFile(handle(file), GENERIC_WRITE, SHARE_ALL, 0) };
             if writable == INVALID_HANDLE_VALUE {
                 return Err(error);
             }
@@ -225,4 +264,45 @@ pub(super) fn space(_file: &File) -> io::Result<super::Space> {
 )]
 pub(super) fn allocate(_file: &File, _from: u64, _to: u64) -> io::Result<()> {
     Ok(())
+}
+
+/// `path` as a NUL-terminated wide string, for the calls std does not wrap.
+fn wide(path: &Path) -> Vec<u16> {
+    path.as_os_str().encode_wide().chain(Some(0)).collect()
+}
+
+/// Renames `from` over `to`. std's rename asks for POSIX semantics first
+/// (`FileRenameInfoEx` with `FILE_RENAME_FLAG_POSIX_SEMANTICS`: the file at
+/// `to` may be open, even mapped, elsewhere, whose handles keep the old
+/// file) and falls back to `MoveFileExW(MOVEFILE_REPLACE_EXISTING)` where
+/// the system or the file system lacks them (Wine, FAT, Windows before
+/// 10 1709), which refuses a `to` that is open or mapped: see [`in_use`].
+/// A temporary file (tempfile marks them `FILE_ATTRIBUTE_TEMPORARY`, which
+/// lets the cache keep their data from the disk) is made an ordinary one
+/// first.
+pub(super) fn rename_over(from: &Path, to: &Path) -> io::Result<()> {
+    let name = wide(from);
+    // SAFETY: `name` is a NUL-terminated wide string that outlives the call.
+    let attributes = unsafe { GetFileAttributesW(name.as_ptr()) };
+    if attributes != INVALID_FILE_ATTRIBUTES && attributes & FILE_ATTRIBUTE_TEMPORARY != 0 {
+        // SAFETY: as above.
+        let done =
+            unsafe { SetFileAttributesW(name.as_ptr(), attributes & !FILE_ATTRIBUTE_TEMPORARY) };
+        if done == 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    std::fs::rename(from, to)
+}
+
+/// Whether a rename over a file failed because the file is open or mapped
+/// by a handle that did not allow it (or the system allows it to none).
+pub(super) fn in_use(error: &io::Error) -> bool {
+    [
+        ERROR_ACCESS_DENIED,
+        ERROR_SHARING_VIOLATION,
+        ERROR_USER_MAPPED_FILE,
+    ]
+    .iter()
+    .any(|code| error.raw_os_error() == Some(code.cast_signed()))
 }
