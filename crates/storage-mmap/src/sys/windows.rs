@@ -6,7 +6,7 @@ use std::{
     fs::File,
     io,
     os::windows::{
-        ffi::OsStrExt,
+        ffi::{OsStrExt, OsStringExt},
         fs::OpenOptionsExt,
         io::{AsRawHandle, FromRawHandle},
     },
@@ -20,10 +20,10 @@ use windows_sys::Win32::{
     },
     Storage::FileSystem::{
         BY_HANDLE_FILE_INFORMATION, FILE_ATTRIBUTE_TEMPORARY, FILE_FLAG_BACKUP_SEMANTICS,
-        FILE_FLAG_OPEN_REPARSE_POINT, FILE_SHARE_DELETE, FILE_SHARE_READ, FILE_SHARE_WRITE,
-        GetFileAttributesW, GetFileInformationByHandle, INVALID_FILE_ATTRIBUTES,
-        LOCKFILE_EXCLUSIVE_LOCK, LOCKFILE_FAIL_IMMEDIATELY, LockFileEx, ReOpenFile,
-        SetFileAttributesW, UnlockFileEx,
+        FILE_FLAG_OPEN_REPARSE_POINT, FILE_NAME_NORMALIZED, FILE_SHARE_DELETE, FILE_SHARE_READ,
+        FILE_SHARE_WRITE, GetDiskFreeSpaceExW, GetFileAttributesW, GetFileInformationByHandle,
+        GetFinalPathNameByHandleW, INVALID_FILE_ATTRIBUTES, LOCKFILE_EXCLUSIVE_LOCK,
+        LOCKFILE_FAIL_IMMEDIATELY, LockFileEx, ReOpenFile, SetFileAttributesW, UnlockFileEx,
     },
     System::IO::OVERLAPPED,
 };
@@ -248,14 +248,61 @@ fn change(file: &File, exclusive: bool) -> Result<(), Refused> {
     Err(Refused::Conflict)
 }
 
-/// Windows reports no capacity here and reserves nothing: the file is
-/// only extended (see the crate README).
+/// The capacity of the volume that holds `file` (`GetDiskFreeSpaceExW` on
+/// the directory of its final path), in bytes (a block of 1 byte), and
+/// the file's length as what it holds; a volume that cannot be asked says
+/// nothing (`Space::UNKNOWN`). Nothing is reserved ([`allocate`]): growth
+/// is checked against this, then the file is only extended.
 #[allow(
     clippy::unnecessary_wraps,
     reason = "the signature all platforms share; Unix can fail"
 )]
-pub(super) fn space(_file: &File) -> io::Result<super::Space> {
-    Ok(super::Space::UNKNOWN)
+pub(super) fn space(file: &File) -> io::Result<super::Space> {
+    Ok(volume_space(file).unwrap_or(super::Space::UNKNOWN))
+}
+
+fn volume_space(file: &File) -> Option<super::Space> {
+    let mut name = vec![0u16; 1024];
+    loop {
+        let capacity = u32::try_from(name.len()).ok()?;
+        // SAFETY: the handle is open for the borrow of `file`; `name` holds
+        // `capacity` wide characters, which the call writes at most.
+        let len = unsafe {
+            GetFinalPathNameByHandleW(
+                handle(file),
+                name.as_mut_ptr(),
+                capacity,
+                FILE_NAME_NORMALIZED,
+            )
+        };
+        match usize::try_from(len).ok()? {
+            0 => return None,
+            len if len < name.len() => {
+                name.truncate(len);
+                break;
+            }
+            // Too small: `len` is the size needed, with the NUL.
+            len => name.resize(len, 0),
+        }
+    }
+    let path = std::path::PathBuf::from(std::ffi::OsString::from_wide(&name));
+    let dir = wide(path.parent()?);
+    let (mut free, mut total) = (0u64, 0u64);
+    // SAFETY: `dir` is a NUL-terminated wide string that outlives the
+    // call; the two counts live across it; the third may be null.
+    let done = unsafe {
+        GetDiskFreeSpaceExW(
+            dir.as_ptr(),
+            &raw mut free,
+            &raw mut total,
+            std::ptr::null_mut(),
+        )
+    };
+    (done != 0).then(|| super::Space {
+        total_blocks: total,
+        free_bytes: free,
+        held: file.metadata().map_or(0, |meta| meta.len()),
+    })
 }
 
 #[allow(
