@@ -39,58 +39,15 @@ __declspec(dllexport) BOOL WINAPI ProcessPrng(PBYTE data, SIZE_T length) {
 const FACADE_FEATURES: &str = "stream-storage/mmap,stream-storage/mem,stream-storage/cache,stream-storage/tokio,\
      stream-storage/symphonia,stream-storage/stream-download,storage-core/testing";
 
-/// The test binaries that pass under Wine, as (package, targets): `lib` is
-/// the crate's unit tests, any other name an integration test. CI runs
-/// these; `--all` runs every test binary of the packages below and reports
-/// the rest (the mmap driver's replacement and journal paths still meet
-/// Windows' sharing rules: see the crate README).
-const GREEN: [(&str, &[&str]); 5] = [
-    (
-        "storage-core",
-        &[
-            "lib",
-            "reference_driver_meets_the_contract",
-            "a_read_raced_by_a_replacement_leaves_no_old_bytes_past_its_count",
-        ],
-    ),
-    (
-        "storage-mem",
-        &[
-            "lib",
-            "mem_driver_meets_the_contract",
-            "hot_paths_do_not_allocate",
-        ],
-    ),
-    (
-        "storage-mmap",
-        &["sync_reports_durability", "hot_paths_do_not_allocate"],
-    ),
-    (
-        "stream-storage",
-        &[
-            "lib",
-            "atomic_meets_the_contract",
-            "symphonia_decodes_a_download",
-            "tokio_cursor_reads_a_download",
-        ],
-    ),
-    (
-        "storage-cache",
-        &[
-            "killed_cache_reopens_whole",
-            "killed_slow_downloads_keep_what_they_wrote_a_second_before",
-        ],
-    ),
-];
-
-/// The packages `--all` builds and runs.
+/// The packages whose every test binary is built and run (all of the
+/// library's but the downloader, `storage-fetch`, as in `portability`).
 #[rustfmt::skip]
 const PACKAGES_TESTED: [&str; 5] =
     ["storage-core", "storage-mem", "storage-mmap", "storage-cache", "stream-storage"];
 
-/// Sets up what is missing, builds and runs the tests; `true` when every
-/// binary run passed.
-pub fn run(root: &Path, all: bool) -> bool {
+/// Sets up what is missing, builds and runs every test binary of
+/// [`PACKAGES_TESTED`]; `true` when every binary passed.
+pub fn run(root: &Path) -> bool {
     let started = Instant::now();
     let prefix = match set_up(root) {
         Ok(prefix) => prefix,
@@ -100,41 +57,24 @@ pub fn run(root: &Path, all: bool) -> bool {
         }
     };
     println!("set up in {:.0} s", started.elapsed().as_secs_f64());
-    // Every test target of the packages is built (`--keep-going` past the
-    // ones that do not build for Windows yet); a chosen one missing fails.
-    let mut args = vec!["--keep-going".to_owned()];
-    let packages: Vec<&str> = if all {
-        PACKAGES_TESTED.to_vec()
-    } else {
-        GREEN.iter().map(|(package, _)| *package).collect()
-    };
-    for package in packages {
+    // Every test target of the packages; one that does not build fails
+    // the run (cargo reports it).
+    let mut args = Vec::new();
+    for package in PACKAGES_TESTED {
         args.extend(["-p".to_owned(), package.to_owned()]);
     }
-    let binaries = build(root, &args).map(|built| {
-        built
-            .into_iter()
-            .filter(|(package, target, _)| all || chosen(package, target))
-            .map(|(package, target, exe)| (format!("{package}.{target}"), exe))
-            .collect::<Vec<_>>()
-    });
-    if let Some(built) = &binaries
-        && !all
-    {
-        let missing: Vec<String> = GREEN
-            .iter()
-            .flat_map(|(package, targets)| targets.iter().map(move |t| format!("{package}.{t}")))
-            .filter(|name| !built.iter().any(|(found, _)| found == name))
-            .collect();
-        if !missing.is_empty() {
-            eprintln!("windows: did not build: {}", missing.join(", "));
-            return false;
-        }
-    }
-    let Some(binaries) = binaries else {
+    let Some((built, built_all)) = build(root, &args) else {
         eprintln!("windows: the tests did not build for {TARGET}");
         return false;
     };
+    let binaries: Vec<_> = built
+        .into_iter()
+        .map(|(package, target, exe)| (format!("{package}.{target}"), exe))
+        .collect();
+    if !built_all {
+        eprintln!("windows: not every test built for {TARGET} (see cargo's errors above)");
+        return false;
+    }
     println!("built in {:.0} s", started.elapsed().as_secs_f64());
     let logs = target_dir(root).join("wine-logs");
     let _ = fs::create_dir_all(&logs);
@@ -227,17 +167,12 @@ fn set_up(root: &Path) -> Result<PathBuf, String> {
     Ok(prefix)
 }
 
-/// Whether the test target `target` of `package` (`lib` for its unit
-/// tests) is in [`GREEN`].
-fn chosen(package: &str, target: &str) -> bool {
-    GREEN
-        .iter()
-        .any(|(name, targets)| *name == package && targets.contains(&target))
-}
+/// What a build made: the package, target (`lib` for unit tests) and
+/// executable of each test that built, and whether every one did.
+type Built = (Vec<(String, String, PathBuf)>, bool);
 
-/// Builds the tests chosen by `args`; the package, target (`lib` for unit
-/// tests) and executable of each that built, `None` when cargo cannot run.
-fn build(root: &Path, args: &[String]) -> Option<Vec<(String, String, PathBuf)>> {
+/// Builds the tests chosen by `args`; `None` when cargo cannot run.
+fn build(root: &Path, args: &[String]) -> Option<Built> {
     let names: Vec<_> = cargo_metadata::MetadataCommand::new()
         .current_dir(root)
         .no_deps()
@@ -277,8 +212,8 @@ fn build(root: &Path, args: &[String]) -> Option<Vec<(String, String, PathBuf)>>
             found.push((package, target, exe.into_std_path_buf()));
         }
     }
-    let _ = child.wait();
-    Some(found)
+    let succeeded = child.wait().is_ok_and(|status| status.success());
+    Some((found, succeeded))
 }
 
 /// What one test binary did.

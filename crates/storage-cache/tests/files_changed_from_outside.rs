@@ -237,8 +237,10 @@ fn a_smaller_budget_at_open_evicts_the_least_recently_used() {
 
 /// `chattr +i` on `path` until dropped (this test suite runs as root, as
 /// CI does; it says so if it cannot).
+#[cfg(unix)]
 struct Immutable(std::path::PathBuf);
 
+#[cfg(unix)]
 impl Immutable {
     fn new(path: &Path) -> Self {
         let status = std::process::Command::new("chattr")
@@ -251,6 +253,7 @@ impl Immutable {
     }
 }
 
+#[cfg(unix)]
 impl Drop for Immutable {
     fn drop(&mut self) {
         let _ = std::process::Command::new("chattr")
@@ -260,6 +263,8 @@ impl Drop for Immutable {
     }
 }
 
+// Makes a data file undeletable with chattr +i: Linux only.
+#[cfg(unix)]
 #[test]
 fn a_remove_that_cannot_delete_the_data_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -282,6 +287,8 @@ fn a_remove_that_cannot_delete_the_data_changes_nothing() {
     assert!(files(dir.path()).iter().all(|f| f.starts_with("cache.")));
 }
 
+// Makes a data file undeletable with chattr +i: Linux only.
+#[cfg(unix)]
 #[test]
 fn files_that_cannot_be_deleted_still_count_and_never_stop_an_open() {
     let dir = tempfile::tempdir().unwrap();

@@ -7,13 +7,33 @@
 //! `cargo bench -p storage-mmap --bench micro`. The throughput workloads,
 //! latencies and the summary table are in the facade's `benches/workloads`.
 
-use std::{hint::black_box, os::unix::fs::FileExt};
+use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use storage_core::{CancellationToken, ResourceExt};
 use storage_mmap::{MmapOptions, MmapResource};
 
 const LEN: u64 = 64 << 20;
+
+/// The raw positional write: `pwrite` on Unix, `seek_write` on Windows.
+#[cfg(unix)]
+fn raw_write_at(file: &std::fs::File, data: &[u8], offset: u64) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::write_all_at(file, data, offset)
+}
+
+/// The raw positional write: `pwrite` on Unix, `seek_write` on Windows.
+#[cfg(windows)]
+fn raw_write_at(file: &std::fs::File, mut data: &[u8], mut offset: u64) -> std::io::Result<()> {
+    while !data.is_empty() {
+        let n = std::os::windows::fs::FileExt::seek_write(file, data, offset)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        data = &data[n..];
+        offset += n as u64;
+    }
+    Ok(())
+}
 
 fn offsets() -> impl FnMut() -> u64 {
     let mut state = 0x9E37_79B9_7F4A_7C15u64;
@@ -86,7 +106,7 @@ fn writes(c: &mut Criterion) {
     raw_file.set_len(LEN).expect("size");
     let mut next = offsets();
     group.bench_function("raw pwrite", |b| {
-        b.iter(|| raw_file.write_all_at(&block, next()).expect("pwrite"));
+        b.iter(|| raw_write_at(&raw_file, &block, next()).expect("pwrite"));
     });
     let resource = MmapResource::open(
         CancellationToken::new(),

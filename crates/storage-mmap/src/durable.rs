@@ -22,7 +22,7 @@ use crate::sys::{self, Synced};
 type FileKey = (Option<(u64, u64)>, Option<std::time::SystemTime>);
 
 fn key_of(meta: &fs::Metadata) -> FileKey {
-    (sys::file_id(meta), meta.created().ok())
+    (Some(sys::meta_id(meta)), meta.created().ok())
 }
 
 /// What survives a power loss in one directory.

@@ -132,6 +132,43 @@ pub fn sync_file(path: &Path) -> io::Result<()> {
     crate::sys::sync_all(&std::fs::File::open(path)?)
 }
 
+/// Whether the file system at `dir` lets a file be renamed over one that
+/// another handle holds open and mapped: always on Unix; on Windows where
+/// renames have POSIX semantics (NTFS on Windows 10 1709 and later), not
+/// under Wine, on FAT or on older systems. Where it does not, replacing a
+/// file (`Atomic`, `AtomicChunked`, a cache entry) while another handle —
+/// another resource on the path, another process — maps it is refused
+/// with an `Io` error of kind `ResourceBusy` that leaves the file as it
+/// was (see the crate README). Found out by trying, on two files made in
+/// `dir` and removed again.
+///
+/// # Errors
+///
+/// When the probe files cannot be made, mapped or renamed for another
+/// reason.
+pub fn renames_over_open_files(dir: &Path) -> io::Result<bool> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = |side: &str| dir.join(format!(".rename-probe-{}-{n}.{side}", std::process::id()));
+    let (from, to) = (name("new"), name("old"));
+    let probed = (|| {
+        std::fs::write(&from, b"new")?;
+        std::fs::write(&to, b"old")?;
+        let held = std::fs::File::open(&to)?;
+        let map = crate::map::Mapping::read_only(&held, 3)?;
+        let renamed = crate::sys::rename_over(&from, &to);
+        drop((map, held));
+        match renamed {
+            Ok(()) => Ok(true),
+            Err(e) if crate::sys::in_use(&e) => Ok(false),
+            Err(e) => Err(e),
+        }
+    })();
+    let _ = std::fs::remove_file(&from);
+    let _ = std::fs::remove_file(&to);
+    probed
+}
+
 /// What tells one version of a file from another, from its metadata: on
 /// Unix its inode and modification time (a rename over the file or a write
 /// into it changes the stamp), elsewhere its length and modification time.

@@ -363,7 +363,7 @@ impl Journal {
     fn of(path: &Path, file: &File, len: u64) -> Self {
         Self {
             path: path.to_path_buf(),
-            id: file.metadata().ok().and_then(|meta| sys::file_id(&meta)),
+            id: sys::file_id(file),
             name_durable: true,
             len,
             torn: false,
@@ -413,9 +413,8 @@ impl Journal {
     /// journal.
     fn open(&self) -> io::Result<File> {
         let file = OpenOptions::new().write(true).open(&self.path)?;
-        // Where the platform cannot tell one file from another (`file_id`
-        // is `None`), the path is trusted.
-        let id = file.metadata().ok().and_then(|meta| sys::file_id(&meta));
+        // Where the identity could not be read, the path is trusted.
+        let id = sys::file_id(&file);
         if self.id.is_some() && id != self.id {
             return Err(io::Error::new(
                 io::ErrorKind::NotFound,

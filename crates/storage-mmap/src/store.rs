@@ -31,6 +31,15 @@ pub(crate) enum Held {
     Exclusive,
 }
 
+/// What a store that let go of its file needs to open it again
+/// ([`Store::let_go`], [`Store::take_back`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LetGo {
+    id: Option<(u64, u64)>,
+    held: Held,
+    writable: bool,
+}
+
 /// The file and its mapping (guarded by the driver's sharded lock).
 #[derive(Debug)]
 pub(crate) struct Store {
@@ -135,11 +144,11 @@ pub(crate) fn lock(file: &File, path: &Path, kind: Held) -> StorageResult<()> {
 
 /// Whether two handles are of the same file.
 fn same_file(a: &File, b: &File, path: &Path) -> StorageResult<bool> {
-    let inspect = |file: &File| {
+    for file in [a, b] {
         file.metadata()
-            .map_err(|e| io_error(path, "cannot inspect", e))
-    };
-    Ok(sys::same_file(&inspect(a)?, &inspect(b)?).unwrap_or(true))
+            .map_err(|e| io_error(path, "cannot inspect", e))?;
+    }
+    Ok(sys::same_id(sys::file_id(a), sys::file_id(b)).unwrap_or(true))
 }
 /// How many times an open retries when the path is replaced between the
 /// open and the lock.
@@ -193,15 +202,14 @@ impl AsFile for (File, bool) {
 
 /// Whether `file` is the file now at `path` (not replaced by a rename).
 pub(crate) fn is_at_path(file: &File, path: &Path) -> StorageResult<bool> {
-    let at_path = match fs::metadata(path) {
-        Ok(meta) => meta,
+    let at_path = match sys::path_id(path) {
+        Ok(id) => id,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(io_error(path, "cannot inspect", e)),
     };
-    let held = file
-        .metadata()
+    file.metadata()
         .map_err(|e| io_error(path, "cannot inspect", e))?;
-    Ok(sys::same_file(&held, &at_path).unwrap_or(true))
+    Ok(sys::same_id(sys::file_id(file), at_path).unwrap_or(true))
 }
 fn refused(path: &Path, kind: io::ErrorKind, why: String, what: &'static str) -> StorageError {
     io_error(path, what, io::Error::new(kind, why))
@@ -421,6 +429,47 @@ impl Store {
     /// mapped file (the length stays until [`Store::install`]).
     pub(crate) fn unmap(&mut self) {
         self.map = Mapping::Empty;
+    }
+
+    /// Lets go of the file and its mapping (the handle closes, and its lock
+    /// with it, once no clone of it lives), where the platform cannot
+    /// rename over a file that a handle holds; what [`Store::take_back`]
+    /// needs to open it again should the rename still be refused. The
+    /// store holds no file meanwhile: the caller keeps it write-locked.
+    pub(crate) fn let_go(&mut self) -> Option<LetGo> {
+        let file = self.file.take()?;
+        self.map = Mapping::Empty;
+        let let_go = LetGo {
+            id: sys::file_id(&file),
+            held: std::mem::replace(&mut self.held, Held::Nothing),
+            writable: self.file_writable,
+        };
+        drop(file);
+        Some(let_go)
+    }
+
+    /// Opens the file at `path` again after [`Store::let_go`]: the same
+    /// access, lock and mapping. Refused (the store keeps no file) when
+    /// another file is at the path now, or another handle took the lock
+    /// meanwhile.
+    pub(crate) fn take_back(&mut self, path: &Path, let_go: LetGo) -> StorageResult<()> {
+        let access = if let_go.writable {
+            Access::Write
+        } else {
+            Access::Read
+        };
+        let (file, writable) = open_locked(path, let_go.held, |path| open_with(path, access))?;
+        if sys::same_id(sys::file_id(&file), let_go.id) == Some(false) {
+            let why = "replaced while this handle had let go of it".to_owned();
+            return Err(refused(path, io::ErrorKind::NotFound, why, "cannot open"));
+        }
+        let map =
+            Mapping::read_only(&file, self.len).map_err(|e| io_error(path, "cannot map", e))?;
+        self.file = Some(Arc::new(file));
+        self.file_writable = writable;
+        self.held = let_go.held;
+        self.map = map;
+        Ok(())
     }
 
     /// Takes up `file`, renamed over the path with a shared lock on it

@@ -4,7 +4,9 @@
 
 mod support;
 
-use std::{fs, path::Path, process::Command, time::Duration};
+#[cfg(unix)] // Only the Unix-gated test below runs bash.
+use std::process::Command;
+use std::{fs, path::Path, time::Duration};
 
 use storage_core::{ResourceExt, ResourceStatus, StorageError};
 use storage_mmap::{CHECKPOINT_BYTES, MmapResource, OpenMode, fs::journal_path};
@@ -169,6 +171,8 @@ fn a_file_shortened_while_closed_resumes_with_what_remains() {
     assert_eq!(available(&r, 200_000), vec![0..50_000]);
 }
 
+// Truncates a file that is mapped, which Windows refuses (ERROR_USER_MAPPED_FILE): the hazard cannot arise there.
+#[cfg(unix)]
 #[test]
 fn a_file_truncated_under_a_committed_mapping_is_refused_on_reactivate() {
     let dir = tempfile::tempdir().unwrap();
@@ -367,6 +371,8 @@ fn a_killed_download_committed_with_its_holes_reads_zeros_in_them() {
 }
 
 /// In the child (under `ulimit -f`): writes past the limit.
+// The child of a test run under bash `ulimit -f`, which is Unix only.
+#[cfg(unix)]
 #[test]
 fn child_with_a_file_size_limit() {
     let Ok(path) = std::env::var(CHILD_ENV) else {
@@ -390,6 +396,8 @@ fn child_with_a_file_size_limit() {
     println!("disk full handled: ready");
 }
 
+// Runs bash with `ulimit -f` (a file size limit standing in for a full disk): Unix only.
+#[cfg(unix)]
 #[test]
 fn a_full_disk_is_an_error_and_earlier_bytes_stay_readable() {
     let dir = tempfile::tempdir().unwrap();

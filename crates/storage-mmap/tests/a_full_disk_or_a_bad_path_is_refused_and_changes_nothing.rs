@@ -4,6 +4,15 @@
 //! leaves the committed file whole; and growth near the limit falls back to
 //! the exact size before refusing a write that fits.
 
+#![cfg_attr(
+    not(unix),
+    allow(
+        dead_code,
+        unused_imports,
+        reason = "the tests that use them run bash or make FIFOs: Unix only"
+    )
+)]
+
 mod support;
 
 use std::{fs, path::Path, process::Command};
@@ -30,6 +39,8 @@ const CHILD_ENV: &str = "STORAGE_FULL_DISK_CHILD";
 
 /// In the child, where no file may grow (`ulimit -f 0`, SIGXFSZ ignored):
 /// reactivating a committed file cannot write its journal.
+// The child of a test run under bash `ulimit -f`, which is Unix only.
+#[cfg(unix)]
 #[test]
 fn child_reactivating_without_space() {
     let Ok(path) = std::env::var(CHILD_ENV) else {
@@ -52,6 +63,7 @@ fn child_reactivating_without_space() {
     println!("reactivate refused: ready");
 }
 
+#[cfg(unix)] // Runs bash with `ulimit -f`.
 fn run_child_under_ulimit(test: &str, kib: u64, arg: &str) -> String {
     let output = Command::new("bash")
         .args([
@@ -73,6 +85,8 @@ fn run_child_under_ulimit(test: &str, kib: u64, arg: &str) -> String {
     stdout
 }
 
+// Runs bash with `ulimit -f` (a file size limit standing in for a full disk): Unix only.
+#[cfg(unix)]
 #[test]
 fn a_failed_reactivate_leaves_the_committed_file_as_it_was() {
     let dir = tempfile::tempdir().unwrap();
@@ -100,6 +114,8 @@ const GROWTH_LEN: usize = 2_600_000;
 
 /// In the child, under a 3000 KiB file size limit: an in-order download of
 /// 2.6 MB, which fits, though doubling the file past 2 MiB does not.
+// The child of a test run under bash `ulimit -f`, which is Unix only.
+#[cfg(unix)]
 #[test]
 fn child_downloading_near_the_limit() {
     let Ok(path) = std::env::var(CHILD_ENV) else {
@@ -117,6 +133,8 @@ fn child_downloading_near_the_limit() {
     println!("downloaded: ready");
 }
 
+// Runs bash with `ulimit -f` (a file size limit standing in for a full disk): Unix only.
+#[cfg(unix)]
 #[test]
 fn growth_falls_back_to_the_exact_size_before_refusing() {
     let dir = tempfile::tempdir().unwrap();

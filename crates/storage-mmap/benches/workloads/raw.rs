@@ -1,8 +1,9 @@
 //! The raw baselines: what memmap2, pwrite, a `Vec` and a condvar do alone.
 
+#[cfg(unix)]
+use std::os::unix::fs::FileExt;
 use std::{
     fs::{File, OpenOptions},
-    os::unix::fs::FileExt,
     path::Path,
     sync::{Arc, mpsc},
     thread,
@@ -10,6 +11,31 @@ use std::{
 };
 
 use parking_lot::{Condvar, Mutex};
+#[cfg(windows)]
+use positional::FileExt;
+
+/// The raw positional write on Windows: `seek_write` until done (as
+/// `write_all_at` is `pwrite` until done on Unix).
+#[cfg(windows)]
+mod positional {
+    pub(super) trait FileExt {
+        fn write_all_at(&self, data: &[u8], offset: u64) -> std::io::Result<()>;
+    }
+
+    impl FileExt for std::fs::File {
+        fn write_all_at(&self, mut data: &[u8], mut offset: u64) -> std::io::Result<()> {
+            while !data.is_empty() {
+                let n = std::os::windows::fs::FileExt::seek_write(self, data, offset)?;
+                if n == 0 {
+                    return Err(std::io::ErrorKind::WriteZero.into());
+                }
+                data = &data[n..];
+                offset += n as u64;
+            }
+            Ok(())
+        }
+    }
+}
 
 /// Removes `path` (outside any timing: the resource's runs start from a
 /// removed file too).

@@ -2,12 +2,13 @@
 //! whose one byte says how far the download got.
 
 use std::{
-    fs::{File, OpenOptions, TryLockError},
+    fs::{File, OpenOptions},
     io::{self, Read, Seek, SeekFrom, Write},
     path::{Path, PathBuf},
 };
 
 use super::files;
+use crate::sys::{self, Refused};
 use storage_core::{StorageError, StorageResult};
 
 /// How far the download behind a claim got, as its claim file says. This
@@ -63,6 +64,10 @@ pub(super) struct Claim {
     /// The temporary file it claims.
     temp: PathBuf,
     mark: Mark,
+    /// Whether the temporary file was removed: its name may linger on
+    /// Windows while a handle still holds it (delete pending), yet it is
+    /// gone for this claim.
+    temp_removed: bool,
 }
 
 impl Claim {
@@ -83,15 +88,16 @@ impl Claim {
                 .truncate(false)
                 .open(&path)
                 .map_err(|e| StorageError::io("cannot open", &path, e))?;
-            match file.try_lock() {
-                Ok(()) => {}
-                Err(TryLockError::WouldBlock) => {
-                    return Err(StorageError::TmpClaimed(temp.to_path_buf()));
-                }
+            // The lock every handle of this crate takes (`sys::try_lock`):
+            // on Windows a byte far past the mark, which stays readable.
+            match sys::try_lock(&file, sys::Kind::Exclusive) {
                 // A file system without locks: downloads cannot be kept
                 // apart there, and are not refused (as the mmap driver).
-                Err(TryLockError::Error(e)) if e.kind() == io::ErrorKind::Unsupported => {}
-                Err(TryLockError::Error(e)) => {
+                Ok(()) | Err(Refused::Unsupported) => {}
+                Err(Refused::Conflict) => {
+                    return Err(StorageError::TmpClaimed(temp.to_path_buf()));
+                }
+                Err(Refused::Io(e)) => {
                     return Err(StorageError::io("cannot lock", &path, e));
                 }
             }
@@ -104,6 +110,7 @@ impl Claim {
                     path,
                     temp: temp.to_path_buf(),
                     mark: Mark::Writing,
+                    temp_removed: false,
                 };
                 claim.mark = claim.read_mark()?;
                 return Ok(claim);
@@ -143,7 +150,7 @@ impl Claim {
             .and_then(|_| (&self.file).write_all(&[mark.byte()]))
             .and_then(|()| {
                 if durable {
-                    crate::sys::sync_data(&self.file)
+                    sys::sync_data(&self.file)
                 } else {
                     Ok(())
                 }
@@ -161,6 +168,13 @@ impl Claim {
     pub(super) fn release(mut self) {
         self.mark = Mark::Writing;
     }
+
+    /// As [`release`](Self::release), once the caller removed the
+    /// temporary file (whose name a handle may keep a while on Windows).
+    pub(super) fn release_removed(mut self) {
+        self.temp_removed = true;
+        self.release();
+    }
 }
 
 impl Drop for Claim {
@@ -170,7 +184,7 @@ impl Drop for Claim {
         // once it holds the lock, and starts again. Kept while the
         // temporary file is there (an open that failed on a download a
         // crash left): the next open resumes it.
-        if self.mark == Mark::Writing && !files::exists(&self.temp) {
+        if self.mark == Mark::Writing && (self.temp_removed || !files::exists(&self.temp)) {
             let _ = files::remove_if_present(&self.path);
         }
     }

@@ -142,8 +142,24 @@ pub(super) fn sync_file(path: &Path) -> StorageResult<()> {
 }
 
 /// Renames `from` over `to` (the entry at `to` is replaced, not followed).
+/// Where the platform cannot rename over a file that a handle holds open
+/// or mapped (Windows without POSIX-semantics renames), that refusal is an
+/// `Io` error of kind `ResourceBusy`, and nothing changed.
 pub(super) fn rename(from: &Path, to: &Path) -> StorageResult<()> {
-    fs::rename(from, to).map_err(|e| StorageError::io("cannot rename the download to", to, e))
+    sys::rename_over(from, to).map_err(|e| {
+        let e = if sys::in_use(&e) {
+            io::Error::new(
+                io::ErrorKind::ResourceBusy,
+                format!(
+                    "another handle holds it open or mapped, and this system cannot rename over \
+                     such a file ({e})"
+                ),
+            )
+        } else {
+            e
+        };
+        StorageError::io("cannot rename the download to", to, e)
+    })
 }
 
 /// Makes the names in the directory holding `path` durable.
@@ -162,14 +178,12 @@ pub(super) fn sync_dir(path: &Path) -> StorageResult<()> {
 /// platform cannot tell.
 pub(super) fn is_entry(file: &File, path: &Path) -> StorageResult<bool> {
     let entry = match fs::symlink_metadata(path) {
-        Ok(meta) => meta,
+        Ok(meta) if meta.is_symlink() => return Ok(false),
+        Ok(_) => sys::entry_id(path),
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(StorageError::io("cannot inspect", path, e)),
     };
-    let held = file
-        .metadata()
-        .map_err(|e| StorageError::io("cannot inspect", path, e))?;
-    Ok(sys::same_file(&held, &entry).unwrap_or(true))
+    Ok(sys::same_id(sys::file_id(file), entry).unwrap_or(true))
 }
 
 #[cfg(test)]

@@ -344,7 +344,7 @@ impl<R: ResourceExt> Drop for Shared<R> {
         // discards the rest instead of resuming it.
         let _ = claim.set(Mark::Failed, false);
         if files::remove_download(&self.temp).is_ok() {
-            claim.release();
+            claim.release_removed();
         }
     }
 }

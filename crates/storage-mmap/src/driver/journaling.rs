@@ -47,7 +47,18 @@ pub(super) struct Journaling {
 pub(super) struct Stopped {
     journal: Journal,
     pending: Vec<Range<u64>>,
-    data_file: Arc<File>,
+    /// `None` while the replacement let go of the file (see
+    /// [`Stopped::set_file`]).
+    data_file: Option<Arc<File>>,
+}
+
+impl Stopped {
+    /// Gives up the checkpoints' handle of the data file (`None`: a
+    /// replacement lets go of it, on a platform that cannot rename over an
+    /// open file), or hands them the handle it was opened again with.
+    pub(super) fn set_file(&mut self, file: Option<Arc<File>>) {
+        self.data_file = file;
+    }
 }
 
 impl Journaling {
@@ -241,7 +252,7 @@ impl Journaling {
         let stopped = Stopped {
             journal,
             pending,
-            data_file,
+            data_file: Some(data_file),
         };
         match marked {
             Ok(()) => Ok(stopped),
@@ -252,10 +263,15 @@ impl Journaling {
         }
     }
 
-    /// Checkpoints again, as before a replacement that did not land.
+    /// Checkpoints again, as before a replacement that did not land (not
+    /// when the data file could not be opened again after the replacement
+    /// let go of it: the journal stays as it is, for a reopen to resume).
     pub(super) fn resume(&self, stopped: Stopped) {
+        let Some(data_file) = stopped.data_file else {
+            return;
+        };
         *self.checkpoints.lock() = Some(Checkpoints::resume(
-            stopped.data_file,
+            data_file,
             stopped.journal,
             stopped.pending,
             self.poison.clone(),

@@ -6,6 +6,7 @@ use std::{
     path::Path,
 };
 
+use crossbeam_utils::sync::ShardedLockWriteGuard;
 use storage_core::{StorageError, StorageResult};
 
 use super::{
@@ -16,7 +17,7 @@ use super::{
 use crate::{
     journal::{self, Replacement},
     map::Mapping,
-    store::{Held, io_error, is_at_path, lock, open_locked},
+    store::{Held, Store, io_error, is_at_path, lock, open_locked},
     sys,
 };
 
@@ -40,6 +41,9 @@ fn guard_current(path: &Path) -> StorageResult<Option<File>> {
 /// from [`MmapDriver`](crate::MmapDriver)'s `stage` to its `publish`.
 pub struct MmapStaged<'a> {
     _lifecycle: parking_lot::MutexGuard<'a, ()>,
+    /// The store, write-locked, when this handle let go of its own file for
+    /// the rename (see `let_go_and_rename`): readers wait until `publish`.
+    held_store: Option<ShardedLockWriteGuard<'a, Store>>,
     file: File,
     map: Mapping,
     len: u64,
@@ -73,6 +77,7 @@ impl MmapStaged<'_> {
     ) {
         let Self {
             _lifecycle,
+            held_store,
             file,
             map,
             len,
@@ -81,7 +86,7 @@ impl MmapStaged<'_> {
             marked,
             must_sync,
         } = self;
-        store.install_replacement(file, map, len);
+        store.install_replacement(held_store, file, map, len);
         // A new file: an earlier file's failed sync, or the durability its
         // commit still owed, no longer applies (the stale journal goes below).
         journal.poison().clear();
@@ -104,7 +109,7 @@ impl MmapStaged<'_> {
 /// waited for it under `lifecycle`).
 pub(super) fn stage<'a>(
     lifecycle: parking_lot::MutexGuard<'a, ()>,
-    mapped: &MappedStore,
+    mapped: &'a MappedStore,
     journal: &Journaling,
     data: &[u8],
     durable: bool,
@@ -145,7 +150,7 @@ pub(super) fn stage<'a>(
         len,
         crc: crc32fast::hash(data),
     };
-    let stopped = if active && owns_path {
+    let mut stopped = if active && owns_path {
         Some(journal.stop_and_mark(path, mark)?)
     } else {
         None
@@ -153,13 +158,12 @@ pub(super) fn stage<'a>(
     let renamed = rename_into_place(
         mapped,
         journal.path(),
-        temp,
-        &mut guard,
+        (temp, map),
+        (&mut guard, &mut stopped),
         owns_path,
-        stopped.is_none(),
         mark,
     );
-    let (file, marked) = match renamed {
+    let (file, map, marked, held_store) = match renamed {
         Ok(renamed) => renamed,
         Err(e) => {
             // The old file stays; a mark names contents that are not at
@@ -172,6 +176,7 @@ pub(super) fn stage<'a>(
     };
     Ok(MmapStaged {
         _lifecycle: lifecycle,
+        held_store,
         file,
         map,
         len,
@@ -199,6 +204,78 @@ fn retire_journals(
         // Not durable now; durable at the next `sync`.
         Ok(()) => durability.owe_rename(),
     }
+}
+
+/// The file of a temporary that was renamed away (nothing is left at its
+/// name to clean up).
+fn renamed(temp: tempfile::NamedTempFile) -> File {
+    let (file, mut temp_path) = temp.into_parts();
+    temp_path.disable_cleanup(true);
+    file
+}
+
+/// After a rename over the path was refused because a handle holds the
+/// file there (`refused`, on a platform without POSIX-semantics renames):
+/// lets go of what this handle holds there — the guard, and the store's own
+/// file and mapping when that file is the one at the path — and renames
+/// again. Returns the store, write-locked (readers wait, with no file to
+/// read, until the replacement is installed). When the rename is refused
+/// again, another handle holds the file: the store's file is opened again
+/// (the same lock, the same mapping) and the error says so.
+fn let_go_and_rename<'a>(
+    mapped: &'a MappedStore,
+    temp: &tempfile::NamedTempFile,
+    (guard, stopped): (&mut Option<File>, &mut Option<Stopped>),
+    refused: &std::io::Error,
+) -> StorageResult<ShardedLockWriteGuard<'a, Store>> {
+    let path = mapped.path();
+    let mut store = mapped.write();
+    let at_path = match store.backing() {
+        Some(file) => is_at_path(file, path)?,
+        None => false,
+    };
+    if guard.is_none() && !at_path {
+        return Err(in_use_elsewhere(path, refused));
+    }
+    drop(guard.take());
+    let let_go = if at_path {
+        // The stopped checkpoints' handle too: the file must close.
+        if let Some(stopped) = stopped.as_mut() {
+            stopped.set_file(None);
+        }
+        store.let_go()
+    } else {
+        None
+    };
+    match sys::rename_over(temp.path(), path) {
+        Ok(()) => Ok(store),
+        Err(e) => {
+            if let Some(let_go) = let_go {
+                store.take_back(path, let_go)?;
+                if let Some(stopped) = stopped.as_mut() {
+                    stopped.set_file(store.shared_file(path).ok());
+                }
+            }
+            if sys::in_use(&e) {
+                Err(in_use_elsewhere(path, &e))
+            } else {
+                Err(io_error(path, "cannot rename over", e))
+            }
+        }
+    }
+}
+
+/// The error of a replacement refused because another handle holds the
+/// file open or mapped, on a platform that cannot rename over such a file.
+fn in_use_elsewhere(path: &Path, cause: &std::io::Error) -> StorageError {
+    let why = std::io::Error::new(
+        std::io::ErrorKind::ResourceBusy,
+        format!(
+            "another handle holds it open or mapped, and this system cannot rename over such a \
+             file ({cause})"
+        ),
+    );
+    io_error(path, "cannot replace", why)
 }
 
 /// The new contents in a temporary file beside `path`, with `permissions`,
@@ -241,6 +318,17 @@ fn write_beside(
     Ok((temp, map))
 }
 
+/// A replacement at the path: its file, its mapping, the identity of the
+/// journal it marked, if any, and the store held from the rename on when
+/// this handle had to let go of its own file for it (readers wait until
+/// the replacement is installed).
+type Renamed<'a> = (
+    File,
+    Mapping,
+    Option<(u64, u64)>,
+    Option<ShardedLockWriteGuard<'a, Store>>,
+);
+
 /// Renames `temp` over the path. Right before, under the directory lock
 /// (so no other rename of this library lands in between), it checks again
 /// what guards the path: this handle's own writer lock while its file is
@@ -250,22 +338,30 @@ fn write_beside(
 /// (a download that took it meanwhile is guarded on the next try). When
 /// `mark_idle`, a journal found there (stale under the guard: a commit that
 /// could not remove it, or one a crash left) first gets the mark, after the
-/// bytes it names are durable. Returns the renamed file and the identity of
-/// the journal it marked, if any.
+/// bytes it names are durable. Returns the renamed file, its mapping and
+/// the identity of the journal it marked, if any.
+///
+/// Where the platform refuses to rename over a file that a handle holds
+/// open or mapped (Windows without POSIX-semantics renames: Wine, FAT,
+/// Windows before 10 1709), this handle lets go of what it holds there
+/// (its guard, and its own file and mapping, with the store's write lock
+/// held until [`MmapStaged::publish`]) and renames again; when another
+/// handle still holds the file, its own file is opened again and the error
+/// says the file is in use elsewhere: nothing changed.
 #[allow(
     clippy::too_many_arguments,
     reason = "the state of one replacement, passed once"
 )]
-fn rename_into_place(
-    mapped: &MappedStore,
+fn rename_into_place<'a>(
+    mapped: &'a MappedStore,
     journal_path: &Path,
-    mut temp: tempfile::NamedTempFile,
-    guard: &mut Option<File>,
+    (mut temp, map): (tempfile::NamedTempFile, Mapping),
+    (guard, stopped): (&mut Option<File>, &mut Option<Stopped>),
     owns_path: bool,
-    mark_idle: bool,
     mark: Replacement,
-) -> StorageResult<(File, Option<(u64, u64)>)> {
+) -> StorageResult<Renamed<'a>> {
     let path = mapped.path();
+    let mark_idle = stopped.is_none();
     let mut marked = None;
     for _ in 0..16 {
         let _name = sys::dir_lock(path);
@@ -289,17 +385,19 @@ fn rename_into_place(
                 .map_err(|e| io_error(journal_path, "cannot write", e))?;
             marked = sys::entry_id(journal_path);
         }
-        let unguarded = !ours && guard.is_none();
-        let persisted = if unguarded {
-            temp.persist_noclobber(path)
-        } else {
-            temp.persist(path)
-        };
-        match persisted {
-            Ok(file) => return Ok((file, marked)),
-            Err(e) if unguarded && e.error.kind() == std::io::ErrorKind::AlreadyExists => {
-                temp = e.file;
-            }
+        if ours || guard.is_some() {
+            return match sys::rename_over(temp.path(), path) {
+                Ok(()) => Ok((renamed(temp), map, marked, None)),
+                Err(e) if sys::in_use(&e) => {
+                    let store = let_go_and_rename(mapped, &temp, (guard, stopped), &e)?;
+                    Ok((renamed(temp), map, marked, Some(store)))
+                }
+                Err(e) => Err(io_error(path, "cannot rename over", e)),
+            };
+        }
+        match temp.persist_noclobber(path) {
+            Ok(file) => return Ok((file, map, marked, None)),
+            Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => temp = e.file,
             Err(e) => return Err(io_error(path, "cannot rename over", e.error)),
         }
     }

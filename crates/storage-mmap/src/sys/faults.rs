@@ -39,8 +39,14 @@ pub(crate) fn synced(event: &super::Synced<'_>) {
 }
 
 /// Files (device, inode) whose syncs fail, as a dying disk's would:
-/// the next `n` syncs, or (`None`) every one.
-static FAILING: Mutex<Vec<(FileId, Option<usize>)>> = Mutex::new(Vec::new());
+/// the next `n` syncs, or (`None`) every one; each with the serial number
+/// of its guard (inode numbers are reused: a guard that outlives its file
+/// may share an identity with another test's file, and must neither take
+/// that one's failures away nor hide them).
+static FAILING: Mutex<Vec<(FileId, Option<usize>, u64)>> = Mutex::new(Vec::new());
+
+/// The serial number of the next [`FailingSyncs`].
+static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// A file's device and inode.
 type FileId = (u64, u64);
@@ -49,15 +55,15 @@ type FileId = (u64, u64);
 /// or every one — until the guard drops (drop it before the file goes:
 /// its inode number is reused).
 pub(crate) fn fail_syncs_of(path: &std::path::Path, times: Option<usize>) -> FailingSyncs {
-    let id = super::entry_id(path);
-    if let Some(id) = id {
-        FAILING.lock().push((id, times));
+    let serial = SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if let Some(id) = super::entry_id(path) {
+        FAILING.lock().push((id, times, serial));
     }
-    FailingSyncs(id)
+    FailingSyncs(serial)
 }
 
 /// Keeps a file's syncs failing while it lives.
-pub(crate) struct FailingSyncs(Option<(u64, u64)>);
+pub(crate) struct FailingSyncs(u64);
 
 impl FailingSyncs {
     /// How many of the planned failures are still to come.
@@ -65,14 +71,14 @@ impl FailingSyncs {
         FAILING
             .lock()
             .iter()
-            .find(|(id, _)| Some(*id) == self.0)
-            .and_then(|(_, times)| *times)
+            .find(|(_, _, serial)| *serial == self.0)
+            .and_then(|(_, times, _)| *times)
     }
 }
 
 impl Drop for FailingSyncs {
     fn drop(&mut self) {
-        FAILING.lock().retain(|(id, _)| Some(*id) != self.0);
+        FAILING.lock().retain(|(_, _, serial)| *serial != self.0);
     }
 }
 
@@ -81,7 +87,7 @@ pub(crate) fn may_fail(file: &std::fs::File) -> std::io::Result<()> {
     if let Some(before) = before {
         before(&super::Synced::File(file));
     }
-    may_fail_id(file.metadata().ok().and_then(|meta| super::file_id(&meta)))
+    may_fail_id(super::file_id(file))
 }
 
 /// As `may_fail`, for the sync of directory `dir` (set up with
@@ -128,10 +134,7 @@ pub(crate) fn cut_write(file: &std::fs::File, len: usize) -> Option<usize> {
     if cuts.is_empty() {
         return None;
     }
-    let id = file
-        .metadata()
-        .ok()
-        .and_then(|meta| super::file_id(&meta))?;
+    let id = super::file_id(file)?;
     let at = cuts.iter().position(|(cut, _)| *cut == id)?;
     Some(cuts.swap_remove(at).1.min(len))
 }
@@ -141,13 +144,18 @@ fn may_fail_id(id: Option<FileId>) -> std::io::Result<()> {
         return Ok(());
     };
     let mut failing = FAILING.lock();
-    let fails = match failing.iter_mut().find(|(failing_id, _)| *failing_id == id) {
-        Some((_, None)) => true,
-        Some((_, Some(left))) if *left > 0 => {
+    // The first planned failure still to come (an exhausted one, left by a
+    // guard whose file went and whose inode was reused, does not hide it).
+    let planned = failing
+        .iter_mut()
+        .find(|(failing_id, left, _)| *failing_id == id && *left != Some(0));
+    let fails = match planned {
+        Some((_, None, _)) => true,
+        Some((_, Some(left), _)) => {
             *left -= 1;
             true
         }
-        _ => false,
+        None => false,
     };
     if fails {
         return Err(std::io::Error::other("injected: the disk lost the write"));

@@ -42,21 +42,34 @@ pub(crate) enum Refused {
     Io(io::Error),
 }
 
-/// A file's identity (device and inode), `None` where the platform has none.
-pub(crate) fn file_id(meta: &std::fs::Metadata) -> Option<(u64, u64)> {
-    os::file_id(meta)
+/// The power-loss simulation keys files by their metadata (Unix only, as
+/// that simulation is).
+#[cfg(all(unix, any(test, feature = "testing")))]
+pub(crate) use os::meta_id;
+
+/// An open file's identity (device and inode on Unix, volume serial number
+/// and file index on Windows), `None` when it cannot be read.
+pub(crate) fn file_id(file: &File) -> Option<(u64, u64)> {
+    os::file_id(file)
 }
 
 /// The identity of the entry at `path` itself (a link is not followed),
-/// `None` when there is none or the platform cannot tell.
+/// `None` when there is none or it cannot be read.
 pub(crate) fn entry_id(path: &Path) -> Option<(u64, u64)> {
-    os::file_id(&std::fs::symlink_metadata(path).ok()?)
+    os::path_id(path, false).ok().flatten()
 }
 
-/// Whether `a` and `b` are the same file; `None` where the platform cannot
-/// tell (then callers assume they are).
-pub(crate) fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> Option<bool> {
-    os::file_id(a).zip(os::file_id(b)).map(|(a, b)| a == b)
+/// The identity of the file at `path`, links followed: `Ok(None)` when it
+/// cannot be read from an entry that exists; an error (`NotFound` for no
+/// entry) when the path cannot be looked up.
+pub(crate) fn path_id(path: &Path) -> io::Result<Option<(u64, u64)>> {
+    os::path_id(path, true)
+}
+
+/// Whether the identities `a` and `b` are of the same file; `None` where
+/// either is unknown (then callers assume they are).
+pub(crate) fn same_id(a: Option<(u64, u64)>, b: Option<(u64, u64)>) -> Option<bool> {
+    a.zip(b).map(|(a, b)| a == b)
 }
 
 /// What tells one version of a file from another: on Unix its inode and
@@ -64,6 +77,22 @@ pub(crate) fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> Option<
 /// stamp), elsewhere its length and modification time.
 pub(crate) fn stamp(meta: &std::fs::Metadata) -> (u64, u64) {
     os::stamp(meta)
+}
+
+/// Renames `from` over `to`, in one step that a crash cannot tear (the old
+/// file or the new one is at `to`). Where the platform refuses to rename
+/// over a file that another handle holds open or mapped (Windows without
+/// POSIX-semantics renames, Wine among them), the error says so
+/// ([`in_use`]) and nothing changed.
+pub(crate) fn rename_over(from: &Path, to: &Path) -> io::Result<()> {
+    os::rename_over(from, to)
+}
+
+/// Whether an error of [`rename_over`] means that the file at the target
+/// is open or mapped by a handle, which this platform does not rename
+/// over (never on Unix).
+pub(crate) fn in_use(error: &io::Error) -> bool {
+    os::in_use(error)
 }
 
 /// Syncs the directory that holds `path` (a new or removed name in it);

@@ -56,12 +56,23 @@ pub(super) fn punch_hole(_file: &File, _range: std::ops::Range<u64>) -> io::Resu
 }
 
 /// Device and inode: a file's identity for as long as it exists.
-#[allow(
-    clippy::unnecessary_wraps,
-    reason = "the signature all platforms share; some cannot tell"
-)]
-pub(super) fn file_id(meta: &std::fs::Metadata) -> Option<(u64, u64)> {
-    Some((meta.dev(), meta.ino()))
+pub(crate) fn meta_id(meta: &std::fs::Metadata) -> (u64, u64) {
+    (meta.dev(), meta.ino())
+}
+
+/// The identity of an open file; `None` when it cannot be inspected.
+pub(super) fn file_id(file: &File) -> Option<(u64, u64)> {
+    file.metadata().ok().map(|meta| meta_id(&meta))
+}
+
+/// The identity of the file at `path` (of a link itself unless `follow`).
+pub(super) fn path_id(path: &Path, follow: bool) -> io::Result<Option<(u64, u64)>> {
+    let meta = if follow {
+        std::fs::metadata(path)?
+    } else {
+        std::fs::symlink_metadata(path)?
+    };
+    Ok(Some(meta_id(&meta)))
 }
 
 /// Inode and modification time (nanoseconds since the epoch): a file
@@ -219,4 +230,14 @@ pub(super) fn allocate(file: &File, from: u64, to: u64) -> io::Result<()> {
 )]
 pub(super) fn allocate(_file: &File, _from: u64, _to: u64) -> io::Result<()> {
     Ok(())
+}
+
+/// `rename(2)`: atomic, whoever holds the file at `to` open or mapped.
+pub(super) fn rename_over(from: &Path, to: &Path) -> io::Result<()> {
+    std::fs::rename(from, to)
+}
+
+/// A rename over a file is never refused for the file being in use here.
+pub(super) fn in_use(_error: &io::Error) -> bool {
+    false
 }

@@ -5,23 +5,35 @@
 use std::{
     fs::File,
     io,
-    os::windows::io::{AsRawHandle, FromRawHandle},
+    os::windows::{
+        ffi::{OsStrExt, OsStringExt},
+        fs::OpenOptionsExt,
+        io::{AsRawHandle, FromRawHandle},
+    },
     path::Path,
 };
 
 use windows_sys::Win32::{
     Foundation::{
-        ERROR_ACCESS_DENIED, ERROR_LOCK_VIOLATION, ERROR_NOT_LOCKED, GENERIC_WRITE, HANDLE,
-        INVALID_HANDLE_VALUE,
+        ERROR_ACCESS_DENIED, ERROR_LOCK_VIOLATION, ERROR_NOT_LOCKED, ERROR_SHARING_VIOLATION,
+        ERROR_USER_MAPPED_FILE, GENERIC_WRITE, HANDLE, INVALID_HANDLE_VALUE,
     },
     Storage::FileSystem::{
-        FILE_SHARE_DELETE, FILE_SHARE_READ, FILE_SHARE_WRITE, LOCKFILE_EXCLUSIVE_LOCK,
-        LOCKFILE_FAIL_IMMEDIATELY, LockFileEx, ReOpenFile, UnlockFileEx,
+        BY_HANDLE_FILE_INFORMATION, FILE_ATTRIBUTE_TEMPORARY, FILE_FLAG_BACKUP_SEMANTICS,
+        FILE_FLAG_OPEN_REPARSE_POINT, FILE_NAME_NORMALIZED, FILE_SHARE_DELETE, FILE_SHARE_READ,
+        FILE_SHARE_WRITE, GetDiskFreeSpaceExW, GetFileAttributesW, GetFileInformationByHandle,
+        GetFinalPathNameByHandleW, INVALID_FILE_ATTRIBUTES, LOCKFILE_EXCLUSIVE_LOCK,
+        LOCKFILE_FAIL_IMMEDIATELY, LockFileEx, ReOpenFile, SetFileAttributesW, UnlockFileEx,
     },
     System::IO::OVERLAPPED,
 };
 
 use super::{Kind, Refused};
+
+/// The sharing every handle of this crate allows: others may read, write,
+/// and delete or rename the file (std's default, spelled out where a
+/// handle is opened by hand).
+const SHARE_ALL: u32 = FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE;
 
 /// Windows refuses to cut a file while a view of it is mapped: the
 /// mapping is dropped first.
@@ -39,7 +51,6 @@ pub(super) fn write_all_at(file: &File, mut data: &[u8], mut offset: u64) -> io:
     Ok(())
 }
 
-/// No stable file identity in std here: callers assume the same file.
 /// No hole punching here: zeros are written instead.
 #[allow(
     clippy::unnecessary_wraps,
@@ -49,8 +60,37 @@ pub(super) fn punch_hole(_file: &File, _range: std::ops::Range<u64>) -> io::Resu
     Ok(false)
 }
 
-pub(super) fn file_id(_meta: &std::fs::Metadata) -> Option<(u64, u64)> {
-    None
+/// The file's index on its volume (`GetFileInformationByHandle`): a
+/// file's identity for as long as it exists; `None` when the handle
+/// cannot be asked. The volume's serial number is left out (the first
+/// half is 0): Wine reports 0 for a handle whose file was renamed since it
+/// was opened, and the files compared here are at one path or in one
+/// directory, on one volume.
+pub(super) fn file_id(file: &File) -> Option<(u64, u64)> {
+    let mut info = BY_HANDLE_FILE_INFORMATION::default();
+    // SAFETY: the handle is open for the borrow of `file`; `info` lives
+    // across the call, which only writes it.
+    let done = unsafe { GetFileInformationByHandle(handle(file), &raw mut info) };
+    (done != 0).then(|| {
+        let index = (u64::from(info.nFileIndexHigh) << 32) | u64::from(info.nFileIndexLow);
+        (0, index)
+    })
+}
+
+/// The identity of the file at `path` (of a link itself unless `follow`):
+/// the entry is opened without any access (no sharing conflict with the
+/// handles that hold it) and asked.
+pub(super) fn path_id(path: &Path, follow: bool) -> io::Result<Option<(u64, u64)>> {
+    let mut flags = FILE_FLAG_BACKUP_SEMANTICS;
+    if !follow {
+        flags |= FILE_FLAG_OPEN_REPARSE_POINT;
+    }
+    let entry = std::fs::OpenOptions::new()
+        .access_mode(0)
+        .share_mode(SHARE_ALL)
+        .custom_flags(flags)
+        .open(path)?;
+    Ok(file_id(&entry))
 }
 
 /// No inode in std here: the length and the modification time
@@ -92,10 +132,9 @@ pub(super) fn sync(file: &File, data_only: bool) -> io::Result<()> {
     };
     match synced {
         Err(error) if error.raw_os_error() == Some(ERROR_ACCESS_DENIED.cast_signed()) => {
-            let share = FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE;
             // SAFETY: the handle is open for the borrow of `file`; the call
             // only reads it.
-            let writable = unsafe { ReOpenFile(handle(file), GENERIC_WRITE, share, 0) };
+            let writable = unsafe { ReOpenFile(handle(file), GENERIC_WRITE, SHARE_ALL, 0) };
             if writable == INVALID_HANDLE_VALUE {
                 return Err(error);
             }
@@ -209,14 +248,61 @@ fn change(file: &File, exclusive: bool) -> Result<(), Refused> {
     Err(Refused::Conflict)
 }
 
-/// Windows reports no capacity here and reserves nothing: the file is
-/// only extended (see the crate README).
+/// The capacity of the volume that holds `file` (`GetDiskFreeSpaceExW` on
+/// the directory of its final path), in bytes (a block of 1 byte), and
+/// the file's length as what it holds; a volume that cannot be asked says
+/// nothing (`Space::UNKNOWN`). Nothing is reserved ([`allocate`]): growth
+/// is checked against this, then the file is only extended.
 #[allow(
     clippy::unnecessary_wraps,
     reason = "the signature all platforms share; Unix can fail"
 )]
-pub(super) fn space(_file: &File) -> io::Result<super::Space> {
-    Ok(super::Space::UNKNOWN)
+pub(super) fn space(file: &File) -> io::Result<super::Space> {
+    Ok(volume_space(file).unwrap_or(super::Space::UNKNOWN))
+}
+
+fn volume_space(file: &File) -> Option<super::Space> {
+    let mut name = vec![0u16; 1024];
+    loop {
+        let capacity = u32::try_from(name.len()).ok()?;
+        // SAFETY: the handle is open for the borrow of `file`; `name` holds
+        // `capacity` wide characters, which the call writes at most.
+        let len = unsafe {
+            GetFinalPathNameByHandleW(
+                handle(file),
+                name.as_mut_ptr(),
+                capacity,
+                FILE_NAME_NORMALIZED,
+            )
+        };
+        match usize::try_from(len).ok()? {
+            0 => return None,
+            len if len < name.len() => {
+                name.truncate(len);
+                break;
+            }
+            // Too small: `len` is the size needed, with the NUL.
+            len => name.resize(len, 0),
+        }
+    }
+    let path = std::path::PathBuf::from(std::ffi::OsString::from_wide(&name));
+    let dir = wide(path.parent()?);
+    let (mut free, mut total) = (0u64, 0u64);
+    // SAFETY: `dir` is a NUL-terminated wide string that outlives the
+    // call; the two counts live across it; the third may be null.
+    let done = unsafe {
+        GetDiskFreeSpaceExW(
+            dir.as_ptr(),
+            &raw mut free,
+            &raw mut total,
+            std::ptr::null_mut(),
+        )
+    };
+    (done != 0).then(|| super::Space {
+        total_blocks: total,
+        free_bytes: free,
+        held: file.metadata().map_or(0, |meta| meta.len()),
+    })
 }
 
 #[allow(
@@ -225,4 +311,45 @@ pub(super) fn space(_file: &File) -> io::Result<super::Space> {
 )]
 pub(super) fn allocate(_file: &File, _from: u64, _to: u64) -> io::Result<()> {
     Ok(())
+}
+
+/// `path` as a NUL-terminated wide string, for the calls std does not wrap.
+fn wide(path: &Path) -> Vec<u16> {
+    path.as_os_str().encode_wide().chain(Some(0)).collect()
+}
+
+/// Renames `from` over `to`. std's rename asks for POSIX semantics first
+/// (`FileRenameInfoEx` with `FILE_RENAME_FLAG_POSIX_SEMANTICS`: the file at
+/// `to` may be open, even mapped, elsewhere, whose handles keep the old
+/// file) and falls back to `MoveFileExW(MOVEFILE_REPLACE_EXISTING)` where
+/// the system or the file system lacks them (Wine, FAT, Windows before
+/// 10 1709), which refuses a `to` that is open or mapped: see [`in_use`].
+/// A temporary file (tempfile marks them `FILE_ATTRIBUTE_TEMPORARY`, which
+/// lets the cache keep their data from the disk) is made an ordinary one
+/// first.
+pub(super) fn rename_over(from: &Path, to: &Path) -> io::Result<()> {
+    let name = wide(from);
+    // SAFETY: `name` is a NUL-terminated wide string that outlives the call.
+    let attributes = unsafe { GetFileAttributesW(name.as_ptr()) };
+    if attributes != INVALID_FILE_ATTRIBUTES && attributes & FILE_ATTRIBUTE_TEMPORARY != 0 {
+        // SAFETY: as above.
+        let done =
+            unsafe { SetFileAttributesW(name.as_ptr(), attributes & !FILE_ATTRIBUTE_TEMPORARY) };
+        if done == 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    std::fs::rename(from, to)
+}
+
+/// Whether a rename over a file failed because the file is open or mapped
+/// by a handle that did not allow it (or the system allows it to none).
+pub(super) fn in_use(error: &io::Error) -> bool {
+    [
+        ERROR_ACCESS_DENIED,
+        ERROR_SHARING_VIOLATION,
+        ERROR_USER_MAPPED_FILE,
+    ]
+    .iter()
+    .any(|code| error.raw_os_error() == Some(code.cast_signed()))
 }

@@ -26,6 +26,23 @@ pub fn journal_of(path: &std::path::Path) -> std::path::PathBuf {
     storage_mmap::fs::journal_path(path)
 }
 
+/// Whether a file may be renamed over one that another handle maps, in
+/// `dir` (always on Unix; on Windows only with POSIX-semantics renames,
+/// not under Wine): where not, such a replacement is refused with
+/// `ResourceBusy` and changes nothing.
+#[cfg(feature = "mmap")]
+#[allow(dead_code, reason = "not every test binary replaces a held file")]
+pub fn renames_over_open_files(dir: &std::path::Path) -> bool {
+    storage_mmap::fs::renames_over_open_files(dir).unwrap()
+}
+
+/// Whether `result` is the refusal of a replacement of a file that
+/// another handle holds, where the platform cannot rename over one.
+#[allow(dead_code, reason = "not every test binary replaces a held file")]
+pub fn refused_as_in_use<T>(result: &StorageResult<T>) -> bool {
+    matches!(result, Err(storage::StorageError::Io(e)) if e.kind() == std::io::ErrorKind::ResourceBusy)
+}
+
 /// Sleeps until `delay` has passed since now, in 1 ms steps.
 pub fn sleep_for(delay: Duration) {
     let started = Instant::now();

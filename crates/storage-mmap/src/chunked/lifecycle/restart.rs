@@ -183,7 +183,7 @@ impl<R: ResourceExt> Shared<R> {
                         // Not renamed: the old file stays; the new one goes.
                         drop(fresh);
                         if files::remove_download(&self.temp).is_ok() {
-                            claim.release();
+                            claim.release_removed();
                         }
                     }
                     published => *lifecycle = published,
