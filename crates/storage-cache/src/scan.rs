@@ -137,7 +137,10 @@ fn unseal(dir: &Path, lock: &File, lock_path: &Path) -> StorageResult<Option<Sea
     if bytes.len() as u64 != seal.index_len || index::trailing_crc(&bytes) != Some(seal.index_crc) {
         return Ok(None);
     }
-    let unchanged = seal::dir_stamp(dir).is_ok_and(|stamp| stamp == seal.dir);
+    // Where a directory's stamp cannot prove that no name changed (see
+    // `storage_mmap::fs::directory_stamps_are_exact`), the names are listed.
+    let unchanged = storage_mmap::fs::directory_stamps_are_exact()
+        && seal::dir_stamp(dir).is_ok_and(|stamp| stamp == seal.dir);
     Ok(Some(Sealed { bytes, unchanged }))
 }
 

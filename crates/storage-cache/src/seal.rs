@@ -145,7 +145,10 @@ pub(crate) fn dir_stamp(dir: &Path) -> io::Result<Stamp> {
 /// When `dir` cannot be read.
 pub(crate) fn settled_dir_stamp(dir: &Path) -> io::Result<Stamp> {
     let meta = fs::metadata(dir)?;
-    if let Ok(modified) = meta.modified() {
+    // Waited for only where an open trusts the stamp.
+    if storage_mmap::fs::directory_stamps_are_exact()
+        && let Ok(modified) = meta.modified()
+    {
         let settle = settle_after(modified);
         if let Ok(wait) = (modified + settle).duration_since(SystemTime::now()) {
             std::thread::sleep(wait.min(settle));

@@ -169,6 +169,17 @@ pub fn renames_over_open_files(dir: &Path) -> io::Result<bool> {
     probed
 }
 
+/// Whether a directory's [`version_stamp`] moves whenever a name in it is
+/// added, removed or renamed over (Unix: its inode and its modification
+/// time, which every such change sets). Elsewhere (Windows) the stamp is
+/// a length and a time, which a rename inside the directory was seen to
+/// leave as it was: a cache must list the names there rather than trust
+/// an unchanged stamp.
+#[must_use]
+pub fn directory_stamps_are_exact() -> bool {
+    crate::sys::DIRECTORY_STAMPS_ARE_EXACT
+}
+
 /// What tells one version of a file from another, from its metadata: on
 /// Unix its inode and modification time (a rename over the file or a write
 /// into it changes the stamp), elsewhere its length and modification time.

@@ -397,10 +397,13 @@ impl Journal {
     /// what the lost one held is only fetched again.
     fn open_or_recreate(&mut self) -> io::Result<File> {
         match self.open() {
-            // Not when the download went with it (its file removed too).
+            // Not when the download went with it (its file removed too; on
+            // Windows a removed file's name lingers while a handle holds
+            // it, but it cannot be opened).
             Err(e)
                 if e.kind() == io::ErrorKind::NotFound
-                    && crate::fs::journal_owner(&self.path).is_some_and(|file| file.exists()) =>
+                    && crate::fs::journal_owner(&self.path)
+                        .is_some_and(|file| File::open(file).is_ok()) =>
             {
                 *self = Self::create(&self.path, std::iter::empty())?;
                 self.open()

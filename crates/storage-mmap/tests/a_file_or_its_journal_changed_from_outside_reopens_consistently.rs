@@ -136,7 +136,7 @@ fn an_unfinished_download_whose_journal_was_deleted_reopens_unfinished() {
     for sync_first in [false, true] {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("journal-deleted.bin");
-        let expected = pattern(41, 1000);
+        let expected = support::pattern(41, 1000);
         let r = open(&path, OpenMode::Auto).unwrap();
         r.write_at(0, &expected).unwrap();
         if sync_first {

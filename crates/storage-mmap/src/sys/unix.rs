@@ -15,6 +15,11 @@ use std::{fs::File, io, os::unix::fs::MetadataExt, path::Path};
 
 use super::{Kind, Refused};
 
+/// Whether a directory's stamp moves with every change of its names: a name
+/// added, removed or renamed over sets the directory's modification time
+/// (and its stamp is inode + time in nanoseconds).
+pub(crate) const DIRECTORY_STAMPS_ARE_EXACT: bool = true;
+
 /// A mapped file may be cut (the pages past the new end must not be
 /// touched until the mapping is dropped, which the caller ensures).
 pub(crate) const CAN_CUT_MAPPED: bool = true;

@@ -35,6 +35,11 @@ use super::{Kind, Refused};
 /// handle is opened by hand).
 const SHARE_ALL: u32 = FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE;
 
+/// Whether a directory's stamp moves with every change of its names: the
+/// stamp is a length and a time; a rename inside the directory was seen to
+/// leave it as it was (under Wine).
+pub(crate) const DIRECTORY_STAMPS_ARE_EXACT: bool = false;
+
 /// Windows refuses to cut a file while a view of it is mapped: the
 /// mapping is dropped first.
 pub(crate) const CAN_CUT_MAPPED: bool = false;
