@@ -129,6 +129,12 @@ fn unseal(dir: &Path, lock: &File, lock_path: &Path) -> StorageResult<Option<Sea
     let Some(seal) = seal else {
         return Ok(None);
     };
+    // Where stamps cannot prove that nothing changed (a directory's, or a
+    // marker's: see `storage_mmap::fs::directory_stamps_are_exact`), the
+    // seal is not trusted at all: the full scan reads every marker.
+    if !storage_mmap::fs::directory_stamps_are_exact() {
+        return Ok(None);
+    }
     let Ok(bytes) = fs::read(dir.join(INDEX_FILE)) else {
         return Ok(None);
     };
@@ -137,10 +143,7 @@ fn unseal(dir: &Path, lock: &File, lock_path: &Path) -> StorageResult<Option<Sea
     if bytes.len() as u64 != seal.index_len || index::trailing_crc(&bytes) != Some(seal.index_crc) {
         return Ok(None);
     }
-    // Where a directory's stamp cannot prove that no name changed (see
-    // `storage_mmap::fs::directory_stamps_are_exact`), the names are listed.
-    let unchanged = storage_mmap::fs::directory_stamps_are_exact()
-        && seal::dir_stamp(dir).is_ok_and(|stamp| stamp == seal.dir);
+    let unchanged = seal::dir_stamp(dir).is_ok_and(|stamp| stamp == seal.dir);
     Ok(Some(Sealed { bytes, unchanged }))
 }
 

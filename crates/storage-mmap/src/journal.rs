@@ -397,11 +397,14 @@ impl Journal {
     /// what the lost one held is only fetched again.
     fn open_or_recreate(&mut self) -> io::Result<File> {
         match self.open() {
-            // Not when the download went with it (its file removed too; on
-            // Windows a removed file's name lingers while a handle holds
-            // it, but it cannot be opened).
+            // Not when the download went with it (its file removed too).
+            // Not on Windows, where a removed file's name lingers while a
+            // handle holds it: a download removed whole would get a
+            // journal back (a journal deleted from outside there leaves
+            // the file looking committed, as before; the mmap README says).
             Err(e)
                 if e.kind() == io::ErrorKind::NotFound
+                    && sys::REMOVED_NAMES_GO_AT_ONCE
                     && crate::fs::journal_owner(&self.path)
                         .is_some_and(|file| File::open(file).is_ok()) =>
             {
@@ -706,6 +709,7 @@ mod tests {
         assert_eq!(fs::metadata(&path).unwrap().len(), contents.valid_len);
     }
 
+    #[cfg(unix)] // Windows makes no journal anew (`REMOVED_NAMES_GO_AT_ONCE`)
     #[test]
     fn a_journal_removed_from_outside_is_made_anew_empty() {
         let dir = tempfile::tempdir().unwrap();

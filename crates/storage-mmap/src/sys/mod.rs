@@ -18,7 +18,10 @@ mod os;
 /// that simulation is).
 #[cfg(all(unix, any(test, feature = "testing")))]
 pub(crate) use os::contents_of;
-pub(crate) use os::{CAN_CUT_MAPPED, DIRECTORY_STAMPS_ARE_EXACT, no_follow_no_block, try_lock};
+pub(crate) use os::{
+    CAN_CUT_MAPPED, DIRECTORY_STAMPS_ARE_EXACT, REMOVED_NAMES_GO_AT_ONCE, no_follow_no_block,
+    try_lock,
+};
 
 /// A lock to hold on a whole file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

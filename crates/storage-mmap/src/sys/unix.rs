@@ -15,6 +15,10 @@ use std::{fs::File, io, os::unix::fs::MetadataExt, path::Path};
 
 use super::{Kind, Refused};
 
+/// Whether a removed file's name goes at once, even while a handle
+/// holds the file (Windows: it lingers, delete pending, until closed).
+pub(crate) const REMOVED_NAMES_GO_AT_ONCE: bool = true;
+
 /// Whether a directory's stamp moves with every change of its names: a name
 /// added, removed or renamed over sets the directory's modification time
 /// (and its stamp is inode + time in nanoseconds).

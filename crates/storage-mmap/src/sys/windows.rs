@@ -35,6 +35,10 @@ use super::{Kind, Refused};
 /// handle is opened by hand).
 const SHARE_ALL: u32 = FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE;
 
+/// Whether a removed file's name goes at once, even while a handle
+/// holds the file (Windows: it lingers, delete pending, until closed).
+pub(crate) const REMOVED_NAMES_GO_AT_ONCE: bool = false;
+
 /// Whether a directory's stamp moves with every change of its names: the
 /// stamp is a length and a time; a rename inside the directory was seen to
 /// leave it as it was (under Wine).
