@@ -372,6 +372,24 @@ impl Checkpoints {
         (journal, pending, Arc::clone(&self.shared.data))
     }
 
+    /// Stops the checkpoints if their journal was never made (a new file
+    /// marked unfinished, not checkpointed yet: `mark.rs`), so that none is
+    /// made now; says whether it did. Never waits for a checkpoint under
+    /// way (its journal is being made, or is): then it does nothing.
+    pub(crate) fn stop_if_unborn(&self) -> bool {
+        let Some(mut journal) = self.shared.journal.try_lock() else {
+            return false;
+        };
+        if journal.as_ref().is_none_or(Journal::is_born) {
+            return false;
+        }
+        let mut pending = self.shared.pending.lock();
+        pending.stop = true;
+        pending.ranges.clear();
+        *journal = None;
+        true
+    }
+
     /// Final checkpoint (on drop): syncs, journals the rest, syncs the journal.
     pub(crate) fn finish(self) -> io::Result<()> {
         let poison = self.shared.poison.clone();

@@ -21,7 +21,9 @@ use self::{
 };
 use crate::{
     OpenMode,
+    checkpoint::Checkpoints,
     map::Mapping,
+    mark::{self, Mark},
     store::{Store, io_error},
     sys,
 };
@@ -74,14 +76,21 @@ pub struct MmapDriver {
 
 impl MmapDriver {
     /// A driver of `store`, opened in `mode`, keeping `journal`.
-    fn new(mode: OpenMode, store: MappedStore, journal: Journaling) -> Self {
+    /// `unsynced_mark`: a committed file found with a mark that vouches
+    /// for its bytes (`mark.rs`): its first `sync` settles it.
+    fn new(mode: OpenMode, store: MappedStore, journal: Journaling, unsynced_mark: bool) -> Self {
+        let durability = Durability::default();
+        if unsynced_mark {
+            durability.defer();
+        }
         Self {
             mode,
             store,
             journal,
-            durability: Durability::default(),
+            durability,
             lifecycle: Mutex::new(()),
-            unsynced: true.into(),
+            // A settled mark's sync covers the data.
+            unsynced: (!unsynced_mark).into(),
         }
     }
 
@@ -96,7 +105,31 @@ impl MmapDriver {
     fn finisher(&self) -> Finisher {
         Finisher::new(&self.store, &self.journal)
     }
+
+    /// Marks the file committed to its `len` bytes (`mark.rs`) and gives
+    /// its lock down to a reader's (no journal is kept for a writer's lock
+    /// to guard); says whether the mark was set.
+    fn mark_committed(&self, len: u64) -> bool {
+        let path = self.store.path();
+        let mut store = self.store.write();
+        let bytes = store.bytes();
+        let Some(contents) = usize::try_from(len).ok().and_then(|len| bytes.get(..len)) else {
+            return false;
+        };
+        let marked = store
+            .file(path)
+            .is_ok_and(|file| mark::set(file, Mark::of(contents)).is_ok());
+        if marked {
+            store.release_to_shared(path);
+        }
+        marked
+    }
 }
+
+/// The largest commit a mark vouches for (`mark.rs`): its CRC is computed
+/// at the commit and again by every open until it is synced. Larger files
+/// are checkpointed anyway (see `CHECKPOINT_BYTES`, 8 MiB too).
+pub(crate) const MARKED_COMMIT_MAX: u64 = 8 << 20;
 
 impl Drop for MmapDriver {
     fn drop(&mut self) {
@@ -216,6 +249,23 @@ impl DriverIo for MmapDriver {
         // Everything written so far is the commit's work to sync.
         self.unsynced
             .store(false, std::sync::atomic::Ordering::SeqCst);
+        // A small new file never checkpointed has no journal: its mark
+        // vouches for the commit, and nothing is synced until asked for.
+        if target <= MARKED_COMMIT_MAX
+            && checkpoints
+                .as_ref()
+                .is_some_and(Checkpoints::stop_if_unborn)
+        {
+            if self.mark_committed(target) {
+                self.durability.defer();
+            } else {
+                // Marked unfinished still: made durable in the background
+                // (data, mark removed, directory), with no journal to go.
+                self.durability
+                    .start(None, self.finisher().without_journal());
+            }
+            return Ok(());
+        }
         self.durability.start(checkpoints, self.finisher());
         Ok(())
     }
@@ -421,6 +471,11 @@ impl MmapDriver {
         let _lifecycle = self.lifecycle.lock();
         // After the commit's background work, which may release the lock.
         self.durability.wait();
+        // A mark vouches for the bytes as committed: they are made durable
+        // and the mark goes before any is changed.
+        if self.durability.is_deferred() {
+            self.durability.settle(|| self.finisher())?;
+        }
         self.store.rewrite_in_place(offset, data)
     }
 

@@ -38,6 +38,24 @@ struct State {
     images: HashMap<FileKey, Vec<u8>>,
     /// Names of the directory as of its last sync.
     names: HashMap<String, FileKey>,
+    /// The state mark (`mark.rs`) of each file as of the last sync of
+    /// anything: a mark is metadata, which the journaling file systems
+    /// make durable in order, with the first sync after it.
+    marks: HashMap<FileKey, Vec<u8>>,
+}
+
+/// The marks of the files of `dir` now.
+fn marks_of(dir: &Path) -> HashMap<FileKey, Vec<u8>> {
+    fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let file = File::open(entry.path()).ok()?;
+            let mark = sys::read_mark(&file).ok()??;
+            Some((key_of(&file.metadata().ok()?), mark))
+        })
+        .collect()
 }
 
 /// What `file` holds now (some files are opened for writing only).
@@ -72,6 +90,14 @@ impl DurableImage {
     /// or this directory's names).
     pub(crate) fn record(&self, event: &Synced<'_>) -> bool {
         let mut state = self.state.lock();
+        let concerned = self.take_in(&mut state, event);
+        if concerned {
+            state.marks = marks_of(&self.dir);
+        }
+        concerned
+    }
+
+    fn take_in(&self, state: &mut State, event: &Synced<'_>) -> bool {
         match event {
             Synced::File(file) => {
                 if let Ok(meta) = file.metadata() {
@@ -99,7 +125,12 @@ impl DurableImage {
         let state = self.state.lock();
         for (file, key) in &state.names {
             let bytes = state.images.get(key).map_or(&[][..], Vec::as_slice);
-            fs::write(into.join(file), bytes).expect("a file of the crash directory");
+            let path = into.join(file);
+            fs::write(&path, bytes).expect("a file of the crash directory");
+            if let Some(mark) = state.marks.get(key) {
+                let file = File::open(&path).expect("a file of the crash directory");
+                sys::set_mark(&file, mark).expect("a mark in the crash directory");
+            }
         }
     }
 }

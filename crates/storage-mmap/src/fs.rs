@@ -296,6 +296,8 @@ mod tests {
             crate::MmapResource::open(CancellationToken::new(), crate::MmapOptions::new(&path))
                 .unwrap();
         resource.write_at(0, b"bytes").unwrap();
+        // Checkpointed: a journal is made (a new file has none before).
+        resource.sync().unwrap();
         assert!(journal_path(&path).exists(), "no journal where it is named");
         drop(resource);
         std::fs::write(&side_files(&path)[1], b"a torn journal").unwrap();

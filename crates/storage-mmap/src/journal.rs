@@ -246,6 +246,10 @@ pub(crate) struct Journal {
     /// A record's write failed partway: its torn bytes are cut off before
     /// the next one (else every later record would follow them, unread).
     torn: bool,
+    /// Whether the journal file exists: a new file marked unfinished
+    /// (`mark.rs`) has none until something is to be journaled, which
+    /// makes it whole and durable first.
+    born: bool,
 }
 
 use crate::sys;
@@ -345,11 +349,35 @@ impl Journal {
         }
     }
 
+    /// The journal of a new file marked unfinished (`mark.rs`), not yet
+    /// made: no file exists until the first record, which creates it
+    /// whole and durable ([`Journal::create`]) before it is written.
+    pub(crate) fn unborn(path: &Path) -> Self {
+        Self {
+            path: path.to_path_buf(),
+            id: None,
+            name_durable: false,
+            len: MAGIC.len() as u64,
+            torn: false,
+            born: false,
+        }
+    }
+
+    /// Whether the journal file was ever made (see [`Journal::unborn`]).
+    pub(crate) fn is_born(&self) -> bool {
+        self.born
+    }
+
     /// Makes the journal's name and first record durable, once (a no-op
     /// for a journal created whole): before the first range is recorded,
     /// so no range is journaled, and no data synced, while a power loss
-    /// could keep the data file without its journal.
+    /// could keep the data file without its journal. An unborn journal is
+    /// made, whole and durable.
     pub(crate) fn make_name_durable(&mut self) -> io::Result<()> {
+        if !self.born {
+            *self = Self::create(&self.path, std::iter::empty())?;
+            return Ok(());
+        }
         if self.name_durable {
             return Ok(());
         }
@@ -367,6 +395,7 @@ impl Journal {
             name_durable: true,
             len,
             torn: false,
+            born: true,
         }
     }
 
@@ -396,6 +425,10 @@ impl Journal {
     /// unfinished (a missing journal would make it look committed), and
     /// what the lost one held is only fetched again.
     fn open_or_recreate(&mut self) -> io::Result<File> {
+        if !self.born {
+            *self = Self::create(&self.path, std::iter::empty())?;
+            return self.open();
+        }
         match self.open() {
             // Not when the download went with it (its file removed too).
             // Not on Windows, where a removed file's name lingers while a
@@ -488,6 +521,10 @@ impl Journal {
 
     /// Makes the appended records durable.
     pub(crate) fn sync(&mut self) -> io::Result<()> {
+        if !self.born {
+            // Nothing appended: the file's mark says what there is.
+            return Ok(());
+        }
         let file = self.open_or_recreate()?;
         sys::sync_data(&file)
     }

@@ -50,6 +50,7 @@ mod durable;
 pub mod fs;
 mod journal;
 mod map;
+mod mark;
 mod poison;
 mod pool;
 #[cfg(all(test, target_os = "linux"))]
@@ -65,6 +66,7 @@ pub use checkpoint::{
 };
 pub use chunked::{AtomicChunked, OpenIntent};
 pub use driver::{MmapDriver, MmapStaged};
+pub use mark::{set_unsynced_small_commits, unsynced_small_commits};
 pub use pool::{
     DEFAULT_BACKGROUND_THREADS, MAX_BACKGROUND_THREADS, background_threads, set_background_threads,
 };

@@ -259,7 +259,7 @@ impl Store {
     pub(crate) fn create(
         path: &Path,
         len: u64,
-        before_growth: impl FnOnce() -> StorageResult<()>,
+        before_growth: impl FnOnce(&File) -> StorageResult<()>,
         undo_growth: impl FnOnce(),
     ) -> StorageResult<Self> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -289,7 +289,7 @@ impl Store {
                     path: path.to_path_buf(),
                 });
             }
-            before_growth()?;
+            before_growth(&file)?;
             space::grow(&file, 0, len).map_err(|e| io_error(path, "cannot size", e))?;
             Mapping::read_only(&file, len).map_err(|e| io_error(path, "cannot map", e))
         })();

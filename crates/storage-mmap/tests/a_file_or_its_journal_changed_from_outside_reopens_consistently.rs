@@ -23,6 +23,8 @@ fn commit_with_the_journal_deleted_from_outside_is_all_or_nothing() {
     let path = dir.path().join("no-journal.bin");
     let r = open(&path, OpenMode::Auto).unwrap();
     r.write_at(0, &[3; 1000]).unwrap();
+    // Checkpointed: a journal is made (a new file has none before).
+    r.sync().unwrap();
     fs::remove_file(journal_path(&path)).unwrap();
     r.commit(Some(1000)).unwrap();
     assert_eq!(
@@ -128,7 +130,8 @@ fn a_writer_whose_file_was_renamed_over_from_outside_removes_its_own_journal() {
 }
 
 /// The journal of an unfinished download deleted from outside (before its
-/// first checkpoint, or after a sync): the drop makes a new one, so the
+/// first checkpoint — a provisional one where the file cannot be marked —
+/// or after a sync): the drop makes a new one, so the
 /// file reopens unfinished with only true bytes — never committed with
 /// bytes nobody wrote.
 #[cfg(unix)] // Windows makes no journal anew: a removed name lingers there
@@ -142,8 +145,12 @@ fn an_unfinished_download_whose_journal_was_deleted_reopens_unfinished() {
         r.write_at(0, &expected).unwrap();
         if sync_first {
             r.sync().unwrap();
+            fs::remove_file(journal_path(&path)).unwrap();
+        } else {
+            // A new file has no journal before its first checkpoint where
+            // its mark says it is unfinished; a provisional one elsewhere.
+            let _ = fs::remove_file(journal_path(&path));
         }
-        fs::remove_file(journal_path(&path)).unwrap();
         drop(r);
         let reopened = open(&path, OpenMode::Auto).unwrap();
         assert_eq!(

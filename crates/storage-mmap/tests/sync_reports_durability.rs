@@ -65,6 +65,8 @@ fn a_commit_whose_journal_cannot_be_removed_commits_and_sync_reports_it() {
     let path = dir.path().join("stuck.bin");
     let r = open(&path, OpenMode::Auto).unwrap();
     r.write_at(0, &[4; 5000]).unwrap();
+    // Checkpointed: a journal is made (a new file has none before).
+    r.sync().unwrap();
     let journal = journal_path(&path);
     let pinned = support::Protected::new(&journal, support::Forbid::Unlink);
 
@@ -100,6 +102,8 @@ fn a_commit_whose_journal_cannot_be_removed_reopens_committed_and_whole() {
     let r = open(&path, OpenMode::Auto).unwrap();
     let data = support::pattern(3, 5000);
     r.write_at(0, &data).unwrap();
+    // Checkpointed: a journal is made (a new file has none before).
+    r.sync().unwrap();
     let journal = journal_path(&path);
     let pinned = support::Protected::new(&journal, support::Forbid::Unlink);
     r.commit(Some(5000)).unwrap();
@@ -127,6 +131,8 @@ fn dropping_a_resource_finishes_an_unsynced_commit() {
     let path = dir.path().join("drop.bin");
     let r = open(&path, OpenMode::Auto).unwrap();
     r.write_at(0, &[4; 5000]).unwrap();
+    // Checkpointed: a journal is made (a new file has none before).
+    r.sync().unwrap();
     let journal = journal_path(&path);
     let pinned = support::Protected::new(&journal, support::Forbid::Unlink);
     r.commit(Some(5000)).unwrap();

@@ -114,7 +114,8 @@ pub mod mmap {
     pub use storage_mmap::{
         CHECKPOINT_BYTES, CHECKPOINT_INTERVAL, CHECKPOINT_MAX_DELAY, CheckpointPolicy,
         DEFAULT_BACKGROUND_THREADS, DEFAULT_INITIAL_LEN, MAX_BACKGROUND_THREADS, MmapDriver,
-        MmapStaged, background_threads, set_background_threads,
+        MmapStaged, background_threads, set_background_threads, set_unsynced_small_commits,
+        unsynced_small_commits,
     };
 }
 

@@ -28,7 +28,7 @@ use storage_core::{StorageError, StorageResult};
 use super::{journaling::Journaling, mapped::MappedStore};
 use crate::{
     checkpoint::Checkpoints,
-    journal,
+    journal, mark,
     poison::Poison,
     pool,
     store::{Store, io_error, is_at_path},
@@ -45,6 +45,9 @@ pub(super) struct Finisher {
     journal_path: PathBuf,
     /// The identity of this handle's journal: only that one is removed.
     journal_id: Option<(u64, u64)>,
+    /// Whether this handle made or kept a journal at all: a committed
+    /// mark's settling (`mark.rs`) removes none.
+    journal: bool,
     /// A failed data sync of the file: then it is never called durable.
     poison: Poison,
 }
@@ -69,7 +72,18 @@ impl Finisher {
             path: store.path().to_path_buf(),
             journal_path: journal.path().to_path_buf(),
             journal_id: journal.id(),
+            journal: true,
             poison: journal.poison().clone(),
+        }
+    }
+
+    /// The same work for a file with no journal of this handle's (a new
+    /// file never checkpointed, a marked file found committed): its data
+    /// synced, its mark removed, its directory synced.
+    pub(super) fn without_journal(self) -> Self {
+        Self {
+            journal: false,
+            ..self
         }
     }
 
@@ -95,6 +109,18 @@ impl Finisher {
             error,
             data_lost: false,
         };
+        // Durable now: the file's mark (`mark.rs`) is not needed any more,
+        // and must go before the journal does (a mark left alone would
+        // outlive a rewrite's bytes it does not vouch for).
+        store()
+            .file(&self.path)
+            .and_then(|file| {
+                mark::clear(file).map_err(|e| io_error(&self.path, "cannot unmark", e))
+            })
+            .map_err(retryable)?;
+        if !self.journal {
+            return self.sync_dir_and_release().map_err(retryable);
+        }
         let own = self.journal_id;
         let ours = if own.is_some() {
             true
@@ -117,10 +143,15 @@ impl Finisher {
             let _ = journal::mark_whole_if_ours(&self.journal_path, is_ours, store().bytes());
             return Err(retryable(error));
         }
-        // The journal's removal, and the file's own name (a new download's,
-        // or a replacement's rename), in one directory sync.
+        self.sync_dir_and_release().map_err(retryable)
+    }
+
+    /// The journal's removal, and the file's own name (a new download's,
+    /// or a replacement's rename), in one directory sync; then a reader's
+    /// lock.
+    fn sync_dir_and_release(&self) -> StorageResult<()> {
         sys::sync_dir(&self.path)
-            .map_err(|e| retryable(io_error(&self.path, "cannot sync the directory of", e)))?;
+            .map_err(|e| io_error(&self.path, "cannot sync the directory of", e))?;
         self.store
             .write()
             .unwrap_or_else(PoisonError::into_inner)
@@ -135,6 +166,10 @@ enum Phase {
     /// Nothing is owed (no commit, or a durable one).
     #[default]
     Settled,
+    /// A commit vouched for by the file's mark (`mark.rs`), not synced:
+    /// nothing runs until someone asks for durability (`sync`, a rewrite
+    /// in place); the drop leaves it so.
+    Deferred,
     /// The pool is finishing a commit (or has it queued).
     Running(Arc<Job>),
     /// A commit's last steps failed where a retry is sound (the journal's
@@ -293,9 +328,21 @@ impl Durability {
     }
 
     /// Whether a commit is still owed durability (running, or failed): the
-    /// writer's lock and the journal must stay. Never waits.
+    /// writer's lock and the journal must stay. Never waits. A deferred
+    /// commit keeps neither (its mark vouches for it).
     pub(super) fn owed(&self) -> bool {
-        !matches!(*self.phase.lock(), Phase::Settled)
+        !matches!(*self.phase.lock(), Phase::Settled | Phase::Deferred)
+    }
+
+    /// A commit whose durability waits until asked for (see
+    /// [`Phase::Deferred`]).
+    pub(super) fn defer(&self) {
+        *self.phase.lock() = Phase::Deferred;
+    }
+
+    /// Whether a commit's durability waits until asked for.
+    pub(super) fn is_deferred(&self) -> bool {
+        matches!(*self.phase.lock(), Phase::Deferred)
     }
 
     /// Waits, then: `Ok` when nothing is owed; the background error, once;
@@ -303,7 +350,20 @@ impl Durability {
     pub(super) fn settle(&self, finisher: impl FnOnce() -> Finisher) -> StorageResult<()> {
         self.wait();
         let mut phase = self.phase.lock();
-        if let Phase::Retry { report } = &mut *phase {
+        if matches!(*phase, Phase::Deferred) {
+            *phase = match finisher().without_journal().finish() {
+                Ok(()) => Phase::Settled,
+                // Reported now; the next call tries again.
+                Err(Unfinished {
+                    error,
+                    data_lost: false,
+                }) => {
+                    *phase = Phase::Deferred;
+                    return Err(error);
+                }
+                Err(lost) => Self::phase_of(Err(lost)),
+            };
+        } else if let Phase::Retry { report } = &mut *phase {
             if let Some(error) = report.take() {
                 return Err(error);
             }

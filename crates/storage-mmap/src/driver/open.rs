@@ -12,6 +12,7 @@ use crate::{
     MmapOpenOptions, MmapOptions, OpenMode,
     checkpoint::{CheckpointPolicy, Checkpoints},
     journal::{self, Journal},
+    mark::{self, Mark},
     poison::Poison,
     space::DEFAULT_INITIAL_LEN,
     store::{Access, Held, Store, io_error},
@@ -106,33 +107,38 @@ impl Driver for MmapDriver {
         let journal_path = journal::path_for(&path);
         let writer = mode != OpenMode::ReadOnly;
         let existing = length_of(&path)?;
-        let (store, mut state, checkpoints) = match existing {
-            None if !writer => (Store::missing(), committed(0), None),
+        let opened = match existing {
+            None if !writer => Ready {
+                store: Store::missing(),
+                state: committed(0),
+                checkpoints: None,
+                unsynced_mark: false,
+            },
             Some(len) if len > 0 || !writer => {
                 match open_existing(&path, &journal_path, mode, policy)? {
-                    Opened::Ready(store, state, checkpoints) => (store, state, checkpoints),
                     // Emptied meanwhile: taken up as a new file below.
                     Opened::Empty => create(&path, &journal_path, initial_len, policy)?,
+                    Opened::Ready(ready) => ready,
                 }
             }
             _ => create(&path, &journal_path, initial_len, policy)?,
         };
-        state.path = Some(path.clone());
-        Ok(assemble(
-            path,
-            journal_path,
-            mode,
-            policy,
-            store,
-            state,
-            checkpoints,
-        ))
+        Ok(assemble(path, journal_path, mode, policy, opened))
     }
+}
+
+/// An opened file, before its driver is assembled.
+struct Ready {
+    store: Store,
+    state: DriverState,
+    checkpoints: Option<Checkpoints>,
+    /// A committed file whose mark waits for its first sync (`mark.rs`).
+    unsynced_mark: bool,
 }
 
 /// What opening an existing file gave.
 enum Opened {
-    Ready(Store, DriverState, Option<Checkpoints>),
+    Ready(Ready),
     /// A writer found the file empty: it is a new file.
     Empty,
 }
@@ -158,64 +164,132 @@ fn open_existing(
     if writer && store.len() == 0 {
         return Ok(Opened::Empty);
     }
-    let Some(contents) = read_journal(journal_path, store.bytes(), writer)? else {
-        // Committed (or committed since the look): a reader's lock.
-        store.release_to_shared(path);
-        if writer {
-            // A journal's leftover temporary: only a writer holding the
-            // exclusive lock writes one, and none does now.
-            let _ = journal::remove_if_present(&journal::temp_path_for(journal_path));
+    let contents = match read_journal(journal_path, store.bytes(), writer)? {
+        Some(contents) => Found::Journal(contents),
+        // No journal: the file's mark decides (`mark.rs`).
+        None => {
+            match mark::read(store.file(path)?).map_err(|e| io_error(path, "cannot inspect", e))? {
+                None => Found::Committed { marked: false },
+                Some(mark) if mark.vouches_for(store.bytes()) => Found::Committed { marked: true },
+                Some(_) => Found::Marked,
+            }
         }
-        let len = store.len();
-        return Ok(Opened::Ready(store, committed(len), None));
+    };
+    let contents = match contents {
+        Found::Committed { marked } => {
+            // Committed (or committed since the look): a reader's lock.
+            store.release_to_shared(path);
+            if writer {
+                // A journal's leftover temporary: only a writer holding the
+                // exclusive lock writes one, and none does now.
+                let _ = journal::remove_if_present(&journal::temp_path_for(journal_path));
+            }
+            let len = store.len();
+            return Ok(Opened::Ready(Ready {
+                store,
+                state: committed(len),
+                checkpoints: None,
+                // Its bytes may not be durable yet: a writer's `sync` (or
+                // rewrite) makes them so before the mark goes.
+                unsynced_mark: marked && writer,
+            }));
+        }
+        Found::Journal(contents) => Some(contents),
+        Found::Marked => None,
     };
     // An unfinished file: exactly the journaled ranges are there (cut to
-    // the file, should someone have shortened it).
-    let mut available = contents.ranges.clone();
+    // the file, should someone have shortened it); none when only its mark
+    // says it is unfinished.
+    let mut available = contents
+        .as_ref()
+        .map(|contents| contents.ranges.clone())
+        .unwrap_or_default();
     available.remove(store.len()..u64::MAX);
     let mut checkpoints = None;
     if writer {
-        // A journal appeared after the look: the writer's lock is needed.
+        // A journal (or mark) appeared after the look: the writer's lock
+        // is needed.
         store.acquire_exclusive(path)?;
         let _ = journal::remove_if_present(&journal::temp_path_for(journal_path));
-        let journal = Journal::resume(journal_path, &contents)
-            .map_err(|e| io_error(journal_path, "cannot write", e))?;
+        let journal = match &contents {
+            Some(contents) => Journal::resume(journal_path, contents),
+            // A committed mark that no longer matches is made unfinished,
+            // so the bytes written from now on never match it by chance.
+            None => match mark::set(store.file(path)?, Mark::Unfinished) {
+                Ok(()) => Ok(Journal::unborn(journal_path)),
+                Err(_) => Journal::create(journal_path, std::iter::empty()),
+            },
+        }
+        .map_err(|e| io_error(journal_path, "cannot write", e))?;
         let data = store.shared_file(path)?;
         checkpoints = Some(Checkpoints::new(data, journal, Poison::default(), policy));
     }
+    let (expected_len, validator) = contents
+        .map(|contents| (contents.expected_len, contents.validator))
+        .unwrap_or_default();
     let state = DriverState {
         final_len: None,
         available,
         is_committed: false,
         // What was written after the last checkpoint is still in the file.
         unclean_holes: true,
-        expected_len: contents.expected_len,
-        validator: contents.validator.clone(),
+        expected_len,
+        validator,
         ..DriverState::default()
     };
-    Ok(Opened::Ready(store, state, checkpoints))
+    Ok(Opened::Ready(Ready {
+        store,
+        state,
+        checkpoints,
+        unsynced_mark: false,
+    }))
 }
 
-/// Creates a new file (or takes up an empty one) with its journal.
+/// What decides an existing file's state.
+enum Found {
+    /// Its journal: an unfinished download.
+    Journal(journal::Contents),
+    /// No journal, and no mark or a mark that vouches for its bytes.
+    Committed { marked: bool },
+    /// No journal, and a mark that vouches for nothing (`mark.rs`).
+    Marked,
+}
+
+/// Creates a new file (or takes up an empty one), marked unfinished or
+/// with a provisional journal.
 fn create(
     path: &Path,
     journal_path: &Path,
     initial_len: Option<u64>,
     policy: CheckpointPolicy,
-) -> StorageResult<(Store, DriverState, Option<Checkpoints>)> {
+) -> StorageResult<Ready> {
     let len = initial_len.unwrap_or(DEFAULT_INITIAL_LEN);
     let mut journal = None;
     let store = Store::create(
         path,
         len,
-        || {
+        |file| {
             let _ = journal::remove_if_present(&journal::temp_path_for(journal_path));
-            // Provisional (no sync): the file is empty and locked, and is
-            // given its length only after this.
-            journal = Some(
-                Journal::create_provisional(journal_path)
+            // The file is empty and locked, and is given its length only
+            // after this: marked unfinished (no journal, no sync) where
+            // the file system keeps marks; else a provisional journal (no
+            // sync either).
+            let marked = if mark::new_files_marked() {
+                mark::set(file, Mark::Unfinished)
+            } else {
+                Err(io::ErrorKind::Unsupported.into())
+            };
+            journal = Some(match marked {
+                Ok(()) => {
+                    // A journal left beside an empty file (a download that
+                    // died as it began) would outrank the mark.
+                    journal::remove_if_present(journal_path)
+                        .map_err(|e| io_error(journal_path, "cannot remove", e))?;
+                    Journal::unborn(journal_path)
+                }
+                Err(_) => Journal::create_provisional(journal_path)
                     .map_err(|e| io_error(journal_path, "cannot write", e))?,
-            );
+            });
             Ok(())
         },
         || {
@@ -229,19 +303,29 @@ fn create(
         }
         None => None,
     };
-    Ok((store, DriverState::default(), checkpoints))
+    Ok(Ready {
+        store,
+        state: DriverState::default(),
+        checkpoints,
+        unsynced_mark: false,
+    })
 }
 
-/// The driver of an opened `store`, its extent taken from `state`.
+/// The driver of an opened file, its extent taken from its state.
 fn assemble(
     path: PathBuf,
     journal_path: PathBuf,
     mode: OpenMode,
     policy: CheckpointPolicy,
-    store: Store,
-    state: DriverState,
-    checkpoints: Option<Checkpoints>,
+    opened: Ready,
 ) -> (MmapDriver, DriverState) {
+    let Ready {
+        store,
+        mut state,
+        checkpoints,
+        unsynced_mark,
+    } = opened;
+    state.path = Some(path.clone());
     let extent = if state.is_committed {
         state.final_len.unwrap_or(0)
     } else {
@@ -251,6 +335,7 @@ fn assemble(
         mode,
         MappedStore::new(path, store, extent),
         Journaling::new(journal_path, policy, checkpoints),
+        unsynced_mark,
     );
     (driver, state)
 }

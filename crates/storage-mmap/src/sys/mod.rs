@@ -221,6 +221,32 @@ pub(crate) fn sync_data(file: &File) -> io::Result<()> {
     Ok(())
 }
 
+/// The state mark stored with `file` (an extended attribute), `None`
+/// when there is none or the platform keeps none (see `mark.rs`).
+pub(crate) fn read_mark(file: &File) -> io::Result<Option<Vec<u8>>> {
+    os::read_mark(file)
+}
+
+/// Sets `file`'s state mark: a metadata change, no sync. `Unsupported`
+/// where the platform or file system keeps no extended attributes (and in
+/// this crate's tests of the fallback, `probe::without_marks`).
+pub(crate) fn set_mark(file: &File, value: &[u8]) -> io::Result<()> {
+    if probe::marks_refused() {
+        return Err(io::ErrorKind::Unsupported.into());
+    }
+    os::set_mark(file, value)
+}
+
+/// Whether this crate's tests turned marks on for this thread.
+pub(crate) fn probe_marks_on() -> bool {
+    probe::marks_on()
+}
+
+/// Removes `file`'s state mark, if it has one.
+pub(crate) fn clear_mark(file: &File) -> io::Result<()> {
+    os::clear_mark(file)
+}
+
 /// Makes `file`'s data and metadata durable.
 pub(crate) fn sync_all(file: &File) -> io::Result<()> {
     probe::may_fail(file)?;
@@ -280,6 +306,16 @@ mod probe {
 
     #[inline]
     pub(crate) fn no_punch() -> bool {
+        false
+    }
+
+    #[inline]
+    pub(crate) fn marks_refused() -> bool {
+        false
+    }
+
+    #[inline]
+    pub(crate) fn marks_on() -> bool {
         false
     }
 

@@ -250,3 +250,54 @@ pub(super) fn rename_over(from: &Path, to: &Path) -> io::Result<()> {
 pub(super) fn in_use(_error: &io::Error) -> bool {
     false
 }
+
+/// The extended attribute that carries a file's state mark (`mark.rs`).
+#[cfg(any(target_os = "linux", target_os = "android", target_vendor = "apple"))]
+const MARK_NAME: &str = "user.storage-mmap.state";
+
+/// The state mark of `file`: `None` when it has none, or its file system
+/// keeps no extended attributes.
+#[cfg(any(target_os = "linux", target_os = "android", target_vendor = "apple"))]
+pub(super) fn read_mark(file: &File) -> io::Result<Option<Vec<u8>>> {
+    let mut value = [0u8; 64];
+    match rustix::fs::fgetxattr(file, MARK_NAME, &mut value) {
+        Ok(len) => Ok(Some(value[..len.min(value.len())].to_vec())),
+        Err(e) if e == rustix::io::Errno::NODATA || e == rustix::io::Errno::NOTSUP => Ok(None),
+        // Longer than any mark: someone else's value, kept as unreadable.
+        Err(e) if e == rustix::io::Errno::RANGE => Ok(Some(Vec::new())),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Sets `file`'s state mark (one metadata change, no sync); an error
+/// (`Unsupported` on a file system without extended attributes) leaves
+/// the mark that was there.
+#[cfg(any(target_os = "linux", target_os = "android", target_vendor = "apple"))]
+pub(super) fn set_mark(file: &File, value: &[u8]) -> io::Result<()> {
+    rustix::fs::fsetxattr(file, MARK_NAME, value, rustix::fs::XattrFlags::empty())
+        .map_err(Into::into)
+}
+
+/// Removes `file`'s state mark, if it has one.
+#[cfg(any(target_os = "linux", target_os = "android", target_vendor = "apple"))]
+pub(super) fn clear_mark(file: &File) -> io::Result<()> {
+    match rustix::fs::fremovexattr(file, MARK_NAME) {
+        Err(e) if e == rustix::io::Errno::NODATA || e == rustix::io::Errno::NOTSUP => Ok(()),
+        done => done.map_err(Into::into),
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android", target_vendor = "apple")))]
+pub(super) fn read_mark(_file: &File) -> io::Result<Option<Vec<u8>>> {
+    Ok(None)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android", target_vendor = "apple")))]
+pub(super) fn set_mark(_file: &File, _value: &[u8]) -> io::Result<()> {
+    Err(io::ErrorKind::Unsupported.into())
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android", target_vendor = "apple")))]
+pub(super) fn clear_mark(_file: &File) -> io::Result<()> {
+    Ok(())
+}

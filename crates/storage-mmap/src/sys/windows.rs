@@ -362,3 +362,17 @@ pub(super) fn in_use(error: &io::Error) -> bool {
     .iter()
     .any(|code| error.raw_os_error() == Some(code.cast_signed()))
 }
+
+/// No state marks on Windows (no extended attributes through this crate):
+/// a new file keeps a journal from its creation, as before marks.
+pub(super) fn read_mark(_file: &File) -> io::Result<Option<Vec<u8>>> {
+    Ok(None)
+}
+
+pub(super) fn set_mark(_file: &File, _value: &[u8]) -> io::Result<()> {
+    Err(io::ErrorKind::Unsupported.into())
+}
+
+pub(super) fn clear_mark(_file: &File) -> io::Result<()> {
+    Ok(())
+}
