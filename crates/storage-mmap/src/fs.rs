@@ -87,6 +87,21 @@ pub fn is_side_file(path: &Path) -> bool {
         })
 }
 
+/// Whether the file at `path` is an unfinished download of this driver
+/// told by its *mark* rather than its journal: a new file not checkpointed
+/// yet carries a mark (an extended attribute) instead of a journal (see
+/// [`set_unsynced_small_commits`](crate::set_unsynced_small_commits)); so
+/// does a committed one whose bytes do not match its mark (lost to a power
+/// loss). `false` when there is no file or no mark. A tool that tells an
+/// unfinished download by its journal asks this too.
+///
+/// # Errors
+///
+/// The file or its mark could not be read.
+pub fn unfinished_by_mark(path: &Path) -> io::Result<bool> {
+    crate::mark::unfinished_at(path)
+}
+
 /// Removes a download: the file at `path` and its [`side_files`]. Each is
 /// tried, and one already gone is no error.
 ///

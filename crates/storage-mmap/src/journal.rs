@@ -363,6 +363,20 @@ impl Journal {
         }
     }
 
+    /// Makes an unborn journal, whole and durable — while its data file
+    /// is still there (not for a download removed meanwhile).
+    fn be_born(&mut self) -> io::Result<()> {
+        let owner = crate::fs::journal_owner(&self.path);
+        if owner.is_none_or(|file| File::open(file).is_err()) {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "the file of this journal is gone",
+            ));
+        }
+        *self = Self::create(&self.path, std::iter::empty())?;
+        Ok(())
+    }
+
     /// Whether the journal file was ever made (see [`Journal::unborn`]).
     pub(crate) fn is_born(&self) -> bool {
         self.born
@@ -375,7 +389,7 @@ impl Journal {
     /// made, whole and durable.
     pub(crate) fn make_name_durable(&mut self) -> io::Result<()> {
         if !self.born {
-            *self = Self::create(&self.path, std::iter::empty())?;
+            self.be_born()?;
             return Ok(());
         }
         if self.name_durable {
@@ -426,7 +440,7 @@ impl Journal {
     /// what the lost one held is only fetched again.
     fn open_or_recreate(&mut self) -> io::Result<File> {
         if !self.born {
-            *self = Self::create(&self.path, std::iter::empty())?;
+            self.be_born()?;
             return self.open();
         }
         match self.open() {

@@ -32,33 +32,31 @@
 use std::{
     fs::File,
     io,
+    path::Path,
     sync::atomic::{AtomicBool, Ordering},
 };
 
 use crate::sys;
 
 /// Whether new files are marked instead of journaled (see
-/// [`set_unsynced_small_commits`]); off by default.
-static NEW_FILES_MARKED: AtomicBool = AtomicBool::new(false);
+/// [`set_unsynced_small_commits`]); on by default.
+static NEW_FILES_MARKED: AtomicBool = AtomicBool::new(true);
 
-/// Lets a small new file (≤ 8 MiB, never checkpointed) be committed and
+/// Whether a small new file (≤ 8 MiB, never checkpointed) is committed and
 /// dropped without a disk sync, and without a journal beside it: the file
 /// carries a *mark* (an extended attribute) that says it is unfinished,
 /// then, at the commit, its length and CRC-32. Its first `sync()` makes it
 /// durable (one data sync, one directory sync) and removes the mark. An
 /// open that finds a committed mark checks the bytes against it: a file
 /// whose bytes a power loss did not keep reopens unfinished with nothing
-/// available, never committed. Process-wide; off by default.
+/// available, never committed. Process-wide; on by default. Off: every new
+/// file keeps a journal from its creation and its commit is made durable
+/// in the background (the drop waits for it), as before marks.
 ///
 /// Every open reads marks whatever this says (a file marked by another
 /// process is read right). Where marks cannot be kept (Windows, a file
 /// system without extended attributes), new files keep a journal as when
 /// this is off.
-///
-/// Not yet for [`AtomicChunked`](crate::AtomicChunked) downloads nor
-/// `storage-cache` entries: they tell an unfinished file by its journal,
-/// so a marked one would be taken for a finished one (published, or
-/// served). Leave this off in a process that uses either.
 pub fn set_unsynced_small_commits(enabled: bool) {
     NEW_FILES_MARKED.store(enabled, Ordering::Relaxed);
 }
@@ -70,10 +68,9 @@ pub fn unsynced_small_commits() -> bool {
     NEW_FILES_MARKED.load(Ordering::Relaxed)
 }
 
-/// Whether a new file is to be marked (this crate's tests turn it on per
-/// thread: `probe::MARKS`).
+/// Whether a new file is to be marked.
 pub(crate) fn new_files_marked() -> bool {
-    unsynced_small_commits() || sys::probe_marks_on()
+    unsynced_small_commits()
 }
 
 /// The state a mark records.
@@ -150,6 +147,29 @@ pub(crate) fn clear(file: &File) -> io::Result<()> {
     sys::clear_mark(file)
 }
 
+/// Whether the file at `path` is marked unfinished, or carries a committed
+/// mark its bytes do not match (`false` when there is no file, or no
+/// mark): a download of the mmap driver whose journal is not made yet.
+pub(crate) fn unfinished_at(path: &Path) -> io::Result<bool> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    match read(&file)? {
+        None => Ok(false),
+        Some(Mark::Unfinished) => Ok(true),
+        Some(mark @ Mark::Committed { len, .. }) => {
+            if file.metadata()?.len() != len {
+                return Ok(true);
+            }
+            let mut contents = Vec::new();
+            io::Read::read_to_end(&mut &file, &mut contents)?;
+            Ok(!mark.vouches_for(&contents))
+        }
+    }
+}
+
 #[cfg(test)]
 #[cfg(unix)] // Marks are extended attributes: Windows keeps none (journals instead).
 mod tests {
@@ -177,12 +197,9 @@ mod tests {
         }
     }
 
-    use std::{
-        path::Path,
-        sync::{
-            Arc,
-            atomic::{AtomicUsize, Ordering},
-        },
+    use std::sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
     };
 
     use storage_core::{ResourceExt, ResourceStatus, testing::pattern};
@@ -238,7 +255,6 @@ mod tests {
 
     #[test]
     fn a_small_new_file_costs_no_sync_and_no_journal_until_a_sync_asks() {
-        probe::MARKS.set(true); // as `set_unsynced_small_commits(true)`, this thread only
         let _exclusive = probe::EXCLUSIVE.lock();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("segment.ts");
@@ -273,7 +289,6 @@ mod tests {
 
     #[test]
     fn a_commit_synced_by_its_writer_is_unmarked() {
-        probe::MARKS.set(true); // as `set_unsynced_small_commits(true)`, this thread only
         let _exclusive = probe::EXCLUSIVE.lock();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cover.jpg");
@@ -294,8 +309,6 @@ mod tests {
     #[test]
     fn a_marked_file_whose_bytes_did_not_survive_reopens_unfinished_and_empty() {
         use std::os::unix::fs::FileExt;
-
-        probe::MARKS.set(true); // as `set_unsynced_small_commits(true)`, this thread only
 
         let dir = tempfile::tempdir().unwrap();
         let data = pattern(3, 20_000);
@@ -336,7 +349,6 @@ mod tests {
     /// unfinished, with nothing vouched for.
     #[test]
     fn a_file_left_unfinished_reopens_unfinished() {
-        probe::MARKS.set(true); // as `set_unsynced_small_commits(true)`, this thread only
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("killed.bin");
         std::fs::write(&path, pattern(4, 3000)).unwrap();
@@ -356,7 +368,6 @@ mod tests {
     /// file would be fetched again after a crash).
     #[test]
     fn a_rewrite_in_place_settles_the_mark_first() {
-        probe::MARKS.set(true); // as `set_unsynced_small_commits(true)`, this thread only
         let _exclusive = probe::EXCLUSIVE.lock();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("index.bin");
@@ -381,7 +392,6 @@ mod tests {
     /// first); its next commit goes the journaled way and unmarks it.
     #[test]
     fn a_reactivated_marked_file_is_journaled_and_unmarked_by_its_next_commit() {
-        probe::MARKS.set(true); // as `set_unsynced_small_commits(true)`, this thread only
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("grows.bin");
         let data = pattern(6, 12_000);
@@ -405,7 +415,6 @@ mod tests {
     /// durable in the background and the drop waits for it.
     #[test]
     fn without_marks_a_new_file_keeps_a_journal_and_its_drop_makes_it_durable() {
-        probe::MARKS.set(true); // as `set_unsynced_small_commits(true)`, this thread only
         let _exclusive = probe::EXCLUSIVE.lock();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("fat32.bin");
@@ -426,7 +435,6 @@ mod tests {
     /// A file larger than a mark vouches for goes the journaled way.
     #[test]
     fn a_large_commit_is_journaled_not_marked() {
-        probe::MARKS.set(true); // as `set_unsynced_small_commits(true)`, this thread only
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("large.bin");
         let r = open(&path, OpenMode::Auto);

@@ -221,7 +221,6 @@ fn a_new_file_s_provisional_journal_survives_a_neighbour_s_directory_sync() {
 /// it reopened committed with 0 bytes).
 #[test]
 fn a_new_marked_file_survives_a_neighbour_s_directory_sync() {
-    probe::MARKS.set(true);
     let seen = new_file_beside_a_neighbour();
     assert!(
         seen.active > 0 && seen.committed > 0,

@@ -91,7 +91,8 @@ enum Left {
     Nothing,
     /// An empty `<canonical>.tmp` (killed as the file was being created).
     Starting,
-    /// `<canonical>.tmp` and its journal: killed mid-download.
+    /// `<canonical>.tmp` and its journal (or its unfinished mark): killed
+    /// mid-download.
     Downloading,
     /// A committed `<canonical>.tmp`, no journal, the claim saying
     /// `Committing`: killed between the commit and the rename.
@@ -102,7 +103,9 @@ enum Left {
 
 fn left(canonical: &Path) -> Left {
     let temp = temp_of(canonical);
-    if temp.exists() && journal_of(&temp).exists() {
+    let unfinished =
+        journal_of(&temp).exists() || storage_mmap::fs::unfinished_by_mark(&temp).unwrap_or(false);
+    if temp.exists() && unfinished {
         Left::Downloading
     } else if temp.exists() && fs::metadata(&temp).unwrap().len() == 0 {
         Left::Starting
@@ -110,7 +113,7 @@ fn left(canonical: &Path) -> Left {
         assert_eq!(
             fs::read(claim_of(canonical)).unwrap(),
             b"C",
-            "a temporary file without a journal nor a commit mark"
+            "a temporary file neither unfinished nor marked committing by its claim"
         );
         Left::CommittedNotRenamed
     } else if canonical.exists() {

@@ -102,11 +102,20 @@ pub(super) fn check_publishable(canonical: &Path) -> StorageResult<()> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(StorageError::io("cannot inspect", canonical, e)),
     }
+    let marked = crate::mark::unfinished_at(canonical)
+        .map_err(|e| StorageError::io("cannot inspect", canonical, e))?;
     match fs::symlink_metadata(journal_path(canonical)) {
         Ok(_) => {
             let why = io::Error::new(
                 io::ErrorKind::AlreadyExists,
                 "an unfinished download of that file is there (its journal lies beside it)",
+            );
+            Err(StorageError::io("cannot publish to", canonical, why))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound && marked => {
+            let why = io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "an unfinished download of that file is there (its mark says so)",
             );
             Err(StorageError::io("cannot publish to", canonical, why))
         }

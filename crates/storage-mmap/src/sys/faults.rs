@@ -116,16 +116,6 @@ pub(crate) fn marks_refused() -> bool {
 }
 
 thread_local! {
-    /// Set by a test: new files made on this thread are marked
-    /// (`mark::set_unsynced_small_commits` for this thread only).
-    pub(crate) static MARKS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-pub(crate) fn marks_on() -> bool {
-    MARKS.get()
-}
-
-thread_local! {
     /// Set by a test: this thread's file system reports this capacity
     /// and has no `fallocate`.
     pub(crate) static SPACE: std::cell::Cell<Option<super::Space>> =

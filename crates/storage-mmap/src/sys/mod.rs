@@ -237,11 +237,6 @@ pub(crate) fn set_mark(file: &File, value: &[u8]) -> io::Result<()> {
     os::set_mark(file, value)
 }
 
-/// Whether this crate's tests turned marks on for this thread.
-pub(crate) fn probe_marks_on() -> bool {
-    probe::marks_on()
-}
-
 /// Removes `file`'s state mark, if it has one.
 pub(crate) fn clear_mark(file: &File) -> io::Result<()> {
     os::clear_mark(file)
@@ -311,11 +306,6 @@ mod probe {
 
     #[inline]
     pub(crate) fn marks_refused() -> bool {
-        false
-    }
-
-    #[inline]
-    pub(crate) fn marks_on() -> bool {
         false
     }
 
