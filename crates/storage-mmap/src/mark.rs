@@ -232,9 +232,15 @@ mod tests {
         {
             let (files, dirs, dir) = (Arc::clone(&files), Arc::clone(&dirs), dir.to_path_buf());
             probe::set(Some(Arc::new(move |event: &Synced<'_>| match event {
-                Synced::File(_) => {
+                // Only this test's files (other tests sync theirs meanwhile).
+                Synced::File(file)
+                    if std::fs::read_dir(&dir).unwrap().flatten().any(|entry| {
+                        crate::sys::entry_id(&entry.path()) == crate::sys::file_id(file)
+                    }) =>
+                {
                     files.fetch_add(1, Ordering::SeqCst);
                 }
+                Synced::File(_) => {}
                 Synced::Dir(synced) if *synced == dir.as_path() => {
                     dirs.fetch_add(1, Ordering::SeqCst);
                 }

@@ -14,11 +14,29 @@ use crate::sys;
 /// smallest size growth goes to.
 pub const DEFAULT_INITIAL_LEN: u64 = 64 * 1024;
 
-/// Extends `file` from `old_len` to `new_len` bytes with the blocks reserved.
+/// Below this length a file's growth allocates no blocks ahead (the free
+/// space is still checked for the whole grown length): a small file (an
+/// HLS segment, cover art) committed short of its doubled length would
+/// free the reserved tail again at its commit, and its `fdatasync` would
+/// convert reserved (unwritten) extents too — measured 18% slower per file
+/// than the raw create + write it is compared with, and a second journal
+/// commit in its sync. Its bytes reserve their blocks as they are written
+/// (`pwrite`: a full disk is still an `Err` from the write), and the tail
+/// never written is a hole, only ever read (zeros), never written through
+/// the mapping.
+pub(crate) const RESERVE_FROM: u64 = 1 << 20;
+
+/// Extends `file` from `old_len` to `new_len` bytes with the blocks reserved
+/// (below [`RESERVE_FROM`], only checked against the free space).
 ///
 /// On failure the file is cut back to `old_len` and the error says why.
 pub(crate) fn grow(file: &File, old_len: u64, new_len: u64) -> io::Result<()> {
-    let result = sys::reserve(file, old_len, new_len).and_then(|()| {
+    let allocate_to = if new_len < RESERVE_FROM {
+        old_len
+    } else {
+        new_len
+    };
+    let result = sys::reserve(file, old_len, new_len, allocate_to).and_then(|()| {
         if file.metadata()?.len() < new_len {
             file.set_len(new_len)?;
         }

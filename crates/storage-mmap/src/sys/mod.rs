@@ -152,7 +152,8 @@ impl Space {
     };
 }
 
-/// Reserves the disk blocks for growing `file` from `from` to `to` bytes.
+/// Reserves the disk blocks for growing `file` from `from` to `to` bytes
+/// (allocated up to `allocate_to`; the free space is checked for `to`).
 ///
 /// What cannot fit is refused at once (`StorageFull`), before `fallocate`
 /// would fill the disk block by block; blocks the file already holds need
@@ -162,7 +163,7 @@ impl Space {
 /// That cannot end in SIGBUS here: bytes reach the file by `pwrite` (a
 /// full disk is its `Err`), and readers of the mapping only touch bytes a
 /// `pwrite` stored, never the unreserved growth.
-pub(crate) fn reserve(file: &File, from: u64, to: u64) -> io::Result<()> {
+pub(crate) fn reserve(file: &File, from: u64, to: u64, allocate_to: u64) -> io::Result<()> {
     if to <= from {
         return Ok(());
     }
@@ -177,11 +178,11 @@ pub(crate) fn reserve(file: &File, from: u64, to: u64) -> io::Result<()> {
             ),
         ));
     }
-    if probe::space().is_some() {
+    if probe::space().is_some() || allocate_to <= from {
         // The test's file system has no `fallocate` either.
         return Ok(());
     }
-    os::allocate(file, from, to)
+    os::allocate(file, from, allocate_to.min(to))
 }
 
 /// Writes all of `data` at `offset` (`pwrite` until done). An error may
