@@ -240,11 +240,10 @@ mod tests {
                 {
                     files.fetch_add(1, Ordering::SeqCst);
                 }
-                Synced::File(_) => {}
                 Synced::Dir(synced) if *synced == dir.as_path() => {
                     dirs.fetch_add(1, Ordering::SeqCst);
                 }
-                Synced::Dir(_) => {}
+                Synced::File(_) | Synced::Dir(_) => {}
             })));
         }
         body();
