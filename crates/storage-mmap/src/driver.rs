@@ -472,7 +472,11 @@ impl MmapDriver {
         // After the commit's background work, which may release the lock.
         self.durability.wait();
         // A mark vouches for the bytes as committed: they are made durable
-        // and the mark goes before any is changed.
+        // and the mark goes before any is changed (not for a write refused
+        // anyway: past the end, which needs `reactivate`).
+        if offset.saturating_add(data.len() as u64) > self.store.read().len() {
+            return Err(StorageError::Committed);
+        }
         if self.durability.is_deferred() {
             self.durability.settle(|| self.finisher())?;
         }

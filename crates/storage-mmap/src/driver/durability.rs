@@ -112,15 +112,17 @@ impl Finisher {
         // Durable now: the file's mark (`mark.rs`) is not needed any more,
         // and must go before the journal does (a mark left alone would
         // outlive a rewrite's bytes it does not vouch for).
-        store()
-            .file(&self.path)
-            .and_then(|file| {
-                mark::clear(file).map_err(|e| io_error(&self.path, "cannot unmark", e))
-            })
-            .map_err(retryable)?;
+        let unmarked = store().file(&self.path).and_then(|file| {
+            mark::clear(file).map_err(|e| io_error(&self.path, "cannot unmark", e))
+        });
         if !self.journal {
+            // A committed mark that cannot go (a reader's handle of a file
+            // it does not own, an immutable file) still matches the bytes,
+            // durable now: only the next opens' check of it is left.
+            drop(unmarked);
             return self.sync_dir_and_release().map_err(retryable);
         }
+        unmarked.map_err(retryable)?;
         let own = self.journal_id;
         let ours = if own.is_some() {
             true

@@ -189,9 +189,9 @@ fn open_existing(
                 store,
                 state: committed(len),
                 checkpoints: None,
-                // Its bytes may not be durable yet: a writer's `sync` (or
-                // rewrite) makes them so before the mark goes.
-                unsynced_mark: marked && writer,
+                // Its bytes may not be durable yet: a `sync` (a reader's
+                // too) or a rewrite makes them so before the mark goes.
+                unsynced_mark: marked,
             }));
         }
         Found::Journal(contents) => Some(contents),
