@@ -366,14 +366,18 @@ impl Journal {
     /// Makes an unborn journal, whole and durable — while its data file
     /// is still there (not for a download removed meanwhile).
     fn be_born(&mut self) -> io::Result<()> {
-        let owner = crate::fs::journal_owner(&self.path);
-        if owner.is_none_or(|file| File::open(file).is_err()) {
+        let Some(owner) =
+            crate::fs::journal_owner(&self.path).and_then(|file| File::open(file).ok())
+        else {
             return Err(io::Error::new(
                 io::ErrorKind::NotFound,
                 "the file of this journal is gone",
             ));
-        }
+        };
         *self = Self::create(&self.path, std::iter::empty())?;
+        // The file says this journal is its own (a journal beside a file
+        // still marked unfinished is taken for an earlier file's).
+        crate::mark::note_journal(&owner);
         Ok(())
     }
 

@@ -8,13 +8,17 @@
 //! and syncs nothing: the drop returns at once. The first sync of the file
 //! (`sync()`, a rewrite in place) makes its data durable, then removes the
 //! mark, then syncs the directory. The first checkpoint of an unfinished
-//! file makes a journal (born whole and durable), which from then on
-//! decides, as for every journaled file; the mark goes when that journal
-//! goes (after the file's data sync).
+//! file makes a journal (born whole and durable) and marks the file
+//! [`Mark::Journaled`]: the journal decides from then on, as for every
+//! journaled file; the mark goes when that journal goes (after the file's
+//! data sync). A journal beside a file marked `Unfinished` or `Committed`
+//! is an earlier file's, and is ignored: so a new file's open looks up no
+//! journal name.
 //!
-//! Opening a file with no journal beside it:
+//! Opening a file with no journal beside it (or another file's):
 //! - no mark: committed (every file not made by this driver);
-//! - `Unfinished`: an unfinished download with nothing durable;
+//! - `Unfinished`, or `Journaled` (its journal deleted): an unfinished
+//!   download with nothing durable;
 //! - `Committed` whose length and CRC match the bytes: committed — the
 //!   bytes are whole, in the page cache or on disk; after a power loss the
 //!   mark may survive bytes that did not, and then they do not match;
@@ -80,11 +84,16 @@ pub(crate) enum Mark {
     Unfinished,
     /// Committed to `len` bytes whose CRC-32 is `crc`, not yet synced.
     Committed { len: u64, crc: u32 },
+    /// Its journal is made: the journal decides. A journal found beside a
+    /// file marked otherwise is not its own (left by an earlier file of
+    /// that name) and is ignored.
+    Journaled,
 }
 
 /// The first byte of an encoded mark.
 const UNFINISHED: u8 = b'U';
 const COMMITTED: u8 = b'C';
+const JOURNALED: u8 = b'J';
 
 impl Mark {
     /// The committed mark of `contents`.
@@ -98,6 +107,7 @@ impl Mark {
     fn encode(self) -> Vec<u8> {
         match self {
             Self::Unfinished => vec![UNFINISHED],
+            Self::Journaled => vec![JOURNALED],
             Self::Committed { len, crc } => {
                 let mut bytes = vec![COMMITTED];
                 bytes.extend_from_slice(&len.to_le_bytes());
@@ -111,6 +121,7 @@ impl Mark {
     /// `Unfinished` (vouches for nothing).
     fn decode(bytes: &[u8]) -> Self {
         match bytes {
+            [JOURNALED] => Self::Journaled,
             [COMMITTED, rest @ ..] if rest.len() == 12 => {
                 let (len, crc) = rest.split_at(8);
                 match (len.try_into(), crc.try_into()) {
@@ -135,8 +146,13 @@ impl Mark {
                     && len <= crate::driver::MARKED_COMMIT_MAX
                     && self == Self::of(contents)
             }
-            Self::Unfinished => false,
+            Self::Unfinished | Self::Journaled => false,
         }
+    }
+
+    /// Whether a journal beside a file with this mark is the file's own.
+    pub(crate) fn owns_a_journal(mark: Option<Self>) -> bool {
+        matches!(mark, None | Some(Self::Journaled))
     }
 }
 
@@ -148,6 +164,19 @@ pub(crate) fn read(file: &File) -> io::Result<Option<Mark>> {
 /// Marks `file` (no sync). `Unsupported` where marks cannot be kept.
 pub(crate) fn set(file: &File, mark: Mark) -> io::Result<()> {
     sys::set_mark(file, &mark.encode())
+}
+
+/// Marks `file` journaled if it carries another mark: called once a
+/// journal of it is made, so that journal is taken for its own. A failure
+/// is left alone: the journal is then ignored at a reopen (its ranges are
+/// fetched again; nothing is vouched for wrongly).
+pub(crate) fn note_journal(file: &File) {
+    if matches!(
+        read(file),
+        Ok(Some(Mark::Unfinished | Mark::Committed { .. }))
+    ) {
+        let _ = set(file, Mark::Journaled);
+    }
 }
 
 /// Removes `file`'s mark, if any: only once its data is durable (else a
@@ -167,7 +196,7 @@ pub(crate) fn unfinished_at(path: &Path) -> io::Result<bool> {
     };
     match read(&file)? {
         None => Ok(false),
-        Some(Mark::Unfinished) => Ok(true),
+        Some(Mark::Unfinished | Mark::Journaled) => Ok(true),
         Some(mark @ Mark::Committed { len, .. }) => {
             if file.metadata()?.len() != len || len > crate::driver::MARKED_COMMIT_MAX {
                 return Ok(true);
@@ -201,9 +230,12 @@ mod tests {
         clear(&file).unwrap();
         clear(&file).unwrap();
         assert_eq!(read(&file).unwrap(), None);
-        for stranger in [&b""[..], b"C", b"C0123", b"X123456789012", b"U"] {
+        for stranger in [&b""[..], b"C", b"C0123", b"X123456789012", b"U", b"J0"] {
             assert_eq!(Mark::decode(stranger), Mark::Unfinished, "{stranger:?}");
         }
+        set(&file, Mark::Journaled).unwrap();
+        assert_eq!(read(&file).unwrap(), Some(Mark::Journaled));
+        assert!(!Mark::Journaled.vouches_for(b"bytes"));
     }
 
     use std::sync::{
@@ -299,6 +331,66 @@ mod tests {
         assert_eq!(counts, (1, 1));
         assert_eq!(mark_of(&path), None);
         assert_eq!(syncs_in(dir.path(), || r.sync().unwrap()), (0, 0));
+    }
+
+    /// A journal left at the path by an earlier file (its data file
+    /// deleted from outside, or a download that died as it began) is not a
+    /// new file's: the new file's mark says so, and no lookup of it is paid
+    /// at the open. The new file reopens as what it is.
+    #[test]
+    fn an_earlier_file_s_journal_is_not_a_new_file_s() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("again.ts");
+        let stale = journal::path_for(&path);
+        drop(journal::Journal::create(&stale, std::iter::once(&(0..4000))).unwrap());
+        let data = pattern(9, 5000);
+        let r = open(&path, OpenMode::Auto);
+        r.write_at(0, &data).unwrap();
+        r.commit(Some(5000)).unwrap();
+        drop(r);
+        let reopened = open(&path, OpenMode::ReadOnly);
+        assert!(committed(&reopened, 5000), "{:?}", reopened.status());
+        drop(reopened);
+        // Unfinished (what a kill leaves: the new file still marked
+        // unfinished, the stale journal beside it), the stale journal's
+        // ranges are not taken either.
+        let path = dir.path().join("unfinished.ts");
+        std::fs::write(&path, pattern(11, 5000)).unwrap();
+        set(&File::open(&path).unwrap(), Mark::Unfinished).unwrap();
+        drop(
+            journal::Journal::create(&journal::path_for(&path), std::iter::once(&(0..4000)))
+                .unwrap(),
+        );
+        let reader = open(&path, OpenMode::ReadOnly);
+        assert_eq!(reader.status(), ResourceStatus::Active);
+        assert_eq!(reader.next_gap(0, 5000), Some(0..5000));
+        drop(reader);
+        let writer = open(&path, OpenMode::Auto);
+        assert_eq!(writer.next_gap(0, 5000), Some(0..5000));
+        assert!(!journal::path_for(&path).exists(), "the writer removed it");
+    }
+
+    /// The first checkpoint of a marked file makes its journal and marks
+    /// the file journaled: the journal decides from then on.
+    #[test]
+    fn a_checkpointed_marked_file_resumes_from_its_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("track.flac");
+        let data = pattern(10, 50_000);
+        let r = open(&path, OpenMode::Auto);
+        r.write_at(0, &data[..30_000]).unwrap();
+        r.sync().unwrap();
+        assert_eq!(mark_of(&path), Some(Mark::Journaled));
+        assert!(journal::path_for(&path).exists());
+        drop(r);
+        let resumed = open(&path, OpenMode::Auto);
+        assert_eq!(resumed.status(), ResourceStatus::Active);
+        assert!(resumed.contains_range(0..30_000));
+        resumed.write_at(30_000, &data[30_000..]).unwrap();
+        resumed.commit(Some(50_000)).unwrap();
+        resumed.sync().unwrap();
+        assert_eq!(mark_of(&path), None);
+        assert!(!journal::path_for(&path).exists());
     }
 
     /// A reader's `sync` makes a marked commit durable too (found by a

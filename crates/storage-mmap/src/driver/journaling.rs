@@ -14,6 +14,7 @@ use storage_core::{RangeSet, StorageError, StorageResult};
 use crate::{
     checkpoint::{CheckpointPolicy, Checkpoints, Flusher},
     journal::{self, Journal, Replacement},
+    mark,
     poison::Poison,
     store::io_error,
     sys,
@@ -184,6 +185,7 @@ impl Journaling {
         // there (none, or an unsynced commit's) when it does.
         let journal = Journal::create(&self.path, ranges.iter())
             .map_err(|e| io_error(&self.path, "cannot write", e))?;
+        mark::note_journal(&data);
         *self.id.lock() = journal.id();
         *checkpoints = Some(Checkpoints::new(
             data,
@@ -204,6 +206,7 @@ impl Journaling {
         let (journal, pending, data) = old.stop();
         match Journal::create(&self.path, std::iter::empty()) {
             Ok(fresh) => {
+                mark::note_journal(&data);
                 *self.id.lock() = fresh.id();
                 *checkpoints = Some(Checkpoints::resume(
                     data,

@@ -164,16 +164,27 @@ fn open_existing(
     if writer && store.len() == 0 {
         return Ok(Opened::Empty);
     }
-    let contents = match read_journal(journal_path, store.bytes(), writer)? {
-        Some(contents) => Found::Journal(contents),
-        // No journal: the file's mark decides (`mark.rs`).
-        None => {
-            match mark::read(store.file(path)?).map_err(|e| io_error(path, "cannot inspect", e))? {
-                None => Found::Committed { marked: false },
-                Some(mark) if mark.vouches_for(store.bytes()) => Found::Committed { marked: true },
-                Some(_) => Found::Marked,
-            }
+    let found_mark = |store: &Store| {
+        mark::read(store.file(path)?).map_err(|e| io_error(path, "cannot inspect", e))
+    };
+    let mut journal = read_journal(journal_path, store.bytes(), writer)?;
+    let mark = found_mark(&store)?;
+    if journal.is_some() && !Mark::owns_a_journal(mark) {
+        // An earlier file's journal (this one never made its own): ignored,
+        // and removed by a writer.
+        journal = None;
+        if writer {
+            store.acquire_exclusive(path)?;
+            journal::remove_if_present(journal_path)
+                .map_err(|e| io_error(journal_path, "cannot remove", e))?;
         }
+    }
+    let contents = match (journal, mark) {
+        (Some(contents), _) => Found::Journal(contents),
+        // No journal: the file's mark decides (`mark.rs`).
+        (None, None) => Found::Committed { marked: false },
+        (None, Some(mark)) if mark.vouches_for(store.bytes()) => Found::Committed { marked: true },
+        (None, Some(_)) => Found::Marked,
     };
     let contents = match contents {
         Found::Committed { marked } => {
@@ -269,7 +280,6 @@ fn create(
         path,
         len,
         |file| {
-            let _ = journal::remove_if_present(&journal::temp_path_for(journal_path));
             // The file is empty and locked, and is given its length only
             // after this: marked unfinished (no journal, no sync) where
             // the file system keeps marks; else a provisional journal (no
@@ -279,16 +289,14 @@ fn create(
             } else {
                 Err(io::ErrorKind::Unsupported.into())
             };
-            journal = Some(match marked {
-                Ok(()) => {
-                    // A journal left beside an empty file (a download that
-                    // died as it began) would outrank the mark.
-                    journal::remove_if_present(journal_path)
-                        .map_err(|e| io_error(journal_path, "cannot remove", e))?;
-                    Journal::unborn(journal_path)
-                }
-                Err(_) => Journal::create_provisional(journal_path)
-                    .map_err(|e| io_error(journal_path, "cannot write", e))?,
+            journal = Some(if marked.is_ok() {
+                // A journal left at the path by an earlier file is not
+                // this one's: its mark says so (`Mark::owns_a_journal`).
+                Journal::unborn(journal_path)
+            } else {
+                let _ = journal::remove_if_present(&journal::temp_path_for(journal_path));
+                Journal::create_provisional(journal_path)
+                    .map_err(|e| io_error(journal_path, "cannot write", e))?
             });
             Ok(())
         },
