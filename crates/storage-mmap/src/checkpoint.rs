@@ -285,11 +285,12 @@ impl Checkpoints {
     /// ranges it returned) still to be journaled.
     pub(crate) fn resume(
         data: Arc<File>,
-        journal: Journal,
+        mut journal: Journal,
         pending: Vec<Range<u64>>,
         poison: Poison,
         policy: CheckpointPolicy,
     ) -> Self {
+        journal.set_owner(sys::file_id(&data));
         let checkpoints = Self {
             shared: Arc::new_cyclic(|me| Shared {
                 me: Weak::clone(me),

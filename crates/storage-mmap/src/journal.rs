@@ -250,10 +250,31 @@ pub(crate) struct Journal {
     /// (`mark.rs`) has none until something is to be journaled, which
     /// makes it whole and durable first.
     born: bool,
+    /// When the journal file was made (where the file system says): with
+    /// `id`, what tells it from a later journal at its name that was given
+    /// its freed inode number (a journal is not held open between records).
+    born_at: Option<std::time::SystemTime>,
+    /// The identity of the data file this journal is of (set by its
+    /// checkpoints): a journal is made anew, or born, only while that very
+    /// file is at its name — never beside another file put there since
+    /// (its own download's journal would be written over).
+    owner: Option<(u64, u64)>,
 }
 
 use crate::sys;
 pub(crate) use crate::sys::sync_dir;
+
+/// A journal's temporary file, made anew: whatever was at its name (a
+/// leftover, or a link put there from outside) is removed first, and the
+/// file is created exclusively, so a write never follows a link out of the
+/// directory.
+fn create_temp(temp: &Path) -> io::Result<File> {
+    match fs::remove_file(temp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    OpenOptions::new().write(true).create_new(true).open(temp)
+}
 
 impl Journal {
     /// Creates (or replaces) the journal at `path` with `ranges` as its
@@ -266,11 +287,7 @@ impl Journal {
     ) -> io::Result<Self> {
         let temp = temp_path_for(path);
         let written = (|| {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&temp)?;
+            let mut file = create_temp(&temp)?;
             let mut bytes = MAGIC.to_vec();
             let mut ranges = ranges.peekable();
             if ranges.peek().is_some() {
@@ -326,11 +343,7 @@ impl Journal {
     pub(crate) fn create_provisional(path: &Path) -> io::Result<Self> {
         let temp = temp_path_for(path);
         let written = (|| {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&temp)?;
+            let mut file = create_temp(&temp)?;
             file.write_all(MAGIC)?;
             // Under the directory lock, as in `create`.
             let _name = sys::dir_lock(path);
@@ -360,24 +373,45 @@ impl Journal {
             len: MAGIC.len() as u64,
             torn: false,
             born: false,
+            born_at: None,
+            owner: None,
         }
     }
 
     /// Makes an unborn journal, whole and durable — while its data file
     /// is still there (not for a download removed meanwhile).
     fn be_born(&mut self) -> io::Result<()> {
-        let Some(owner) =
-            crate::fs::journal_owner(&self.path).and_then(|file| File::open(file).ok())
-        else {
-            return Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                "the file of this journal is gone",
-            ));
-        };
-        *self = Self::create(&self.path, std::iter::empty())?;
+        let owner = self.owner_file()?;
+        self.remake()?;
         // The file says this journal is its own (a journal beside a file
         // still marked unfinished is taken for an earlier file's).
         crate::mark::note_journal(&owner);
+        Ok(())
+    }
+
+    /// Records the identity of the data file this journal is of.
+    pub(crate) fn set_owner(&mut self, owner: Option<(u64, u64)>) {
+        self.owner = owner;
+    }
+
+    /// The data file at this journal's owner name, if it is this journal's
+    /// own (the identity recorded, where one was); else `NotFound`.
+    fn owner_file(&self) -> io::Result<File> {
+        let gone = || io::Error::new(io::ErrorKind::NotFound, "the file of this journal is gone");
+        let file = crate::fs::journal_owner(&self.path)
+            .and_then(|name| File::open(name).ok())
+            .ok_or_else(gone)?;
+        if self.owner.is_some() && sys::file_id(&file) != self.owner {
+            return Err(gone());
+        }
+        Ok(file)
+    }
+
+    /// This journal made anew, empty and whole, keeping whose it is.
+    fn remake(&mut self) -> io::Result<()> {
+        let owner = self.owner;
+        *self = Self::create(&self.path, std::iter::empty())?;
+        self.owner = owner;
         Ok(())
     }
 
@@ -414,6 +448,8 @@ impl Journal {
             len,
             torn: false,
             born: true,
+            born_at: file.metadata().and_then(|meta| meta.created()).ok(),
+            owner: None,
         }
     }
 
@@ -448,7 +484,8 @@ impl Journal {
             return self.open();
         }
         match self.open() {
-            // Not when the download went with it (its file removed too).
+            // Not when the download went with it (its file removed, or
+            // another file at its name since: that one's journal stays).
             // Not on Windows, where a removed file's name lingers while a
             // handle holds it: a download removed whole would get a
             // journal back (a journal deleted from outside there leaves
@@ -456,10 +493,9 @@ impl Journal {
             Err(e)
                 if e.kind() == io::ErrorKind::NotFound
                     && sys::REMOVED_NAMES_GO_AT_ONCE
-                    && crate::fs::journal_owner(&self.path)
-                        .is_some_and(|file| File::open(file).is_ok()) =>
+                    && self.owner_file().is_ok() =>
             {
-                *self = Self::create(&self.path, std::iter::empty())?;
+                self.remake()?;
                 self.open()
             }
             opened => opened,
@@ -472,7 +508,10 @@ impl Journal {
         let file = OpenOptions::new().write(true).open(&self.path)?;
         // Where the identity could not be read, the path is trusted.
         let id = sys::file_id(&file);
-        if self.id.is_some() && id != self.id {
+        let born_at = || file.metadata().and_then(|meta| meta.created()).ok();
+        if (self.id.is_some() && id != self.id)
+            || (self.born_at.is_some() && born_at() != self.born_at)
+        {
             return Err(io::Error::new(
                 io::ErrorKind::NotFound,
                 "the journal was replaced from outside",

@@ -370,6 +370,113 @@ mod tests {
         assert!(!journal::path_for(&path).exists(), "the writer removed it");
     }
 
+    /// Found by a hostile probe: an earlier file's journal, ignored while
+    /// the new file is marked, took over once a `sync()` removed the mark
+    /// (a committed file reopened partial). The sync removes it first.
+    #[test]
+    fn a_sync_removes_an_earlier_file_s_journal_before_the_mark() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("reused.ts");
+        let data = pattern(12, 12_288);
+        let earlier = open(&path, OpenMode::Auto);
+        earlier.write_at(0, &data[..8192]).unwrap();
+        earlier.sync().unwrap();
+        drop(earlier);
+        std::fs::remove_file(&path).unwrap(); // its journal stays
+        assert!(journal::path_for(&path).exists());
+        for reader_syncs in [false, true] {
+            let _ = std::fs::remove_file(&path);
+            if reader_syncs {
+                drop(
+                    journal::Journal::create(
+                        &journal::path_for(&path),
+                        std::iter::once(&(0..8192)),
+                    )
+                    .unwrap(),
+                );
+            }
+            let r = open(&path, OpenMode::Auto);
+            r.write_at(0, &data).unwrap();
+            r.commit(None).unwrap();
+            if reader_syncs {
+                drop(r);
+                open(&path, OpenMode::ReadOnly).sync().unwrap();
+            } else {
+                r.sync().unwrap();
+                drop(r);
+            }
+            let reopened = open(&path, OpenMode::ReadOnly);
+            assert!(
+                committed(&reopened, 12_288),
+                "{reader_syncs}: {:?}",
+                reopened.status()
+            );
+            assert!(!journal::path_for(&path).exists());
+        }
+    }
+
+    /// Found by a hostile probe: a live handle whose file was removed made
+    /// its journal anew at the path — over the journal of the download put
+    /// there since — or marked that other file journaled. Neither now: its
+    /// sync says its journal is gone.
+    #[test]
+    fn a_handle_of_a_removed_file_leaves_the_new_download_s_journal_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("taken.bin");
+        for earlier_synced in [true, false] {
+            let a = open(&path, OpenMode::Auto);
+            a.write_at(0, &[b'A'; 4096]).unwrap();
+            if earlier_synced {
+                a.sync().unwrap();
+            }
+            crate::fs::remove_download(&path).unwrap();
+            let b = open(&path, OpenMode::Auto);
+            b.write_at(0, &[b'B'; 4096]).unwrap();
+            b.sync().unwrap();
+            a.write_at(8192, &[b'A'; 4096]).unwrap();
+            let synced = a.sync();
+            assert!(
+                synced.is_err(),
+                "{earlier_synced}: the journal of a file gone: {synced:?}, A's file {:?}, B's {:?}, journal {:?}",
+                a.path().map(crate::sys::entry_id),
+                crate::sys::entry_id(&path),
+                crate::sys::entry_id(&journal::path_for(&path)),
+            );
+            drop(a);
+            drop(b);
+            let reopened = open(&path, OpenMode::ReadOnly);
+            assert!(reopened.contains_range(0..4096), "{earlier_synced}");
+            assert!(!reopened.contains_range(8192..8193), "{earlier_synced}");
+            let mut back = vec![0; 4096];
+            reopened.read_at(0, &mut back).unwrap();
+            assert!(back.iter().all(|&b| b == b'B'));
+            drop(reopened);
+            crate::fs::remove_download(&path).unwrap();
+        }
+    }
+
+    /// Found by a hostile probe: a link planted at a journal's temporary
+    /// name had its target overwritten by the journal. The temporary is made
+    /// exclusively now (the link removed first).
+    #[test]
+    fn a_link_at_the_journal_s_temporary_name_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.bin");
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        std::os::unix::fs::symlink(&victim, journal::temp_path_for(&journal::path_for(&path)))
+            .unwrap();
+        let r = open(&path, OpenMode::Auto);
+        r.write_at(0, b"bytes").unwrap();
+        r.sync().unwrap();
+        drop(r);
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        let journal = std::fs::symlink_metadata(journal::path_for(&path)).unwrap();
+        assert!(journal.is_file());
+        let reopened = open(&path, OpenMode::Auto);
+        assert!(reopened.contains_range(0..5));
+    }
+
     /// The first checkpoint of a marked file makes its journal and marks
     /// the file journaled: the journal decides from then on.
     #[test]

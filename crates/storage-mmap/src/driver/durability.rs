@@ -109,20 +109,35 @@ impl Finisher {
             error,
             data_lost: false,
         };
-        // Durable now: the file's mark (`mark.rs`) is not needed any more,
-        // and must go before the journal does (a mark left alone would
-        // outlive a rewrite's bytes it does not vouch for).
-        let unmarked = store().file(&self.path).and_then(|file| {
-            mark::clear(file).map_err(|e| io_error(&self.path, "cannot unmark", e))
-        });
+        let unmark = || {
+            store().file(&self.path).and_then(|file| {
+                mark::clear(file).map_err(|e| io_error(&self.path, "cannot unmark", e))
+            })
+        };
         if !self.journal {
+            // A marked commit: a journal beside it is an earlier file's,
+            // ignored only while the mark stays (`mark.rs`); it goes first,
+            // while this file is the one at the path.
+            let at_path = store()
+                .file(&self.path)
+                .and_then(|file| is_at_path(file, &self.path))
+                .map_err(retryable)?;
+            if at_path {
+                journal::remove_if_present(&self.journal_path)
+                    .map_err(|e| retryable(io_error(&self.journal_path, "cannot remove", e)))?;
+            }
             // A committed mark that cannot go (a reader's handle of a file
             // it does not own, an immutable file) still matches the bytes,
             // durable now: only the next opens' check of it is left.
-            drop(unmarked);
+            if at_path {
+                drop(unmark());
+            }
             return self.sync_dir_and_release().map_err(retryable);
         }
-        unmarked.map_err(retryable)?;
+        // Durable now: the file's mark (`mark.rs`) is not needed any more,
+        // and must go before the journal does (a mark left alone would
+        // outlive a rewrite's bytes it does not vouch for).
+        unmark().map_err(retryable)?;
         let own = self.journal_id;
         let ours = if own.is_some() {
             true
