@@ -10,6 +10,16 @@ use storage_core::{ResourceExt, ResourceStatus};
 use storage_mmap::fs::journal_path;
 use support::{data_bytes, files, get, open, put, put_durable, read_all};
 
+/// Cuts or extends `file` to `len` bytes, as another program would.
+fn set_len_from_outside(file: &Path, len: u64) {
+    fs::OpenOptions::new()
+        .write(true)
+        .open(file)
+        .unwrap()
+        .set_len(len)
+        .unwrap();
+}
+
 /// The data file of the only entry in `dir` with that content length.
 fn data_file(dir: &Path, len: u64) -> std::path::PathBuf {
     files(dir)
@@ -42,12 +52,7 @@ fn a_committed_file_cut_from_outside_resumes_as_partial() {
     let cache = open(dir.path(), 1 << 20);
     let data = put_durable(&cache, "a", 1, 1000);
     let file = data_file(dir.path(), 1000);
-    fs::OpenOptions::new()
-        .write(true)
-        .open(&file)
-        .unwrap()
-        .set_len(400)
-        .unwrap();
+    set_len_from_outside(&file, 400);
     let r = get(&cache, "a");
     assert_eq!(r.status(), ResourceStatus::Active, "never served as whole");
     assert!(r.contains_range(0..400) && !r.contains_range(400..401));
@@ -71,12 +76,7 @@ fn an_unsynced_committed_file_cut_from_outside_is_fetched_again() {
     let cache = open(dir.path(), 1 << 20);
     let data = put(&cache, "a", 1, 1000);
     let file = data_file(dir.path(), 1000);
-    fs::OpenOptions::new()
-        .write(true)
-        .open(&file)
-        .unwrap()
-        .set_len(400)
-        .unwrap();
+    set_len_from_outside(&file, 400);
     if !storage_mmap::fs::unfinished_by_mark(&file).unwrap() {
         // A file system without extended attributes: the entry was made
         // durable at its drop, as the test above.
@@ -95,12 +95,7 @@ fn an_unsynced_committed_file_cut_from_outside_is_fetched_again() {
 fn a_committed_file_cut_while_the_cache_was_closed_is_partial_after_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let data = put_durable(&open(dir.path(), 1 << 20), "a", 1, 1000);
-    fs::OpenOptions::new()
-        .write(true)
-        .open(data_file(dir.path(), 1000))
-        .unwrap()
-        .set_len(10)
-        .unwrap();
+    set_len_from_outside(&data_file(dir.path(), 1000), 10);
     // Without a seal (a kill, say), the open stats the file: its length
     // counts at once.
     support::break_seal(dir.path());
@@ -119,12 +114,7 @@ fn a_committed_file_cut_behind_a_sealed_index_is_partial_at_first_use() {
     let data = put_durable(&open(dir.path(), 1 << 20), "a", 1, 1000);
     // Cut in place: no name changes, so the sealed index is trusted at
     // open (its length stands until the entry's first use).
-    fs::OpenOptions::new()
-        .write(true)
-        .open(data_file(dir.path(), 1000))
-        .unwrap()
-        .set_len(10)
-        .unwrap();
+    set_len_from_outside(&data_file(dir.path(), 1000), 10);
     let cache = open(dir.path(), 1 << 20);
     let r = get(&cache, "a");
     assert_eq!(r.status(), ResourceStatus::Active, "never served whole");
@@ -140,12 +130,7 @@ fn a_file_grown_from_outside_starts_afresh() {
     let cache = open(dir.path(), 1 << 20);
     put(&cache, "a", 1, 100);
     let file = data_file(dir.path(), 100);
-    fs::OpenOptions::new()
-        .write(true)
-        .open(&file)
-        .unwrap()
-        .set_len(5000)
-        .unwrap();
+    set_len_from_outside(&file, 5000);
     let r = get(&cache, "a");
     assert_eq!(r.status(), ResourceStatus::Active);
     assert!(!r.contains_range(0..1));
