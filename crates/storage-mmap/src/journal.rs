@@ -448,7 +448,7 @@ impl Journal {
             len,
             torn: false,
             born: true,
-            born_at: file.metadata().and_then(|meta| meta.created()).ok(),
+            born_at: sys::birth(file),
             owner: None,
         }
     }
@@ -508,7 +508,7 @@ impl Journal {
         let file = OpenOptions::new().write(true).open(&self.path)?;
         // Where the identity could not be read, the path is trusted.
         let id = sys::file_id(&file);
-        let born_at = || file.metadata().and_then(|meta| meta.created()).ok();
+        let born_at = || sys::birth(&file);
         if (self.id.is_some() && id != self.id)
             || (self.born_at.is_some() && born_at() != self.born_at)
         {

@@ -56,6 +56,13 @@ pub(crate) fn file_id(file: &File) -> Option<(u64, u64)> {
     os::file_id(file)
 }
 
+/// When `file` was made (Unix, where the file system says; `None` on
+/// Windows): with [`file_id`], what tells a file from a later one given
+/// its freed identity.
+pub(crate) fn birth(file: &File) -> Option<std::time::SystemTime> {
+    os::birth(file)
+}
+
 /// The identity of the entry at `path` itself (a link is not followed),
 /// `None` when there is none or it cannot be read.
 pub(crate) fn entry_id(path: &Path) -> Option<(u64, u64)> {

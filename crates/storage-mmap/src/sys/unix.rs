@@ -301,3 +301,9 @@ pub(super) fn set_mark(_file: &File, _value: &[u8]) -> io::Result<()> {
 pub(super) fn clear_mark(_file: &File) -> io::Result<()> {
     Ok(())
 }
+
+/// When `file` was made, where the file system says (Linux: `statx`'s
+/// birth time), to tell it from a later file given its freed inode number.
+pub(super) fn birth(file: &File) -> Option<std::time::SystemTime> {
+    file.metadata().and_then(|meta| meta.created()).ok()
+}
