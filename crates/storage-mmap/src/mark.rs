@@ -647,6 +647,28 @@ mod tests {
         assert_eq!(&back, b"rewritten");
     }
 
+    /// A rewrite refused anyway (past the end: that needs `reactivate`)
+    /// settles nothing (found by a hostile probe: it synced the file first).
+    #[test]
+    fn a_refused_rewrite_syncs_nothing() {
+        let _exclusive = probe::EXCLUSIVE.lock();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("short.bin");
+        let r = open(&path, OpenMode::Auto);
+        r.write_at(0, &pattern(13, 3000)).unwrap();
+        r.commit(Some(3000)).unwrap();
+        drop(r);
+        let r = open(&path, OpenMode::ReadWrite);
+        let counts = syncs_in(dir.path(), || {
+            assert!(matches!(
+                r.write_at(2999, b"xx"),
+                Err(storage_core::StorageError::Committed)
+            ));
+        });
+        assert_eq!(counts, (0, 0));
+        assert!(matches!(mark_of(&path), Some(Mark::Committed { .. })));
+    }
+
     /// A reactivated marked file is journaled again (its data synced
     /// first); its next commit goes the journaled way and unmarks it.
     #[test]
